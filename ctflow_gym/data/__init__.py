@@ -1,0 +1,45 @@
+"""Data layer: Minari I/O, windows with feedback, normalisation, scores, dataset building.
+
+Everything above this layer (models, refine, agents, wrappers, cli) reads data
+through these names.
+"""
+
+from ctflow_gym.data.builder import DATASET_KINDS, BuildConfig, build_dataset, load_sb3_policy
+from ctflow_gym.data.minari_io import (
+    DEFAULT_DATASET_ID,
+    build_record,
+    dataset_summary,
+    default_dataset_path,
+    default_policy_path,
+    load_dataset,
+)
+from ctflow_gym.data.normalization import NormalizationStats
+from ctflow_gym.data.scores import D4RL_REFERENCE_RETURNS, d4rl_reference_returns, normalized_score
+from ctflow_gym.data.sim_state import REPLAY_STATE_SPEC, SimStateRecorder, get_sim_state, set_sim_state
+from ctflow_gym.data.windows import FEEDBACK_KINDS, Windows, iter_episode_arrays, make_windows, split_episodes
+
+__all__ = [
+    "BuildConfig",
+    "D4RL_REFERENCE_RETURNS",
+    "DATASET_KINDS",
+    "DEFAULT_DATASET_ID",
+    "FEEDBACK_KINDS",
+    "NormalizationStats",
+    "REPLAY_STATE_SPEC",
+    "SimStateRecorder",
+    "Windows",
+    "build_dataset",
+    "build_record",
+    "d4rl_reference_returns",
+    "dataset_summary",
+    "default_dataset_path",
+    "default_policy_path",
+    "get_sim_state",
+    "iter_episode_arrays",
+    "load_dataset",
+    "load_sb3_policy",
+    "make_windows",
+    "normalized_score",
+    "set_sim_state",
+    "split_episodes",
+]

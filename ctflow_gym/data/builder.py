@@ -1,0 +1,424 @@
+"""Build D4RL-style Minari datasets for gymnasium MuJoCo envs from SB3 policies.
+
+Kinds of dataset, named as in D4RL:
+
+- ``random``: uniformly random actions.
+- ``medium``: rollouts of a given medium-level policy (stochastic actions by
+  default, as D4RL sampled its behaviour policies).
+- ``medium-replay``: every transition an SB3 SAC run sees while it learns from
+  scratch, up to the point where its deterministic evaluation return reaches
+  ``target_return`` (after at least ``min_steps``). The SAC policy at that point is
+  saved next to the dataset: it is "the medium policy".
+- ``medium-expert``: half rollouts of the medium policy, half of an expert policy.
+
+Every episode is recorded through Minari's own :class:`minari.DataCollector`, with the
+simulator state of every observation in ``infos["sim_state"]`` (see
+:mod:`ctflow_gym.data.sim_state`) so that any window can be replayed exactly. Episode
+resets are seeded from ``seed``, so a build is reproducible on a CPU.
+
+Atomicity: everything is written under a hidden temporary folder beside the target
+and moved into place with one rename at the end. An interrupted build leaves nothing
+at the target path (and its temporary folder is removed on the way out). A build is
+not resumable: it is restarted from scratch, which the seed makes reproducible.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import gymnasium as gym
+import minari
+import numpy as np
+from minari import DataCollector, StepDataCallback
+from tqdm.auto import tqdm
+
+from ctflow_gym.data.scores import d4rl_reference_returns
+from ctflow_gym.data.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
+from ctflow_gym.data.validation import require_continuous_actions
+
+DATASET_KINDS = ("random", "medium", "medium-replay", "medium-expert")
+BUILD_METADATA_KEY = "ctflow_build"
+"""Key of the JSON record of how a dataset was made, in the Minari metadata."""
+POLICY_FILE = "policy.zip"
+"""File name of the SB3 policy saved beside a ``medium-replay`` dataset."""
+
+Policy = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class BuildConfig:
+    """How to build one dataset. Defaults make a Hopper-v5 medium-replay dataset.
+
+    Attributes:
+        env_id: gymnasium MuJoCo env id (continuous actions), e.g. ``"Hopper-v5"``.
+        kind: one of :data:`DATASET_KINDS`.
+        dataset_id: Minari id; default ``"ctflow/<env>/<kind>-v0"``.
+        root: folder of Minari datasets to write into; default Minari's own root
+            (``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``), so that
+            ``minari.load_dataset(dataset_id)`` finds the result.
+        n_steps: transitions to record for ``random``/``medium``/``medium-expert``;
+            the upper bound of SAC steps for ``medium-replay``.
+        seed: seeds episode resets, random actions and SAC.
+        policy: path of an SB3 model zip (``medium``, ``medium-expert``).
+        expert_policy: path of an SB3 model zip (``medium-expert``).
+        policy_algo: SB3 algorithm class name that saved the policies.
+        deterministic: act with the policy's mode rather than sampling it.
+        target_return: ``medium-replay`` stops once SAC's evaluation return reaches
+            this. Default: one third of the D4RL expert return (1078 for Hopper,
+            like D4RL's medium level); the shipped Hopper dataset used 1500.
+        min_steps: ``medium-replay`` records at least this many transitions.
+        eval_every: SAC evaluation period in env steps.
+        eval_episodes: episodes per SAC evaluation.
+        sac_kwargs: extra keyword arguments for ``stable_baselines3.SAC``.
+        device: torch device for SAC (``"auto"`` uses a GPU when there is one).
+        overwrite: replace an existing dataset at the target path.
+        progress_bar: show tqdm progress.
+    """
+
+    env_id: str = "Hopper-v5"
+    kind: str = "medium-replay"
+    dataset_id: str | None = None
+    root: str | None = None
+    n_steps: int = 300_000
+    seed: int = 0
+    policy: str | None = None
+    expert_policy: str | None = None
+    policy_algo: str = "SAC"
+    deterministic: bool = False
+    target_return: float | None = None
+    min_steps: int = 100_000
+    eval_every: int = 5_000
+    eval_episodes: int = 5
+    sac_kwargs: dict[str, Any] | None = None
+    device: str = "auto"
+    overwrite: bool = False
+    progress_bar: bool = True
+
+    def resolved_dataset_id(self) -> str:
+        """The dataset id, with the default filled in."""
+        if self.dataset_id:
+            return self.dataset_id
+        env_name = self.env_id.split("-")[0].lower()
+        return f"ctflow/{env_name}/{self.kind}-v0"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first argument that is out of range."""
+        if self.kind not in DATASET_KINDS:
+            raise ValueError(f"kind must be one of {DATASET_KINDS}; got {self.kind!r}")
+        if self.n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer; got {self.n_steps}")
+        if self.kind in ("medium", "medium-expert") and not self.policy:
+            raise ValueError(f"policy (an SB3 model zip) is required for kind={self.kind!r}")
+        if self.kind == "medium-expert" and not self.expert_policy:
+            raise ValueError("expert_policy (an SB3 model zip) is required for kind='medium-expert'")
+        if self.kind == "medium-replay" and self.min_steps > self.n_steps:
+            raise ValueError(
+                f"min_steps ({self.min_steps}) must not exceed n_steps ({self.n_steps}) "
+                "for kind='medium-replay'"
+            )
+        for name in ("policy", "expert_policy"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise FileNotFoundError(f"{name}: no SB3 model file at {path!r}")
+
+
+class _SimStateOnly(StepDataCallback):
+    """Keeps only the simulator state in the recorded infos.
+
+    MuJoCo envs return different info keys at reset and at step, which Minari cannot
+    store as one table; the state is all replay needs.
+    """
+
+    def __call__(self, env, **kwargs):
+        step_data = super().__call__(env, **kwargs)
+        step_data["info"] = {SIM_STATE_INFO_KEY: step_data["info"][SIM_STATE_INFO_KEY]}
+        return step_data
+
+
+class _SeededResets(gym.Wrapper):
+    """Gives every reset without a seed one drawn from a seeded generator.
+
+    SB3 and Minari otherwise reseed episodes from OS entropy, which would make
+    builds irreproducible.
+    """
+
+    def __init__(self, env: gym.Env, seed: int):
+        super().__init__(env)
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self, *, seed=None, options=None):
+        if seed is None:
+            seed = int(self._rng.integers(2**31 - 1))
+        return self.env.reset(seed=seed, options=options)
+
+
+def minari_root() -> Path:
+    """Minari's datasets folder: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``."""
+    env_root = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(env_root) if env_root else Path.home() / ".minari" / "datasets"
+
+
+@contextlib.contextmanager
+def _minari_root_at(path: Path) -> Iterator[None]:
+    """Point Minari at ``path`` for the duration of the block."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def make_recording_env(env_id: str, seed: int) -> DataCollector:
+    """A Minari ``DataCollector`` over ``env_id`` that records simulator states.
+
+    Must be created while ``MINARI_DATASETS_PATH`` points at the build's temporary
+    folder (the collector keeps its buffers there).
+    """
+    env = gym.make(env_id)
+    require_continuous_actions(env.action_space, "env_id")
+    env = SimStateRecorder(env, REPLAY_STATE_SPEC)
+    return DataCollector(env, step_data_callback=_SimStateOnly, record_infos=True)
+
+
+def load_sb3_policy(path: str | os.PathLike, algo: str = "SAC", device: str = "cpu"):
+    """Load an SB3 model zip with the named algorithm class (``"SAC"``, ``"TD3"``, ...).
+
+    SB3 zips hold cloudpickled objects: load only files you trust (the policy shipped
+    with this package was made by :func:`build_dataset`).
+    """
+    import stable_baselines3
+
+    cls = getattr(stable_baselines3, algo.upper(), None)
+    if cls is None:
+        raise ValueError(f"policy_algo must name a stable_baselines3 algorithm; got {algo!r}")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"policy: no SB3 model file at {str(path)!r}")
+    return cls.load(str(path), device=device)
+
+
+def _sb3_policy(model, deterministic: bool) -> Policy:
+    def act(observation: np.ndarray) -> np.ndarray:
+        action, _ = model.predict(observation, deterministic=deterministic)
+        return action
+
+    return act
+
+
+def _roll_out(env: gym.Env, policy: Policy | None, n_steps: int, seed: int, progress: bool, label: str) -> None:
+    """Step ``env`` for ``n_steps`` transitions with ``policy`` (``None``: random actions)."""
+    env.action_space.seed(seed)
+    obs, _ = env.reset()
+    for _ in tqdm(range(n_steps), desc=label, disable=not progress, unit="step"):
+        action = env.action_space.sample() if policy is None else policy(obs)
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            obs, _ = env.reset()
+
+
+def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: Path) -> dict[str, Any]:
+    """Run SB3 SAC on ``collector`` until its evaluation return reaches the target."""
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+
+    target = config.target_return
+    if target is None:
+        _, expert = d4rl_reference_returns(config.env_id)
+        target = expert / 3.0
+    eval_env = Monitor(_SeededResets(gym.make(config.env_id), config.seed + 10_000))
+    history: list[dict[str, float]] = []
+
+    best_episode = [-np.inf]
+
+    class StopAtTarget(BaseCallback):
+        """Stops SAC once it is at medium level and the data holds a medium episode."""
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", ()):
+                if "episode" in info:
+                    best_episode[0] = max(best_episode[0], float(info["episode"]["r"]))
+            if self.num_timesteps % config.eval_every:
+                return True
+            mean, std = evaluate_policy(self.model, eval_env, n_eval_episodes=config.eval_episodes, deterministic=True)
+            history.append({"step": self.num_timesteps, "eval_return_mean": float(mean), "eval_return_std": float(std), "best_recorded_return": best_episode[0]})
+            print(
+                f"[medium-replay] step {self.num_timesteps}: eval return {mean:.1f} +- {std:.1f}, "
+                f"best recorded episode {best_episode[0]:.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
+            at_target = mean >= target and best_episode[0] >= target
+            return not (at_target and self.num_timesteps >= config.min_steps)
+
+    sac_kwargs = {"learning_starts": 10_000, **(config.sac_kwargs or {})}
+    model = SAC("MlpPolicy", collector, seed=config.seed, device=config.device, verbose=0, **sac_kwargs)
+    model.learn(total_timesteps=config.n_steps, callback=StopAtTarget(), progress_bar=config.progress_bar)
+    # The optimisers' moment estimates double the file size and matter only to whoever
+    # continues training; SAC.load then starts Adam afresh.
+    for optimizer in (model.actor.optimizer, model.critic.optimizer, getattr(model, "ent_coef_optimizer", None)):
+        if optimizer is not None:
+            optimizer.state.clear()
+    model.save(policy_path)
+    reached = bool(history) and min(history[-1]["eval_return_mean"], best_episode[0]) >= target
+    if not reached:
+        print(
+            f"[medium-replay] warning: SAC did not reach target_return={target:.0f} within n_steps={config.n_steps}",
+            file=sys.stderr,
+        )
+    return {
+        "target_return": target,
+        "target_reached": reached,
+        "sac_steps": int(model.num_timesteps),
+        "sac_kwargs": sac_kwargs,
+        "eval_history": history,
+    }
+
+
+def build_dataset(config: BuildConfig) -> Path:
+    """Build the dataset ``config`` describes and return its folder.
+
+    The folder is ``<root>/<dataset_id>`` in Minari's layout (``data/`` inside), so
+    :func:`ctflow_gym.data.load_dataset` reads it by id or by path. For
+    ``medium-replay`` the trained SAC policy is saved as ``policy.zip`` beside
+    ``data/``. How the dataset was made (config, steps, wall time, evaluation
+    history) is stored as JSON in the Minari metadata under ``"ctflow_build"``.
+    """
+    config.validate()
+    dataset_id = config.resolved_dataset_id()
+    root = Path(config.root) if config.root else minari_root()
+    final_path = root / dataset_id
+    if final_path.exists() and not config.overwrite:
+        raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it")
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".ctflow-build-", dir=root))
+    started = time.time()
+    try:
+        with _minari_root_at(scratch):
+            collector = make_recording_env(config.env_id, config.seed)
+            extra = _collect(collector, config, scratch)
+            random_return, expert_return = d4rl_reference_returns(config.env_id)
+            with warnings.catch_warnings():
+                # Minari asks for an author e-mail, which a library build has none of.
+                warnings.filterwarnings("ignore", message=".*author_email.*")
+                dataset = collector.create_dataset(
+                    dataset_id=dataset_id,
+                    eval_env=config.env_id,
+                    algorithm_name=_algorithm_name(config),
+                    code_permalink="ctflow_gym.data.builder",
+                    author="ctflow_gym",
+                    ref_min_score=random_return,
+                    ref_max_score=expert_return,
+                    description=f"D4RL-style {config.kind} dataset for {config.env_id}, built by ctflow_gym",
+                )
+            collector.close()
+            record = {
+                "config": asdict(config),
+                "sim_state_spec": REPLAY_STATE_SPEC,
+                "wall_time_s": round(time.time() - started, 1),
+                "command": " ".join(sys.argv),
+                "versions": _versions(),
+                **extra,
+            }
+            dataset.storage.update_metadata({BUILD_METADATA_KEY: json.dumps(record)})
+            compact_hdf5(Path(dataset.storage.data_path) / "main_data.hdf5")
+        built = scratch / dataset_id
+        policy_file = scratch / POLICY_FILE
+        if policy_file.exists():
+            policy_file.replace(built / POLICY_FILE)
+        final_path.parent.mkdir(parents=True, exist_ok=True)
+        if final_path.exists():
+            shutil.rmtree(final_path)
+        os.replace(built, final_path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final_path
+
+
+def compact_hdf5(path: Path) -> None:
+    """Rewrite a Minari HDF5 file compressed (gzip + shuffle), one chunk per array.
+
+    Minari writes every array chunked and growable, which costs a few kB per array and
+    so dominates datasets of many short episodes (random-level Hopper episodes are
+    ~20 steps). The rewritten file keeps Minari's exact group/dataset layout and
+    attributes; HDF5 decompresses transparently, so Minari reads it unchanged. It
+    is no longer appendable, which a finished dataset need not be.
+    """
+    import h5py
+
+    def copy(source, target) -> None:
+        for key, value in source.attrs.items():
+            target.attrs[key] = value
+        for name, item in source.items():
+            if isinstance(item, h5py.Group):
+                copy(item, target.create_group(name))
+                continue
+            values = item[()]
+            if item.shape == () or values.size == 0:
+                copied = target.create_dataset(name, data=values)
+            else:
+                copied = target.create_dataset(name, data=values, chunks=values.shape, compression="gzip", compression_opts=9, shuffle=True)
+            for key, value in item.attrs.items():
+                copied.attrs[key] = value
+
+    staging = path.with_suffix(".compact.tmp")
+    with h5py.File(path, "r") as source, h5py.File(staging, "w", libver="latest") as target:
+        copy(source, target)
+    os.replace(staging, path)
+
+
+def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> dict[str, Any]:
+    progress = config.progress_bar
+    seeded = _SeededResets(collector, config.seed)
+    if config.kind == "random":
+        _roll_out(seeded, None, config.n_steps, config.seed, progress, "random")
+        return {}
+    if config.kind == "medium-replay":
+        return _train_sac_recording(seeded, config, scratch / POLICY_FILE)
+    medium = _sb3_policy(load_sb3_policy(config.policy, config.policy_algo), config.deterministic)
+    if config.kind == "medium":
+        _roll_out(seeded, medium, config.n_steps, config.seed, progress, "medium")
+        return {}
+    expert = _sb3_policy(load_sb3_policy(config.expert_policy, config.policy_algo), config.deterministic)
+    half = config.n_steps // 2
+    _roll_out(seeded, medium, half, config.seed, progress, "medium")
+    _roll_out(seeded, expert, config.n_steps - half, config.seed + 1, progress, "expert")
+    return {}
+
+
+def _algorithm_name(config: BuildConfig) -> str:
+    return {
+        "random": "uniform random actions",
+        "medium": f"{config.policy_algo} policy rollouts",
+        "medium-replay": "SB3 SAC replay (training from scratch)",
+        "medium-expert": f"{config.policy_algo} medium + expert policy rollouts",
+    }[config.kind]
+
+
+def _versions() -> dict[str, str]:
+    import mujoco
+    import stable_baselines3
+    import torch
+
+    return {
+        "gymnasium": gym.__version__,
+        "mujoco": mujoco.__version__,
+        "minari": minari.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }

@@ -1,0 +1,35 @@
+"""Input checks shared by the data layer and everything above it.
+
+Each raises with a message that names the argument and what was expected.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+
+def require_continuous_actions(action_space: gym.Space, argument: str) -> None:
+    """Raise ``TypeError`` unless ``action_space`` is a 1-D continuous ``Box``."""
+    if not isinstance(action_space, gym.spaces.Box) or len(action_space.shape) != 1:
+        raise TypeError(
+            f"{argument}: a continuous 1-D Box action space is required; got {action_space}. "
+            "Discrete and structured action spaces are not supported"
+        )
+
+
+def require_flat_observations(observation_space: gym.Space, argument: str) -> None:
+    """Raise ``TypeError`` unless ``observation_space`` is a 1-D ``Box``."""
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise TypeError(f"{argument}: a 1-D Box observation space is required; got {observation_space}")
+
+
+def require_finite(array: np.ndarray, argument: str, where: str = "") -> None:
+    """Raise ``ValueError`` if ``array`` holds NaN or inf, saying where the first one is."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        location = f" in {where}" if where else ""
+        raise ValueError(
+            f"{argument} must be finite; found {np.asarray(array)[first]} at index {first}{location}"
+        )

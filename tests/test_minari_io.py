@@ -1,0 +1,176 @@
+import json
+import os
+from pathlib import Path
+
+import minari
+import numpy as np
+import pytest
+
+from ctflow_gym.data import BuildConfig, build_dataset, build_record, dataset_summary, load_dataset, make_windows
+from ctflow_gym.data.builder import POLICY_FILE
+
+
+def test_round_trip_through_minari_on_disk(random_dataset_path, datasets_root, monkeypatch):
+    by_path = load_dataset(random_dataset_path)
+    by_data_folder = load_dataset(random_dataset_path / "data")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(datasets_root))
+    by_id = load_dataset("ctflow/hopper/random-v0")
+    by_minari = minari.load_dataset("ctflow/hopper/random-v0")
+    assert by_path.total_steps == by_data_folder.total_steps == by_id.total_steps == by_minari.total_steps == 1500
+    first, again = by_path[0], by_minari[0]
+    np.testing.assert_array_equal(first.observations, again.observations)
+    np.testing.assert_array_equal(first.actions, again.actions)
+    assert by_path.env_spec.id == "Hopper-v5"
+    assert by_path.storage.metadata["ref_max_score"] == pytest.approx(3234.3)
+
+
+def test_build_record_says_how_it_was_made(random_dataset):
+    record = build_record(random_dataset)
+    assert record["config"]["kind"] == "random"
+    assert record["config"]["seed"] == 3
+    assert record["wall_time_s"] >= 0
+    summary = dataset_summary(random_dataset)
+    assert summary["steps"] == 1500 and summary["has_sim_states"]
+    assert summary["return_min"] <= summary["return_mean"] <= summary["return_max"]
+
+
+def test_builds_are_reproducible_for_a_seed(tmp_path, random_dataset):
+    again = build_dataset(BuildConfig(kind="random", n_steps=1500, seed=3, root=str(tmp_path), progress_bar=False))
+    rebuilt = load_dataset(again)
+    for a, b in zip(random_dataset.iterate_episodes(), rebuilt.iterate_episodes()):
+        np.testing.assert_array_equal(a.actions, b.actions)
+        np.testing.assert_array_equal(a.observations, b.observations)
+
+
+def test_existing_dataset_is_not_overwritten(random_dataset_path, datasets_root):
+    with pytest.raises(FileExistsError, match="dataset_id"):
+        build_dataset(BuildConfig(kind="random", n_steps=10, seed=3, root=str(datasets_root), progress_bar=False))
+
+
+def test_medium_and_medium_expert_from_sb3_policies(tmp_path):
+    from stable_baselines3 import SAC
+
+    policy = tmp_path / "sac.zip"
+    SAC("MlpPolicy", "Hopper-v5", seed=0, device="cpu").save(policy)
+    medium = build_dataset(BuildConfig(kind="medium", n_steps=200, policy=str(policy), root=str(tmp_path), progress_bar=False))
+    assert load_dataset(medium).total_steps == 200
+    mixed = build_dataset(
+        BuildConfig(kind="medium-expert", n_steps=300, policy=str(policy), expert_policy=str(policy), root=str(tmp_path), progress_bar=False)
+    )
+    assert load_dataset(mixed).total_steps == 300
+
+
+def test_medium_replay_records_sac_training_and_saves_policy(tmp_path):
+    config = BuildConfig(
+        kind="medium-replay", n_steps=600, min_steps=300, eval_every=300, eval_episodes=1, target_return=-1e9,
+        root=str(tmp_path), progress_bar=False, device="cpu", sac_kwargs={"learning_starts": 100, "batch_size": 32},
+    )
+    path = build_dataset(config)
+    dataset = load_dataset(path)
+    record = build_record(dataset)
+    assert record["target_reached"] and record["sac_steps"] == 300
+    assert dataset.total_steps == 300
+    assert (path / POLICY_FILE).is_file()
+    assert len(make_windows(dataset, window=4)) > 0
+
+
+def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
+    from stable_baselines3 import SAC
+
+    from ctflow_gym.data import builder
+
+    policy = tmp_path / "sac.zip"
+    SAC("MlpPolicy", "Hopper-v5", seed=0, device="cpu").save(policy)
+    root = tmp_path / "root"
+    real_policy = builder._sb3_policy
+
+    def interrupting_policy(model, deterministic):
+        act = real_policy(model, deterministic)
+        calls = [0]
+
+        def step(observation):
+            calls[0] += 1
+            if calls[0] > 50:
+                raise KeyboardInterrupt
+            return act(observation)
+
+        return step
+
+    monkeypatch.setattr(builder, "_sb3_policy", interrupting_policy)
+    with pytest.raises(KeyboardInterrupt):
+        build_dataset(BuildConfig(kind="medium", n_steps=200, policy=str(policy), root=str(root), progress_bar=False))
+    assert list(root.iterdir()) == []
+
+
+def test_unknown_dataset_id_or_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no Minari dataset 'nobody/nothing-v0'"):
+        load_dataset("nobody/nothing-v0")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no Minari dataset"):
+        load_dataset(tmp_path / "empty")
+    with pytest.raises(TypeError, match="dataset must be"):
+        load_dataset(42)
+
+
+def _buffer_dataset(dataset_id: str, env, episodes):
+    from minari.data_collector import EpisodeBuffer
+
+    buffers = [EpisodeBuffer(**{k: list(v) for k, v in episode.items()}) for episode in episodes]
+    return minari.create_dataset_from_buffers(dataset_id, buffer=buffers, env=env, description="test", algorithm_name="test", code_permalink="test", author="test", author_email="t@t")
+
+
+def test_nan_in_data_is_reported_with_its_place(tmp_path, monkeypatch):
+    import gymnasium as gym
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    env = gym.make("Hopper-v5")
+    rng = np.random.default_rng(0)
+    observations = rng.normal(size=(11, 11))
+    rewards = rng.normal(size=10)
+    rewards[4] = np.nan
+    episode = {
+        "observations": observations, "actions": rng.uniform(-1, 1, (10, 3)).astype(np.float32), "rewards": rewards,
+        "terminations": np.zeros(10, bool), "truncations": np.r_[np.zeros(9, bool), True],
+    }
+    dataset = _buffer_dataset("test/hopper/nan-v0", env, [episode])
+    with pytest.raises(ValueError, match=r"rewards must be finite; found nan at index \(4,\) in episode 0"):
+        make_windows(dataset, window=3)
+    episode["rewards"] = np.zeros(10)
+    episode["observations"][2, 5] = np.inf
+    dataset = _buffer_dataset("test/hopper/inf-v0", env, [episode])
+    with pytest.raises(ValueError, match=r"observations must be finite; found inf at index \(2, 5\)"):
+        make_windows(dataset, window=3)
+
+
+def test_discrete_action_space_is_rejected(tmp_path, monkeypatch):
+    import gymnasium as gym
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    env = gym.make("CartPole-v1")
+    episode = {
+        "observations": np.zeros((6, 4), np.float32), "actions": np.zeros(5, np.int64), "rewards": np.ones(5),
+        "terminations": np.r_[np.zeros(4, bool), True], "truncations": np.zeros(5, bool),
+    }
+    dataset = _buffer_dataset("test/cartpole/discrete-v0", env, [episode])
+    with pytest.raises(TypeError, match="dataset: a continuous 1-D Box action space is required"):
+        make_windows(dataset, window=2)
+    with pytest.raises(TypeError, match="env_id: a continuous 1-D Box action space is required"):
+        build_dataset(BuildConfig(env_id="CartPole-v1", kind="random", n_steps=10, root=str(tmp_path / "b"), progress_bar=False))
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"kind": "expert"}, ValueError, "kind must be one of"),
+        ({"kind": "random", "n_steps": 0}, ValueError, "n_steps"),
+        ({"kind": "medium"}, ValueError, "policy"),
+        ({"kind": "medium", "policy": "/no/such.zip"}, FileNotFoundError, "policy: no SB3 model file"),
+        ({"kind": "medium-replay", "n_steps": 10, "min_steps": 20}, ValueError, "min_steps"),
+        ({"env_id": "Humanoid-v5", "kind": "random", "n_steps": 5}, KeyError, "no D4RL reference returns"),
+    ],
+)
+def test_bad_build_configs(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        build_dataset(BuildConfig(root=str(tmp_path), progress_bar=False, **kwargs))
+    assert not any(p.name.startswith(".ctflow-build") for p in tmp_path.iterdir()) if tmp_path.exists() else True
