@@ -39,6 +39,7 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--target-return", type=float, default=None, help="medium-replay: stop once SAC evaluates at this return")
     build.add_argument("--min-steps", type=int, default=100_000, help="medium-replay: record at least this many steps")
     build.add_argument("--eval-every", type=int, default=5_000)
+    build.add_argument("--max-minutes", type=float, default=None, help="medium-replay: wall-clock budget for SAC")
     build.add_argument("--sac-kwargs", type=json.loads, default=None, help='medium-replay: JSON of extra SAC arguments, e.g. \'{"policy_kwargs": {"net_arch": [128, 128]}}\'')
     build.add_argument("--device", default="auto", help="torch device for SAC (auto, cpu, cuda)")
     build.add_argument("--overwrite", action="store_true")
@@ -67,6 +68,7 @@ def _dataset_build(args: argparse.Namespace) -> int:
         min_steps=args.min_steps,
         eval_every=args.eval_every,
         sac_kwargs=args.sac_kwargs,
+        max_minutes=args.max_minutes,
         device=args.device,
         overwrite=args.overwrite,
         progress_bar=not args.no_progress,

@@ -79,6 +79,9 @@ class BuildConfig:
         min_steps: ``medium-replay`` records at least this many transitions.
         eval_every: SAC evaluation period in env steps.
         eval_episodes: episodes per SAC evaluation.
+        max_minutes: ``medium-replay`` wall-clock budget; SAC stops at the first
+            evaluation past it and the dataset is finished with what was recorded
+            (``target_reached`` says whether the target was met).
         sac_kwargs: extra keyword arguments for ``stable_baselines3.SAC``.
         device: torch device for SAC (``"auto"`` uses a GPU when there is one).
         overwrite: replace an existing dataset at the target path.
@@ -99,6 +102,7 @@ class BuildConfig:
     min_steps: int = 100_000
     eval_every: int = 5_000
     eval_episodes: int = 5
+    max_minutes: float | None = None
     sac_kwargs: dict[str, Any] | None = None
     device: str = "auto"
     overwrite: bool = False
@@ -244,6 +248,8 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
     history: list[dict[str, float]] = []
 
     best_episode = [-np.inf]
+    started = time.time()
+    stop_reason = ["n_steps"]
 
     class StopAtTarget(BaseCallback):
         """Stops SAC once it is at medium level and the data holds a medium episode."""
@@ -262,8 +268,13 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
                 file=sys.stderr,
                 flush=True,
             )
-            at_target = mean >= target and best_episode[0] >= target
-            return not (at_target and self.num_timesteps >= config.min_steps)
+            if mean >= target and best_episode[0] >= target and self.num_timesteps >= config.min_steps:
+                stop_reason[0] = "target_return"
+                return False
+            if config.max_minutes is not None and time.time() - started > 60 * config.max_minutes:
+                stop_reason[0] = "max_minutes"
+                return False
+            return True
 
     sac_kwargs = {"learning_starts": 10_000, **(config.sac_kwargs or {})}
     model = SAC("MlpPolicy", collector, seed=config.seed, device=config.device, verbose=0, **sac_kwargs)
@@ -283,6 +294,7 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
     return {
         "target_return": target,
         "target_reached": reached,
+        "stop_reason": stop_reason[0],
         "sac_steps": int(model.num_timesteps),
         "sac_kwargs": sac_kwargs,
         "eval_history": history,

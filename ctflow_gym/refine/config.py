@@ -1,0 +1,99 @@
+"""Configuration of :class:`ctflow_gym.refine.TrajectoryRefiner`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+REFINER_FEEDBACKS = ("return", "return_to_go", "advantage")
+DECODE_MODES = ("residual", "direct")
+TARGET_MODES = ("local", "nonlocal")
+METHODS = ("flow", "nearest", "random", "reconstruction")
+
+
+@dataclass
+class RefinerConfig:
+    """Every knob of counterfactual transport flows, with the defaults we chose.
+
+    Attributes:
+        window: window length H. 16 steps of Hopper (0.128 s) is about one hop
+            phase; the paper leaves H open.
+        stride: step between window starts when cutting episodes (1: every start).
+        latent_dim: size d of the trajectory latent.
+        k: neighbourhood size of the pair search (paper default 3, Table 2).
+        margin: improvement margin delta; ``None`` means 0.1 x the standard
+            deviation of the training feedback (the paper gives no number, and a
+            margin in feedback units must follow the data's scale).
+        feedback: ``"return"`` (window return, the paper's), ``"return_to_go"``
+            (discounted, to the episode end) or ``"advantage"``: window return minus
+            a learned value of the window's start observation, which credits the
+            window's decisions rather than the state it started in.
+        gamma: discount of ``"return_to_go"``.
+        decode: ``"residual"`` decodes refined = source + D(z_alpha) - D(z_src), so
+            strength 0 returns the source exactly and the autoencoder's error does
+            not touch every window (a closed-loop probe found direct decoding lowered
+            real returns); ``"direct"`` is the paper's D(z_alpha).
+        targets: ``"local"`` (the method) or ``"nonlocal"`` (the non-local flow
+            matching baseline: targets drawn among all improving windows).
+        ae_hidden, ae_layers, ae_steps: autoencoder MLP width, depth, Adam steps.
+        flow_hidden, flow_layers, flow_steps: velocity MLP width, depth, Adam steps.
+        predictor_steps: Adam steps of the held-out return predictor (proxy metric).
+        batch_size, lr: minibatch size and Adam learning rate of all three.
+        euler_steps: default Euler steps of refinement (appendix A.7: fixed-step).
+        held_out_fraction: share of episodes kept out of pair and flow training to
+            fit the return predictor; 0 disables the proxy gain.
+        seed: seeds torch and numpy for reproducible fits on CPU.
+        device: torch device.
+    """
+
+    window: int = 16
+    stride: int = 1
+    latent_dim: int = 16
+    k: int = 3
+    margin: float | None = None
+    feedback: str = "return"
+    gamma: float = 0.99
+    decode: str = "residual"
+    targets: str = "local"
+    ae_hidden: int = 512
+    ae_layers: int = 2
+    ae_steps: int = 4000
+    flow_hidden: int = 256
+    flow_layers: int = 3
+    flow_steps: int = 4000
+    predictor_steps: int = 2000
+    batch_size: int = 256
+    lr: float = 3e-4
+    euler_steps: int = 10
+    held_out_fraction: float = 0.2
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field out of range."""
+        positive = ("window", "stride", "latent_dim", "k", "ae_hidden", "ae_layers", "ae_steps", "flow_hidden", "flow_layers", "flow_steps", "batch_size", "euler_steps")
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if self.margin is not None and self.margin < 0:
+            raise ValueError(f"margin must be >= 0 or None; got {self.margin}")
+        for name, allowed in (("feedback", REFINER_FEEDBACKS), ("decode", DECODE_MODES), ("targets", TARGET_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
+        if not 0.0 <= self.held_out_fraction < 1.0:
+            raise ValueError(f"held_out_fraction must be in [0, 1); got {self.held_out_fraction}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0; got {self.lr}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RefinerConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown refiner config keys {sorted(unknown)}")
+        return cls(**values)

@@ -1,0 +1,108 @@
+"""Local preference pairs of seed 000 (section 2.2, appendix A.3).
+
+For each source window i: take its k nearest neighbours in normalised latent space
+(Euclidean), excluding itself and every window of the same episode whose start is
+fewer than H steps away (a shifted copy shares most of its steps, so "improving" to
+it is no counterfactual). Among those k, the candidates are the j with
+R_j >= R_i + margin; the nearest candidate is i's target. A window whose k nearest
+neighbours hold no candidate gives no pair.
+
+The non-local variant (for the non-local flow matching baseline) draws each source's
+target uniformly among *all* windows with R_j >= R_i + margin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class PreferencePairs:
+    """Index pairs (source, target) into a bank of windows, and how they were made."""
+
+    sources: np.ndarray
+    targets: np.ndarray
+    k: int
+    margin: float
+    local: bool
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+
+def _overlap_mask(episode_ids: torch.Tensor, start_steps: torch.Tensor, rows: slice, window: int) -> torch.Tensor:
+    """True where row window and column window are the same or overlapping copies."""
+    same_episode = episode_ids[rows, None] == episode_ids[None, :]
+    close = (start_steps[rows, None] - start_steps[None, :]).abs() < window
+    return same_episode & close
+
+
+def nearest_neighbours(
+    latents: np.ndarray,
+    episode_ids: np.ndarray,
+    start_steps: np.ndarray,
+    window: int,
+    k: int,
+    chunk: int = 2048,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest eligible neighbours of every latent: (indices, distances), (N, k).
+
+    Exact search by chunked distance matrices (O(N^2 d) time, O(chunk * N) memory).
+    Missing neighbours (fewer than k eligible windows) have index -1, distance inf.
+    """
+    z = torch.as_tensor(latents, dtype=torch.float32)
+    episodes = torch.as_tensor(episode_ids)
+    starts = torch.as_tensor(start_steps)
+    n = len(z)
+    k_eff = min(k, n)
+    squared_norms = (z * z).sum(1)
+    all_indices = np.full((n, k), -1, dtype=np.int64)
+    all_distances = np.full((n, k), np.inf, dtype=np.float32)
+    for begin in range(0, n, chunk):
+        rows = slice(begin, min(begin + chunk, n))
+        distances = squared_norms[rows, None] + squared_norms[None, :] - 2.0 * z[rows] @ z.T
+        distances.masked_fill_(_overlap_mask(episodes, starts, rows, window), float("inf"))
+        values, indices = torch.topk(distances, k_eff, dim=1, largest=False)
+        values = values.clamp_min(0).sqrt()
+        valid = torch.isfinite(values)
+        all_indices[rows, :k_eff] = torch.where(valid, indices, torch.full_like(indices, -1)).numpy()
+        all_distances[rows, :k_eff] = values.numpy()
+    return all_indices, all_distances
+
+
+def local_pairs(
+    latents: np.ndarray,
+    feedback: np.ndarray,
+    episode_ids: np.ndarray,
+    start_steps: np.ndarray,
+    window: int,
+    k: int,
+    margin: float,
+) -> PreferencePairs:
+    """Pairs (i, nearest j among i's k neighbours with R_j >= R_i + margin)."""
+    neighbours, _ = nearest_neighbours(latents, episode_ids, start_steps, window, k)
+    valid = neighbours >= 0
+    neighbour_feedback = np.where(valid, feedback[np.where(valid, neighbours, 0)], -np.inf)
+    improves = valid & (neighbour_feedback >= feedback[:, None] + margin)
+    has_target = improves.any(axis=1)
+    # Neighbours come sorted by distance, so the first improving one is the nearest.
+    first = improves.argmax(axis=1)
+    sources = np.flatnonzero(has_target)
+    targets = neighbours[sources, first[sources]]
+    return PreferencePairs(sources=sources, targets=targets, k=k, margin=margin, local=True)
+
+
+def nonlocal_pairs(feedback: np.ndarray, margin: float, seed: int = 0) -> PreferencePairs:
+    """Pairs (i, uniformly random j with R_j >= R_i + margin), no locality constraint."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(feedback, kind="stable")
+    sorted_feedback = feedback[order]
+    # Windows at or above R_i + margin are the tail of the sorted order from `first`.
+    first = np.searchsorted(sorted_feedback, feedback + margin, side="left")
+    has_target = first < len(feedback)
+    sources = np.flatnonzero(has_target)
+    picks = first[sources] + (rng.random(len(sources)) * (len(feedback) - first[sources])).astype(np.int64)
+    return PreferencePairs(sources=sources, targets=order[picks], k=0, margin=margin, local=False)

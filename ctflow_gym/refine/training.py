@@ -1,0 +1,51 @@
+"""The minibatch Adam loop shared by the refiner's three networks."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from tqdm.auto import tqdm
+
+from ctflow_gym.logging import NULL_LOGGER, RunLogger
+
+
+def train_minibatch(
+    parameters: Iterable[torch.nn.Parameter],
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    n_samples: int,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    name: str,
+    logger: RunLogger = NULL_LOGGER,
+    progress_bar: bool = True,
+    log_every: int = 100,
+) -> float:
+    """Minimise ``loss_fn(batch_indices)`` with Adam for ``steps`` steps.
+
+    Batches are drawn uniformly with replacement from ``range(n_samples)`` by
+    ``generator``. The loss goes to ``logger`` as ``"<name>"`` every ``log_every``
+    steps. Returns the mean loss of the last ``log_every`` steps. A non-finite loss
+    stops training with ``FloatingPointError`` naming the step.
+    """
+    optimizer = torch.optim.Adam(list(parameters), lr=lr)
+    recent: list[float] = []
+    bar = tqdm(range(steps), desc=name, disable=not progress_bar, leave=False)
+    for step in bar:
+        batch = torch.randint(n_samples, (min(batch_size, n_samples),), generator=generator)
+        loss = loss_fn(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{name} became {loss.item()} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        recent.append(loss.item())
+        if len(recent) > log_every:
+            recent.pop(0)
+        if step % log_every == 0 or step == steps - 1:
+            mean = sum(recent) / len(recent)
+            bar.set_postfix(loss=f"{mean:.4g}")
+            logger.log({name: mean}, step=step)
+    return sum(recent) / max(len(recent), 1)

@@ -1,0 +1,180 @@
+"""TrajectoryRefiner on small data: pair rules, strength 0, determinism, save/load, synthetic direction."""
+
+import numpy as np
+import pytest
+
+from ctflow_gym import TrajectoryRefiner
+from ctflow_gym.data import Windows, make_windows
+from ctflow_gym.refine import local_pairs, nearest_neighbours, nonlocal_pairs
+
+SMALL = dict(ae_steps=300, flow_steps=300, predictor_steps=150, ae_hidden=128, flow_hidden=128, batch_size=128)
+
+
+@pytest.fixture(scope="module")
+def hopper_windows(random_dataset):
+    return make_windows(random_dataset, window=8)
+
+
+@pytest.fixture(scope="module")
+def fitted(random_dataset):
+    return TrajectoryRefiner(window=8, seed=0, **SMALL).fit(random_dataset, progress_bar=False)
+
+
+def test_pairs_obey_margin_and_locality():
+    rng = np.random.default_rng(0)
+    n, window = 400, 4
+    latents = rng.normal(size=(n, 3)).astype(np.float32)
+    feedback = rng.normal(size=n)
+    episode_ids = np.repeat(np.arange(20), 20)
+    start_steps = np.tile(np.arange(20), 20)
+    pairs = local_pairs(latents, feedback, episode_ids, start_steps, window, k=5, margin=0.3)
+    assert len(pairs) > 0
+    neighbours, _ = nearest_neighbours(latents, episode_ids, start_steps, window, k=5)
+    for i, j in zip(pairs.sources, pairs.targets):
+        assert feedback[j] >= feedback[i] + 0.3
+        assert j in neighbours[i]  # among the k nearest eligible
+        assert not (episode_ids[i] == episode_ids[j] and abs(start_steps[i] - start_steps[j]) < window)
+        # the nearest improving one among the k
+        improving = [m for m in neighbours[i] if feedback[m] >= feedback[i] + 0.3]
+        assert j == improving[0]
+    # sources without a pair have no improving neighbour among their k
+    for i in set(range(n)) - set(pairs.sources.tolist()):
+        assert not any(feedback[m] >= feedback[i] + 0.3 for m in neighbours[i] if m >= 0)
+    # brute-force check of the neighbour search
+    d = np.linalg.norm(latents[:, None] - latents[None], axis=-1)
+    excluded = (episode_ids[:, None] == episode_ids[None]) & (np.abs(start_steps[:, None] - start_steps[None]) < window)
+    d[excluded] = np.inf
+    np.testing.assert_array_equal(np.sort(neighbours, 1), np.sort(np.argsort(d, 1, kind="stable")[:, :5], 1))
+
+
+def test_nonlocal_pairs_obey_margin_only():
+    feedback = np.random.default_rng(1).normal(size=300)
+    pairs = nonlocal_pairs(feedback, margin=0.5, seed=0)
+    assert np.all(feedback[pairs.targets] >= feedback[pairs.sources] + 0.5)
+    assert len(pairs) == int(np.sum(feedback + 0.5 <= feedback.max()))
+
+
+def test_strength_zero(fitted, hopper_windows):
+    obs, act = hopper_windows.observations[:64], hopper_windows.actions[:64]
+    result = fitted.refine(obs, act, strength=0.0)
+    np.testing.assert_array_equal(result.actions, act)  # residual decoding: exact source
+    np.testing.assert_array_equal(result.observations, obs)
+    assert np.all(result.latent_deviation == 0) and np.all(result.action_deviation == 0)
+    reconstruction = fitted.refine(obs, act, method="reconstruction")
+    fitted.config.decode = "direct"
+    try:
+        at_zero = fitted.refine(obs, act, strength=0.0)
+    finally:
+        fitted.config.decode = "residual"
+    # direct decoding (the paper's D(z_alpha)): strength 0 is the autoencoder reconstruction
+    np.testing.assert_allclose(at_zero.actions, reconstruction.actions, atol=1e-6)
+
+
+def test_refine_is_deterministic_and_save_load_round_trip(fitted, hopper_windows, tmp_path):
+    obs, act = hopper_windows.observations[:128], hopper_windows.actions[:128]
+    first = fitted.refine(obs, act, strength=1.0)
+    second = fitted.refine(obs, act, strength=1.0)
+    np.testing.assert_array_equal(first.actions, second.actions)
+    path = fitted.save(tmp_path / "refiner")
+    loaded = TrajectoryRefiner.load(path)
+    again = loaded.refine(obs, act, strength=1.0)
+    np.testing.assert_array_equal(again.actions, first.actions)
+    np.testing.assert_array_equal(again.predicted_gain, first.predicted_gain)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    with pytest.raises(RuntimeError, match="training bank"):
+        loaded.refine(obs, act, method="nearest")
+    with_bank = TrajectoryRefiner.load(fitted.save(tmp_path / "with_bank", include_bank=True))
+    np.testing.assert_array_equal(with_bank.refine(obs, act, method="nearest").actions, fitted.refine(obs, act, method="nearest").actions)
+
+
+def test_fit_is_reproducible_for_a_seed(random_dataset, hopper_windows):
+    a = TrajectoryRefiner(window=8, seed=5, **SMALL).fit(random_dataset, progress_bar=False)
+    b = TrajectoryRefiner(window=8, seed=5, **SMALL).fit(random_dataset, progress_bar=False)
+    obs, act = hopper_windows.observations[:32], hopper_windows.actions[:32]
+    np.testing.assert_array_equal(a.refine(obs, act).actions, b.refine(obs, act).actions)
+
+
+def test_outputs_shapes_batched_and_single(fitted, hopper_windows):
+    single = fitted.refine(hopper_windows.observations[0], hopper_windows.actions[0])
+    assert single.actions.shape == (1, 8, 3) and single.observations.shape == (1, 8, 11)
+    batch = fitted.refine(hopper_windows.subset(slice(0, 10)), strength=0.5)
+    assert batch.predicted_gain.shape == (10,) and batch.source_latents.shape == (10, 16)
+    assert np.all(batch.actions <= 1.0) and np.all(batch.actions >= -1.0)
+    path = fitted.path(hopper_windows.observations[:2], hopper_windows.actions[:2], strength=1.0, times=[0.0, 0.5, 1.0])
+    assert path["actions"].shape == (3, 2, 8, 3)
+    np.testing.assert_array_equal(path["actions"][0], hopper_windows.actions[:2])
+    np.testing.assert_allclose(path["actions"][-1], fitted.refine(hopper_windows.observations[:2], hopper_windows.actions[:2]).actions, atol=1e-6)
+
+
+def _synthetic_windows(n_episodes=60, length=40, window=4, seed=0) -> Windows:
+    """A problem where the better direction is known: feedback grows with mean action.
+
+    Each episode has a constant action level c; states are small noise. Windows with a
+    higher action level have higher feedback, so the flow should raise actions.
+    """
+    rng = np.random.default_rng(seed)
+    obs, act, eps, starts = [], [], [], []
+    for e in range(n_episodes):
+        level = rng.uniform(-0.8, 0.8)
+        for s in range(0, length - window + 1, 2):
+            obs.append(0.1 * rng.normal(size=(window, 2)))
+            act.append(level + 0.05 * rng.normal(size=(window, 1)))
+            eps.append(e)
+            starts.append(s)
+    act = np.asarray(act, np.float32)
+    feedback = act.sum(axis=(1, 2)).astype(np.float64)
+    return Windows(
+        observations=np.asarray(obs, np.float32), actions=act, rewards=act[..., 0], feedback=feedback,
+        episode_ids=np.asarray(eps), start_steps=np.asarray(starts),
+    )
+
+
+def test_flow_moves_sources_toward_the_better_direction():
+    windows = _synthetic_windows()
+    refiner = TrajectoryRefiner(window=4, latent_dim=4, k=5, ae_steps=800, flow_steps=800, predictor_steps=100, ae_hidden=128, flow_hidden=128, seed=0)
+    refiner.fit(windows, progress_bar=False)
+    low = windows.actions.mean(axis=(1, 2)) < 0.0
+    result = refiner.refine(windows.observations[low], windows.actions[low], strength=1.0)
+    change = result.actions.mean(axis=(1, 2)) - windows.actions[low].mean(axis=(1, 2))
+    # Targets are only slightly better neighbours (local pairs), so each move is small
+    # and the decoder's error blurs some of them; the direction must still be clear.
+    assert np.mean(change > 0) > 0.75, f"only {np.mean(change > 0):.2f} of windows moved up"
+    assert change.mean() > 5 * change.std() / np.sqrt(len(change))
+    half = refiner.refine(windows.observations[low], windows.actions[low], strength=0.5)
+    assert np.mean(half.action_deviation) < np.mean(result.action_deviation)
+
+
+def test_bad_inputs(fitted, hopper_windows):
+    obs, act = hopper_windows.observations[:4], hopper_windows.actions[:4]
+    with pytest.raises(ValueError, match=r"observations must have shape \(N, 8, 11\)"):
+        fitted.refine(obs[:, :, :5], act)
+    with pytest.raises(ValueError, match=r"actions must have shape \(4, 8, 3\)"):
+        fitted.refine(obs, act[:, :, :2])
+    bad = obs.copy()
+    bad[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match="observations must be finite"):
+        fitted.refine(bad, act)
+    with pytest.raises(ValueError, match="strength must be a finite number >= 0"):
+        fitted.refine(obs, act, strength=-0.1)
+    with pytest.raises(ValueError, match="method must be one of"):
+        fitted.refine(obs, act, method="magic")
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TrajectoryRefiner(window=8).refine(obs, act)
+    with pytest.raises(TypeError, match="unknown argument 'windw'"):
+        TrajectoryRefiner(windw=8)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        TrajectoryRefiner(k=0)
+    with pytest.raises(ValueError, match="windows have length 8; this refiner is configured for window=4"):
+        TrajectoryRefiner(window=4).fit(hopper_windows)
+
+
+def test_no_improving_pair_is_a_clear_error():
+    windows = _synthetic_windows(n_episodes=6)
+    flat = Windows(**{**windows.__dict__, "feedback": np.zeros(len(windows))})
+    with pytest.raises(ValueError, match=rf"no improving pair found among \d+ training windows with k=3 and margin=0.5"):
+        TrajectoryRefiner(window=4, margin=0.5, ae_steps=10, flow_steps=10, predictor_steps=10).fit(flat, progress_bar=False)
+
+
+def test_load_rejects_non_refiner_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not a saved TrajectoryRefiner"):
+        TrajectoryRefiner.load(tmp_path)
