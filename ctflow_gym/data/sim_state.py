@@ -118,3 +118,21 @@ class SimStateRecorder(gym.Wrapper, gym.utils.RecordConstructorArgs):
         info = dict(info)
         info[SIM_STATE_INFO_KEY] = get_sim_state(self.env, self.state_spec)
         return obs, reward, terminated, truncated, info
+
+
+def replay_actions(env: gym.Env, state: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC) -> tuple[np.ndarray, bool]:
+    """Restore ``state`` in ``env`` and apply ``actions`` one by one (open loop).
+
+    Steps the unwrapped env, so no time limit or other wrapper interferes. Stops at
+    the first termination (the rest of the window cannot happen). Returns the rewards
+    obtained (as many as steps taken) and whether the env terminated.
+    """
+    set_sim_state(env, state, spec)
+    base = env.unwrapped
+    rewards = []
+    for action in actions:
+        _, reward, terminated, _, _ = base.step(np.asarray(action, dtype=np.float32))
+        rewards.append(float(reward))
+        if terminated:
+            return np.asarray(rewards), True
+    return np.asarray(rewards), False

@@ -38,7 +38,7 @@ class Windows:
     Attributes:
         observations: (N, H, obs_dim) float32, the observation before each action.
         actions: (N, H, act_dim) float32.
-        rewards: (N, H) float32.
+        rewards: (N, H) float64 (as recorded, so replayed returns compare exactly).
         feedback: (N,) float64, the window's scalar feedback R(tau).
         episode_ids: (N,) int64, the dataset episode each window comes from.
         start_steps: (N,) int64, index in its episode of the window's first step.
@@ -175,7 +175,7 @@ def make_windows(
         rew = sliding_window_view(rewards, window)[starts]
         parts["obs"].append(obs.astype(np.float32))
         parts["act"].append(act.astype(np.float32))
-        parts["rew"].append(rew.astype(np.float32))
+        parts["rew"].append(rew.astype(np.float64))
         parts["fb"].append(_feedback(feedback, obs, act, rew, rewards, starts, gamma))
         parts["ep"].append(np.full(len(starts), episode_id, dtype=np.int64))
         parts["start"].append(starts.astype(np.int64))
