@@ -4,6 +4,7 @@ Subcommands (``ctflow --help`` lists them):
 
 - ``ctflow dataset build``: build a D4RL-style Minari dataset (see
   :mod:`ctflow_gym.data.builder`).
+- ``ctflow dataset thin ID_OR_PATH --keep-every K --out ROOT``: keep every K-th episode.
 - ``ctflow dataset info ID_OR_PATH``: episodes, steps, returns and how it was made.
 
 User mistakes (unknown dataset, bad argument) print one clear line and exit with
@@ -45,6 +46,13 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true")
     build.add_argument("--no-progress", action="store_true")
 
+    thin = dataset_commands.add_parser("thin", help="copy a dataset keeping every k-th episode")
+    thin.add_argument("dataset", help="Minari id or path")
+    thin.add_argument("--keep-every", type=int, required=True)
+    thin.add_argument("--out", required=True, help="datasets root folder to write into")
+    thin.add_argument("--dataset-id", default=None, help="id of the copy (default: the source's)")
+    thin.add_argument("--overwrite", action="store_true")
+
     info = dataset_commands.add_parser("info", help="summarise a dataset")
     info.add_argument("dataset", help="Minari id or path")
     return parser
@@ -78,6 +86,13 @@ def _dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_thin(args: argparse.Namespace) -> int:
+    from ctflow_gym.data.builder import thin_dataset
+
+    print(f"dataset written to {thin_dataset(args.dataset, args.keep_every, args.out, args.dataset_id, args.overwrite)}")
+    return 0
+
+
 def _dataset_info(args: argparse.Namespace) -> int:
     from ctflow_gym.data import dataset_summary, load_dataset
 
@@ -88,7 +103,7 @@ def _dataset_info(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ctflow`` console command; returns the exit status."""
     args = _build_parser().parse_args(argv)
-    handlers = {("dataset", "build"): _dataset_build, ("dataset", "info"): _dataset_info}
+    handlers = {("dataset", "build"): _dataset_build, ("dataset", "thin"): _dataset_thin, ("dataset", "info"): _dataset_info}
     try:
         return handlers[(args.command, args.dataset_command)](args)
     except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as error:

@@ -174,3 +174,19 @@ def test_bad_build_configs(tmp_path, kwargs, error, match):
     with pytest.raises(error, match=match):
         build_dataset(BuildConfig(root=str(tmp_path), progress_bar=False, **kwargs))
     assert not any(p.name.startswith(".ctflow-build") for p in tmp_path.iterdir()) if tmp_path.exists() else True
+
+
+def test_thin_dataset_keeps_every_kth_episode_with_states(random_dataset_path, tmp_path):
+    from ctflow_gym.data.builder import thin_dataset
+
+    source = load_dataset(random_dataset_path)
+    path = thin_dataset(random_dataset_path, 3, tmp_path, dataset_id="test/hopper/thin-v0")
+    thinned = load_dataset(path)
+    assert thinned.total_episodes == len(range(0, source.total_episodes, 3))
+    for kept, original in zip(thinned.iterate_episodes(), source.iterate_episodes(range(0, source.total_episodes, 3))):
+        np.testing.assert_array_equal(kept.actions, original.actions)
+        np.testing.assert_array_equal(kept.infos["sim_state"], original.infos["sim_state"])
+    assert build_record(thinned)["thinned"]["keep_every"] == 3
+    assert build_record(thinned)["config"]["kind"] == "random"
+    with pytest.raises(ValueError, match="keep_every"):
+        thin_dataset(random_dataset_path, 0, tmp_path)

@@ -361,6 +361,73 @@ def build_dataset(config: BuildConfig) -> Path:
     return final_path
 
 
+def thin_dataset(source: str | os.PathLike, keep_every: int, root: str | os.PathLike, dataset_id: str | None = None, overwrite: bool = False) -> Path:
+    """Write a copy of ``source`` that keeps every ``keep_every``-th episode.
+
+    For shipping a replay dataset within a size budget while keeping its whole range
+    of quality (random-level first episodes to medium-level last ones): episodes are
+    kept in order, 0, k, 2k, ... The copy is made with Minari's
+    ``create_dataset_from_buffers`` (simulator states included), keeps the source's
+    build record with a ``"thinned"`` entry added, and carries ``policy.zip`` along.
+    """
+    from minari.data_collector import EpisodeBuffer
+
+    from ctflow_gym.data.minari_io import build_record, load_dataset
+
+    if not isinstance(keep_every, int) or keep_every < 1:
+        raise ValueError(f"keep_every must be a positive integer; got {keep_every!r}")
+    dataset = load_dataset(source)
+    dataset_id = dataset_id or dataset.id
+    root = Path(root)
+    final_path = root / dataset_id
+    if final_path.exists() and not overwrite:
+        raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it")
+    buffers = []
+    for episode in dataset.iterate_episodes(range(0, dataset.total_episodes, keep_every)):
+        buffers.append(
+            EpisodeBuffer(
+                id=len(buffers),
+                observations=list(episode.observations),
+                actions=list(episode.actions),
+                rewards=list(episode.rewards),
+                terminations=list(episode.terminations),
+                truncations=list(episode.truncations),
+                infos={SIM_STATE_INFO_KEY: list(episode.infos[SIM_STATE_INFO_KEY])},
+            )
+        )
+    record = build_record(dataset) or {}
+    record["thinned"] = {"source_id": dataset.id, "source_episodes": dataset.total_episodes, "source_steps": dataset.total_steps, "keep_every": keep_every}
+    root.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".ctflow-thin-", dir=root))
+    try:
+        with _minari_root_at(scratch), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*author_email.*")
+            thinned = minari.create_dataset_from_buffers(
+                dataset_id,
+                buffer=buffers,
+                env=dataset.env_spec,
+                eval_env=dataset.env_spec.id,
+                algorithm_name=dataset.storage.metadata.get("algorithm_name", "ctflow_gym") + f", every {keep_every}th episode",
+                code_permalink="ctflow_gym.data.builder.thin_dataset",
+                author="ctflow_gym",
+                ref_min_score=dataset.storage.metadata.get("ref_min_score"),
+                ref_max_score=dataset.storage.metadata.get("ref_max_score"),
+                description=dataset.storage.metadata.get("description", "") + f" Thinned: every {keep_every}th episode kept.",
+            )
+            thinned.storage.update_metadata({BUILD_METADATA_KEY: json.dumps(record)})
+            compact_hdf5(Path(thinned.storage.data_path) / "main_data.hdf5")
+        policy = Path(source) / POLICY_FILE
+        if policy.is_file():
+            shutil.copy2(policy, scratch / dataset_id / POLICY_FILE)
+        final_path.parent.mkdir(parents=True, exist_ok=True)
+        if final_path.exists():
+            shutil.rmtree(final_path)
+        os.replace(scratch / dataset_id, final_path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return final_path
+
+
 def compact_hdf5(path: Path) -> None:
     """Rewrite a Minari HDF5 file compressed (gzip + shuffle), one chunk per array.
 
