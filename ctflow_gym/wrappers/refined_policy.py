@@ -1,0 +1,115 @@
+"""``RefinedPolicy``: a refiner attached after any policy, with SB3's ``predict``.
+
+At the start of each window it looks ahead in a snapshot of the simulator: the base
+policy is rolled forward H steps from the current state, that window is refined, and,
+with ``verify=True``, the refined actions are replayed from the same snapshot and kept
+only if their realised return is higher (otherwise the base window is kept). The env
+is then restored exactly and the chosen H actions are executed one per ``predict``.
+If the look-ahead episode ends inside the window there is no full window to refine
+and the base actions are used.
+
+Looking ahead needs a simulator to snapshot, so the env must be MuJoCo-based; for any
+other env use :class:`RefinementWrapper` (which refines the windows the policy
+actually played, without replay). Works with
+``stable_baselines3.common.evaluation.evaluate_policy`` on the same env object (one
+env; ``episode_start`` drops the current plan).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from ctflow_gym.wrappers.snapshot import capture_snapshot, has_simulator, restore_snapshot
+
+
+class RefinedPolicy:
+    """Base policy + refiner, executed window by window.
+
+    Args:
+        policy: an SB3 model (anything with ``predict(obs, deterministic=...)``) or a
+            callable from an observation to an action.
+        refiner: a fitted :class:`ctflow_gym.TrajectoryRefiner` with the env's sizes.
+        env: the MuJoCo env the policy acts in (the same object the caller steps).
+        strength: refinement strength alpha >= 0.
+        verify: replay the refined window and keep the better of base and refined.
+        deterministic: passed to the base policy's ``predict``.
+    """
+
+    def __init__(self, policy, refiner, env: gym.Env, strength: float = 1.0, verify: bool = True, deterministic: bool = True):
+        if not has_simulator(env):
+            raise TypeError(f"env: looking ahead needs a MuJoCo env to snapshot; {type(env.unwrapped).__name__} has none (use RefinementWrapper instead)")
+        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+        if (obs_dim, act_dim) != (refiner.autoencoder.obs_dim, refiner.autoencoder.act_dim):
+            raise ValueError(f"env: observation/action sizes ({obs_dim}, {act_dim}) differ from the refiner's ({refiner.autoencoder.obs_dim}, {refiner.autoencoder.act_dim})")
+        if not np.isfinite(strength) or strength < 0:
+            raise ValueError(f"strength must be a finite number >= 0; got {strength}")
+        self.base: Callable[[np.ndarray], np.ndarray] = self._as_callable(policy, deterministic)
+        self.refiner = refiner
+        self.env = env
+        self.strength = float(strength)
+        self.verify = verify
+        self.window = refiner.config.window
+        self._plan: list[np.ndarray] = []
+        self.history: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _as_callable(policy, deterministic: bool):
+        if hasattr(policy, "predict"):
+            return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
+        if callable(policy):
+            return policy
+        raise TypeError(f"policy must be an SB3 model or a callable; got {type(policy).__name__}")
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """SB3-style ``predict``: returns ``(action, state)``; batched input of one env works."""
+        observation = np.asarray(observation)
+        batched = observation.ndim == 2
+        if batched and observation.shape[0] != 1:
+            raise ValueError(f"observation: RefinedPolicy drives one env; got a batch of {observation.shape[0]}")
+        if episode_start is not None and np.any(episode_start):
+            self._plan = []
+        if not self._plan:
+            self._plan = self._plan_window(observation[0] if batched else observation)
+        action = self._plan.pop(0)
+        return (action[None] if batched else action), state
+
+    def _plan_window(self, observation: np.ndarray) -> list[np.ndarray]:
+        base = self.env.unwrapped
+        start = capture_snapshot(self.env)
+        try:
+            observations, actions, rewards = [], [], []
+            obs = observation
+            for _ in range(self.window):
+                action = np.asarray(self.base(obs), dtype=np.float32)
+                observations.append(obs)
+                actions.append(action)
+                obs, reward, terminated, _, _ = base.step(action)
+                rewards.append(float(reward))
+                if terminated:
+                    break
+            if len(actions) < self.window:
+                self.history.append({"refined": False, "reason": "episode ends inside the look-ahead"})
+                return actions
+            result = self.refiner.refine(np.stack(observations)[None], np.stack(actions)[None], strength=self.strength)
+            refined = list(result.actions[0])
+            record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards)), "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0])}
+            if self.verify:
+                restore_snapshot(self.env, start)
+                refined_return = 0.0
+                for action in refined:
+                    _, reward, terminated, _, _ = base.step(action)
+                    refined_return += float(reward)
+                    if terminated:
+                        break
+                record["refined_return"] = refined_return
+                if refined_return <= record["source_return"]:
+                    record["refined"] = False
+                    record["reason"] = "verification kept the base window"
+                    refined = actions
+            self.history.append(record)
+            return refined
+        finally:
+            restore_snapshot(self.env, start)

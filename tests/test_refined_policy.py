@@ -1,0 +1,70 @@
+"""The refiner attached after an SB3 policy, under SB3's evaluate_policy."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from ctflow_gym import TrajectoryRefiner
+from ctflow_gym.data import default_policy_path, load_sb3_policy
+from ctflow_gym.wrappers import RefinedPolicy
+
+
+@pytest.fixture(scope="module")
+def refiner(random_dataset):
+    return TrajectoryRefiner(window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64).fit(random_dataset, progress_bar=False)
+
+
+@pytest.fixture(scope="module")
+def sac():
+    return load_sb3_policy(default_policy_path())
+
+
+def _episode_returns(policy, env, n=2):
+    returns, lengths = evaluate_policy(policy, env, n_eval_episodes=n, deterministic=True, return_episode_rewards=True, warn=False)
+    return np.array(returns), np.array(lengths)
+
+
+def test_strength_zero_is_the_base_policy_exactly(refiner, sac):
+    env = gym.make("Hopper-v5", max_episode_steps=60)
+    env.reset(seed=11)
+    base = _episode_returns(sac, env)
+    env = gym.make("Hopper-v5", max_episode_steps=60)
+    env.reset(seed=11)
+    attached = _episode_returns(RefinedPolicy(sac, refiner, env, strength=0.0, verify=False), env)
+    np.testing.assert_array_equal(base[0], attached[0])
+    np.testing.assert_array_equal(base[1], attached[1])
+
+
+def test_verified_refinement_runs_under_evaluate_policy(refiner, sac):
+    env = gym.make("Hopper-v5", max_episode_steps=60)
+    env.reset(seed=3)
+    policy = RefinedPolicy(sac, refiner, env, strength=1.0, verify=True)
+    returns, lengths = _episode_returns(policy, env)
+    assert np.all(np.isfinite(returns)) and np.all(lengths > 0)
+    refined = [r for r in policy.history if r["refined"]]
+    kept_base = [r for r in policy.history if r.get("reason") == "verification kept the base window"]
+    assert len(refined) + len(kept_base) > 0
+    assert all(r["refined_return"] > r["source_return"] for r in refined)
+    assert all(r["refined_return"] <= r["source_return"] for r in kept_base)
+
+
+def test_single_observation_predict(refiner, sac):
+    env = gym.make("Hopper-v5")
+    obs, _ = env.reset(seed=0)
+    policy = RefinedPolicy(sac, refiner, env, verify=False)
+    action, state = policy.predict(obs)
+    assert action.shape == (3,) and state is None
+    with pytest.raises(ValueError, match="drives one env"):
+        policy.predict(np.stack([obs, obs]), episode_start=np.array([True, True]))
+
+
+def test_bad_inputs(refiner, sac):
+    with pytest.raises(ValueError, match="differ from the refiner's"):
+        RefinedPolicy(sac, refiner, gym.make("HalfCheetah-v5"))
+    with pytest.raises(TypeError, match="needs a MuJoCo env"):
+        RefinedPolicy(sac, refiner, gym.make("Pendulum-v1"))
+    with pytest.raises(ValueError, match="strength"):
+        RefinedPolicy(sac, refiner, gym.make("Hopper-v5"), strength=-0.5)
+    with pytest.raises(TypeError, match="policy must be"):
+        RefinedPolicy(42, refiner, gym.make("Hopper-v5"))
