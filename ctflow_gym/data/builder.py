@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -42,6 +41,7 @@ import numpy as np
 from minari import DataCollector, StepDataCallback
 from tqdm.auto import tqdm
 
+from ctflow_gym.atomic import move_into_place, scratch_folder
 from ctflow_gym.data.scores import d4rl_reference_returns
 from ctflow_gym.data.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
 from ctflow_gym.data.validation import require_continuous_actions
@@ -316,10 +316,8 @@ def build_dataset(config: BuildConfig) -> Path:
     final_path = root / dataset_id
     if final_path.exists() and not config.overwrite:
         raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it")
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".ctflow-build-", dir=root))
     started = time.time()
-    try:
+    with scratch_folder(root, ".ctflow-build-") as scratch:
         with _minari_root_at(scratch):
             collector = make_recording_env(config.env_id, config.seed)
             extra = _collect(collector, config, scratch)
@@ -352,13 +350,7 @@ def build_dataset(config: BuildConfig) -> Path:
         policy_file = scratch / POLICY_FILE
         if policy_file.exists():
             policy_file.replace(built / POLICY_FILE)
-        final_path.parent.mkdir(parents=True, exist_ok=True)
-        if final_path.exists():
-            shutil.rmtree(final_path)
-        os.replace(built, final_path)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return final_path
+        return move_into_place(built, final_path)
 
 
 def thin_dataset(source: str | os.PathLike, keep_every: int, root: str | os.PathLike, dataset_id: str | None = None, overwrite: bool = False) -> Path:
@@ -397,9 +389,7 @@ def thin_dataset(source: str | os.PathLike, keep_every: int, root: str | os.Path
         )
     record = build_record(dataset) or {}
     record["thinned"] = {"source_id": dataset.id, "source_episodes": dataset.total_episodes, "source_steps": dataset.total_steps, "keep_every": keep_every}
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".ctflow-thin-", dir=root))
-    try:
+    with scratch_folder(root, ".ctflow-thin-") as scratch:
         with _minari_root_at(scratch), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*author_email.*")
             thinned = minari.create_dataset_from_buffers(
@@ -419,13 +409,7 @@ def thin_dataset(source: str | os.PathLike, keep_every: int, root: str | os.Path
         policy = Path(source) / POLICY_FILE
         if policy.is_file():
             shutil.copy2(policy, scratch / dataset_id / POLICY_FILE)
-        final_path.parent.mkdir(parents=True, exist_ok=True)
-        if final_path.exists():
-            shutil.rmtree(final_path)
-        os.replace(scratch / dataset_id, final_path)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return final_path
+        return move_into_place(scratch / dataset_id, final_path)
 
 
 def compact_hdf5(path: Path) -> None:

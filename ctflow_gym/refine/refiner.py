@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ctflow_gym.atomic import move_into_place, scratch_folder
 from ctflow_gym.data.minari_io import load_dataset
 from ctflow_gym.data.normalization import NormalizationStats
 from ctflow_gym.data.validation import require_finite
@@ -426,9 +425,7 @@ class TrajectoryRefiner:
         """
         self._require_fitted()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        try:
+        with scratch_folder(path.parent, f".{path.name}-") as staging:
             tensors = {f"autoencoder.{k}": v for k, v in self.autoencoder.state_dict().items()}
             tensors.update({f"velocity.{k}": v for k, v in self.velocity.state_dict().items()})
             if self.predictor is not None:
@@ -452,11 +449,7 @@ class TrajectoryRefiner:
                 "fit_info": self.fit_info,
             }
             (staging / "config.json").write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(staging, path)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            move_into_place(staging, path)
         return path
 
     @classmethod
