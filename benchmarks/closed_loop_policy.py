@@ -23,7 +23,7 @@ import numpy as np
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_sb3_policy, normalized_score
-from ctflow_gym.wrappers import RefinedPolicy
+from ctflow_gym.wrappers import RefinedPolicy, sb3_value_function
 
 from refiner_tables import _machine  # noqa: E402  (benchmarks/ is the script's folder)
 
@@ -72,6 +72,9 @@ def main() -> None:
         "base policy": run_episodes(lambda env: sac, args.episodes),
         "refined, no verification": run_episodes(lambda env: RefinedPolicy(sac, refiner, env, args.strength, verify=False), args.episodes),
         "refined, replay verification": run_episodes(lambda env: RefinedPolicy(sac, refiner, env, args.strength, verify=True), args.episodes),
+        "refined, verification with SAC critic tail": run_episodes(
+            lambda env: RefinedPolicy(sac, refiner, env, args.strength, verify=True, value_fn=sb3_value_function(sac)), args.episodes
+        ),
     }
     base = rows["base policy"]["mean"]
     result = {"strength": args.strength, "episodes": args.episodes, "seed": args.seed, "rows": rows, "machine": _machine(), "wall_seconds": time.perf_counter() - started}

@@ -49,6 +49,20 @@ def test_verified_refinement_runs_under_evaluate_policy(refiner, sac):
     assert all(r["refined_return"] <= r["source_return"] for r in kept_base)
 
 
+def test_critic_tail_verification(refiner, sac):
+    from ctflow_gym.wrappers import sb3_value_function
+
+    value = sb3_value_function(sac)
+    env = gym.make("Hopper-v5", max_episode_steps=40)
+    obs, _ = env.reset(seed=4)
+    assert np.isfinite(value(obs))
+    policy = RefinedPolicy(sac, refiner, env, strength=1.0, verify=True, value_fn=value)
+    returns, _ = _episode_returns(policy, env, n=1)
+    assert np.isfinite(returns).all() and policy.history
+    with pytest.raises(TypeError, match="SAC/TD3"):
+        sb3_value_function(object())
+
+
 def test_single_observation_predict(refiner, sac):
     env = gym.make("Hopper-v5")
     obs, _ = env.reset(seed=0)

@@ -36,9 +36,15 @@ class RefinedPolicy:
         strength: refinement strength alpha >= 0.
         verify: replay the refined window and keep the better of base and refined.
         deterministic: passed to the base policy's ``predict``.
+        value_fn: optional V(observation) -> float. With it, verification compares
+            window return + gamma^H * V(end observation) (0 after a termination)
+            instead of the window return alone, which is myopic: on Hopper a window
+            can gain speed with a posture that falls a few windows later.
+            :func:`sb3_value_function` makes one from an SB3 SAC/TD3 critic.
+        gamma: discount of ``value_fn``.
     """
 
-    def __init__(self, policy, refiner, env: gym.Env, strength: float = 1.0, verify: bool = True, deterministic: bool = True):
+    def __init__(self, policy, refiner, env: gym.Env, strength: float = 1.0, verify: bool = True, deterministic: bool = True, value_fn: Callable[[np.ndarray], float] | None = None, gamma: float = 0.99):
         if not has_simulator(env):
             raise TypeError(f"env: looking ahead needs a MuJoCo env to snapshot; {type(env.unwrapped).__name__} has none (use RefinementWrapper instead)")
         obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
@@ -51,6 +57,8 @@ class RefinedPolicy:
         self.env = env
         self.strength = float(strength)
         self.verify = verify
+        self.value_fn = value_fn
+        self.gamma = gamma
         self.window = refiner.config.window
         self._plan: list[np.ndarray] = []
         self.history: list[dict[str, Any]] = []
@@ -76,6 +84,11 @@ class RefinedPolicy:
         action = self._plan.pop(0)
         return (action[None] if batched else action), state
 
+    def _tail_value(self, end_observation, terminated: bool) -> float:
+        if self.value_fn is None or terminated:
+            return 0.0
+        return self.gamma**self.window * float(self.value_fn(end_observation))
+
     def _plan_window(self, observation: np.ndarray) -> list[np.ndarray]:
         base = self.env.unwrapped
         start = capture_snapshot(self.env)
@@ -96,16 +109,17 @@ class RefinedPolicy:
             result = self.refiner.refine(np.stack(observations)[None], np.stack(actions)[None], strength=self.strength)
             refined = list(result.actions[0])
             record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards)), "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0])}
+            source_score = record["source_return"] + self._tail_value(obs, terminated)
             if self.verify:
                 restore_snapshot(self.env, start)
-                refined_return = 0.0
+                refined_return, end_obs = 0.0, None
                 for action in refined:
-                    _, reward, terminated, _, _ = base.step(action)
+                    end_obs, reward, terminated, _, _ = base.step(action)
                     refined_return += float(reward)
                     if terminated:
                         break
                 record["refined_return"] = refined_return
-                if refined_return <= record["source_return"]:
+                if refined_return + self._tail_value(end_obs, terminated) <= source_score:
                     record["refined"] = False
                     record["reason"] = "verification kept the base window"
                     refined = actions
@@ -113,3 +127,19 @@ class RefinedPolicy:
             return refined
         finally:
             restore_snapshot(self.env, start)
+
+
+def sb3_value_function(model) -> Callable[[np.ndarray], float]:
+    """V(s) = min_i Q_i(s, pi(s)) from an SB3 SAC or TD3 model's critic and actor."""
+    import torch
+
+    if not hasattr(model, "critic") or not hasattr(model, "actor"):
+        raise TypeError(f"model must be an SB3 SAC/TD3 model with critic and actor; got {type(model).__name__}")
+
+    @torch.no_grad()
+    def value(observation: np.ndarray) -> float:
+        obs = torch.as_tensor(np.asarray(observation, dtype=np.float32)[None], device=model.device)
+        action = model.policy._predict(obs, deterministic=True)  # scaled to [-1, 1], as the critic was trained
+        return float(torch.min(torch.cat(model.critic(obs, action), dim=1)))
+
+    return value
