@@ -33,11 +33,13 @@ class PreferencePairs:
         return len(self.sources)
 
 
-def _overlap_mask(episode_ids: torch.Tensor, start_steps: torch.Tensor, rows: slice, window: int) -> torch.Tensor:
-    """True where row window and column window are the same or overlapping copies."""
-    same_episode = episode_ids[rows, None] == episode_ids[None, :]
-    close = (start_steps[rows, None] - start_steps[None, :]).abs() < window
-    return same_episode & close
+def _max_overlaps(episode_ids: np.ndarray, start_steps: np.ndarray, window: int) -> int:
+    """Largest number of windows (itself included) any window overlaps in its episode."""
+    span = int(start_steps.max() - start_steps.min()) + 2 * window + 1
+    keys = np.sort(episode_ids.astype(np.int64) * span + (start_steps - start_steps.min()).astype(np.int64))
+    hi = np.searchsorted(keys, keys + window - 1, side="right")
+    lo = np.searchsorted(keys, keys - window + 1, side="left")
+    return int((hi - lo).max())
 
 
 def nearest_neighbours(
@@ -51,25 +53,33 @@ def nearest_neighbours(
     """The k nearest eligible neighbours of every latent: (indices, distances), (N, k).
 
     Exact search by chunked distance matrices (O(N^2 d) time, O(chunk * N) memory).
-    Missing neighbours (fewer than k eligible windows) have index -1, distance inf.
+    A window overlaps at most ``m`` windows of its own episode (``m`` computed from
+    the starts, 2H - 1 at stride 1), so the k nearest eligible ones are among the
+    k + m nearest of all: those are found first and the overlapping ones dropped,
+    which avoids an N x N overlap mask. Missing neighbours (fewer than k eligible
+    windows) have index -1, distance inf.
     """
     z = torch.as_tensor(latents, dtype=torch.float32)
-    episodes = torch.as_tensor(episode_ids)
-    starts = torch.as_tensor(start_steps)
     n = len(z)
-    k_eff = min(k, n)
+    candidates = min(n, k + _max_overlaps(episode_ids, start_steps, window))
     squared_norms = (z * z).sum(1)
     all_indices = np.full((n, k), -1, dtype=np.int64)
     all_distances = np.full((n, k), np.inf, dtype=np.float32)
     for begin in range(0, n, chunk):
         rows = slice(begin, min(begin + chunk, n))
-        distances = squared_norms[rows, None] + squared_norms[None, :] - 2.0 * z[rows] @ z.T
-        distances.masked_fill_(_overlap_mask(episodes, starts, rows, window), float("inf"))
-        values, indices = torch.topk(distances, k_eff, dim=1, largest=False)
-        values = values.clamp_min(0).sqrt()
-        valid = torch.isfinite(values)
-        all_indices[rows, :k_eff] = torch.where(valid, indices, torch.full_like(indices, -1)).numpy()
-        all_distances[rows, :k_eff] = values.numpy()
+        distances = torch.addmm(squared_norms[None, :], z[rows], z.T, alpha=-2.0).add_(squared_norms[rows, None])
+        values, indices = torch.topk(distances, candidates, dim=1, largest=False)
+        values, indices = values.clamp_min(0).sqrt().numpy(), indices.numpy()
+        own = np.arange(rows.start, rows.stop)[:, None]
+        overlapping = (episode_ids[indices] == episode_ids[own]) & (np.abs(start_steps[indices] - start_steps[own]) < window)
+        # Stable sort keeps distance order among the eligible candidates.
+        order = np.argsort(overlapping, axis=1, kind="stable")[:, :k]
+        kept_values = np.take_along_axis(values, order, 1)
+        kept_indices = np.take_along_axis(indices, order, 1)
+        eligible = ~np.take_along_axis(overlapping, order, 1)
+        width = kept_indices.shape[1]
+        all_indices[rows, :width] = np.where(eligible, kept_indices, -1)
+        all_distances[rows, :width] = np.where(eligible, kept_values, np.inf)
     return all_indices, all_distances
 
 
