@@ -120,19 +120,28 @@ class SimStateRecorder(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, info
 
 
-def replay_actions(env: gym.Env, state: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC) -> tuple[np.ndarray, bool]:
-    """Restore ``state`` in ``env`` and apply ``actions`` one by one (open loop).
+def step_open_loop(env: gym.Env, actions) -> tuple[float, bool, np.ndarray | None, list[float]]:
+    """Apply ``actions`` to the unwrapped env from its current state, stopping at a termination.
 
-    Steps the unwrapped env, so no time limit or other wrapper interferes. Stops at
-    the first termination (the rest of the window cannot happen). Returns the rewards
-    obtained (as many as steps taken) and whether the env terminated.
+    Returns ``(summed reward, terminated, last observation, rewards)``. Stepping the
+    unwrapped env keeps time limits and other wrappers out of it.
     """
-    set_sim_state(env, state, spec)
     base = env.unwrapped
-    rewards = []
+    rewards: list[float] = []
+    observation, terminated = None, False
     for action in actions:
-        _, reward, terminated, _, _ = base.step(np.asarray(action, dtype=np.float32))
+        observation, reward, terminated, _, _ = base.step(np.asarray(action, dtype=np.float32))
         rewards.append(float(reward))
         if terminated:
-            return np.asarray(rewards), True
-    return np.asarray(rewards), False
+            break
+    return float(sum(rewards)), bool(terminated), observation, rewards  # in step order, as an episode accumulates
+
+
+def replay_actions(env: gym.Env, state: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC) -> tuple[np.ndarray, bool]:
+    """Restore ``state`` in ``env`` and apply ``actions`` open loop (see :func:`step_open_loop`).
+
+    Returns the rewards obtained (as many as steps taken) and whether the env terminated.
+    """
+    set_sim_state(env, state, spec)
+    _, terminated, _, rewards = step_open_loop(env, actions)
+    return np.asarray(rewards), terminated

@@ -33,3 +33,10 @@ def require_finite(array: np.ndarray, argument: str, where: str = "") -> None:
         raise ValueError(
             f"{argument} must be finite; found {np.asarray(array)[first]} at index {first}{location}"
         )
+
+
+def require_strength(strength: float) -> float:
+    """Return ``strength`` as a float; raise ``ValueError`` unless it is finite and >= 0."""
+    if not np.isfinite(strength) or strength < 0:
+        raise ValueError(f"strength must be a finite number >= 0; got {strength}")
+    return float(strength)

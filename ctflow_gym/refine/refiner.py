@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from ctflow_gym.atomic import move_into_place, scratch_folder
 from ctflow_gym.data.minari_io import load_dataset
 from ctflow_gym.data.normalization import NormalizationStats
-from ctflow_gym.data.validation import require_finite
+from ctflow_gym.data.validation import require_finite, require_strength
 from ctflow_gym.data.windows import Windows, make_windows, split_episodes
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.models import MLP, SourceConditionedVelocity, TrajectoryAutoencoder
@@ -313,8 +313,7 @@ class TrajectoryRefiner:
             observations, actions = observations.observations, observations.actions
         if actions is None:
             raise ValueError("actions are required unless observations is a Windows batch")
-        if not np.isfinite(strength) or strength < 0:
-            raise ValueError(f"strength must be a finite number >= 0; got {strength}")
+        require_strength(strength)
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}; got {method!r}")
         steps = self.config.euler_steps if steps is None else steps
@@ -397,8 +396,7 @@ class TrajectoryRefiner:
         "actions": (T, N, H, act_dim)}``; decoding follows ``config.decode``.
         """
         self._require_fitted()
-        if not np.isfinite(strength) or strength < 0:
-            raise ValueError(f"strength must be a finite number >= 0; got {strength}")
+        require_strength(strength)
         times = np.linspace(0.0, strength, 5) if times is None else np.asarray(times, dtype=np.float64)
         if times.ndim != 1 or np.any(times < 0) or np.any(times > strength + 1e-9):
             raise ValueError(f"times must be a 1-D array within [0, strength={strength}]; got {times}")

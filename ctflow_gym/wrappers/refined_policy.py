@@ -22,6 +22,9 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from ctflow_gym.data.sim_state import step_open_loop
+from ctflow_gym.data.validation import require_strength
+from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.snapshot import capture_snapshot, has_simulator, restore_snapshot
 
 
@@ -47,15 +50,11 @@ class RefinedPolicy:
     def __init__(self, policy, refiner, env: gym.Env, strength: float = 1.0, verify: bool = True, deterministic: bool = True, value_fn: Callable[[np.ndarray], float] | None = None, gamma: float = 0.99):
         if not has_simulator(env):
             raise TypeError(f"env: looking ahead needs a MuJoCo env to snapshot; {type(env.unwrapped).__name__} has none (use RefinementWrapper instead)")
-        obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-        if (obs_dim, act_dim) != (refiner.autoencoder.obs_dim, refiner.autoencoder.act_dim):
-            raise ValueError(f"env: observation/action sizes ({obs_dim}, {act_dim}) differ from the refiner's ({refiner.autoencoder.obs_dim}, {refiner.autoencoder.act_dim})")
-        if not np.isfinite(strength) or strength < 0:
-            raise ValueError(f"strength must be a finite number >= 0; got {strength}")
+        require_env_matches_refiner(env, refiner)
         self.base: Callable[[np.ndarray], np.ndarray] = self._as_callable(policy, deterministic)
         self.refiner = refiner
         self.env = env
-        self.strength = float(strength)
+        self.strength = require_strength(strength)
         self.verify = verify
         self.value_fn = value_fn
         self.gamma = gamma
@@ -112,12 +111,7 @@ class RefinedPolicy:
             source_score = record["source_return"] + self._tail_value(obs, terminated)
             if self.verify:
                 restore_snapshot(self.env, start)
-                refined_return, end_obs = 0.0, None
-                for action in refined:
-                    end_obs, reward, terminated, _, _ = base.step(action)
-                    refined_return += float(reward)
-                    if terminated:
-                        break
+                refined_return, terminated, end_obs, _ = step_open_loop(self.env, refined)
                 record["refined_return"] = refined_return
                 if refined_return + self._tail_value(end_obs, terminated) <= source_score:
                     record["refined"] = False

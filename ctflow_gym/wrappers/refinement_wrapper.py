@@ -40,7 +40,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ctflow_gym.data.validation import require_continuous_actions
+from ctflow_gym.data.sim_state import step_open_loop
+from ctflow_gym.data.validation import require_strength
+from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.snapshot import EnvSnapshot, capture_snapshot, has_simulator, restore_snapshot
 
 WRAPPER_MODES = ("shadow", "commit")
@@ -82,18 +84,8 @@ class RefinementWrapper(gym.Wrapper):
 
     def __init__(self, env: gym.Env, refiner, strength: float = 1.0, replay: bool = False, mode: str = "shadow", steps: int | None = None):
         super().__init__(env)
-        require_continuous_actions(env.action_space, "env")
-        if not refiner.is_fitted:
-            raise ValueError("refiner must be fitted (TrajectoryRefiner.fit or .load) before wrapping an env")
-        obs_shape, act_shape = env.observation_space.shape, env.action_space.shape
-        expected_obs, expected_act = (refiner.autoencoder.obs_dim,), (refiner.autoencoder.act_dim,)
-        if obs_shape != expected_obs or act_shape != expected_act:
-            raise ValueError(
-                f"env: observation/action shapes {obs_shape}/{act_shape} differ from the refiner's "
-                f"{expected_obs}/{expected_act} (fitted on {refiner.env_id or 'unknown env'})"
-            )
-        if not np.isfinite(strength) or strength < 0:
-            raise ValueError(f"strength must be a finite number >= 0; got {strength}")
+        require_env_matches_refiner(env, refiner)
+        require_strength(strength)
         if mode not in WRAPPER_MODES:
             raise ValueError(f"mode must be one of {WRAPPER_MODES}; got {mode!r}")
         if mode == "commit" and not replay:
@@ -174,13 +166,7 @@ class RefinementWrapper(gym.Wrapper):
         keep_refined = False
         try:
             restore_snapshot(self.env, start)
-            refined_return, refined_terminated, refined_obs = 0.0, False, None
-            base = self.env.unwrapped
-            for refined_action in result.actions[0]:
-                refined_obs, step_reward, refined_terminated, _, _ = base.step(refined_action)
-                refined_return += float(step_reward)
-                if refined_terminated:
-                    break
+            refined_return, refined_terminated, refined_obs, _ = step_open_loop(self.env, result.actions[0])
             keep_refined = self.mode == "commit" and not refined_terminated and refined_return > source_return
         finally:
             if keep_refined:
