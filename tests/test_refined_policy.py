@@ -76,9 +76,33 @@ def test_single_observation_predict(refiner, sac):
 def test_bad_inputs(refiner, sac):
     with pytest.raises(ValueError, match="differ from the refiner's"):
         RefinedPolicy(sac, refiner, gym.make("HalfCheetah-v5"))
-    with pytest.raises(TypeError, match="needs a MuJoCo env"):
-        RefinedPolicy(sac, refiner, gym.make("Pendulum-v1"))
+    with pytest.raises(ValueError, match="differ from the refiner"):
+        RefinedPolicy(sac, refiner, gym.make("Pendulum-v1"), verify=False)
     with pytest.raises(ValueError, match="strength"):
         RefinedPolicy(sac, refiner, gym.make("Hopper-v5"), strength=-0.5)
     with pytest.raises(TypeError, match="policy must be"):
         RefinedPolicy(42, refiner, gym.make("Hopper-v5"))
+
+
+def test_non_mujoco_env_gets_refinement_without_replay():
+    """Pendulum has no simulator state: the look-ahead runs in a deep copy, no verification."""
+    from ctflow_gym.data import Windows
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(300, 4, 3)).astype(np.float32)
+    act = rng.uniform(-2, 2, (300, 4, 1)).astype(np.float32)
+    windows = Windows(observations=obs, actions=act, rewards=np.zeros((300, 4)), feedback=act.sum(axis=(1, 2)).astype(np.float64),
+                      episode_ids=np.arange(300) // 10, start_steps=(np.arange(300) % 10) * 4)
+    refiner = TrajectoryRefiner(window=4, latent_dim=4, ae_steps=100, flow_steps=100, predictor_steps=50, ae_hidden=32, flow_hidden=32).fit(windows, progress_bar=False)
+    env = gym.make("Pendulum-v1", max_episode_steps=12)
+    base = lambda observation: np.array([0.5], dtype=np.float32)  # noqa: E731
+    with pytest.raises(TypeError, match="verify=True replays from a MuJoCo snapshot"):
+        RefinedPolicy(base, refiner, env, verify=True)
+    policy = RefinedPolicy(base, refiner, env, strength=1.0, verify=False)
+    obs0, _ = env.reset(seed=0)
+    state_before = env.unwrapped.state.copy()
+    action, _ = policy.predict(obs0)
+    np.testing.assert_array_equal(env.unwrapped.state, state_before)  # look-ahead left the env alone
+    assert policy.history[-1]["refined"] and action.shape == (1,)
+    returns, _ = evaluate_policy(policy, env, n_eval_episodes=1, warn=False)
+    assert np.isfinite(returns)

@@ -8,15 +8,17 @@ is then restored exactly and the chosen H actions are executed one per ``predict
 If the look-ahead episode ends inside the window there is no full window to refine
 and the base actions are used.
 
-Looking ahead needs a simulator to snapshot, so the env must be MuJoCo-based; for any
-other env use :class:`RefinementWrapper` (which refines the windows the policy
-actually played, without replay). Works with
+On a MuJoCo env the look-ahead runs in the env itself between an exact snapshot and
+its restore. Any other env gets refinement without replay: ``verify`` must be False,
+and the look-ahead runs in a ``copy.deepcopy`` of the unwrapped env (so the env must
+be deep-copyable, as pure-Python envs such as Pendulum are). Works with
 ``stable_baselines3.common.evaluation.evaluate_policy`` on the same env object (one
 env; ``episode_start`` drops the current plan).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -48,8 +50,17 @@ class RefinedPolicy:
     """
 
     def __init__(self, policy, refiner, env: gym.Env, strength: float = 1.0, verify: bool = True, deterministic: bool = True, value_fn: Callable[[np.ndarray], float] | None = None, gamma: float = 0.99):
-        if not has_simulator(env):
-            raise TypeError(f"env: looking ahead needs a MuJoCo env to snapshot; {type(env.unwrapped).__name__} has none (use RefinementWrapper instead)")
+        self._snapshots = has_simulator(env)
+        if not self._snapshots:
+            if verify:
+                raise TypeError(
+                    f"env: verify=True replays from a MuJoCo snapshot; {type(env.unwrapped).__name__} has none. "
+                    "Pass verify=False for refinement without replay (the look-ahead then runs in a deep copy of the env)"
+                )
+            try:
+                copy.deepcopy(env.unwrapped)
+            except Exception as error:
+                raise TypeError(f"env: {type(env.unwrapped).__name__} has no MuJoCo state and cannot be deep-copied for the look-ahead ({error})") from error
         require_env_matches_refiner(env, refiner)
         self.base: Callable[[np.ndarray], np.ndarray] = self._as_callable(policy, deterministic)
         self.refiner = refiner
@@ -89,8 +100,10 @@ class RefinedPolicy:
         return self.gamma**self.window * float(self.value_fn(end_observation))
 
     def _plan_window(self, observation: np.ndarray) -> list[np.ndarray]:
-        base = self.env.unwrapped
-        start = capture_snapshot(self.env)
+        if self._snapshots:
+            base, start = self.env.unwrapped, capture_snapshot(self.env)
+        else:
+            base, start = copy.deepcopy(self.env.unwrapped), None
         try:
             observations, actions, rewards = [], [], []
             obs = observation
@@ -120,7 +133,8 @@ class RefinedPolicy:
             self.history.append(record)
             return refined
         finally:
-            restore_snapshot(self.env, start)
+            if start is not None:
+                restore_snapshot(self.env, start)
 
 
 def sb3_value_function(model) -> Callable[[np.ndarray], float]:
