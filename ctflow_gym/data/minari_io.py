@@ -29,8 +29,6 @@ from ctflow_gym.data.builder import BUILD_METADATA_KEY, POLICY_FILE, minari_root
 DEFAULT_DATASET_ID = "ctflow/hopper/medium-replay-v0"
 """Id of the Hopper-v5 medium-replay dataset shipped inside the package."""
 
-DatasetLike = "MinariDataset | str | os.PathLike"
-
 
 def default_dataset_path() -> Path:
     """Folder of the shipped default dataset (``data/`` and ``policy.zip`` inside)."""

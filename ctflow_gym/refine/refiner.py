@@ -260,14 +260,18 @@ class TrajectoryRefiner:
         return self.autoencoder.decode(latents * self.latent_std + self.latent_mean)
 
     @torch.no_grad()
+    def _feedback_of_latents(self, latents: torch.Tensor) -> np.ndarray:
+        mean, std = self.predictor_scale
+        return self._batched(lambda z: self.predictor(z).squeeze(-1), latents).cpu().numpy() * std + mean
+
+    @torch.no_grad()
     def predict_feedback(self, observations, actions) -> np.ndarray:
         """The held-out return predictor's feedback estimate P(E(tau)) per window."""
         self._require_fitted()
         if self.predictor is None:
             raise RuntimeError("no return predictor: the refiner was fitted with held_out_fraction=0")
         obs, act = self._normalized_tensors(*self._check_windows(observations, actions))
-        mean, std = self.predictor_scale
-        return self._batched(lambda z: self.predictor(z).squeeze(-1), self._encode(obs, act)).cpu().numpy() * std + mean
+        return self._feedback_of_latents(self._encode(obs, act))
 
     def _check_windows(self, observations, actions) -> tuple[np.ndarray, np.ndarray]:
         observations = np.asarray(observations, dtype=np.float32)
@@ -338,7 +342,8 @@ class TrajectoryRefiner:
         action_dev = np.sqrt((action_step_distance**2).mean(-1))
         predicted_gain = None
         if self.predictor is not None:
-            predicted_gain = self.predict_feedback(refined_obs, refined_act) - self.predict_feedback(src_obs_np, src_act_np)
+            # The sources are already encoded (z_src); only the refined windows need encoding.
+            predicted_gain = self.predict_feedback(refined_obs, refined_act) - self._feedback_of_latents(z_src)
         z_src_np, z_ref_np = z_src.cpu().numpy(), z_ref.cpu().numpy()
         return RefinementResult(
             observations=refined_obs.astype(np.float32),

@@ -85,7 +85,6 @@ class RefinementWrapper(gym.Wrapper):
     def __init__(self, env: gym.Env, refiner, strength: float = 1.0, replay: bool = False, mode: str = "shadow", steps: int | None = None):
         super().__init__(env)
         require_env_matches_refiner(env, refiner)
-        require_strength(strength)
         if mode not in WRAPPER_MODES:
             raise ValueError(f"mode must be one of {WRAPPER_MODES}; got {mode!r}")
         if mode == "commit" and not replay:
@@ -93,7 +92,7 @@ class RefinementWrapper(gym.Wrapper):
         if replay and not has_simulator(env):
             raise TypeError(f"replay=True needs a MuJoCo env with a simulator state to snapshot; {type(env.unwrapped).__name__} has none")
         self.refiner = refiner
-        self.strength = float(strength)
+        self.strength = require_strength(strength)
         self.replay = replay
         self.mode = mode
         self.steps = steps
