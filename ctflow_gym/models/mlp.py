@@ -9,9 +9,9 @@ from torch import nn
 
 
 class MLP(nn.Sequential):
-    """``in_dim -> hidden x layers -> out_dim`` with SiLU activations and optional LayerNorm."""
+    """``in_dim -> hidden x layers -> out_dim`` with SiLU (or ReLU) activations and optional LayerNorm."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 2, layer_norm: bool = False):
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 2, layer_norm: bool = False, activation: type[nn.Module] = nn.SiLU):
         if layers < 1:
             raise ValueError(f"layers must be >= 1; got {layers}")
         modules: list[nn.Module] = []
@@ -20,7 +20,7 @@ class MLP(nn.Sequential):
             modules.append(nn.Linear(width, hidden))
             if layer_norm:
                 modules.append(nn.LayerNorm(hidden))
-            modules.append(nn.SiLU())
+            modules.append(activation())
             width = hidden
         modules.append(nn.Linear(width, out_dim))
         super().__init__(*modules)

@@ -1,0 +1,177 @@
+"""GTPAgent: offline actor-critic with a generative trajectory policy (seed 003).
+
+One gradient step is Algorithm 1 of the paper:
+
+1. critic: clipped double-Q TD learning (Eq. 16) against EMA targets, the next
+   action sampled from the EMA actor (or the max over several, ``max_q_backup``);
+2. advantage weights w(s, a) of Eq. 14 from A = min_j Q_j(s, a) - V(s);
+3. actor: L_consistency (Eq. 17, with the score approximation of Eq. 11: the teacher
+   sees a + u z, no ODE solver) + lambda_flow * L_flow (Eq. 18), both weighted by w,
+   on noise levels from the growing schedule of Eq. 76;
+4. EMA updates of the actor teacher and the critic target.
+
+With ``eta = 0`` the weights are 1 and no critic is trained: GTP-BC.
+
+Acting (Eq. 15): a_T ~ N(0, T^2 I), then K flow-map jumps down to 0, with the EMA actor
+(the averaged weights that also serve as the consistency teacher). ``deterministic``
+starts from a_T = 0, the prior's mean, so the policy is a fixed function of the
+state (what save/load round trips and ``evaluate_policy(deterministic=True)`` need);
+``deterministic=False`` draws a_T from the agent's seeded generator.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+from agents.base import OfflineAgent
+from agents.gtp.config import GTPConfig
+from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
+from agents.gtp.schedule import discretization_steps, sample_consistency_times, time_grid
+from ctflow_gym.models import DoubleQ, FlowMapActor, sampling_times
+
+
+class GTPAgent(OfflineAgent):
+    """Generative Trajectory Policy agent with stable-baselines3's API.
+
+    ``GTPAgent(env, dataset, eta=5.0, ...)``: ``env`` an env or id, ``dataset`` a Minari
+    dataset, id or path; keyword arguments override :class:`GTPConfig` fields (every
+    knob is documented there). Then ``learn``, ``predict``, ``evaluate``, ``save`` and
+    ``GTPAgent.load`` as in :class:`agents.base.OfflineAgent`.
+
+    ``predict(obs, deterministic=True, sampling_steps=K)`` picks K per call; the
+    attribute ``sampling_steps`` sets the default (what ``evaluate_policy`` uses).
+    """
+
+    config_class = GTPConfig
+
+    def _build(self) -> None:
+        cfg = self.config
+        self.actor = FlowMapActor(self.obs_dim, self.act_dim, cfg.actor_hidden, cfg.actor_layers, cfg.sigma_data).to(self.device)
+        self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
+        self.critic = self.critic_target = self.critic_optimizer = None
+        if cfg.eta > 0:
+            self.critic = DoubleQ(self.obs_dim, self.act_dim, cfg.critic_hidden, cfg.critic_layers).to(self.device)
+            self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+            self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self._grid_cache: tuple[int, torch.Tensor] | None = None
+
+    def _modules(self) -> dict[str, torch.nn.Module]:
+        modules = {"actor": self.actor, "actor_ema": self.actor_ema}
+        if self.critic is not None:
+            modules.update(critic=self.critic, critic_target=self.critic_target)
+        return modules
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        optimizers = {"actor": self.actor_optimizer}
+        if self.critic_optimizer is not None:
+            optimizers["critic"] = self.critic_optimizer
+        return optimizers
+
+    # ------------------------------------------------------------------ acting
+    @property
+    def sampling_steps(self) -> int:
+        """K, the flow-map jumps per action used when ``predict`` is not told otherwise."""
+        return self.config.sampling_steps
+
+    @sampling_steps.setter
+    def sampling_steps(self, steps: int) -> None:
+        self._times(steps)
+        self.config.sampling_steps = steps
+
+    def _times(self, steps: int) -> list[float]:
+        return sampling_times(steps, self.config.max_time, self.config.min_time)
+
+    def sample_actions(self, observations: torch.Tensor, steps: int, deterministic: bool, actor: FlowMapActor | None = None) -> torch.Tensor:
+        """K-step actions in [-1, 1] for normalised ``observations`` (Eq. 15)."""
+        noise = None if deterministic else torch.randn(observations.shape[0], self.act_dim, device=self.device, generator=self.generator)
+        return (actor or self.actor_ema).sample(observations, self._times(steps), noise).clamp(-1.0, 1.0)
+
+    def _act(self, observations: torch.Tensor, deterministic: bool, sampling_steps: int | None = None) -> torch.Tensor:
+        return self.sample_actions(observations, self.sampling_steps if sampling_steps is None else sampling_steps, deterministic)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True, sampling_steps: int | None = None) -> tuple[Any, Any]:
+        """SB3's ``predict``; ``sampling_steps`` (K >= 1) overrides :attr:`sampling_steps`."""
+        return super().predict(observation, state, episode_start, deterministic, sampling_steps=sampling_steps)
+
+    # ---------------------------------------------------------------- training
+    def _grid(self) -> torch.Tensor:
+        cfg = self.config
+        points = discretization_steps(self.num_timesteps, max(self.target_timesteps, 1), cfg.schedule_min_steps, cfg.schedule_max_steps)
+        if self._grid_cache is None or self._grid_cache[0] != points:
+            self._grid_cache = (points, time_grid(points, cfg.min_time, cfg.max_time, device=self.device))
+        return self._grid_cache[1]
+
+    def _bootstrap_values(self, observations: torch.Tensor, next_observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """EMA-actor actions at s' (for the TD target) and at s (for V), in one batched call.
+
+        Returns (actions at s' of shape (samples * B, act_dim), actions at s of shape
+        (value_samples * B, act_dim)); ``samples`` is ``max_q_samples`` with the max-Q
+        backup, else 1.
+        """
+        cfg = self.config
+        samples = cfg.max_q_samples if cfg.max_q_backup else 1
+        states = torch.cat([next_observations.repeat(samples, 1), observations.repeat(cfg.value_samples, 1)])
+        actions = self.sample_actions(states, cfg.train_sampling_steps, deterministic=False)
+        split = samples * next_observations.shape[0]
+        return actions[:split], actions[split:]
+
+    def _next_value(self, next_observations: torch.Tensor, next_actions: torch.Tensor) -> torch.Tensor:
+        """min_j Q_target_j(s', a'), the max over the sampled a' under max-Q backup."""
+        samples = next_actions.shape[0] // next_observations.shape[0]
+        repeated = next_observations.repeat(samples, 1)
+        return self.critic_target.min_q(repeated, next_actions).view(samples, -1).max(0).values
+
+    def _policy_value(self, observations: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
+        """V(s) = E_{a' ~ pi} min_j Q_j(s, a'), averaged over ``value_samples`` actions."""
+        samples = policy_actions.shape[0] // observations.shape[0]
+        return self.critic.min_q(observations.repeat(samples, 1), policy_actions).view(samples, -1).mean(0)
+
+    def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor) -> float:
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_norm or float("inf"))
+        optimizer.step()
+        return float(norm)
+
+    @staticmethod
+    @torch.no_grad()
+    def _ema_update(target: torch.nn.Module, source: torch.nn.Module, rate: float) -> None:
+        for target_param, param in zip(target.parameters(), source.parameters()):
+            target_param.lerp_(param, rate)
+
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        cfg = self.config
+        obs, actions = batch["observations"], batch["actions"]
+        metrics: dict[str, float] = {}
+        weights = torch.ones(obs.shape[0], device=self.device)
+        if cfg.eta > 0:
+            with torch.no_grad():
+                next_actions, policy_actions = self._bootstrap_values(obs, batch["next_observations"])
+                target = td_target(batch["rewards"], batch["terminations"], self._next_value(batch["next_observations"], next_actions), cfg.gamma)
+            q1, q2 = self.critic(obs, actions)
+            loss_q = self._checked("critic_loss", critic_loss(q1, q2, target))
+            metrics["critic_grad_norm"] = self._step(self.critic_optimizer, self.critic, loss_q)
+            with torch.no_grad():
+                # Q of the data actions from the forward pass of the critic loss (one
+                # step stale), V with the updated critic.
+                q = torch.minimum(q1, q2).detach()
+                advantage = q - self._policy_value(obs, policy_actions)
+                weights = advantage_weights(advantage, cfg.eta, cfg.max_weight)
+            metrics.update(critic_loss=loss_q.item(), q_mean=q.mean().item(), advantage_std=advantage.std().item(), weight_mean=weights.mean().item(), weight_max=weights.max().item())
+
+        t, u, tau = sample_consistency_times(obs.shape[0], self._grid(), self.generator)
+        noise = torch.randn(actions.shape, device=self.device, generator=self.generator)
+        loss_consistency = self._checked("consistency_loss", consistency_loss(self.actor, self.actor_ema, obs, actions, noise, t, u, tau, weights))
+        loss_flow = self._checked("flow_loss", flow_loss(self.actor, obs, actions, noise, t, weights))
+        loss_actor = loss_consistency + cfg.lambda_flow * loss_flow
+        metrics["actor_grad_norm"] = self._step(self.actor_optimizer, self.actor, loss_actor)
+
+        self._ema_update(self.actor_ema, self.actor, cfg.ema)
+        if self.critic is not None:
+            self._ema_update(self.critic_target, self.critic, cfg.ema)
+        metrics.update(actor_loss=loss_actor.item(), consistency_loss=loss_consistency.item(), flow_loss=loss_flow.item())
+        return metrics

@@ -1,0 +1,113 @@
+"""GTP's hyper-parameters, with the paper's defaults, and its per-dataset settings.
+
+Seed 003 gives learning rate, eta, max-Q backup and the gradient-norm clip per D4RL
+dataset (Table 4, kept as data in :data:`PAPER_SETTINGS`); the defaults below are its
+``hopper-medium-replay-v2`` row, the closest to the shipped dataset. Everything the
+paper leaves open is chosen here and said so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+PAPER_SETTINGS: dict[str, dict[str, float | bool]] = {
+    # dataset: learning rate, eta, max-Q backup, gradient norm (seed 003, Table 4)
+    "halfcheetah-medium-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 9.0},
+    "hopper-medium-v2": {"lr": 3e-4, "eta": 1.0, "max_q_backup": False, "grad_norm": 9.0},
+    "walker2d-medium-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 1.0},
+    "halfcheetah-medium-replay-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 2.0},
+    "hopper-medium-replay-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 4.0},
+    "walker2d-medium-replay-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 4.0},
+    "halfcheetah-medium-expert-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 7.0},
+    "hopper-medium-expert-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 5.0},
+    "walker2d-medium-expert-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 5.0},
+    "antmaze-umaze-v0": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 2.0},
+    "antmaze-umaze-diverse-v0": {"lr": 3e-4, "eta": 1.0, "max_q_backup": True, "grad_norm": 3.0},
+    "antmaze-medium-play-v0": {"lr": 1e-3, "eta": 5.0, "max_q_backup": True, "grad_norm": 2.0},
+}
+
+
+@dataclass
+class GTPConfig:
+    """Hyper-parameters of :class:`agents.GTPAgent`.
+
+    Attributes:
+        eta: advantage temperature of Eq. 14; 0 gives GTP-BC (no critic is trained).
+        lr: Adam learning rate of actor and critic.
+        grad_norm: clip of the actor's and critic's gradient norms (0 or None: no clip).
+        max_q_backup: TD target takes the max over ``max_q_samples`` sampled next
+            actions (Diffusion-QL's max-Q backup) instead of one sample.
+        max_q_samples: next actions sampled for the max-Q backup.
+        lambda_flow: weight of the instantaneous flow loss in Eq. 19 (the paper
+            does not print its value; 1 weighs both losses equally).
+        gamma: discount.
+        ema: rate of every EMA copy, theta- <- ema * theta + (1 - ema) * theta-
+            (Algorithm 1 uses one rate for the actor teacher and the critic target).
+        batch_size: transitions per gradient step.
+        actor_hidden, actor_layers: the flow-map MLP (D-QL's 256 x 3).
+        critic_hidden, critic_layers: each Q head (256 x 2, as IQL and TD3+BC).
+        max_time: T, the largest noise level; a_T ~ N(0, T^2 I) (EDM's 80).
+        min_time: smallest non-zero grid level (EDM's 0.002).
+        sigma_data: data scale of the EDM preconditioning (actions in [-1, 1]).
+        schedule_min_steps, schedule_max_steps: s0 and s1 of Eq. 76.
+        sampling_steps: K, map steps per action at ``predict`` (paper: 5; 2 is
+            nearly as good); can be changed at predict time.
+        train_sampling_steps: K for the actions the critic bootstraps from and for V.
+        value_samples: policy actions averaged for V(s) = E_pi min_j Q_j(s, a') in
+            A = Q - V (the paper leaves V open: we take the value of the current
+            policy, so A > 0 marks data actions better than what the policy does).
+        max_weight: clip of the advantage weights (the paper's "clipped" weighting).
+    """
+
+    eta: float = 5.0
+    lr: float = 3e-4
+    grad_norm: float | None = 4.0
+    max_q_backup: bool = False
+    max_q_samples: int = 10
+    lambda_flow: float = 1.0
+    gamma: float = 0.99
+    ema: float = 0.005
+    batch_size: int = 256
+    actor_hidden: int = 256
+    actor_layers: int = 3
+    critic_hidden: int = 256
+    critic_layers: int = 2
+    max_time: float = 80.0
+    min_time: float = 0.002
+    sigma_data: float = 0.5
+    schedule_min_steps: int = 10
+    schedule_max_steps: int = 1280
+    sampling_steps: int = 5
+    train_sampling_steps: int = 2
+    value_samples: int = 1
+    max_weight: float = 100.0
+
+    @classmethod
+    def for_dataset(cls, name: str, **overrides) -> "GTPConfig":
+        """The paper's settings for a D4RL dataset name (see :data:`PAPER_SETTINGS`)."""
+        if name not in PAPER_SETTINGS:
+            raise KeyError(f"no paper settings for {name!r}; known: {sorted(PAPER_SETTINGS)}")
+        return replace(cls(**PAPER_SETTINGS[name]), **overrides)
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first field out of range."""
+        positive = ("lr", "batch_size", "actor_hidden", "actor_layers", "critic_hidden", "critic_layers", "max_time", "min_time", "sigma_data", "max_q_samples", "value_samples", "max_weight")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)!r}")
+        if self.eta < 0:
+            raise ValueError(f"eta must be >= 0; got {self.eta}")
+        if not 0 < self.ema <= 1:
+            raise ValueError(f"ema must be in (0, 1]; got {self.ema}")
+        if not 0 <= self.gamma < 1:
+            raise ValueError(f"gamma must be in [0, 1); got {self.gamma}")
+        if self.min_time >= self.max_time:
+            raise ValueError(f"min_time ({self.min_time}) must be below max_time ({self.max_time})")
+        if not 1 <= self.schedule_min_steps <= self.schedule_max_steps:
+            raise ValueError(f"need 1 <= schedule_min_steps <= schedule_max_steps; got {self.schedule_min_steps}, {self.schedule_max_steps}")
+        for name in ("sampling_steps", "train_sampling_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} (K) must be an integer >= 1; got {value!r}")
+        if self.grad_norm is not None and self.grad_norm < 0:
+            raise ValueError(f"grad_norm must be >= 0 or None; got {self.grad_norm}")

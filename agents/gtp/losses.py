@@ -1,0 +1,62 @@
+"""The losses of GTP, one function each, numbered as in seed 003.
+
+All actions here are in [-1, 1] (the env's box mapped linearly) and observations are
+normalised. ``weights`` are the advantage weights w(s, a) of Eq. 14, one per sample,
+already detached.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ctflow_gym.models import FlowMapActor
+
+
+def advantage_weights(advantage: torch.Tensor, eta: float, max_weight: float, eps: float = 1e-6) -> torch.Tensor:
+    """Eq. 14: w = exp(eta * max(0, A) / (std(A) + eps)), clipped at ``max_weight``.
+
+    The clip is the "clipped weighting" of the paper's appendix B.6 discussion (the
+    value is not given there; 100 is AWAC's/IQL's). eta = 0 gives w = 1 (GTP-BC).
+    """
+    if eta == 0:
+        return torch.ones_like(advantage)
+    scaled = eta * advantage.clamp(min=0) / (advantage.std() + eps)
+    return torch.exp(scaled.clamp(max=torch.log(torch.tensor(max_weight)).item()))
+
+
+def td_target(rewards: torch.Tensor, terminations: torch.Tensor, next_value: torch.Tensor, gamma: float) -> torch.Tensor:
+    """r + gamma * (1 - terminal) * min_j Q_target_j(s', a'), the bracket of Eq. 16."""
+    return rewards + gamma * (1.0 - terminations) * next_value
+
+
+def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Eq. 16: squared TD error of both Q heads, Q_j(s, a) of the data, against the shared target."""
+    return ((q1 - target) ** 2).mean() + ((q2 - target) ** 2).mean()
+
+
+def consistency_loss(
+    actor: FlowMapActor,
+    teacher: FlowMapActor,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+    u: torch.Tensor,
+    tau: torch.Tensor,
+    weights: torch.Tensor,
+) -> torch.Tensor:
+    """Eq. 17 with the score approximation (Eq. 11): no ODE solver.
+
+    Student Phi_theta(s, a + t z, t, tau) against the EMA teacher
+    Phi_ema(s, a + u z, u, tau), the same z for both.
+    """
+    student = actor(obs, actions + t * noise, t, tau)
+    with torch.no_grad():
+        target = teacher(obs, actions + u * noise, u, tau)
+    return (weights * ((student - target) ** 2).sum(-1)).mean()
+
+
+def flow_loss(actor: FlowMapActor, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Eq. 18, the instantaneous flow loss: || a - phi_theta(s, a + t z, t, t) ||^2."""
+    estimate = actor.phi(obs, actions + t * noise, t, t)
+    return (weights * ((actions - estimate) ** 2).sum(-1)).mean()

@@ -1,0 +1,126 @@
+"""The generative trajectory policy network: a learned ODE flow map over actions.
+
+Seed 003, section 3.3. Actions are noised as ``a_t = a + t z`` (z ~ N(0, I)) for noise
+levels t in [0, T]. The network predicts phi(s, a_t, t, tau), an estimate of the clean
+action, and the flow map from level t to level tau < t is (Eq. 4)
+
+    Phi(s, a_t, t, tau) = (1 - tau/t) * phi(s, a_t, t, tau) + (tau/t) * a_t.
+
+phi is preconditioned as in EDM/CTM (the paper leaves this open; CTM, which GTP builds
+on, uses it): phi = c_skip(t) a_t + c_out(t) F(s, c_in(t) a_t, c(t), c(tau)) with
+sigma_data = 0.5, so that the raw network F sees unit-scale inputs at every noise level
+and phi -> a_t as t -> 0. Times enter through c(x) = log(x + 1e-4) / 4 and sinusoidal
+features (tau = 0 is a valid, distinct input: the last sampling step maps to it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ctflow_gym.models.mlp import MLP, sinusoidal_time_features
+
+TIME_FEATURES = 16
+
+
+def time_code(t: torch.Tensor) -> torch.Tensor:
+    """EDM's log noise level, finite at t = 0: ``log(t + 1e-4) / 4``."""
+    return torch.log(t + 1e-4) / 4.0
+
+
+def sampling_times(steps: int, max_time: float, min_time: float, rho: float = 7.0) -> list[float]:
+    """``steps + 1`` descending times T = t_0 > ... > t_K = 0 for K-step sampling.
+
+    Karras et al.'s rho-spacing of ``steps + 1`` points between ``min_time`` and
+    ``max_time`` with the smallest replaced by 0, so K = 1 is the one jump T -> 0 and
+    K = 2 stops once near t = 2.5 (T = 80) before the last jump.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"sampling_steps must be an integer >= 1; got {steps!r}")
+    lo, hi = min_time ** (1 / rho), max_time ** (1 / rho)
+    times = [(hi + i / steps * (lo - hi)) ** rho for i in range(steps + 1)]
+    times[-1] = 0.0
+    return times
+
+
+class FlowMapActor(nn.Module):
+    """phi_theta(s, a_t, t, tau) with EDM preconditioning, and the flow map Phi.
+
+    Args:
+        obs_dim, act_dim: sizes of (normalised) observations and of actions (in [-1, 1]).
+        hidden, layers: width and depth of the MLP F.
+        sigma_data: the data scale of the preconditioning (actions in [-1, 1]: 0.5).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 3, sigma_data: float = 0.5):
+        super().__init__()
+        self.obs_dim, self.act_dim, self.sigma_data = obs_dim, act_dim, sigma_data
+        self.net = MLP(obs_dim + act_dim + 2 * TIME_FEATURES, act_dim, hidden, layers)
+        self._sampling_cache: dict[tuple, list[tuple[torch.Tensor, float, float, float]]] = {}
+
+    def _preconditioning(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sd2 = self.sigma_data**2
+        norm = torch.sqrt(t**2 + sd2)
+        return sd2 / (t**2 + sd2), t * self.sigma_data / norm, 1.0 / norm
+
+    def _time_input(self, t: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        return torch.cat([sinusoidal_time_features(time_code(t), TIME_FEATURES), sinusoidal_time_features(time_code(tau), TIME_FEATURES)], dim=-1)
+
+    def phi(self, obs: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """The clean-action estimate phi(s, a_t, t, tau); ``t``, ``tau`` of shape (B, 1)."""
+        c_skip, c_out, c_in = self._preconditioning(t)
+        raw = self.net(torch.cat([obs, c_in * a_t, self._time_input(t, tau)], dim=-1))
+        return c_skip * a_t + c_out * raw
+
+    def forward(self, obs: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """The flow map Phi(s, a_t, t, tau) of Eq. 4 (t > 0)."""
+        ratio = tau / t
+        return (1.0 - ratio) * self.phi(obs, a_t, t, tau) + ratio * a_t
+
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, times: list[float], noise: torch.Tensor | None) -> torch.Tensor:
+        """Actions by K map steps a_{t_{i+1}} = Phi(s, a_{t_i}, t_i, t_{i+1}) (Eq. 15).
+
+        ``times`` from :func:`sampling_times`; ``noise`` ~ N(0, I) of shape (B, act_dim),
+        or ``None`` to start from a_T = 0 (the prior's mean: a deterministic policy).
+        Fast path: the observation's share of the first layer is computed once and
+        the time terms of every step are cached, so one step costs less than one
+        forward pass of a plain MLP of the same size. Returns unclipped actions.
+        """
+        first: nn.Linear = self.net[0]
+        weight_obs = first.weight[:, : self.obs_dim]
+        weight_act = first.weight[:, self.obs_dim : self.obs_dim + self.act_dim]
+        hidden_obs = torch.addmm(first.bias, obs, weight_obs.t())
+        a = torch.zeros(obs.shape[0], self.act_dim, device=obs.device, dtype=obs.dtype) if noise is None else noise * times[0]
+        rest = list(self.net)[1:]
+        for time_term, c_in, scale_a, scale_raw in self._step_constants(tuple(times), weight_act, obs.device):
+            hidden = torch.addmm(hidden_obs + time_term, a, weight_act.t(), alpha=c_in)
+            for layer in rest:
+                hidden = layer(hidden)
+            a = torch.add(a * scale_a, hidden, alpha=scale_raw)
+        return a
+
+    def _step_constants(self, times: tuple[float, ...], weight_act: torch.Tensor, device) -> list[tuple[torch.Tensor, float, float, float]]:
+        # Phi = (1 - tau/t)(c_skip a + c_out F) + (tau/t) a = scale_a * a + scale_raw * F.
+        # Cached per weights version, so training in between invalidates it.
+        key = (times, str(device), self.net[0].weight._version, id(self.net[0].weight))
+        if key not in self._sampling_cache:
+            self._sampling_cache.clear()
+            first: nn.Linear = self.net[0]
+            constants = []
+            for t, tau in zip(times[:-1], times[1:]):
+                c_skip, c_out, c_in = (float(c) for c in self._preconditioning(torch.tensor(t, dtype=torch.float64)))
+                ratio = tau / t
+                features = self._time_input(torch.tensor([[t]], device=device), torch.tensor([[tau]], device=device))
+                time_term = features @ first.weight[:, self.obs_dim + self.act_dim :].t()
+                constants.append((time_term.detach(), c_in, (1 - ratio) * c_skip + ratio, (1 - ratio) * c_out))
+            self._sampling_cache[key] = constants
+        return self._sampling_cache[key]
+
+
+def plain_mlp_actor(obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 3) -> MLP:
+    """A deterministic MLP actor of the same width and depth (latency reference)."""
+    return MLP(obs_dim, act_dim, hidden, layers)
+
+
+__all__ = ["FlowMapActor", "plain_mlp_actor", "sampling_times", "time_code"]
