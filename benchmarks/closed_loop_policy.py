@@ -25,7 +25,7 @@ from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_sb3_policy, normalized_score
 from ctflow_gym.wrappers import RefinedPolicy, sb3_value_function
 
-from refiner_tables import _machine  # noqa: E402  (benchmarks/ is the script's folder)
+from common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def run_episodes(make_policy, episodes: int) -> dict:
@@ -77,7 +77,7 @@ def main() -> None:
         ),
     }
     base = rows["base policy"]["mean"]
-    result = {"strength": args.strength, "episodes": args.episodes, "seed": args.seed, "rows": rows, "machine": _machine(), "wall_seconds": time.perf_counter() - started}
+    result = {"strength": args.strength, "episodes": args.episodes, "seed": args.seed, "rows": rows, "machine": machine_info(), "wall_seconds": time.perf_counter() - started}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "closed_loop_policy.json").write_text(json.dumps(result, indent=2))

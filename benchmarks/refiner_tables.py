@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from common import machine_info  # benchmarks/ is the script's folder
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, make_windows, split_episodes
@@ -55,18 +52,6 @@ def _table(rows: list[tuple[str, dict]], first: str) -> str:
         cells = " | ".join(_cell(report, key) for key, _ in COLUMNS)
         lines.append(f"| {label} | {cells} | {report.get('realized_gain_positive_fraction', float('nan')):.2f} | {report.get('refined_terminated_fraction', float('nan')):.2f} |")
     return "\n".join(lines)
-
-
-def _machine() -> dict:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    return {
-        "commit": commit or "unknown",
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-    }
 
 
 def _pair_cost(n: int, seed: int) -> float:
@@ -164,7 +149,7 @@ def main() -> None:
         "table3": dict(table3),
         "table3_advantage": dict(table3_adv),
         "cost": cost,
-        "machine": _machine(),
+        "machine": machine_info(),
         "wall_seconds": time.perf_counter() - started_all,
         "quick": args.quick,
     }

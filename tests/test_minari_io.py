@@ -1,7 +1,3 @@
-import json
-import os
-from pathlib import Path
-
 import minari
 import numpy as np
 import pytest

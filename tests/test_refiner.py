@@ -171,7 +171,7 @@ def test_bad_inputs(fitted, hopper_windows):
 def test_no_improving_pair_is_a_clear_error():
     windows = _synthetic_windows(n_episodes=6)
     flat = Windows(**{**windows.__dict__, "feedback": np.zeros(len(windows))})
-    with pytest.raises(ValueError, match=rf"no improving pair found among \d+ training windows with k=3 and margin=0.5"):
+    with pytest.raises(ValueError, match=r"no improving pair found among \d+ training windows with k=3 and margin=0.5"):
         TrajectoryRefiner(window=4, margin=0.5, ae_steps=10, flow_steps=10, predictor_steps=10).fit(flat, progress_bar=False)
 
 

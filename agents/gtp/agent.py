@@ -58,6 +58,7 @@ class GTPAgent(OfflineAgent):
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
             self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
         self._grid_cache: tuple[int, torch.Tensor] | None = None
+        self._times_cache: dict[tuple, tuple[float, ...]] = {}
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         modules = {"actor": self.actor, "actor_ema": self.actor_ema}
@@ -82,8 +83,11 @@ class GTPAgent(OfflineAgent):
         self._times(steps)
         self.config.sampling_steps = steps
 
-    def _times(self, steps: int) -> list[float]:
-        return sampling_times(steps, self.config.max_time, self.config.min_time)
+    def _times(self, steps: int) -> tuple[float, ...]:
+        key = (steps, self.config.max_time, self.config.min_time)
+        if key not in self._times_cache:
+            self._times_cache[key] = tuple(sampling_times(steps, self.config.max_time, self.config.min_time))
+        return self._times_cache[key]
 
     def sample_actions(self, observations: torch.Tensor, steps: int, deterministic: bool, actor: FlowMapActor | None = None) -> torch.Tensor:
         """K-step actions in [-1, 1] for normalised ``observations`` (Eq. 15)."""

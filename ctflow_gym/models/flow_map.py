@@ -56,7 +56,7 @@ class FlowMapActor(nn.Module):
         super().__init__()
         self.obs_dim, self.act_dim, self.sigma_data = obs_dim, act_dim, sigma_data
         self.net = MLP(obs_dim + act_dim + 2 * TIME_FEATURES, act_dim, hidden, layers)
-        self._sampling_cache: dict[tuple, list[tuple[torch.Tensor, float, float, float]]] = {}
+        self._sampling_cache: dict = {}
 
     def _preconditioning(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         sd2 = self.sigma_data**2
@@ -77,45 +77,61 @@ class FlowMapActor(nn.Module):
         ratio = tau / t
         return (1.0 - ratio) * self.phi(obs, a_t, t, tau) + ratio * a_t
 
-    @torch.no_grad()
-    def sample(self, obs: torch.Tensor, times: list[float], noise: torch.Tensor | None) -> torch.Tensor:
+    def sample(self, obs: torch.Tensor, times: tuple[float, ...] | list[float], noise: torch.Tensor | None) -> torch.Tensor:
         """Actions by K map steps a_{t_{i+1}} = Phi(s, a_{t_i}, t_i, t_{i+1}) (Eq. 15).
 
         ``times`` from :func:`sampling_times`; ``noise`` ~ N(0, I) of shape (B, act_dim),
         or ``None`` to start from a_T = 0 (the prior's mean: a deterministic policy).
-        Fast path: the observation's share of the first layer is computed once and
-        the time terms of every step are cached, so one step costs less than one
-        forward pass of a plain MLP of the same size. Returns unclipped actions.
+        Returns unclipped actions; no gradients flow.
+
+        This is the same function as chaining :meth:`forward`, arranged for latency:
+        the observation's share of the first layer is computed once for all steps;
+        each step's time features, c_in and the Phi/phi mixing constants are folded
+        into cached matrices and biases (refreshed whenever the weights change), so
+        one step costs about one plain MLP forward and K = 1 from a_T = 0 less.
         """
-        first: nn.Linear = self.net[0]
-        weight_obs = first.weight[:, : self.obs_dim]
-        weight_act = first.weight[:, self.obs_dim : self.obs_dim + self.act_dim]
-        hidden_obs = torch.addmm(first.bias, obs, weight_obs.t())
-        a = torch.zeros(obs.shape[0], self.act_dim, device=obs.device, dtype=obs.dtype) if noise is None else noise * times[0]
-        rest = list(self.net)[1:]
-        for time_term, c_in, scale_a, scale_raw in self._step_constants(tuple(times), weight_act, obs.device):
-            hidden = torch.addmm(hidden_obs + time_term, a, weight_act.t(), alpha=c_in)
-            for layer in rest:
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.sample(obs, times, noise)
+        plan = self._sampling_plan(times if isinstance(times, tuple) else tuple(times), obs.device, obs.dtype)
+        pre_activations = torch.matmul(obs, plan["weight_obs_t"]).unsqueeze(0) + plan["step_biases"]
+        hidden_layers, weight_last_t = plan["hidden_layers"], plan["weight_last_t"]
+        a = None if noise is None else noise * times[0]
+        for i, (weight_act_t, out_bias, scale_a, scale_raw) in enumerate(plan["steps"]):
+            hidden = pre_activations[i] if a is None else torch.addmm(pre_activations[i], a, weight_act_t)
+            for layer in hidden_layers:
                 hidden = layer(hidden)
-            a = torch.add(a * scale_a, hidden, alpha=scale_raw)
+            # Phi = scale_a * a + scale_raw * F(...), F's last layer fused in.
+            start = out_bias if a is None else torch.add(out_bias, a, alpha=scale_a)
+            a = torch.addmm(start, hidden, weight_last_t, alpha=scale_raw)
         return a
 
-    def _step_constants(self, times: tuple[float, ...], weight_act: torch.Tensor, device) -> list[tuple[torch.Tensor, float, float, float]]:
-        # Phi = (1 - tau/t)(c_skip a + c_out F) + (tau/t) a = scale_a * a + scale_raw * F.
-        # Cached per weights version, so training in between invalidates it.
-        key = (times, str(device), self.net[0].weight._version, id(self.net[0].weight))
-        if key not in self._sampling_cache:
-            self._sampling_cache.clear()
-            first: nn.Linear = self.net[0]
-            constants = []
-            for t, tau in zip(times[:-1], times[1:]):
-                c_skip, c_out, c_in = (float(c) for c in self._preconditioning(torch.tensor(t, dtype=torch.float64)))
-                ratio = tau / t
-                features = self._time_input(torch.tensor([[t]], device=device), torch.tensor([[tau]], device=device))
-                time_term = features @ first.weight[:, self.obs_dim + self.act_dim :].t()
-                constants.append((time_term.detach(), c_in, (1 - ratio) * c_skip + ratio, (1 - ratio) * c_out))
-            self._sampling_cache[key] = constants
-        return self._sampling_cache[key]
+    def _sampling_plan(self, times: tuple[float, ...], device, dtype) -> dict:
+        first: nn.Linear = self.net[0]
+        last: nn.Linear = self.net[-1]
+        # Every update here (optimiser, EMA, load_state_dict) rewrites weights and
+        # biases together, so the weights' version counters tell when to rebuild.
+        key = (times, first.weight._version, last.weight._version, id(first.weight), device)
+        if self._sampling_cache.get("key") == key:
+            return self._sampling_cache["plan"]
+        obs_end, act_end = self.obs_dim, self.obs_dim + self.act_dim
+        steps, biases = [], []
+        for t, tau in zip(times[:-1], times[1:]):
+            c_skip, c_out, c_in = (float(c) for c in self._preconditioning(torch.tensor(t, dtype=torch.float64)))
+            ratio = tau / t
+            scale_a, scale_raw = (1 - ratio) * c_skip + ratio, (1 - ratio) * c_out
+            features = self._time_input(torch.tensor([[t]], device=device, dtype=dtype), torch.tensor([[tau]], device=device, dtype=dtype))
+            biases.append(first.bias + features[0] @ first.weight[:, act_end:].t())
+            steps.append(((c_in * first.weight[:, obs_end:act_end]).t().contiguous(), scale_raw * last.bias, scale_a, scale_raw))
+        plan = {
+            "weight_obs_t": first.weight[:, :obs_end].t(),
+            "step_biases": torch.stack(biases).unsqueeze(1),
+            "steps": steps,
+            "hidden_layers": list(self.net)[1:-1],
+            "weight_last_t": last.weight.t(),
+        }
+        self._sampling_cache = {"key": key, "plan": plan}
+        return plan
 
 
 def plain_mlp_actor(obs_dim: int, act_dim: int, hidden: int = 256, layers: int = 3) -> MLP:

@@ -1,0 +1,106 @@
+"""Train and evaluate one d3rlpy algorithm on exported transitions (runs in d3rlpy's venv).
+
+Called by ``gtp_vs_peers.py`` with the Python of a separate virtual environment
+(d3rlpy 2.8 pins gymnasium 1.0.0, which ctflow_gym does not use). Reads the arrays
+``gtp_vs_peers.py`` exported, trains IQL or TD3+BC with the hyper-parameters of
+d3rlpy's own D4RL reproduction scripts (batch size and steps as given), evaluates
+``--episodes`` episodes (first reset seeded with ``--eval-seed``) and writes JSON:
+episode returns, gradient steps per second (training only) and settings.
+
+Imports only numpy, gymnasium and d3rlpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import d3rlpy
+import gymnasium as gym
+import numpy as np
+
+
+def make_algo(name: str, batch_size: int, steps: int, device: str):
+    """d3rlpy's reproduction settings for locomotion (reproductions/offline/{iql,td3_plus_bc}.py)."""
+    if name == "iql":
+        return d3rlpy.algos.IQLConfig(
+            actor_learning_rate=3e-4,
+            critic_learning_rate=3e-4,
+            actor_optim_factory=d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=steps)),
+            batch_size=batch_size,
+            weight_temp=3.0,
+            max_weight=100.0,
+            expectile=0.7,
+            reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0),
+        ).create(device=device)
+    if name == "td3+bc":
+        return d3rlpy.algos.TD3PlusBCConfig(
+            actor_learning_rate=3e-4,
+            critic_learning_rate=3e-4,
+            batch_size=batch_size,
+            target_smoothing_sigma=0.2,
+            target_smoothing_clip=0.5,
+            alpha=2.5,
+            update_actor_interval=2,
+            observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
+        ).create(device=device)
+    raise ValueError(f"algo must be iql or td3+bc; got {name!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--algo", required=True, choices=["iql", "td3+bc"])
+    parser.add_argument("--data", required=True, help="npz written by gtp_vs_peers.py")
+    parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--eval-seed", type=int, default=10_000)
+    parser.add_argument("--device", default="cpu:0")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+
+    arrays = np.load(args.data)
+    dataset = d3rlpy.dataset.MDPDataset(
+        observations=arrays["observations"],
+        actions=arrays["actions"],
+        rewards=arrays["rewards"],
+        terminals=arrays["terminals"],
+        timeouts=arrays["timeouts"],
+    )
+    d3rlpy.seed(args.seed)
+    algo = make_algo(args.algo, args.batch_size, args.steps, args.device)
+    started = time.perf_counter()
+    algo.fit(dataset, n_steps=args.steps, n_steps_per_epoch=min(args.steps, 10_000), show_progress=False, logger_adapter=d3rlpy.logging.NoopAdapterFactory(), save_interval=10**9)
+    train_seconds = time.perf_counter() - started
+
+    env = gym.make(args.env)
+    returns = []
+    obs, _ = env.reset(seed=args.eval_seed)
+    for _ in range(args.episodes):
+        total, done = 0.0, False
+        while not done:
+            action = algo.predict(obs[None].astype(np.float32))[0]
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        obs, _ = env.reset()
+    result = {
+        "algo": args.algo,
+        "seed": args.seed,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "returns": returns,
+        "train_seconds": train_seconds,
+        "steps_per_second": args.steps / train_seconds,
+        "versions": {"d3rlpy": d3rlpy.__version__, "gymnasium": gym.__version__},
+    }
+    with open(args.out, "w") as handle:
+        json.dump(result, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
