@@ -270,7 +270,7 @@ def main() -> None:
                     data_file = work / ".transitions.npz"
                     export_transitions(dataset, data_file)
                 result = run_peer(method, seed, args, env_id, peer_python, data_file, work)
-            result["machine"] = machine_info()
+            result["machine"] = meta["machine"]  # the code that ran is the commit at start
             write_atomic(run_file, json.dumps(result, indent=2))
             print(f"[gtp_vs_peers] {method} seed {seed}: score {np.mean(normalized_score(env_id, result['returns'])):.1f}, {result['steps_per_second']:.1f} steps/s", flush=True)
             report()

@@ -1,21 +1,54 @@
-"""One metrics logger for every long loop: stdout and Weights & Biases.
+"""One metrics logger for the refiner, the wrapper and the agents: stdout and W&B.
 
-``RunLogger(wandb_mode="disabled" | "offline" | "online")``. Offline runs are written
-under ``wandb_dir`` and can be uploaded later with ``wandb sync <run folder>``.
-Metrics go to W&B at every ``log`` call and to stdout every ``print_every`` calls per
-prefix, so a progress bar is not drowned in lines.
+``RunLogger(wandb_mode="disabled" | "offline" | "online")``:
+
+- ``"online"`` streams to Weights & Biases; it needs credentials (``wandb login`` or
+  ``WANDB_API_KEY``), checked up front with a message saying how to log in.
+- ``"offline"`` writes the run under ``<wandb_dir>/wandb/offline-run-*`` with no
+  network; upload it later with ``wandb sync <that folder>``.
+- ``"disabled"`` keeps metrics on stdout only.
+
+The run's config (the command's arguments, an algorithm's dataclass) is recorded at
+start and can be extended with :meth:`RunLogger.update_config`. Metrics go to W&B at
+every ``log`` call and to stdout every ``print_every`` calls per metric prefix
+(``"refiner/"``, ``"train/"``, ...), so progress bars are not drowned in lines.
 """
 
 from __future__ import annotations
 
+import netrc
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 WANDB_MODES = ("disabled", "offline", "online")
+WANDB_HOST = "api.wandb.ai"
+
+
+def wandb_credentials_available() -> bool:
+    """Whether W&B online mode can authenticate: ``WANDB_API_KEY`` or a netrc entry."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc_file = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return netrc_file.is_file() and netrc.netrc(str(netrc_file)).authenticators(WANDB_HOST) is not None
+    except (netrc.NetrcParseError, OSError):
+        return False
 
 
 class RunLogger:
-    """Logs scalar metrics (and images) to stdout and, unless disabled, to W&B."""
+    """Logs scalar metrics (and images) to stdout and, unless disabled, to W&B.
+
+    Args:
+        wandb_mode: ``"disabled"``, ``"offline"`` or ``"online"`` (see module docstring).
+        project: W&B project name.
+        run_name: W&B run name (default: W&B's).
+        config: the run's configuration, recorded at start.
+        wandb_dir: folder under which W&B writes ``wandb/`` (default: the current one).
+        print_every: print every n-th ``log`` call per metric prefix (0: never).
+        stream: where printed lines go (default: stdout).
+    """
 
     def __init__(
         self,
@@ -23,12 +56,18 @@ class RunLogger:
         project: str = "ctflow_gym",
         run_name: str | None = None,
         config: dict[str, Any] | None = None,
-        wandb_dir: str | None = None,
+        wandb_dir: str | os.PathLike | None = None,
         print_every: int = 0,
         stream=None,
     ):
         if wandb_mode not in WANDB_MODES:
             raise ValueError(f"wandb_mode must be one of {WANDB_MODES}; got {wandb_mode!r}")
+        if wandb_mode == "online" and not wandb_credentials_available():
+            raise ValueError(
+                "wandb online mode needs W&B credentials: run `wandb login` (or set WANDB_API_KEY), "
+                "or use offline mode and upload later with `wandb sync <run folder>`"
+            )
+        self.wandb_mode = wandb_mode
         self.print_every = print_every
         self.stream = stream if stream is not None else sys.stdout
         self._counts: dict[str, int] = {}
@@ -36,12 +75,41 @@ class RunLogger:
         if wandb_mode != "disabled":
             import wandb
 
-            self.run = wandb.init(project=project, name=run_name, config=config or {}, mode=wandb_mode, dir=wandb_dir, reinit="finish_previous")
+            if wandb_dir is not None:
+                Path(wandb_dir).mkdir(parents=True, exist_ok=True)
+            self.run = wandb.init(
+                project=project,
+                name=run_name,
+                config=config or {},
+                mode=wandb_mode,
+                dir=None if wandb_dir is None else str(wandb_dir),
+                reinit="finish_previous",
+                settings=wandb.Settings(silent=True, console="off"),
+            )
+
+    @property
+    def run_dir(self) -> Path | None:
+        """The W&B run folder (what ``wandb sync`` takes for an offline run), if any."""
+        return None if self.run is None else Path(self.run.dir).parent
+
+    def update_config(self, values: dict[str, Any]) -> None:
+        """Add ``values`` to the run's recorded config."""
+        if self.run is not None:
+            self.run.config.update(values, allow_val_change=True)
 
     def log(self, metrics: dict[str, float], step: int | None = None) -> None:
-        """Record ``metrics`` (names like ``"refiner/ae_loss"``) at ``step``."""
+        """Record ``metrics`` (names like ``"refiner/ae_loss"``) at ``step``.
+
+        W&B needs steps that never decrease within a run; the refiner, wrapper and
+        agent each count their own steps, so W&B gets them as ``<prefix>/step``
+        metrics and its own step is left to increase by itself.
+        """
         if self.run is not None:
-            self.run.log(dict(metrics), step=step)
+            record = dict(metrics)
+            if step is not None:
+                prefix = next(iter(metrics), "").split("/")[0]
+                record[f"{prefix}/step"] = step
+            self.run.log(record)
         if self.print_every:
             prefix = next(iter(metrics), "").split("/")[0]
             count = self._counts.get(prefix, 0)
@@ -50,18 +118,24 @@ class RunLogger:
                 shown = " ".join(f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, (int, float)))
                 print(f"[{step}] {shown}", file=self.stream, flush=True)
 
-    def log_image(self, key: str, path: str, step: int | None = None) -> None:
+    def log_image(self, key: str, path: str | os.PathLike, caption: str | None = None) -> None:
         """Log a PNG file as a W&B image (no-op without W&B)."""
         if self.run is not None:
             import wandb
 
-            self.run.log({key: wandb.Image(path)}, step=step)
+            self.run.log({key: wandb.Image(str(path), caption=caption)})
 
     def finish(self) -> None:
         """Close the W&B run, if any."""
         if self.run is not None:
             self.run.finish()
             self.run = None
+
+    def __enter__(self) -> "RunLogger":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.finish()
 
 
 NULL_LOGGER = RunLogger()

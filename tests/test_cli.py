@@ -1,4 +1,9 @@
 import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from wandb_records import logged_keys, read_offline_run
 
 from ctflow_gym.cli import main
 
@@ -21,3 +26,75 @@ def test_build_through_the_cli(tmp_path, capsys):
     assert (tmp_path / "ctflow" / "hopper" / "random-v0" / "data" / "metadata.json").is_file()
     assert main(["dataset", "build", "--kind", "random", "--steps", "50", "--out", str(tmp_path), "--no-progress"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- issue 6: the workflow
+
+
+def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--refiner-steps", "60", "--held-out-windows", "40", "--episodes", "1", "--gtp-steps", "20", "--eval-episodes", "1", "--wandb", "offline", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "realised gain when replayed in MuJoCo" in printed and "D4RL score" in printed and "wandb sync" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gtp"]["steps"] == 20 and len(summary["gtp"]["returns"]) == 1
+    assert summary["wrapper"]["windows_refined"] == summary["wrapper"]["windows_replayed"] > 0
+    assert np.isfinite(summary["refiner_heldout"]["realized_gain"]["mean"])
+    for name in ("refinement_path.png", "returns.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "refiner" / "weights.safetensors").is_file() and (out / "gtp" / "agent.json").is_file()
+    run = read_offline_run(Path(summary["files"]["wandb_run"]))
+    keys = logged_keys(run)
+    for key in ("refiner/ae_loss", "refiner/flow_loss", "wrapper/realized_gain", "train/actor_loss", "train/critic_loss", "demo/gtp_normalized_score", "demo/returns/_type", "refiner/refinement_path/_type"):
+        assert key in keys, key
+    assert run["config"]["demo"]["gtp_steps"] == 20
+
+
+def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
+    fit_out = tmp_path / "fit"
+    assert main(["refiner", "fit", "--dataset", str(random_dataset_path), "--window", "8", "--ae-steps", "50", "--flow-steps", "50", "--predictor-steps", "20", "--out", str(fit_out), "--device", "cpu", "--no-progress"]) == 0
+    assert (fit_out / "refiner" / "config.json").is_file() and (fit_out / "refinement_path.png").is_file()
+    eval_out = tmp_path / "eval"
+    assert main(["refiner", "evaluate", str(fit_out / "refiner"), "--dataset", str(random_dataset_path), "--windows", "20", "--out", str(eval_out)]) == 0
+    report = json.loads((eval_out / "evaluation.json").read_text())
+    assert report["windows"] == 20 and "realized_gain" in report
+    wrap_out = tmp_path / "wrap"
+    assert main(["wrap", str(fit_out / "refiner"), "--episodes", "1", "--out", str(wrap_out)]) == 0
+    wrapped = json.loads((wrap_out / "wrap.json").read_text())
+    assert wrapped["windows_replayed"] == wrapped["windows_refined"] > 0
+    assert "mean realised gain" in capsys.readouterr().out
+
+
+def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
+    out = tmp_path / "agent"
+    common = ["--dataset", str(random_dataset_path), "--batch-size", "32", "--eval-episodes", "1", "--out", str(out), "--device", "cpu", "--no-progress"]
+    assert main(["agent", "train", "--steps", "10", "--checkpoint-freq", "5", *common]) == 0
+    assert json.loads((out / "model" / "agent.json").read_text())["num_timesteps"] == 10
+    assert main(["agent", "train", "--steps", "15", "--resume", *common]) == 0
+    assert json.loads((out / "model" / "agent.json").read_text())["num_timesteps"] == 15
+    assert main(["agent", "evaluate", str(out / "model"), "--episodes", "1", "--sampling-steps", "2", "--out", str(tmp_path / "eval")]) == 0
+    assert "K=2" in capsys.readouterr().out
+
+
+def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random_dataset_path):
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    cases = [
+        (["agent", "train", "--dataset", str(random_dataset_path), "--steps", "1", "--out", str(a_file)], "--out"),
+        (["demo", "--device", "cuda:7", "--out", str(tmp_path / "d")], "--device"),
+        (["agent", "train", "--dataset", "nobody/nothing-v0", "--out", str(tmp_path / "n")], "no Minari dataset"),
+        (["demo", "--gtp-steps", "0", "--out", str(tmp_path / "z")], "--gtp-steps must be >= 1"),
+    ]
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    cases.append((["wrap", "somewhere", "--wandb", "online", "--out", str(tmp_path / "w")], "not a saved TrajectoryRefiner"))
+    cases.append((["agent", "train", "--dataset", str(random_dataset_path), "--steps", "1", "--wandb", "online", "--out", str(tmp_path / "o")], "wandb login"))
+    for argv, expected in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("ctflow: error:") and expected in err and "Traceback" not in err, (argv, err)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2 and "invalid choice: 'frobnicate'" in capsys.readouterr().err

@@ -42,6 +42,7 @@ import numpy as np
 
 from ctflow_gym.data.sim_state import step_open_loop
 from ctflow_gym.data.validation import require_strength
+from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.snapshot import EnvSnapshot, capture_snapshot, has_simulator, restore_snapshot
 
@@ -80,9 +81,11 @@ class RefinementWrapper(gym.Wrapper):
         replay: replay each refined window in MuJoCo from its start snapshot.
         mode: ``"shadow"`` or ``"commit"`` (see the module docstring).
         steps: Euler steps of refinement (default: the refiner's).
+        logger: gets ``wrapper/*`` metrics of every closed window (proxy gain,
+            deviations and, with replay, source/refined returns and realised gain).
     """
 
-    def __init__(self, env: gym.Env, refiner, strength: float = 1.0, replay: bool = False, mode: str = "shadow", steps: int | None = None):
+    def __init__(self, env: gym.Env, refiner, strength: float = 1.0, replay: bool = False, mode: str = "shadow", steps: int | None = None, logger: RunLogger = NULL_LOGGER):
         super().__init__(env)
         require_env_matches_refiner(env, refiner)
         if mode not in WRAPPER_MODES:
@@ -96,6 +99,7 @@ class RefinementWrapper(gym.Wrapper):
         self.replay = replay
         self.mode = mode
         self.steps = steps
+        self.logger = logger
         self.window = refiner.config.window
         self.totals = RefinementTotals()
         self._clear()
@@ -131,6 +135,7 @@ class RefinementWrapper(gym.Wrapper):
         if len(self._actions) < self.window:
             return obs, reward, terminated, truncated, info
         report, committed_obs = self._close_window()
+        self.logger.log({f"wrapper/{k}": float(v) for k, v in report.items() if isinstance(v, (bool, int, float))}, step=self.totals.windows_refined)
         info = dict(info)
         info["refinement"] = report
         if committed_obs is not None:

@@ -1,32 +1,17 @@
-"""The ``ctflow`` command line.
-
-Subcommands (``ctflow --help`` lists them):
-
-- ``ctflow dataset build``: build a D4RL-style Minari dataset (see
-  :mod:`ctflow_gym.data.builder`).
-- ``ctflow dataset thin ID_OR_PATH --keep-every K --out ROOT``: keep every K-th episode.
-- ``ctflow dataset info ID_OR_PATH``: episodes, steps, returns and how it was made.
-
-User mistakes (unknown dataset, bad argument) print one clear line and exit with
-status 2, without a Python traceback.
-"""
+"""``ctflow dataset build | thin | info | list``."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from typing import Sequence
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctflow", description="ctflow_gym: offline trajectory refinement and flow agents")
-    commands = parser.add_subparsers(dest="command", required=True)
+def register(commands) -> None:
+    """Add the ``dataset`` subcommands to ``commands`` (an argparse subparsers object)."""
+    dataset = commands.add_parser("dataset", help="build, thin, list and inspect Minari datasets", description="Build, thin, list and inspect Minari datasets.")
+    dataset_commands = dataset.add_subparsers(dest="subcommand", required=True, metavar="{build,thin,info,list}")
 
-    dataset = commands.add_parser("dataset", help="build and inspect Minari datasets")
-    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True)
-
-    build = dataset_commands.add_parser("build", help="build a D4RL-style Minari dataset from SB3 policies")
+    build = dataset_commands.add_parser("build", help="build a D4RL-style Minari dataset from SB3 policies", description="Build a D4RL-style Minari dataset from SB3 policies.")
     build.add_argument("--env", default="Hopper-v5", help="gymnasium MuJoCo env id (default: Hopper-v5)")
     build.add_argument("--kind", default="medium-replay", choices=["random", "medium", "medium-replay", "medium-expert"])
     build.add_argument("--dataset-id", default=None, help="Minari id (default: ctflow/<env>/<kind>-v0)")
@@ -45,20 +30,25 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--device", default="auto", help="torch device for SAC (auto, cpu, cuda)")
     build.add_argument("--overwrite", action="store_true")
     build.add_argument("--no-progress", action="store_true")
+    build.set_defaults(handler=_build)
 
-    thin = dataset_commands.add_parser("thin", help="copy a dataset keeping every k-th episode")
+    thin = dataset_commands.add_parser("thin", help="copy a dataset keeping every k-th episode", description="Copy a dataset keeping every k-th episode.")
     thin.add_argument("dataset", help="Minari id or path")
     thin.add_argument("--keep-every", type=int, required=True)
     thin.add_argument("--out", required=True, help="datasets root folder to write into")
     thin.add_argument("--dataset-id", default=None, help="id of the copy (default: the source's)")
     thin.add_argument("--overwrite", action="store_true")
+    thin.set_defaults(handler=_thin)
 
-    info = dataset_commands.add_parser("info", help="summarise a dataset")
+    info = dataset_commands.add_parser("info", help="summarise a dataset", description="Episodes, steps, returns and how a dataset was made.")
     info.add_argument("dataset", help="Minari id or path")
-    return parser
+    info.set_defaults(handler=_info)
+
+    listing = dataset_commands.add_parser("list", help="list the shipped and the local Minari datasets", description="List the shipped dataset and the datasets under Minari's root.")
+    listing.set_defaults(handler=_list)
 
 
-def _dataset_build(args: argparse.Namespace) -> int:
+def _build(args: argparse.Namespace) -> int:
     from ctflow_gym.data.builder import BuildConfig, build_dataset
 
     config = BuildConfig(
@@ -86,31 +76,30 @@ def _dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dataset_thin(args: argparse.Namespace) -> int:
+def _thin(args: argparse.Namespace) -> int:
     from ctflow_gym.data.builder import thin_dataset
 
     print(f"dataset written to {thin_dataset(args.dataset, args.keep_every, args.out, args.dataset_id, args.overwrite)}")
     return 0
 
 
-def _dataset_info(args: argparse.Namespace) -> int:
+def _info(args: argparse.Namespace) -> int:
     from ctflow_gym.data import dataset_summary, load_dataset
 
     print(json.dumps(dataset_summary(load_dataset(args.dataset)), indent=2))
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``ctflow`` console command; returns the exit status."""
-    args = _build_parser().parse_args(argv)
-    handlers = {("dataset", "build"): _dataset_build, ("dataset", "thin"): _dataset_thin, ("dataset", "info"): _dataset_info}
-    try:
-        return handlers[(args.command, args.dataset_command)](args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"ctflow: error: {message}", file=sys.stderr)
-        return 2
+def _list(args: argparse.Namespace) -> int:
+    import minari
 
+    from ctflow_gym.data import DEFAULT_DATASET_ID, default_dataset_path
+    from ctflow_gym.data.builder import minari_root
 
-if __name__ == "__main__":
-    sys.exit(main())
+    print(f"{DEFAULT_DATASET_ID}  (shipped, {default_dataset_path()})")
+    local = sorted(minari.list_local_datasets())
+    for dataset_id in local:
+        print(f"{dataset_id}  ({minari_root() / dataset_id})")
+    if not local:
+        print(f"(no datasets under Minari's root {minari_root()})")
+    return 0
