@@ -186,3 +186,24 @@ def test_thin_dataset_keeps_every_kth_episode_with_states(random_dataset_path, t
     assert build_record(thinned)["config"]["kind"] == "random"
     with pytest.raises(ValueError, match="keep_every"):
         thin_dataset(random_dataset_path, 0, tmp_path)
+
+
+def test_thin_dataset_to_a_step_target_keeps_the_whole_range(random_dataset_path, tmp_path):
+    from ctflow_gym.data.builder import thin_dataset
+
+    source = load_dataset(random_dataset_path)
+    lengths = [len(e.actions) for e in source.iterate_episodes()]
+    path = thin_dataset(random_dataset_path, None, tmp_path, dataset_id="test/hopper/target-v0", target_steps=600)
+    thinned = load_dataset(path)
+    assert thinned.total_steps >= 600
+    kept = list(thinned.iterate_episodes())
+    np.testing.assert_array_equal(kept[0].actions, next(source.iterate_episodes([0])).actions)
+    np.testing.assert_array_equal(kept[-1].actions, next(source.iterate_episodes([source.total_episodes - 1])).actions)
+    # the fewest: one episode fewer (evenly spaced) would fall short
+    fewer = np.unique(np.round(np.linspace(0, len(lengths) - 1, thinned.total_episodes - 1)).astype(int))
+    assert np.sum(np.asarray(lengths)[fewer]) < 600
+    assert build_record(thinned)["thinned"]["target_steps"] == 600
+    with pytest.raises(ValueError, match="exactly one of keep_every and target_steps"):
+        thin_dataset(random_dataset_path, 2, tmp_path, target_steps=600)
+    with pytest.raises(ValueError, match="target_steps must be an integer"):
+        thin_dataset(random_dataset_path, None, tmp_path, target_steps=10**9)

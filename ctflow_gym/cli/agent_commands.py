@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ctflow_gym.cli.common import UserError, common_flags, device_of, output_folder, run_logger, write_json
+from ctflow_gym.cli.common import UserError, command_run, common_flags, device_of, write_json
 
 
 def register(commands) -> None:
@@ -52,9 +52,7 @@ def _train(args: argparse.Namespace) -> int:
     _positive(args.steps, "--steps")
     _positive(args.sampling_steps, "--sampling-steps")
     dataset = load_dataset(args.dataset or DEFAULT_DATASET_ID)
-    out = output_folder(args, "agent-train")
-    logger = run_logger(args, out, "agent-train", {k: v for k, v in vars(args).items() if k != "handler"})
-    try:
+    with command_run(args, "agent-train") as (out, logger):
         agent = GTPAgent(args.env or dataset.env_spec.id, dataset, eta=args.eta, batch_size=args.batch_size, sampling_steps=args.sampling_steps, device=device, seed=args.seed, run_logger=logger)
         agent.learn(
             args.steps,
@@ -68,8 +66,6 @@ def _train(args: argparse.Namespace) -> int:
         result = agent.evaluate(args.eval_episodes, seed=args.seed)
         logger.log({f"eval/final_{k}": v for k, v in result.items() if isinstance(v, float)}, step=agent.num_timesteps)
         write_json(out / "evaluation.json", result)
-    finally:
-        logger.finish()
     print(f"GTPAgent ({agent.num_timesteps} steps) saved to {out / 'model'}: return {result['mean_return']:.1f} +- {result['std_return']:.1f}, D4RL score {result['normalized_score']}")
     return 0
 
@@ -81,13 +77,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     _positive(args.episodes, "--episodes")
     agent = GTPAgent.load(args.model, device=device)
     agent.sampling_steps = _positive(args.sampling_steps, "--sampling-steps")
-    out = output_folder(args, "agent-evaluate")
-    logger = run_logger(args, out, "agent-evaluate", {k: v for k, v in vars(args).items() if k != "handler"})
-    try:
+    with command_run(args, "agent-evaluate") as (out, logger):
         result = agent.evaluate(args.episodes, seed=args.seed)
         logger.log({f"eval/{k}": v for k, v in result.items() if isinstance(v, float)})
         write_json(out / "evaluation.json", result)
-    finally:
-        logger.finish()
     print(f"{args.episodes} episodes, K={args.sampling_steps}: return {result['mean_return']:.1f} +- {result['std_return']:.1f}, D4RL score {result['normalized_score']}")
     return 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ctflow_gym.devices import resolve_device
 from ctflow_gym.logging import WANDB_MODES, RunLogger
@@ -53,6 +54,20 @@ def run_logger(args: argparse.Namespace, out: Path, name: str, config: dict[str,
         return RunLogger(args.wandb, run_name=name, config=config, wandb_dir=out, print_every=0)
     except ValueError as error:
         raise UserError(f"--wandb {args.wandb}: {error}") from None
+
+
+@contextlib.contextmanager
+def command_run(args: argparse.Namespace, command: str, config: dict[str, Any] | None = None) -> Iterator[tuple[Path, RunLogger]]:
+    """The output folder and the logger of one command; the W&B run is closed on exit.
+
+    ``config`` defaults to the command's arguments.
+    """
+    out = output_folder(args, command)
+    logger = run_logger(args, out, command, config if config is not None else {k: v for k, v in vars(args).items() if k != "handler"})
+    try:
+        yield out, logger
+    finally:
+        logger.finish()
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -32,9 +32,11 @@ def register(commands) -> None:
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(handler=_build)
 
-    thin = dataset_commands.add_parser("thin", help="copy a dataset keeping every k-th episode", description="Copy a dataset keeping every k-th episode.")
+    thin = dataset_commands.add_parser("thin", help="copy a dataset keeping evenly spaced episodes", description="Copy a dataset keeping every k-th episode, or the fewest evenly spaced episodes that hold at least N steps.")
     thin.add_argument("dataset", help="Minari id or path")
-    thin.add_argument("--keep-every", type=int, required=True)
+    how = thin.add_mutually_exclusive_group(required=True)
+    how.add_argument("--keep-every", type=int, help="keep episodes 0, k, 2k, ...")
+    how.add_argument("--target-steps", type=int, help="keep the fewest evenly spaced episodes with at least this many steps")
     thin.add_argument("--out", required=True, help="datasets root folder to write into")
     thin.add_argument("--dataset-id", default=None, help="id of the copy (default: the source's)")
     thin.add_argument("--overwrite", action="store_true")
@@ -79,7 +81,8 @@ def _build(args: argparse.Namespace) -> int:
 def _thin(args: argparse.Namespace) -> int:
     from ctflow_gym.data.builder import thin_dataset
 
-    print(f"dataset written to {thin_dataset(args.dataset, args.keep_every, args.out, args.dataset_id, args.overwrite)}")
+    path = thin_dataset(args.dataset, args.keep_every, args.out, args.dataset_id, args.overwrite, target_steps=args.target_steps)
+    print(f"dataset written to {path}")
     return 0
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ctflow_gym.cli.common import UserError, common_flags, device_of, output_folder, run_logger, write_json
+from ctflow_gym.cli.common import UserError, command_run, common_flags, device_of, write_json
 
 
 @dataclass
@@ -218,11 +218,7 @@ def _demo(args: argparse.Namespace) -> int:
         device=device_of(args),
     )
     config.validate()
-    out = output_folder(args, "demo")
-    logger = run_logger(args, out, "demo", {"demo": asdict(config)})
-    try:
+    with command_run(args, "demo", {"demo": asdict(config)}) as (out, logger):
         summary = run_demo(config, out, logger, progress_bar=not args.no_progress)
-    finally:
-        logger.finish()
     print_summary(summary)
     return 0

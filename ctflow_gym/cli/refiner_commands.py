@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ctflow_gym.cli.common import common_flags, device_of, output_folder, run_logger, write_json
+from ctflow_gym.cli.common import command_run, common_flags, device_of, write_json
 
 
 def register(commands) -> None:
@@ -71,17 +71,12 @@ def _dataset_arg(args):
 def _fit(args: argparse.Namespace) -> int:
     device = device_of(args)
     dataset = _dataset_arg(args)
-    out = output_folder(args, "refiner-fit")
-    config = {k: v for k, v in vars(args).items() if k != "handler"}
-    logger = run_logger(args, out, "refiner-fit", config)
-    try:
+    with command_run(args, "refiner-fit") as (out, logger):
         refiner = fit_refiner(dataset, args.window, args.k, args.ae_steps, args.flow_steps, args.predictor_steps, args.feedback, args.seed, device, logger, not args.no_progress)
         refiner.save(out / "refiner")
         windows = held_out_windows(refiner, dataset, 1, args.seed)
         plot_path(refiner, windows, out / "refinement_path.png", logger=logger)
         write_json(out / "fit_info.json", refiner.fit_info)
-    finally:
-        logger.finish()
     print(f"refiner saved to {out / 'refiner'}; refinement path plot {out / 'refinement_path.png'}")
     return 0
 
@@ -93,15 +88,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = device_of(args)
     refiner = TrajectoryRefiner.load(args.refiner, device=device)
     dataset = _dataset_arg(args)
-    out = output_folder(args, "refiner-evaluate")
-    logger = run_logger(args, out, "refiner-evaluate", {k: v for k, v in vars(args).items() if k != "handler"})
-    try:
+    with command_run(args, "refiner-evaluate") as (out, logger):
         windows = held_out_windows(refiner, dataset, args.windows, args.seed)
         report = evaluate_refinement(refiner, windows, strength=args.strength, seed=args.seed)
         logger.log({f"refiner_eval/{k}": v["mean"] for k, v in report.items() if isinstance(v, dict) and "mean" in v})
         write_json(out / "evaluation.json", report)
-    finally:
-        logger.finish()
     gain = report.get("realized_gain", {})
     proxy = report.get("proxy_gain", {})
     print(

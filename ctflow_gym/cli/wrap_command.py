@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ctflow_gym.cli.common import UserError, common_flags, device_of, output_folder, run_logger, write_json
+from ctflow_gym.cli.common import UserError, command_run, common_flags, device_of, write_json
 
 
 def register(commands) -> None:
@@ -76,13 +76,9 @@ def _wrap(args: argparse.Namespace) -> int:
     if env_id is None:
         raise UserError("--env is needed: the refiner does not record its env")
     policy = load_sb3_policy(args.policy or default_policy_path(), args.policy_algo, device=device)
-    out = output_folder(args, "wrap")
-    logger = run_logger(args, out, "wrap", {k: v for k, v in vars(args).items() if k != "handler"})
-    try:
+    with command_run(args, "wrap") as (out, logger):
         result = run_wrapped_episodes(env_id, refiner, policy, args.episodes, args.strength, args.seed, logger)
         write_json(out / "wrap.json", result)
-    finally:
-        logger.finish()
     print(
         f"{args.episodes} episodes (policy returns {np.mean(result['episode_returns']):.1f}); {result['windows_refined']} windows refined and replayed: "
         f"mean proxy gain {result['mean_proxy_gain']:+.3f}, mean realised gain {result['mean_realized_gain']:+.3f} per window "

@@ -353,29 +353,46 @@ def build_dataset(config: BuildConfig) -> Path:
         return move_into_place(built, final_path)
 
 
-def thin_dataset(source: str | os.PathLike, keep_every: int, root: str | os.PathLike, dataset_id: str | None = None, overwrite: bool = False) -> Path:
-    """Write a copy of ``source`` that keeps every ``keep_every``-th episode.
+def thin_dataset(
+    source: str | os.PathLike,
+    keep_every: int | None,
+    root: str | os.PathLike,
+    dataset_id: str | None = None,
+    overwrite: bool = False,
+    target_steps: int | None = None,
+) -> Path:
+    """Write a copy of ``source`` that keeps a subset of its episodes, spread evenly.
 
     For shipping a replay dataset within a size budget while keeping its whole range
-    of quality (random-level first episodes to medium-level last ones): episodes are
-    kept in order, 0, k, 2k, ... The copy is made with Minari's
-    ``create_dataset_from_buffers`` (simulator states included), keeps the source's
-    build record with a ``"thinned"`` entry added, and carries ``policy.zip`` along.
+    of quality (random-level first episodes to medium-level last ones). Either
+    ``keep_every=k`` keeps episodes 0, k, 2k, ..., or ``target_steps=n`` keeps the
+    fewest evenly spaced episodes (first and last included) whose steps add up to at
+    least n (finer than any k when a size budget is tight). The copy is made with
+    Minari's ``create_dataset_from_buffers`` (simulator states included), keeps the
+    source's build record with a ``"thinned"`` entry added, and carries ``policy.zip``.
     """
     from minari.data_collector import EpisodeBuffer
 
     from ctflow_gym.data.minari_io import build_record, load_dataset
 
-    if not isinstance(keep_every, int) or keep_every < 1:
+    if (keep_every is None) == (target_steps is None):
+        raise ValueError("give exactly one of keep_every and target_steps")
+    if keep_every is not None and (not isinstance(keep_every, int) or keep_every < 1):
         raise ValueError(f"keep_every must be a positive integer; got {keep_every!r}")
     dataset = load_dataset(source)
+    if target_steps is not None and (not isinstance(target_steps, int) or not 0 < target_steps <= dataset.total_steps):
+        raise ValueError(f"target_steps must be an integer in [1, {dataset.total_steps}] (the source's steps); got {target_steps!r}")
     dataset_id = dataset_id or dataset.id
     root = Path(root)
     final_path = root / dataset_id
     if final_path.exists() and not overwrite:
         raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it")
+    if keep_every is not None:
+        kept = list(range(0, dataset.total_episodes, keep_every))
+    else:
+        kept = _evenly_spaced_episodes(np.array([len(e.actions) for e in dataset.iterate_episodes()]), target_steps)
     buffers = []
-    for episode in dataset.iterate_episodes(range(0, dataset.total_episodes, keep_every)):
+    for episode in dataset.iterate_episodes(kept):
         buffers.append(
             EpisodeBuffer(
                 id=len(buffers),
@@ -388,7 +405,14 @@ def thin_dataset(source: str | os.PathLike, keep_every: int, root: str | os.Path
             )
         )
     record = build_record(dataset) or {}
-    record["thinned"] = {"source_id": dataset.id, "source_episodes": dataset.total_episodes, "source_steps": dataset.total_steps, "keep_every": keep_every}
+    record["thinned"] = {
+        "source_id": dataset.id,
+        "source_episodes": dataset.total_episodes,
+        "source_steps": dataset.total_steps,
+        "keep_every": keep_every,
+        "target_steps": target_steps,
+        "kept_episodes": len(kept),
+    }
     with scratch_folder(root, ".ctflow-thin-") as scratch:
         with _minari_root_at(scratch), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*author_email.*")
@@ -397,12 +421,12 @@ def thin_dataset(source: str | os.PathLike, keep_every: int, root: str | os.Path
                 buffer=buffers,
                 env=dataset.env_spec,
                 eval_env=dataset.env_spec.id,
-                algorithm_name=dataset.storage.metadata.get("algorithm_name", "ctflow_gym") + f", every {keep_every}th episode",
+                algorithm_name=dataset.storage.metadata.get("algorithm_name", "ctflow_gym") + f", {len(kept)} of {dataset.total_episodes} episodes kept",
                 code_permalink="ctflow_gym.data.builder.thin_dataset",
                 author="ctflow_gym",
                 ref_min_score=dataset.storage.metadata.get("ref_min_score"),
                 ref_max_score=dataset.storage.metadata.get("ref_max_score"),
-                description=dataset.storage.metadata.get("description", "") + f" Thinned: every {keep_every}th episode kept.",
+                description=dataset.storage.metadata.get("description", "") + f" Thinned: {len(kept)} evenly spaced episodes of {dataset.total_episodes} kept.",
             )
             thinned.storage.update_metadata({BUILD_METADATA_KEY: json.dumps(record)})
             compact_hdf5(Path(thinned.storage.data_path) / "main_data.hdf5")
@@ -410,6 +434,24 @@ def thin_dataset(source: str | os.PathLike, keep_every: int, root: str | os.Path
         if policy.is_file():
             shutil.copy2(policy, scratch / dataset_id / POLICY_FILE)
         return move_into_place(scratch / dataset_id, final_path)
+
+
+def _evenly_spaced_episodes(lengths: np.ndarray, target_steps: int) -> list[int]:
+    """The fewest evenly spaced episode indices whose lengths sum to >= ``target_steps``."""
+
+    def chosen(count: int) -> np.ndarray:
+        return np.unique(np.round(np.linspace(0, len(lengths) - 1, count)).astype(int))
+
+    low, high = 1, len(lengths)
+    while low < high:  # the step sum grows (almost always) with the count; search the smallest
+        middle = (low + high) // 2
+        if lengths[chosen(middle)].sum() >= target_steps:
+            high = middle
+        else:
+            low = middle + 1
+    while lengths[chosen(low)].sum() < target_steps:  # guard the rare non-monotone step
+        low += 1
+    return chosen(low).tolist()
 
 
 def compact_hdf5(path: Path) -> None:
