@@ -99,6 +99,8 @@ class OfflineAgent:
     """
 
     config_class: ClassVar[type]
+    predict_time_options: ClassVar[frozenset[str]] = frozenset()
+    """Config fields that only change acting, so a resumed run may differ in them."""
 
     def __init__(
         self,
@@ -263,6 +265,7 @@ class OfflineAgent:
             raise ValueError(f"total_timesteps must be a non-negative integer; got {total_timesteps!r}")
         logger = run_logger or self.run_logger
         if resume and checkpoint_path is not None and Path(checkpoint_path, "agent.json").is_file():
+            self._require_same_config(Path(checkpoint_path))
             self._restore(Path(checkpoint_path))
             self.target_timesteps = int(total_timesteps)
         elif resume or not reset_num_timesteps:
@@ -304,6 +307,15 @@ class OfflineAgent:
             self.save(checkpoint_path)
         callback.on_training_end()
         return self
+
+    def _require_same_config(self, path: Path) -> None:
+        """A checkpoint resumed into this agent must come from the same settings."""
+        meta = self._read_meta(path)
+        mine = asdict(self.config)
+        differing = sorted(k for k, v in meta["config"].items() if k not in self.predict_time_options and mine.get(k) != v)
+        if differing or meta["observation_shape"] != [self.obs_dim] or len(meta["action_low"]) != self.act_dim:
+            details = ", ".join(f"{k}: checkpoint {meta['config'][k]!r}, now {mine.get(k)!r}" for k in differing) or "observation/action sizes"
+            raise ValueError(f"checkpoint_path: {str(path)!r} was made with other settings ({details}); resume with the same ones or use a new checkpoint_path")
 
     def _init_callback(self, callback: Any) -> BaseCallback:
         if callback is None:

@@ -22,6 +22,6 @@ agent = GTPAgent(dataset.env_spec.id, dataset, eta=5.0, seed=0, verbose=1)
 agent.learn(steps, progress_bar=True, eval_freq=steps // 2, n_eval_episodes=3, checkpoint_path="gtp_example", checkpoint_freq=1000)
 for k in (1, 2, 5):
     agent.sampling_steps = k
-    mean, std = evaluate_policy(agent, agent.env, n_eval_episodes=5)
+    mean, std = evaluate_policy(agent, agent.get_env(), n_eval_episodes=5)
     print(f"K={k}: return {mean:.1f} +- {std:.1f}")
 print("saved to gtp_example/; reload with GTPAgent.load('gtp_example')")

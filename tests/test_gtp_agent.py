@@ -119,6 +119,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(random_dataset_p
     for name, module in straight._modules().items():
         for a, b in zip(module.parameters(), resumed._modules()[name].parameters()):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="other settings.*eta"):
+        GTPAgent("Hopper-v5", random_dataset_path, seed=2, eta=1.0, **TINY).learn(30, checkpoint_path=checkpoint, resume=True)
     # SB3 rule: reset_num_timesteps=False adds steps
     resumed.learn(5, reset_num_timesteps=False)
     assert resumed.num_timesteps == 35

@@ -15,6 +15,9 @@ def test_shipped_dataset_loads_through_minari():
     assert record["config"]["kind"] == "medium-replay" and "command" in record and record["wall_time_s"] > 0
     returns = [float(np.sum(e.rewards)) for e in dataset.iterate_episodes()]
     assert min(returns) < 100  # starts at random level
+    assert max(returns) >= 1500  # reaches medium level
+    assert dataset.total_steps >= 100_000
+    assert record["target_reached"] and record["thinned"]["source_steps"] >= dataset.total_steps
 
 
 def test_shipped_files_stay_under_30_mb():

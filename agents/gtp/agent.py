@@ -46,6 +46,7 @@ class GTPAgent(OfflineAgent):
     """
 
     config_class = GTPConfig
+    predict_time_options = frozenset({"sampling_steps"})
 
     def _build(self) -> None:
         cfg = self.config

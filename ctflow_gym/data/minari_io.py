@@ -26,13 +26,13 @@ from minari import MinariDataset
 
 from ctflow_gym.data.builder import BUILD_METADATA_KEY, POLICY_FILE, minari_root
 
-DEFAULT_DATASET_ID = "ctflow/hopper/medium-replay-v0"
+DEFAULT_DATASET_ID = "ctflow/hopper/medium-replay-v1"
 """Id of the Hopper-v5 medium-replay dataset shipped inside the package."""
 
 
 def default_dataset_path() -> Path:
     """Folder of the shipped default dataset (``data/`` and ``policy.zip`` inside)."""
-    return Path(str(resources.files("ctflow_gym") / "assets" / "hopper-medium-replay-v0"))
+    return Path(str(resources.files("ctflow_gym") / "assets" / "hopper-medium-replay-v1"))
 
 
 def default_policy_path() -> Path:
@@ -103,7 +103,7 @@ def dataset_summary(dataset: MinariDataset) -> dict[str, Any]:
     }
     if record is not None:
         summary["build"] = {key: record[key] for key in ("config", "wall_time_s", "command", "versions") if key in record}
-        for key in ("sac_steps", "target_return", "target_reached"):
+        for key in ("sac_steps", "target_return", "target_reached", "stop_reason", "thinned"):
             if key in record:
                 summary["build"][key] = record[key]
     return summary

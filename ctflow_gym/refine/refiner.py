@@ -66,7 +66,7 @@ class TrajectoryRefiner:
 
     Example::
 
-        refiner = TrajectoryRefiner(window=16, k=3).fit("ctflow/hopper/medium-replay-v0")
+        refiner = TrajectoryRefiner(window=16, k=3).fit("ctflow/hopper/medium-replay-v1")
         result = refiner.refine(observations, actions, strength=0.5)
 
     Constructor keywords are the fields of :class:`RefinerConfig` (or pass
