@@ -203,12 +203,13 @@ def markdown(summary: dict, latency: dict | None, meta: dict) -> str:
             "",
             "## Action latency (median per call of the actor network, torch threads as above)",
             "",
-            "Deterministic = `predict(deterministic=True)` (a_T = 0, the default); stochastic draws a_T.",
+            f"Measured at commit {latency['machine']['commit']} with {latency['machine']['torch_threads']} torch thread(s), the calls interleaved in blocks so that",
+            "load from other processes hits all of them alike. Deterministic = `predict(deterministic=True)` (a_T = 0, the default); stochastic draws a_T.",
             "",
             "| batch | start | plain MLP | K=1 | K=2 | K=5 | K=2 / MLP |",
             "|---|---|---|---|---|---|---|",
         ]
-        for batch, row in latency.items():
+        for batch, row in ((k, v) for k, v in latency.items() if k.startswith("batch=")):
             for mode in ("deterministic", "stochastic"):
                 cells = " | ".join(f"{row[f'K={k}_{mode}_us']:.0f} us" for k in (1, 2, 5))
                 lines.append(f"| {batch.split('=')[1]} | {mode} | {row['mlp_us']:.0f} us | {cells} | {row[f'K=2_{mode}_vs_mlp']:.2f}x |")
@@ -230,6 +231,7 @@ def main() -> None:
     parser.add_argument("--peer-venv", default=".bench-venvs/d3rlpy")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results")))
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--report-only", action="store_true", help="run nothing; (re)measure latency if its file is missing and rewrite the summary")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -245,7 +247,8 @@ def main() -> None:
     }
     latency_file = work / "latency.json"
     if not latency_file.exists():
-        write_atomic(latency_file, json.dumps(action_latency(int(dataset.observation_space.shape[0]), int(dataset.action_space.shape[0]), args.device, args.latency_rounds), indent=2))
+        rows = action_latency(int(dataset.observation_space.shape[0]), int(dataset.action_space.shape[0]), args.device, args.latency_rounds)
+        write_atomic(latency_file, json.dumps({**rows, "machine": machine_info()}, indent=2))
     latency = json.loads(latency_file.read_text())
 
     def report() -> None:
@@ -256,7 +259,7 @@ def main() -> None:
         write_atomic(out / "gtp_vs_peers.md", markdown(summary, latency, meta))
 
     peer_python = data_file = None
-    for seed in args.seeds:
+    for seed in [] if args.report_only else args.seeds:
         for method in args.methods:
             run_file = work / f"{method}-seed{seed}.json"
             if run_file.exists() and json.loads(run_file.read_text())["steps"] == args.steps:

@@ -109,11 +109,14 @@ class FlowMapActor(nn.Module):
     def _sampling_plan(self, times: tuple[float, ...], device, dtype) -> dict:
         first: nn.Linear = self.net[0]
         last: nn.Linear = self.net[-1]
-        # Every update here (optimiser, EMA, load_state_dict) rewrites weights and
-        # biases together, so the weights' version counters tell when to rebuild.
-        key = (times, first.weight._version, last.weight._version, id(first.weight), device)
-        if self._sampling_cache.get("key") == key:
-            return self._sampling_cache["plan"]
+        # One plan per (times, device, dtype): predict-time K can alternate freely.
+        # Every update (optimiser, EMA, load_state_dict) rewrites weights and biases
+        # together, so the weights' version counters tell when a plan is stale.
+        key = (times, device, dtype)
+        versions = (first.weight._version, last.weight._version, id(first.weight))
+        cached = self._sampling_cache.get(key)
+        if cached is not None and cached[0] == versions:
+            return cached[1]
         obs_end, act_end = self.obs_dim, self.obs_dim + self.act_dim
         steps, biases = [], []
         for t, tau in zip(times[:-1], times[1:]):
@@ -130,7 +133,9 @@ class FlowMapActor(nn.Module):
             "hidden_layers": list(self.net)[1:-1],
             "weight_last_t": last.weight.t(),
         }
-        self._sampling_cache = {"key": key, "plan": plan}
+        if len(self._sampling_cache) > 16:
+            self._sampling_cache.clear()
+        self._sampling_cache[key] = (versions, plan)
         return plan
 
 
