@@ -31,6 +31,16 @@ def test_build_through_the_cli(tmp_path, capsys):
 # ---------------------------------------------------------------- issue 6: the workflow
 
 
+def test_dataset_list_and_thin_to_a_step_target(random_dataset_path, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "root"
+    assert main(["dataset", "thin", str(random_dataset_path), "--target-steps", "500", "--out", str(root), "--dataset-id", "test/hopper/small-v0"]) == 0
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    capsys.readouterr()
+    assert main(["dataset", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "ctflow/hopper/medium-replay-v1  (shipped" in listed and "test/hopper/small-v0" in listed
+
+
 def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--refiner-steps", "60", "--held-out-windows", "40", "--episodes", "1", "--gtp-steps", "20", "--eval-episodes", "1", "--wandb", "offline", "--out", str(out), "--no-progress"]
