@@ -186,7 +186,8 @@ def markdown(summary: dict, latency: dict | None, meta: dict) -> str:
         f"Dataset `{meta['dataset']}` ({meta['transitions']} transitions), env {meta['env_id']}; "
         f"{meta['steps']} gradient steps, batch {meta['batch_size']}, seeds {meta['seeds']}, "
         f"{meta['episodes']} evaluation episodes per run (first reset seeded 10000 + seed). "
-        f"Machine: {meta['machine']}. Wall time so far: {meta['wall_seconds'] / 60:.1f} min.",
+        f"Runs made at commit(s) {', '.join(meta['run_commits'])} on {meta['machine']['cores']} CPU cores (GPU: {meta['machine']['gpu']}), "
+        f"{meta['machine']['torch_threads']} torch thread per run; training time of all runs {meta['train_minutes']:.0f} min.",
         "",
         "| method | seeds done | D4RL score (mean +- std over seeds) | per seed | mean return | gradient steps/s |",
         "|---|---|---|---|---|---|",
@@ -234,7 +235,6 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="run nothing; (re)measure latency if its file is missing and rewrite the summary")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    started = time.perf_counter()
 
     out = Path(args.out)
     work = out / "gtp_vs_peers_runs"
@@ -254,7 +254,8 @@ def main() -> None:
     def report() -> None:
         runs = [json.loads(p.read_text()) for p in sorted(work.glob("*-seed*.json")) if json.loads(p.read_text())["steps"] == args.steps]
         summary = summarize(runs, env_id)
-        meta["wall_seconds"] = time.perf_counter() - started
+        meta["run_commits"] = sorted({r["machine"]["commit"] for r in runs})
+        meta["train_minutes"] = sum(r["train_seconds"] for r in runs) / 60
         write_atomic(out / "gtp_vs_peers.json", json.dumps({"meta": meta, "summary": summary, "latency": latency, "runs": runs}, indent=2))
         write_atomic(out / "gtp_vs_peers.md", markdown(summary, latency, meta))
 
