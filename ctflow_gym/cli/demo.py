@@ -12,7 +12,7 @@ With no arguments and no network it:
 5. trains a short :class:`agents.GTPAgent` and evaluates it (D4RL-normalised score);
 6. plots returns (``returns.png``), writes ``summary.json`` and prints a summary.
 
-Every number comes from the run. The default budgets fit in about 5 minutes on 2
+Every number comes from the run. The default budgets take about 2 minutes on 2
 CPU cores; ``--refiner-steps``, ``--gtp-steps``, ``--episodes`` raise them (the
 short GTP run is far from converged: see ``benchmarks/results/gtp_vs_peers.md``
 for 50k-step numbers).
@@ -66,7 +66,7 @@ class DemoConfig:
 
 def register(commands) -> None:
     """Add the ``demo`` subcommand to ``commands``."""
-    demo = commands.add_parser("demo", parents=[common_flags()], help="the whole workflow on the shipped data (about 5 minutes on a CPU)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo = commands.add_parser("demo", parents=[common_flags()], help="the whole workflow on the shipped data (about 2 minutes on a 2-core CPU)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = DemoConfig()
     demo.add_argument("--refiner-steps", type=int, default=defaults.refiner_steps, help=f"refiner autoencoder/flow steps (default: {defaults.refiner_steps})")
     demo.add_argument("--held-out-windows", type=int, default=defaults.held_out_windows, help=f"held-out windows replayed (default: {defaults.held_out_windows})")
