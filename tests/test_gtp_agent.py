@@ -187,3 +187,27 @@ def test_bad_inputs(random_dataset, random_dataset_path, trained, tmp_path, monk
     with pytest.raises(ValueError, match="no dataset"):
         GTPAgent.load(trained.save(tmp_path / "again")).learn(5)
     assert load_dataset(random_dataset_path).total_steps == 1500
+
+
+def test_fast_sampling_equals_chained_flow_maps_and_follows_weight_updates():
+    from ctflow_gym.models import FlowMapActor, sampling_times
+
+    torch.manual_seed(0)
+    actor = FlowMapActor(11, 3, hidden=32, layers=2)
+    obs, noise = torch.randn(6, 11), torch.randn(6, 3)
+
+    def chained(times, start):
+        a = start * times[0]
+        for t, tau in zip(times[:-1], times[1:]):
+            a = actor(obs, a, torch.full((6, 1), t), torch.full((6, 1), tau))
+        return a
+
+    with torch.no_grad():
+        for steps in (1, 2, 5, 1):  # alternating K reuses cached plans
+            times = tuple(sampling_times(steps, 80.0, 0.002))
+            torch.testing.assert_close(actor.sample(obs, times, noise), chained(times, noise), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(actor.sample(obs, times, None), chained(times, torch.zeros_like(noise)), rtol=1e-5, atol=1e-5)
+        for p in actor.parameters():  # an in-place update, as Adam or an EMA makes
+            p.add_(0.1)
+        times = tuple(sampling_times(2, 80.0, 0.002))
+        torch.testing.assert_close(actor.sample(obs, times, noise), chained(times, noise), rtol=1e-5, atol=1e-5)
