@@ -265,8 +265,9 @@ class OfflineAgent:
             raise ValueError(f"total_timesteps must be a non-negative integer; got {total_timesteps!r}")
         logger = run_logger or self.run_logger
         if resume and checkpoint_path is not None and Path(checkpoint_path, "agent.json").is_file():
-            self._require_same_config(Path(checkpoint_path))
-            self._restore(Path(checkpoint_path))
+            meta = self._read_meta(Path(checkpoint_path))
+            self._require_same_config(Path(checkpoint_path), meta)
+            self._restore(Path(checkpoint_path), meta)
             self.target_timesteps = int(total_timesteps)
         elif resume or not reset_num_timesteps:
             self.target_timesteps = int(total_timesteps) if resume else self.num_timesteps + int(total_timesteps)
@@ -308,9 +309,8 @@ class OfflineAgent:
         callback.on_training_end()
         return self
 
-    def _require_same_config(self, path: Path) -> None:
-        """A checkpoint resumed into this agent must come from the same settings."""
-        meta = self._read_meta(path)
+    def _require_same_config(self, path: Path, meta: dict[str, Any]) -> None:
+        """A checkpoint (``meta``, read from ``path``) resumed into this agent must come from the same settings."""
         mine = asdict(self.config)
         differing = sorted(k for k, v in meta["config"].items() if k not in self.predict_time_options and mine.get(k) != v)
         if differing or meta["observation_shape"] != [self.obs_dim] or len(meta["action_low"]) != self.act_dim:

@@ -104,14 +104,13 @@ class RunLogger:
         agent each count their own steps, so W&B gets them as ``<prefix>/step``
         metrics and its own step is left to increase by itself.
         """
+        prefix = next(iter(metrics), "").split("/")[0]
         if self.run is not None:
             record = dict(metrics)
             if step is not None:
-                prefix = next(iter(metrics), "").split("/")[0]
                 record[f"{prefix}/step"] = step
             self.run.log(record)
         if self.print_every:
-            prefix = next(iter(metrics), "").split("/")[0]
             count = self._counts.get(prefix, 0)
             self._counts[prefix] = count + 1
             if count % self.print_every == 0:

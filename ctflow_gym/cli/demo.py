@@ -84,7 +84,6 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     from ctflow_gym.cli.refiner_commands import fit_refiner, held_out_windows, plot_path
     from ctflow_gym.cli.wrap_command import run_wrapped_episodes
     from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_dataset, load_sb3_policy, normalized_score
-    from ctflow_gym.data.transitions import load_transitions
     from ctflow_gym.refine.evaluation import evaluate_refinement
 
     config.validate()
@@ -124,7 +123,7 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     t = lap("gtp_s", t)
 
     print("[demo] 5/5 plots and summary", flush=True)
-    dataset_returns = load_transitions(dataset).episode_returns
+    dataset_returns = agent.transitions.episode_returns  # the agent already read every transition
     policy_scores = normalized_score(env_id, wrapped["episode_returns"])
     plot_returns(dataset_returns, wrapped, gtp, out / "returns.png")
     logger.log_image("demo/returns", out / "returns.png")
