@@ -76,6 +76,21 @@ def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
     assert "mean realised gain" in capsys.readouterr().out
 
 
+def test_evaluation_windows_come_from_held_out_episodes(random_dataset, tmp_path):
+    from ctflow_gym import TrajectoryRefiner
+    from ctflow_gym.cli.common import UserError
+    from ctflow_gym.cli.refiner_commands import held_out_windows
+
+    tiny = dict(window=8, ae_steps=20, flow_steps=20, predictor_steps=10, seed=1)
+    refiner = TrajectoryRefiner(**tiny).fit(random_dataset, progress_bar=False)
+    windows = held_out_windows(refiner, random_dataset, 15, seed=0)
+    assert len(windows) == 15 and set(windows.episode_ids) <= set(refiner.held_out_episodes.tolist())
+    assert windows.sim_states is not None
+    nothing_held = TrajectoryRefiner(held_out_fraction=0.0, **tiny).fit(random_dataset, progress_bar=False)
+    with pytest.raises(UserError, match="no held-out episode"):
+        held_out_windows(nothing_held, random_dataset, 15, seed=0)
+
+
 def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
     out = tmp_path / "agent"
     common = ["--dataset", str(random_dataset_path), "--batch-size", "32", "--eval-episodes", "1", "--out", str(out), "--device", "cpu", "--no-progress"]

@@ -81,10 +81,20 @@ def test_refine_is_deterministic_and_save_load_round_trip(fitted, hopper_windows
     np.testing.assert_array_equal(again.actions, first.actions)
     np.testing.assert_array_equal(again.predicted_gain, first.predicted_gain)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+    np.testing.assert_array_equal(loaded.held_out_episodes, fitted.held_out_episodes)
     with pytest.raises(RuntimeError, match="training bank"):
         loaded.refine(obs, act, method="nearest")
     with_bank = TrajectoryRefiner.load(fitted.save(tmp_path / "with_bank", include_bank=True))
     np.testing.assert_array_equal(with_bank.refine(obs, act, method="nearest").actions, fitted.refine(obs, act, method="nearest").actions)
+
+
+def test_held_out_episodes_are_the_ones_left_out_of_training(fitted, random_dataset, hopper_windows):
+    held = fitted.held_out_episodes
+    assert fitted.fit_info["dataset_id"] == random_dataset.id
+    assert 0 < len(held) < random_dataset.total_episodes
+    in_held = np.isin(hopper_windows.episode_ids, held)
+    assert in_held.sum() == fitted.fit_info["held_out_windows"]
+    assert (~in_held).sum() == fitted.fit_info["train_windows"]
 
 
 def test_fit_is_reproducible_for_a_seed(random_dataset, hopper_windows):

@@ -71,6 +71,18 @@ def test_split_by_episode(random_dataset):
         split_episodes(windows, 1.0)
 
 
+def test_windows_of_chosen_episodes(random_dataset):
+    every = make_windows(random_dataset, window=4)
+    chosen = [5, 2, 9]
+    some = make_windows(random_dataset, window=4, episodes=chosen)
+    expected = every.subset(np.isin(every.episode_ids, chosen))
+    assert set(some.episode_ids) <= set(chosen) and len(some) == len(expected) > 0
+    np.testing.assert_array_equal(some.actions, expected.actions)
+    np.testing.assert_array_equal(some.sim_states, expected.sim_states)
+    with pytest.raises(ValueError, match=r"episodes: ids \[100000\] are not episodes"):
+        make_windows(random_dataset, window=4, episodes=[1, 100000])
+
+
 def test_normalization_round_trip(random_dataset):
     stats = NormalizationStats.from_dataset(random_dataset)
     windows = make_windows(random_dataset, window=4)

@@ -50,16 +50,33 @@ def plot_path(refiner, windows, out_file, strength: float = 1.0, logger=None) ->
 
 
 def held_out_windows(refiner, dataset, count: int, seed: int):
-    """Up to ``count`` windows from the episodes the refiner held out of its autoencoder/flow."""
+    """Up to ``count`` windows, drawn with ``seed``, that the refiner never trained on.
+
+    On the dataset it was fitted on: windows of the episodes it held out (recorded in
+    ``refiner.held_out_episodes``; only those episodes are read). On another dataset
+    (a different id): windows of every episode, since none was trained on; a copy of
+    the fitting data under another id cannot be told apart and would leak. Raises
+    ``UserError`` when the refiner held out nothing of this dataset.
+    """
     import numpy as np
 
-    from ctflow_gym.data import make_windows, split_episodes
+    from ctflow_gym.cli.common import UserError
+    from ctflow_gym.data import make_windows
 
     cfg = refiner.config
-    windows = make_windows(dataset, cfg.window, cfg.stride, "return", cfg.gamma)
-    _, held_out = split_episodes(windows, cfg.held_out_fraction, seed=cfg.seed)
-    chosen = np.random.default_rng(seed).choice(len(held_out), size=min(count, len(held_out)), replace=False)
-    return held_out.subset(np.sort(chosen))
+    info = refiner.fit_info
+    if info.get("dataset_id") not in (None, dataset.id):
+        windows = make_windows(dataset, cfg.window, cfg.stride, "return", cfg.gamma)
+    elif len(refiner.held_out_episodes) == 0:
+        raise UserError(
+            f"the refiner records no held-out episode of {dataset.id!r} (fitted with held_out_fraction=0, "
+            "or saved before refiners recorded their split): every window may have been trained on; "
+            "evaluate on another dataset or refit"
+        )
+    else:
+        windows = make_windows(dataset, cfg.window, cfg.stride, "return", cfg.gamma, episodes=refiner.held_out_episodes)
+    chosen = np.random.default_rng(seed).choice(len(windows), size=min(count, len(windows)), replace=False)
+    return windows.subset(np.sort(chosen))
 
 
 def _dataset_arg(args):

@@ -17,7 +17,7 @@ window also carries the state at its first step, from which it can be replayed.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from minari import MinariDataset
@@ -99,14 +99,15 @@ class Windows:
         return replace(self, **picked)
 
 
-def iter_episode_arrays(dataset: MinariDataset) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+def iter_episode_arrays(dataset: MinariDataset, episodes: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
     """Yield ``(episode_id, observations, actions, rewards, sim_states)`` per episode.
 
+    ``episodes`` limits the iteration to those episode ids (default: all).
     ``observations`` and ``sim_states`` have one more row than ``actions``
     (the state after the last action). Raises ``ValueError`` naming the episode on
     NaN or inf.
     """
-    for episode in dataset.iterate_episodes():
+    for episode in dataset.iterate_episodes(None if episodes is None else [int(e) for e in episodes]):
         observations = np.asarray(episode.observations)
         actions = np.asarray(episode.actions)
         rewards = np.asarray(episode.rewards)
@@ -139,8 +140,9 @@ def make_windows(
     stride: int = 1,
     feedback: str | FeedbackFn = "return",
     gamma: float = 0.99,
+    episodes: Sequence[int] | None = None,
 ) -> Windows:
-    """Cut every episode of ``dataset`` into windows of ``window`` steps.
+    """Cut every episode of ``dataset`` (or only the ids in ``episodes``) into windows of ``window`` steps.
 
     Windows start every ``stride`` steps (``stride=1``: every step, so shifted
     copies overlap; the refiner's pair search excludes those). Episodes shorter than
@@ -159,11 +161,16 @@ def make_windows(
         raise ValueError(f"feedback must be one of {FEEDBACK_KINDS} or a callable; got {feedback!r}")
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1]; got {gamma}")
+    if episodes is not None:
+        episodes = np.unique(np.asarray(episodes, dtype=np.int64))
+        outside = episodes[~np.isin(episodes, dataset.episode_indices)]
+        if len(outside):
+            raise ValueError(f"episodes: ids {outside[:5].tolist()} are not episodes of dataset {dataset.id!r} ({dataset.total_episodes} episodes)")
 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "fb", "ep", "start", "sim")}
     longest = 0
     has_states = True
-    for episode_id, observations, actions, rewards, sim_states in iter_episode_arrays(dataset):
+    for episode_id, observations, actions, rewards, sim_states in iter_episode_arrays(dataset, episodes):
         length = len(actions)
         longest = max(longest, length)
         if length < window:

@@ -112,7 +112,7 @@ class TrajectoryRefiner:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
-        windows, action_space = self._windows_from(data)
+        windows, action_space, dataset_id = self._windows_from(data)
         if len(windows) < 2:
             raise ValueError(f"data: at least 2 windows are needed to fit; got {len(windows)}")
         if cfg.held_out_fraction > 0 and len(np.unique(windows.episode_ids)) >= 2:
@@ -177,6 +177,8 @@ class TrajectoryRefiner:
             "actions": train.actions,
         }
         self.fit_info = {
+            "dataset_id": dataset_id,
+            "held_out_episodes": [] if held_out is None else np.unique(held_out.episode_ids).tolist(),
             "windows": len(windows),
             "train_windows": len(train),
             "held_out_windows": 0 if held_out is None else len(held_out),
@@ -190,6 +192,17 @@ class TrajectoryRefiner:
         logger.log({f"refiner/fit_{k}": v for k, v in self.fit_info.items() if isinstance(v, (int, float))})
         return self
 
+    @property
+    def held_out_episodes(self) -> np.ndarray:
+        """Ids of the dataset episodes held out of the autoencoder and the flow.
+
+        Only the proxy return predictor trains on them.
+        These are the honest place to measure refinement: windows the refiner never
+        trained on. Empty when nothing was held out. ``fit_info["dataset_id"]`` names
+        the dataset the ids refer to (None when fitted on :class:`Windows`).
+        """
+        return np.asarray(self.fit_info.get("held_out_episodes", []), dtype=np.int64)
+
     def _windows_from(self, data):
         cfg = self.config
         if isinstance(data, Windows):
@@ -197,10 +210,10 @@ class TrajectoryRefiner:
                 raise ValueError(f"data: windows have length {data.window}; this refiner is configured for window={cfg.window}")
             for name in ("observations", "actions", "feedback"):
                 require_finite(getattr(data, name), f"data.{name}")
-            return data, None
+            return data, None, None
         dataset = load_dataset(data)
         feedback = "return" if cfg.feedback == "advantage" else cfg.feedback
-        return make_windows(dataset, cfg.window, cfg.stride, feedback, cfg.gamma), dataset.action_space
+        return make_windows(dataset, cfg.window, cfg.stride, feedback, cfg.gamma), dataset.action_space, dataset.id
 
     def _training_feedback(self, train: Windows, obs: torch.Tensor, generator, logger, progress_bar) -> np.ndarray:
         """R(tau) per training window; for ``"advantage"``, minus a fitted V(s_1)."""
