@@ -166,7 +166,8 @@ def summarize(runs: list[dict], env_id: str) -> dict:
             "seeds": [r["seed"] for r in mine],
             "score_per_seed": scores,
             "score_mean": float(np.mean(scores)),
-            "score_std": float(np.std(scores)),
+            "score_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
+            "score_median": float(np.median(scores)),
             "return_mean": float(np.mean([np.mean(r["returns"]) for r in mine])),
             "steps_per_second": float(np.mean([r["steps_per_second"] for r in mine])),
         }
@@ -174,7 +175,7 @@ def summarize(runs: list[dict], env_id: str) -> dict:
             for key in ("K=1", "K=2"):
                 per_seed = [float(np.mean(normalized_score(env_id, r["by_sampling_steps"][key]["returns"]))) for r in mine]
                 entry[f"score_mean_{key}"] = float(np.mean(per_seed))
-                entry[f"score_std_{key}"] = float(np.std(per_seed))
+                entry[f"score_std_{key}"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
         table[method] = entry
     return table
 
@@ -189,16 +190,16 @@ def markdown(summary: dict, latency: dict | None, meta: dict) -> str:
         f"Runs made at commit(s) {', '.join(meta['run_commits'])} on {meta['machine']['cores']} CPU cores (GPU: {meta['machine']['gpu']}), "
         f"{meta['machine']['torch_threads']} torch thread per run; training time of all runs {meta['train_minutes']:.0f} min.",
         "",
-        "| method | seeds done | D4RL score (mean +- std over seeds) | per seed | mean return | gradient steps/s |",
-        "|---|---|---|---|---|---|",
+        "| method | seeds done | D4RL score (mean +- sample std over seeds) | median | per seed | mean return | gradient steps/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for method, row in summary.items():
         label = {"gtp": "GTP (K=5)", "gtp-bc": "GTP-BC (K=5)", "iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"}[method]
         per_seed = ", ".join(f"{s:.1f}" for s in row["score_per_seed"])
-        lines.append(f"| {label} | {len(row['seeds'])} | {row['score_mean']:.1f} +- {row['score_std']:.1f} | {per_seed} | {row['return_mean']:.1f} | {row['steps_per_second']:.1f} |")
+        lines.append(f"| {label} | {len(row['seeds'])} | {row['score_mean']:.1f} +- {row['score_std']:.1f} | {row['score_median']:.1f} | {per_seed} | {row['return_mean']:.1f} | {row['steps_per_second']:.1f} |")
         for key in ("K=1", "K=2"):
             if f"score_mean_{key}" in row:
-                lines.append(f"| {label.split(' ')[0]} ({key}) | {len(row['seeds'])} | {row[f'score_mean_{key}']:.1f} +- {row[f'score_std_{key}']:.1f} | | | |")
+                lines.append(f"| {label.split(' ')[0]} ({key}) | {len(row['seeds'])} | {row[f'score_mean_{key}']:.1f} +- {row[f'score_std_{key}']:.1f} | | | | |")
     if latency:
         lines += [
             "",
@@ -254,32 +255,35 @@ def main() -> None:
     def report() -> None:
         runs = [json.loads(p.read_text()) for p in sorted(work.glob("*-seed*.json")) if json.loads(p.read_text())["steps"] == args.steps]
         summary = summarize(runs, env_id)
+        meta["seeds"] = sorted({r["seed"] for r in runs})
         meta["run_commits"] = sorted({r["machine"]["commit"] for r in runs})
         meta["train_minutes"] = sum(r["train_seconds"] for r in runs) / 60
         write_atomic(out / "gtp_vs_peers.json", json.dumps({"meta": meta, "summary": summary, "latency": latency, "runs": runs}, indent=2))
         write_atomic(out / "gtp_vs_peers.md", markdown(summary, latency, meta))
 
     peer_python = data_file = None
-    for seed in [] if args.report_only else args.seeds:
-        for method in args.methods:
-            run_file = work / f"{method}-seed{seed}.json"
-            if run_file.exists() and json.loads(run_file.read_text())["steps"] == args.steps:
-                continue
-            print(f"[gtp_vs_peers] {method} seed {seed}: {args.steps} steps", flush=True)
-            if method.startswith("gtp"):
-                result = run_gtp(method, seed, args, env_id, dataset)
-            else:
-                if peer_python is None:
-                    peer_python = ensure_peer_venv(Path(args.peer_venv))
-                    data_file = work / ".transitions.npz"
-                    export_transitions(dataset, data_file)
-                result = run_peer(method, seed, args, env_id, peer_python, data_file, work)
-            result["machine"] = meta["machine"]  # the code that ran is the commit at start
-            write_atomic(run_file, json.dumps(result, indent=2))
-            print(f"[gtp_vs_peers] {method} seed {seed}: score {np.mean(normalized_score(env_id, result['returns'])):.1f}, {result['steps_per_second']:.1f} steps/s", flush=True)
-            report()
-    if data_file is not None and data_file.exists():
-        data_file.unlink()
+    try:
+        for seed in [] if args.report_only else args.seeds:
+            for method in args.methods:
+                run_file = work / f"{method}-seed{seed}.json"
+                if run_file.exists() and json.loads(run_file.read_text())["steps"] == args.steps:
+                    continue
+                print(f"[gtp_vs_peers] {method} seed {seed}: {args.steps} steps", flush=True)
+                if method.startswith("gtp"):
+                    result = run_gtp(method, seed, args, env_id, dataset)
+                else:
+                    if peer_python is None:
+                        peer_python = ensure_peer_venv(Path(args.peer_venv))
+                        data_file = work / ".transitions.npz"
+                        export_transitions(dataset, data_file)
+                    result = run_peer(method, seed, args, env_id, peer_python, data_file, work)
+                result["machine"] = meta["machine"]  # the code that ran is the commit at start
+                write_atomic(run_file, json.dumps(result, indent=2))
+                print(f"[gtp_vs_peers] {method} seed {seed}: score {np.mean(normalized_score(env_id, result['returns'])):.1f}, {result['steps_per_second']:.1f} steps/s", flush=True)
+                report()
+    finally:
+        if data_file is not None and data_file.exists():
+            data_file.unlink()
     report()
     print((out / "gtp_vs_peers.md").read_text())
 
