@@ -2,12 +2,14 @@
 
 Usage::
 
-    python benchmarks/closed_loop_policy.py [--episodes 20] [--strength 0.5] [--refiner PATH]
+    python benchmarks/closed_loop_policy.py [--episodes 20] [--strengths 0.25 0.5 1.0] [--refiner PATH]
 
-Runs, on Hopper-v5 with the same episode seeds (1000 + i): the base policy; the
-refiner attached after it without verification; and with replay verification (keep
-the better of base and refined window). Reports mean and standard error of episode
-return over the episodes, D4RL-normalised scores, and wall time per env step.
+Runs, on Hopper-v5 with the same episode seeds (1000 + i): the base policy; then, at
+each strength, the refiner attached after it without verification, with replay
+verification (keep the better of base and refined window by its own return), and
+with verification that adds gamma^H x the SAC critic's value of the window's end
+state. Reports mean and standard error of episode return over the episodes,
+D4RL-normalised scores, and wall time per env step.
 Writes ``closed_loop_policy.md`` and ``.json`` under ``--out``.
 """
 
@@ -29,7 +31,7 @@ from common import machine_info  # noqa: E402  (benchmarks/ is the script's fold
 
 
 def run_episodes(make_policy, episodes: int) -> dict:
-    returns, lengths, seconds = [], [], 0.0
+    returns, lengths, seconds, windows, falls = [], [], 0.0, [], 0
     for i in range(episodes):
         env = gym.make("Hopper-v5")
         obs, _ = env.reset(seed=1000 + i)
@@ -45,55 +47,100 @@ def run_episodes(make_policy, episodes: int) -> dict:
         seconds += time.perf_counter() - started
         returns.append(total)
         lengths.append(steps)
+        falls += int(terminated)
+        windows += getattr(policy, "history", [])
     returns = np.array(returns)
     return {
         "returns": returns.tolist(),
         "mean": float(returns.mean()),
         "se": float(returns.std(ddof=1) / np.sqrt(len(returns))),
         "normalized_score": float(normalized_score("Hopper-v5", returns.mean())),
+        "lengths": lengths,
         "mean_length": float(np.mean(lengths)),
+        "terminated_episodes": falls,
         "ms_per_step": 1000 * seconds / max(sum(lengths), 1),
+        "windows_planned": len(windows),
+        "windows_refined": sum(bool(w["refined"]) for w in windows),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--strength", type=float, default=0.5)
+    parser.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
     parser.add_argument("--refiner", default=None, help="a saved TrajectoryRefiner (default: fit one on the shipped dataset)")
+    parser.add_argument("--save-refiner", default=None, help="also save the fitted refiner here, for reuse with --refiner")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report-only", action="store_true", help="rewrite the markdown from the JSON in --out; run nothing")
     args = parser.parse_args()
+    if args.report_only:
+        out = Path(args.out)
+        write_markdown(json.loads((out / "closed_loop_policy.json").read_text()), out / "closed_loop_policy.md")
+        print((out / "closed_loop_policy.md").read_text())
+        return
 
     started = time.perf_counter()
     refiner = TrajectoryRefiner.load(args.refiner) if args.refiner else TrajectoryRefiner(window=16, seed=args.seed).fit(DEFAULT_DATASET_ID, progress_bar=False)
     sac = load_sb3_policy(default_policy_path())
-    rows = {
-        "base policy": run_episodes(lambda env: sac, args.episodes),
-        "refined, no verification": run_episodes(lambda env: RefinedPolicy(sac, refiner, env, args.strength, verify=False), args.episodes),
-        "refined, replay verification": run_episodes(lambda env: RefinedPolicy(sac, refiner, env, args.strength, verify=True), args.episodes),
-        "refined, verification with SAC critic tail": run_episodes(
-            lambda env: RefinedPolicy(sac, refiner, env, args.strength, verify=True, value_fn=sb3_value_function(sac)), args.episodes
-        ),
-    }
+    fit_seconds = time.perf_counter() - started
+    if args.save_refiner and not args.refiner:
+        refiner.save(args.save_refiner)
+    rows = {"base policy": run_episodes(lambda env: sac, args.episodes)}
+    for strength in args.strengths:
+        rows[f"strength {strength}, no verification"] = run_episodes(lambda env: RefinedPolicy(sac, refiner, env, strength, verify=False), args.episodes)
+        rows[f"strength {strength}, replay verification"] = run_episodes(lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True), args.episodes)
+        rows[f"strength {strength}, verification + SAC critic tail"] = run_episodes(
+            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True, value_fn=sb3_value_function(sac)), args.episodes
+        )
+        print(f"strength {strength} done", flush=True)
     base = rows["base policy"]["mean"]
-    result = {"strength": args.strength, "episodes": args.episodes, "seed": args.seed, "rows": rows, "machine": machine_info(), "wall_seconds": time.perf_counter() - started}
+    result = {
+        "strengths": args.strengths,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "dataset": DEFAULT_DATASET_ID,
+        "refiner": args.refiner,
+        "refiner_fit_seconds": None if args.refiner else fit_seconds,
+        "rows": rows,
+        "machine": machine_info(),
+        "wall_seconds": time.perf_counter() - started,
+    }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "closed_loop_policy.json").write_text(json.dumps(result, indent=2))
+    write_markdown(result, out / "closed_loop_policy.md")
+    print((out / "closed_loop_policy.md").read_text())
+
+
+def write_markdown(result: dict, path: Path) -> None:
+    """The table of ``result``; refined rows also get the paired difference to the base.
+
+    Every row runs the same episode seeds, so per-episode differences to the base
+    policy (mean +- standard error, and the share of episodes that did better) are
+    the fair comparison; the unpaired standard errors include the spread between
+    seeds that both rows share. "windows refined" is the share of planned windows
+    whose refined actions were executed (verification keeps the base window otherwise).
+    """
+    rows = result["rows"]
+    base = np.asarray(rows["base policy"]["returns"])
+    episodes = result["episodes"]
     lines = [
         "# Refiner after the shipped SB3 policy, closed loop on Hopper-v5",
         "",
-        f"Strength {args.strength}, {args.episodes} episodes (seeds 1000..{1000 + args.episodes - 1}), refiner window 16 fitted on `{DEFAULT_DATASET_ID}`. Machine: {result['machine']}.",
+        f"Strengths {result['strengths']}, {episodes} episodes (seeds 1000..{1000 + episodes - 1}), refiner window 16 fitted on `{result['dataset']}` "
+        f"(default budget, seed {result['seed']}). Wall time {result['wall_seconds'] / 60:.1f} min. Machine: {result['machine']}.",
         "",
-        "| policy | return (mean ± se) | vs base | D4RL score | mean length | ms / env step |",
-        "|---|---|---|---|---|---|",
+        "| policy | return (mean ± se) | paired diff vs base (mean ± se) | episodes better | windows refined | D4RL score | mean length | fell (terminated) | ms / env step |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        lines.append(f"| {name} | {row['mean']:.1f} ± {row['se']:.1f} | {100 * (row['mean'] / base - 1):+.1f}% | {row['normalized_score']:.1f} | {row['mean_length']:.0f} | {row['ms_per_step']:.2f} |")
-    (out / "closed_loop_policy.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+        diff = np.asarray(row["returns"]) - base
+        paired = "" if name == "base policy" else f"{diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.1f}"
+        better = "" if name == "base policy" else f"{np.mean(diff > 0):.2f}"
+        refined = f"{row['windows_refined'] / row['windows_planned']:.2f}" if row.get("windows_planned") else ""
+        lines.append(f"| {name} | {row['mean']:.1f} ± {row['se']:.1f} | {paired} | {better} | {refined} | {row['normalized_score']:.1f} | {row['mean_length']:.0f} | {row.get('terminated_episodes', '')} | {row['ms_per_step']:.2f} |")
+    path.write_text("\n".join(lines) + "\n")
 
 if __name__ == "__main__":
     main()
