@@ -73,7 +73,14 @@ def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
     assert main(["wrap", str(fit_out / "refiner"), "--episodes", "1", "--out", str(wrap_out)]) == 0
     wrapped = json.loads((wrap_out / "wrap.json").read_text())
     assert wrapped["windows_replayed"] == wrapped["windows_refined"] > 0
+    assert wrapped["windows_committed"] == 0 and wrapped["mode"] == "shadow"
     assert "mean realised gain" in capsys.readouterr().out
+    commit_out = tmp_path / "commit"
+    assert main(["wrap", str(fit_out / "refiner"), "--episodes", "1", "--mode", "commit", "--critic-tail", "--out", str(commit_out)]) == 0
+    committed = json.loads((commit_out / "wrap.json").read_text())
+    assert committed["mode"] == "commit" and committed["critic_tail"] is True
+    assert 0 <= committed["windows_committed"] <= committed["windows_replayed"] > 0
+    assert "commit mode" in capsys.readouterr().out
 
 
 def test_evaluation_windows_come_from_held_out_episodes(random_dataset, tmp_path):

@@ -106,6 +106,32 @@ def test_commit_mode_keeps_time_counters(refiner):
     assert env.unwrapped.data.time == pytest.approx(steps * env.unwrapped.dt)
 
 
+def test_commit_mode_judges_by_return_plus_value_of_the_end_state(refiner):
+    def value(observation):
+        return -1000.0 * float(observation[1])  # a strong preference on the torso angle
+
+    gamma = 0.9
+    env = RefinementWrapper(gym.make("Hopper-v5", max_episode_steps=200), refiner, strength=1.0, replay=True, mode="commit", value_fn=value, gamma=gamma)
+    obs, _ = env.reset(seed=3)
+    reports, steps, done = [], 0, False
+    while not done:
+        obs, _, terminated, truncated, info = env.step(_actions(1, seed=steps)[0] * 0.5)
+        steps += 1
+        done = terminated or truncated
+        report = info.get("refinement")
+        if report is None:
+            continue
+        reports.append(report)
+        tail = gamma**refiner.config.window
+        assert report["committed"] == (not report["refined_terminated"] and report["refined_score"] > report["source_score"])
+        if report["committed"]:
+            # the episode goes on from the refined end state, which the score valued
+            assert report["refined_score"] == pytest.approx(report["realized_return"] + tail * value(obs))
+    assert len(reports) >= 5
+    by_return = [not r["refined_terminated"] and r["realized_return"] > r["source_return"] for r in reports]
+    assert any(r["committed"] != b for r, b in zip(reports, by_return)), "the value of the end state never changed a decision"
+
+
 def test_exception_in_refinement_restores_the_env(refiner, monkeypatch):
     env = RefinementWrapper(gym.make("Hopper-v5"), refiner, replay=True)
     env.reset(seed=0)
@@ -136,6 +162,10 @@ def test_bad_inputs(refiner):
         RefinementWrapper(gym.make("Hopper-v5"), refiner, mode="yolo")
     with pytest.raises(ValueError, match="needs replay=True"):
         RefinementWrapper(gym.make("Hopper-v5"), refiner, mode="commit")
+    with pytest.raises(TypeError, match="value_fn must be a callable"):
+        RefinementWrapper(gym.make("Hopper-v5"), refiner, replay=True, value_fn=3.0)
+    with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\]"):
+        RefinementWrapper(gym.make("Hopper-v5"), refiner, replay=True, value_fn=lambda o: 0.0, gamma=1.5)
     with pytest.raises(TypeError, match="replay=True needs a MuJoCo env"):
         _non_mujoco_replay(refiner)
 

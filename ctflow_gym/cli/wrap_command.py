@@ -1,4 +1,13 @@
-"""``ctflow wrap``: run an SB3 policy inside RefinementWrapper with replay."""
+"""``ctflow wrap``: run an SB3 policy inside RefinementWrapper with replay.
+
+Shadow mode (default) measures: the policy's episodes are untouched and every
+refined window is replayed beside them. ``--mode commit`` acts: a refined window
+whose replay scores higher is kept and the episode goes on from its end state, so the
+printed episode returns are what refinement earned. ``--critic-tail`` scores windows
+by return + gamma^H x the policy's own critic value of the end state (SAC/TD3), the
+rule under which refinement stopped hurting the shipped policy in
+``benchmarks/results/closed_loop_policy.md``.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +25,7 @@ def register(commands) -> None:
         "wrap",
         parents=[common_flags()],
         help="run a policy in RefinementWrapper and check every refined window in MuJoCo",
-        description="Run an SB3 policy on an env wrapped in RefinementWrapper(replay=True): every window is refined and the refined actions are replayed from the window's start state. The policy's own episodes are left as they were (shadow mode).",
+        description="Run an SB3 policy on an env wrapped in RefinementWrapper(replay=True): every window is refined and the refined actions are replayed from the window's start state. In shadow mode (default) the policy's own episodes are left as they were; in commit mode a refined window that scores higher is kept.",
     )
     wrap.add_argument("refiner", help="folder written by `ctflow refiner fit` (OUT/refiner)")
     wrap.add_argument("--policy", default=None, help="SB3 model zip (default: the shipped SAC policy)")
@@ -24,21 +33,24 @@ def register(commands) -> None:
     wrap.add_argument("--env", default=None, help="env id (default: the refiner's)")
     wrap.add_argument("--episodes", type=int, default=3)
     wrap.add_argument("--strength", type=float, default=0.5, help="refinement strength alpha (default: 0.5)")
+    wrap.add_argument("--mode", choices=["shadow", "commit"], default="shadow", help="shadow: measure only (default); commit: keep refined windows that score higher")
+    wrap.add_argument("--critic-tail", action="store_true", help="score windows by return + gamma^H x the policy's critic value of the end state (SAC/TD3 policies)")
     wrap.set_defaults(handler=_wrap)
 
 
-def run_wrapped_episodes(env_id: str, refiner, policy, episodes: int, strength: float, seed: int, logger) -> dict[str, Any]:
+def run_wrapped_episodes(env_id: str, refiner, policy, episodes: int, strength: float, seed: int, logger, mode: str = "shadow", value_fn=None) -> dict[str, Any]:
     """Run ``policy`` (SB3 ``predict``) for ``episodes`` episodes in a replaying wrapper.
 
-    Returns the policy's episode returns (untouched: shadow mode) and the wrapper's
-    per-window totals: windows refined and replayed, mean proxy (predicted) gain and
-    mean realised (replayed) gain per window, fraction of windows that improved.
+    Returns the episode returns (the policy's own in shadow mode; with committed
+    refined windows in commit mode) and the wrapper's per-window totals: windows
+    refined, replayed and committed, mean proxy (predicted) gain and mean realised
+    (replayed) gain per window, fraction of windows that improved.
     """
     import gymnasium as gym
 
     from ctflow_gym.wrappers import RefinementWrapper
 
-    env = RefinementWrapper(gym.make(env_id), refiner, strength=strength, replay=True, logger=logger)
+    env = RefinementWrapper(gym.make(env_id), refiner, strength=strength, replay=True, mode=mode, logger=logger, value_fn=value_fn)
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
@@ -56,6 +68,9 @@ def run_wrapped_episodes(env_id: str, refiner, policy, episodes: int, strength: 
         "episode_returns": returns,
         "windows_refined": totals.windows_refined,
         "windows_replayed": totals.windows_replayed,
+        "windows_committed": totals.windows_committed,
+        "mode": mode,
+        "critic_tail": value_fn is not None,
         "mean_proxy_gain": totals.mean_predicted_gain,
         "mean_realized_gain": totals.mean_realized_gain,
         "realized_gain_se": float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else float("nan"),
@@ -76,11 +91,20 @@ def _wrap(args: argparse.Namespace) -> int:
     if env_id is None:
         raise UserError("--env is needed: the refiner does not record its env")
     policy = load_sb3_policy(args.policy or default_policy_path(), args.policy_algo, device=device)
+    value_fn = None
+    if args.critic_tail:
+        from ctflow_gym.wrappers import sb3_value_function
+
+        try:
+            value_fn = sb3_value_function(policy)
+        except TypeError as error:
+            raise UserError(f"--critic-tail needs a SAC or TD3 policy with a Q critic: {error}") from error
     with command_run(args, "wrap") as (out, logger):
-        result = run_wrapped_episodes(env_id, refiner, policy, args.episodes, args.strength, args.seed, logger)
+        result = run_wrapped_episodes(env_id, refiner, policy, args.episodes, args.strength, args.seed, logger, args.mode, value_fn)
         write_json(out / "wrap.json", result)
+    committed = f", {result['windows_committed']} committed" if args.mode == "commit" else ""
     print(
-        f"{args.episodes} episodes (policy returns {np.mean(result['episode_returns']):.1f}); {result['windows_refined']} windows refined and replayed: "
+        f"{args.episodes} episodes ({args.mode} mode, returns {np.mean(result['episode_returns']):.1f}); {result['windows_refined']} windows refined and replayed{committed}: "
         f"mean proxy gain {result['mean_proxy_gain']:+.3f}, mean realised gain {result['mean_realized_gain']:+.3f} per window "
         f"({100 * result['improved_fraction']:.0f}% improved); report {out / 'wrap.json'}"
     )

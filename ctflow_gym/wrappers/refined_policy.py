@@ -28,6 +28,9 @@ from ctflow_gym.data.sim_state import step_open_loop
 from ctflow_gym.data.validation import require_strength
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.snapshot import capture_snapshot, has_simulator, restore_snapshot
+from ctflow_gym.wrappers.verification import ValueFn, require_value_fn, sb3_value_function, window_score
+
+__all__ = ["RefinedPolicy", "sb3_value_function"]
 
 
 class RefinedPolicy:
@@ -43,13 +46,14 @@ class RefinedPolicy:
         deterministic: passed to the base policy's ``predict``.
         value_fn: optional V(observation) -> float. With it, verification compares
             window return + gamma^H * V(end observation) (0 after a termination)
-            instead of the window return alone, which is myopic: on Hopper a window
-            can gain speed with a posture that falls a few windows later.
+            instead of the window return alone, which is myopic (see
+            :mod:`ctflow_gym.wrappers.verification`; recommended).
             :func:`sb3_value_function` makes one from an SB3 SAC/TD3 critic.
         gamma: discount of ``value_fn``.
     """
 
-    def __init__(self, policy, refiner, env: gym.Env, strength: float = 1.0, verify: bool = True, deterministic: bool = True, value_fn: Callable[[np.ndarray], float] | None = None, gamma: float = 0.99):
+    def __init__(self, policy, refiner, env: gym.Env, strength: float = 1.0, verify: bool = True, deterministic: bool = True, value_fn: ValueFn | None = None, gamma: float = 0.99):
+        require_value_fn(value_fn, gamma)
         self._snapshots = has_simulator(env)
         if not self._snapshots:
             if verify:
@@ -94,11 +98,6 @@ class RefinedPolicy:
         action = self._plan.pop(0)
         return (action[None] if batched else action), state
 
-    def _tail_value(self, end_observation, terminated: bool) -> float:
-        if self.value_fn is None or terminated:
-            return 0.0
-        return self.gamma**self.window * float(self.value_fn(end_observation))
-
     def _plan_window(self, observation: np.ndarray) -> list[np.ndarray]:
         if self._snapshots:
             base, start = self.env.unwrapped, capture_snapshot(self.env)
@@ -121,12 +120,12 @@ class RefinedPolicy:
             result = self.refiner.refine(np.stack(observations)[None], np.stack(actions)[None], strength=self.strength)
             refined = list(result.actions[0])
             record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards)), "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0])}
-            source_score = record["source_return"] + self._tail_value(obs, terminated)
+            source_score = window_score(record["source_return"], obs, terminated, self.value_fn, self.gamma, self.window)
             if self.verify:
                 restore_snapshot(self.env, start)
                 refined_return, terminated, end_obs, _ = step_open_loop(self.env, refined)
                 record["refined_return"] = refined_return
-                if refined_return + self._tail_value(end_obs, terminated) <= source_score:
+                if window_score(refined_return, end_obs, terminated, self.value_fn, self.gamma, self.window) <= source_score:
                     record["refined"] = False
                     record["reason"] = "verification kept the base window"
                     refined = actions
@@ -136,18 +135,3 @@ class RefinedPolicy:
             if start is not None:
                 restore_snapshot(self.env, start)
 
-
-def sb3_value_function(model) -> Callable[[np.ndarray], float]:
-    """V(s) = min_i Q_i(s, pi(s)) from an SB3 SAC or TD3 model's critic and actor."""
-    import torch
-
-    if not hasattr(model, "critic") or not hasattr(model, "actor"):
-        raise TypeError(f"model must be an SB3 SAC/TD3 model with critic and actor; got {type(model).__name__}")
-
-    @torch.no_grad()
-    def value(observation: np.ndarray) -> float:
-        obs = torch.as_tensor(np.asarray(observation, dtype=np.float32)[None], device=model.device)
-        action = model.policy._predict(obs, deterministic=True)  # scaled to [-1, 1], as the critic was trained
-        return float(torch.min(torch.cat(model.critic(obs, action), dim=1)))
-
-    return value

@@ -18,15 +18,18 @@ Modes:
 - ``"shadow"`` (default): the user's episode is bit for bit what it would have been
   without the wrapper. After replay the env is restored to the snapshot taken at the
   end of the user's window (simulator state, time-limit counters, env RNG).
-- ``"commit"`` (needs ``replay=True``): when the refined window's realised return
-  beats the source's and the refined replay did not terminate, the episode continues
+- ``"commit"`` (needs ``replay=True``): when the refined window's score beats the
+  source's and the refined replay did not terminate, the episode continues
   from the refined window's end state. The closing step then returns: the
   observation of the refined end state; as reward, the step's own reward plus
   (refined window return - source window return), so that the episode's summed
   reward is what the committed trajectory earned; ``terminated`` False (a refined
   window that terminates is never committed); ``truncated`` as the user's step had it
   (the refined window has the same H steps, so time-limit counters do not jump).
-  ``info["refinement"]["committed"]`` says whether it happened.
+  ``info["refinement"]["committed"]`` says whether it happened. The score is the
+  window's realised return, plus gamma^H x ``value_fn`` of its end state when a
+  ``value_fn`` is given (see :mod:`ctflow_gym.wrappers.verification`: the return alone
+  is myopic, and committing by it can lead to falls later).
 
 If refinement or replay raises, the env is first restored to where the user's
 episode was (``try/finally``) and the exception propagates.
@@ -45,6 +48,7 @@ from ctflow_gym.data.validation import require_strength
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.snapshot import EnvSnapshot, capture_snapshot, has_simulator, restore_snapshot
+from ctflow_gym.wrappers.verification import ValueFn, require_value_fn, window_score
 
 WRAPPER_MODES = ("shadow", "commit")
 
@@ -83,11 +87,27 @@ class RefinementWrapper(gym.Wrapper):
         steps: Euler steps of refinement (default: the refiner's).
         logger: gets ``wrapper/*`` metrics of every closed window (proxy gain,
             deviations and, with replay, source/refined returns and realised gain).
+        value_fn: optional V(observation) -> float; with replay, each window is also
+            scored as return + gamma^H * V(end state) (``source_score`` and
+            ``refined_score`` in the report), and commit mode commits by that score.
+        gamma: discount of ``value_fn``.
     """
 
-    def __init__(self, env: gym.Env, refiner, strength: float = 1.0, replay: bool = False, mode: str = "shadow", steps: int | None = None, logger: RunLogger = NULL_LOGGER):
+    def __init__(
+        self,
+        env: gym.Env,
+        refiner,
+        strength: float = 1.0,
+        replay: bool = False,
+        mode: str = "shadow",
+        steps: int | None = None,
+        logger: RunLogger = NULL_LOGGER,
+        value_fn: ValueFn | None = None,
+        gamma: float = 0.99,
+    ):
         super().__init__(env)
         require_env_matches_refiner(env, refiner)
+        require_value_fn(value_fn, gamma)
         if mode not in WRAPPER_MODES:
             raise ValueError(f"mode must be one of {WRAPPER_MODES}; got {mode!r}")
         if mode == "commit" and not replay:
@@ -100,6 +120,8 @@ class RefinementWrapper(gym.Wrapper):
         self.mode = mode
         self.steps = steps
         self.logger = logger
+        self.value_fn = value_fn
+        self.gamma = gamma
         self.window = refiner.config.window
         self.totals = RefinementTotals()
         self._clear()
@@ -169,9 +191,12 @@ class RefinementWrapper(gym.Wrapper):
         end = capture_snapshot(self.env)
         keep_refined = False
         try:
+            # The user's window closed without terminating (a terminated window is discarded).
+            source_score = window_score(source_return, self._last_obs, False, self.value_fn, self.gamma, self.window)
             restore_snapshot(self.env, start)
             refined_return, refined_terminated, refined_obs, _ = step_open_loop(self.env, result.actions[0])
-            keep_refined = self.mode == "commit" and not refined_terminated and refined_return > source_return
+            refined_score = window_score(refined_return, refined_obs, refined_terminated, self.value_fn, self.gamma, self.window)
+            keep_refined = self.mode == "commit" and not refined_terminated and refined_score > source_score
         finally:
             if keep_refined:
                 # The time-limit counters and RNG stay the user's: the window had H steps either way.
@@ -182,6 +207,8 @@ class RefinementWrapper(gym.Wrapper):
             realized_return=refined_return,
             realized_gain=refined_return - source_return,
             refined_terminated=bool(refined_terminated),
+            source_score=source_score,
+            refined_score=refined_score,
             committed=keep_refined,
         )
         self.totals.windows_replayed += 1
