@@ -8,7 +8,9 @@ Runs, on Hopper-v5 with the same episode seeds (1000 + i): the base policy; then
 each strength, the refiner attached after it without verification, with replay
 verification (keep the better of base and refined window by its own return), and
 with verification that adds gamma^H x the SAC critic's value of the window's end
-state. Reports mean and standard error of episode return over the episodes,
+state; and, at ``--wrapper-strength``, the policy acting in ``RefinementWrapper``
+commit mode (the policy's own window runs first; a refined window that scores higher
+on replay from the window's start is committed and the episode goes on from its end). Reports mean and standard error of episode return over the episodes,
 D4RL-normalised scores, and wall time per env step.
 Writes ``closed_loop_policy.md`` and ``.json`` under ``--out``.
 """
@@ -25,15 +27,18 @@ import numpy as np
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_sb3_policy, normalized_score
-from ctflow_gym.wrappers import RefinedPolicy, sb3_value_function
+from ctflow_gym.wrappers import RefinedPolicy, RefinementWrapper, sb3_value_function
 
 from common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
 
 
-def run_episodes(make_policy, episodes: int) -> dict:
+def run_episodes(make_policy, episodes: int, wrap=None) -> dict:
+    """Episodes with seeds 1000 + i of ``make_policy(env)`` on Hopper-v5, optionally ``wrap(env)``-ped."""
     returns, lengths, seconds, windows, falls = [], [], 0.0, [], 0
     for i in range(episodes):
         env = gym.make("Hopper-v5")
+        if wrap is not None:
+            env = wrap(env)
         obs, _ = env.reset(seed=1000 + i)
         policy = make_policy(env)
         total, steps, done = 0.0, 0, False
@@ -49,6 +54,9 @@ def run_episodes(make_policy, episodes: int) -> dict:
         lengths.append(steps)
         falls += int(terminated)
         windows += getattr(policy, "history", [])
+        if isinstance(env, RefinementWrapper):
+            windows += [{"refined": True}] * env.totals.windows_committed
+            windows += [{"refined": False}] * (env.totals.windows_replayed - env.totals.windows_committed)
     returns = np.array(returns)
     return {
         "returns": returns.tolist(),
@@ -68,6 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
+    parser.add_argument("--wrapper-strength", type=float, default=0.5, help="strength at which RefinementWrapper's commit mode is also run")
     parser.add_argument("--refiner", default=None, help="a saved TrajectoryRefiner (default: fit one on the shipped dataset)")
     parser.add_argument("--save-refiner", default=None, help="also save the fitted refiner here, for reuse with --refiner")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -93,6 +102,11 @@ def main() -> None:
         rows[f"strength {strength}, verification + SAC critic tail"] = run_episodes(
             lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True, value_fn=sb3_value_function(sac)), args.episodes
         )
+        if strength == args.wrapper_strength:
+            for label, value_fn in (("return", None), ("return + SAC critic tail", sb3_value_function(sac))):
+                rows[f"strength {strength}, RefinementWrapper commit by {label}"] = run_episodes(
+                    lambda env: sac, args.episodes, wrap=lambda env, v=value_fn: RefinementWrapper(env, refiner, strength, replay=True, mode="commit", value_fn=v)
+                )
         print(f"strength {strength} done", flush=True)
     base = rows["base policy"]["mean"]
     result = {
@@ -120,7 +134,8 @@ def write_markdown(result: dict, path: Path) -> None:
     policy (mean +- standard error, and the share of episodes that did better) are
     the fair comparison; the unpaired standard errors include the spread between
     seeds that both rows share. "windows refined" is the share of planned windows
-    whose refined actions were executed (verification keeps the base window otherwise).
+    whose refined actions were executed (verification keeps the base window otherwise;
+    for RefinementWrapper rows: windows committed / windows replayed).
     """
     rows = result["rows"]
     base = np.asarray(rows["base policy"]["returns"])
