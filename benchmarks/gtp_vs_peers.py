@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine_info  # benchmarks/ is the script's folder
+from common import machine_info, write_atomic  # benchmarks/ is the script's folder
 
 from agents import GTPAgent
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
@@ -41,13 +41,6 @@ from ctflow_gym.models import FlowMapActor, plain_mlp_actor, sampling_times
 
 METHODS = ("gtp", "gtp-bc", "iql", "td3+bc")
 PEER_REQUIREMENTS = ("d3rlpy==2.8.1", "gymnasium[mujoco]==1.0.0")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text)
-    os.replace(staging, path)
 
 
 def ensure_peer_venv(folder: Path) -> Path:

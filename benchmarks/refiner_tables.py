@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common import machine_info  # benchmarks/ is the script's folder
+from common import fit_and_evaluation_windows, machine_info  # benchmarks/ is the script's folder
 
 from ctflow_gym import TrajectoryRefiner
-from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, make_windows, split_episodes
+from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 from ctflow_gym.refine import local_pairs
 from ctflow_gym.refine.evaluation import evaluate_refinement
 
@@ -78,10 +78,7 @@ def main() -> None:
     started_all = time.perf_counter()
 
     dataset = load_dataset(args.dataset)
-    windows = make_windows(dataset, window=args.window)
-    fit_windows, eval_pool = split_episodes(windows, 0.2, seed=args.seed)
-    rng = np.random.default_rng(args.seed)
-    eval_windows = eval_pool.subset(np.sort(rng.choice(len(eval_pool), min(args.eval_windows, len(eval_pool)), replace=False)))
+    windows, fit_windows, eval_windows = fit_and_evaluation_windows(dataset, args.window, args.seed, args.eval_windows)
     print(f"{len(windows)} windows; fit on {len(fit_windows)}, evaluate {len(eval_windows)} held-out windows", flush=True)
 
     def fit(**overrides) -> tuple[TrajectoryRefiner, float]:
