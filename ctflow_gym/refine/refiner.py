@@ -196,9 +196,8 @@ class TrajectoryRefiner:
     def held_out_episodes(self) -> np.ndarray:
         """Ids of the dataset episodes held out of the autoencoder and the flow.
 
-        Only the proxy return predictor trains on them.
-        These are the honest place to measure refinement: windows the refiner never
-        trained on. Empty when nothing was held out. ``fit_info["dataset_id"]`` names
+        Only the proxy return predictor trains on them, so their windows are the
+        honest place to measure refinement. Empty when nothing was held out. ``fit_info["dataset_id"]`` names
         the dataset the ids refer to (None when fitted on :class:`Windows`).
         """
         return np.asarray(self.fit_info.get("held_out_episodes", []), dtype=np.int64)

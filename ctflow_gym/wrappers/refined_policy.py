@@ -120,8 +120,8 @@ class RefinedPolicy:
             result = self.refiner.refine(np.stack(observations)[None], np.stack(actions)[None], strength=self.strength)
             refined = list(result.actions[0])
             record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards)), "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0])}
-            source_score = window_score(record["source_return"], obs, terminated, self.value_fn, self.gamma, self.window)
             if self.verify:
+                source_score = window_score(record["source_return"], obs, terminated, self.value_fn, self.gamma, self.window)
                 restore_snapshot(self.env, start)
                 refined_return, terminated, end_obs, _ = step_open_loop(self.env, refined)
                 record["refined_return"] = refined_return
