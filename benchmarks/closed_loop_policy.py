@@ -10,7 +10,8 @@ verification (keep the better of base and refined window by its own return), and
 with verification that adds gamma^H x the SAC critic's value of the window's end
 state; and, at ``--wrapper-strength``, the policy acting in ``RefinementWrapper``
 commit mode (the policy's own window runs first; a refined window that scores higher
-on replay from the window's start is committed and the episode goes on from its end). Reports mean and standard error of episode return over the episodes,
+on replay from the window's start is committed and the episode goes on from its
+end). Reports mean and standard error of episode return over the episodes,
 D4RL-normalised scores, and wall time per env step.
 Writes ``closed_loop_policy.md`` and ``.json`` under ``--out``.
 """
@@ -29,12 +30,12 @@ from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_sb3_policy, normalized_score
 from ctflow_gym.wrappers import RefinedPolicy, RefinementWrapper, sb3_value_function
 
-from common import machine_info  # noqa: E402  (benchmarks/ is the script's folder)
+from common import machine_info, write_atomic  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def run_episodes(make_policy, episodes: int, wrap=None) -> dict:
     """Episodes with seeds 1000 + i of ``make_policy(env)`` on Hopper-v5, optionally ``wrap(env)``-ped."""
-    returns, lengths, seconds, windows, falls = [], [], 0.0, [], 0
+    returns, lengths, seconds, falls, planned, refined = [], [], 0.0, 0, 0, 0
     for i in range(episodes):
         env = gym.make("Hopper-v5")
         if wrap is not None:
@@ -53,10 +54,12 @@ def run_episodes(make_policy, episodes: int, wrap=None) -> dict:
         returns.append(total)
         lengths.append(steps)
         falls += int(terminated)
-        windows += getattr(policy, "history", [])
         if isinstance(env, RefinementWrapper):
-            windows += [{"refined": True}] * env.totals.windows_committed
-            windows += [{"refined": False}] * (env.totals.windows_replayed - env.totals.windows_committed)
+            planned += env.totals.windows_replayed
+            refined += env.totals.windows_committed
+        history = getattr(policy, "history", [])
+        planned += len(history)
+        refined += sum(bool(w["refined"]) for w in history)
     returns = np.array(returns)
     return {
         "returns": returns.tolist(),
@@ -67,8 +70,8 @@ def run_episodes(make_policy, episodes: int, wrap=None) -> dict:
         "mean_length": float(np.mean(lengths)),
         "terminated_episodes": falls,
         "ms_per_step": 1000 * seconds / max(sum(lengths), 1),
-        "windows_planned": len(windows),
-        "windows_refined": sum(bool(w["refined"]) for w in windows),
+        "windows_planned": planned,
+        "windows_refined": refined,
     }
 
 
@@ -122,7 +125,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "closed_loop_policy.json").write_text(json.dumps(result, indent=2))
+    write_atomic(out / "closed_loop_policy.json", json.dumps(result, indent=2))
     write_markdown(result, out / "closed_loop_policy.md")
     print((out / "closed_loop_policy.md").read_text())
 
@@ -155,7 +158,8 @@ def write_markdown(result: dict, path: Path) -> None:
         better = "" if name == "base policy" else f"{np.mean(diff > 0):.2f}"
         refined = f"{row['windows_refined'] / row['windows_planned']:.2f}" if row.get("windows_planned") else ""
         lines.append(f"| {name} | {row['mean']:.1f} ± {row['se']:.1f} | {paired} | {better} | {refined} | {row['normalized_score']:.1f} | {row['mean_length']:.0f} | {row.get('terminated_episodes', '')} | {row['ms_per_step']:.2f} |")
-    path.write_text("\n".join(lines) + "\n")
+    write_atomic(path, "\n".join(lines) + "\n")
+
 
 if __name__ == "__main__":
     main()

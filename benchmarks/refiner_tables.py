@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import fit_and_evaluation_windows, machine_info  # benchmarks/ is the script's folder
+from common import fit_and_evaluation_windows, machine_info, write_atomic  # benchmarks/ is the script's folder
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
@@ -153,7 +153,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "refiner_tables_quick" if args.quick else "refiner_tables"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=2, default=float))
+    write_atomic(out / f"{stem}.json", json.dumps(result, indent=2, default=float))
     md = [
         f"# TrajectoryRefiner: seed 000 tables on `{args.dataset}`",
         "",
@@ -181,7 +181,7 @@ def main() -> None:
         "- pair construction (exact k-NN, d = 16, k = 3): " + ", ".join(f"{n} windows: {s:.2f} s" for n, s in cost["pair_construction_seconds"].items()),
         "",
     ]
-    (out / f"{stem}.md").write_text("\n".join(md))
+    write_atomic(out / f"{stem}.md", "\n".join(md))
     print("\n".join(md))
 
 
