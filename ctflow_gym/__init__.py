@@ -1,11 +1,26 @@
 """ctflow_gym: offline trajectory refinement and flow-based agents for Gymnasium envs.
 
-``from ctflow_gym import TrajectoryRefiner`` is the main entry point; the data layer
-is :mod:`ctflow_gym.data`.
+The main names::
+
+    from ctflow_gym import TrajectoryRefiner, RefinementWrapper, RefinedPolicy, load_refiner
+
+The data layer is :mod:`ctflow_gym.data`, replay in MuJoCo :mod:`ctflow_gym.replay`,
+refiners :mod:`ctflow_gym.refine`, env integration :mod:`ctflow_gym.wrappers`.
 """
 
-from ctflow_gym.refine import RefinementResult, RefinerConfig, TrajectoryRefiner
+from ctflow_gym.refine import RefinementResult, Refiner, RefinerConfig, TrajectoryRefiner, load_refiner, register_refiner
+from ctflow_gym.wrappers import RefinedPolicy, RefinementWrapper
 
 __version__ = "0.1.0"
 
-__all__ = ["RefinementResult", "RefinerConfig", "TrajectoryRefiner", "__version__"]
+__all__ = [
+    "RefinedPolicy",
+    "RefinementResult",
+    "RefinementWrapper",
+    "Refiner",
+    "RefinerConfig",
+    "TrajectoryRefiner",
+    "__version__",
+    "load_refiner",
+    "register_refiner",
+]

@@ -64,7 +64,7 @@ def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):
 def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
     fit_out = tmp_path / "fit"
     assert main(["refiner", "fit", "--dataset", str(random_dataset_path), "--window", "8", "--ae-steps", "50", "--flow-steps", "50", "--predictor-steps", "20", "--out", str(fit_out), "--device", "cpu", "--no-progress"]) == 0
-    assert (fit_out / "refiner" / "config.json").is_file() and (fit_out / "refinement_path.png").is_file()
+    assert (fit_out / "refiner" / "checkpoint.json").is_file() and (fit_out / "refinement_path.png").is_file()
     eval_out = tmp_path / "eval"
     assert main(["refiner", "evaluate", str(fit_out / "refiner"), "--dataset", str(random_dataset_path), "--windows", "20", "--out", str(eval_out)]) == 0
     report = json.loads((eval_out / "evaluation.json").read_text())
@@ -85,8 +85,7 @@ def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
 
 def test_evaluation_windows_come_from_held_out_episodes(random_dataset, tmp_path):
     from ctflow_gym import TrajectoryRefiner
-    from ctflow_gym.cli.common import UserError
-    from ctflow_gym.cli.refiner_commands import held_out_windows
+    from ctflow_gym.refine.evaluation import held_out_windows
 
     tiny = dict(window=8, ae_steps=20, flow_steps=20, predictor_steps=10, seed=1)
     refiner = TrajectoryRefiner(**tiny).fit(random_dataset, progress_bar=False)
@@ -94,7 +93,7 @@ def test_evaluation_windows_come_from_held_out_episodes(random_dataset, tmp_path
     assert len(windows) == 15 and set(windows.episode_ids) <= set(refiner.held_out_episodes.tolist())
     assert windows.sim_states is not None
     nothing_held = TrajectoryRefiner(held_out_fraction=0.0, **tiny).fit(random_dataset, progress_bar=False)
-    with pytest.raises(UserError, match="no held-out episode"):
+    with pytest.raises(ValueError, match="no held-out episode"):
         held_out_windows(nothing_held, random_dataset, 15, seed=0)
 
 
@@ -121,7 +120,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    cases.append((["wrap", "somewhere", "--wandb", "online", "--out", str(tmp_path / "w")], "not a saved TrajectoryRefiner"))
+    cases.append((["wrap", "somewhere", "--wandb", "online", "--out", str(tmp_path / "w")], "no checkpoint folder"))
     cases.append((["agent", "train", "--dataset", str(random_dataset_path), "--steps", "1", "--wandb", "online", "--out", str(tmp_path / "o")], "wandb login"))
     for argv, expected in cases:
         assert main(argv) == 2, argv

@@ -185,6 +185,20 @@ def test_no_improving_pair_is_a_clear_error():
         TrajectoryRefiner(window=4, margin=0.5, ae_steps=10, flow_steps=10, predictor_steps=10).fit(flat, progress_bar=False)
 
 
-def test_load_rejects_non_refiner_folder(tmp_path):
-    with pytest.raises(FileNotFoundError, match="is not a saved TrajectoryRefiner"):
+def test_load_rejects_non_refiner_folder(tmp_path, fitted):
+    from ctflow_gym.checkpoint import CheckpointError, save_checkpoint
+    from ctflow_gym.refine import load_refiner
+
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint.json"):
         TrajectoryRefiner.load(tmp_path)
+    save_checkpoint(tmp_path / "agent", "agent:GTPAgent", {}, {})
+    for load in (TrajectoryRefiner.load, load_refiner):
+        with pytest.raises(CheckpointError, match="agent:GTPAgent"):
+            load(tmp_path / "agent")
+    save_checkpoint(tmp_path / "unknown", "refiner:NoSuchRefiner", {}, {})
+    with pytest.raises(CheckpointError, match="not registered"):
+        load_refiner(tmp_path / "unknown")
+    path = fitted.save(tmp_path / "damaged")
+    (path / "checkpoint.json").write_text('{"format_version": 2, "kind": "refiner:TrajectoryRefiner"}')
+    with pytest.raises(CheckpointError, match="missing"):
+        TrajectoryRefiner.load(path)

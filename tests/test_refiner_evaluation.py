@@ -5,7 +5,8 @@ import pytest
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import Windows, make_windows, split_episodes
-from ctflow_gym.refine.evaluation import closed_loop_returns, dynamics_error, evaluate_refinement
+from ctflow_gym.refine.evaluation import evaluate_refinement
+from ctflow_gym.replay import closed_loop_returns, dynamics_error
 from ctflow_gym.refine.plotting import plot_refinement_path
 
 

@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 
 from ctflow_gym.data import DEFAULT_DATASET_ID, build_record, default_dataset_path, default_policy_path, load_dataset, load_sb3_policy, make_windows
-from ctflow_gym.refine.evaluation import closed_loop_returns
+from ctflow_gym.replay import closed_loop_returns
 
 
 def test_shipped_dataset_loads_through_minari():

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ctflow_gym.data import NormalizationStats, make_windows, split_episodes
-from ctflow_gym.data.sim_state import SIM_STATE_INFO_KEY
+from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
 
 def test_shapes_and_alignment(random_dataset):

@@ -81,10 +81,10 @@ def register(commands) -> None:
 def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -> dict[str, Any]:
     """Run the demo's steps (module docstring) writing into ``out``; returns the summary."""
     from agents import GTPAgent
-    from ctflow_gym.cli.refiner_commands import fit_refiner, held_out_windows, plot_path
+    from ctflow_gym.cli.refiner_commands import fit_refiner, plot_path
     from ctflow_gym.cli.wrap_command import run_wrapped_episodes
     from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_dataset, load_sb3_policy, normalized_score
-    from ctflow_gym.refine.evaluation import evaluate_refinement
+    from ctflow_gym.refine.evaluation import evaluate_refinement, held_out_windows
 
     config.validate()
     started = time.perf_counter()
@@ -105,7 +105,7 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     refiner = fit_refiner(dataset, 16, 3, config.refiner_steps, config.refiner_steps, max(1, config.refiner_steps // 3), "return", config.seed, config.device, logger, progress_bar)
     refiner.save(out / "refiner")
     windows = held_out_windows(refiner, dataset, config.held_out_windows, config.seed)
-    offline = evaluate_refinement(refiner, windows, strength=config.strength, seed=config.seed)
+    offline = evaluate_refinement(refiner, windows, strength=config.strength)
     plot_path(refiner, windows, out / "refinement_path.png", strength=config.strength, logger=logger)
     logger.log({f"demo/heldout_{k}": v["mean"] for k, v in offline.items() if isinstance(v, dict) and "mean" in v})
     t = lap("refiner_s", t)

@@ -49,36 +49,6 @@ def plot_path(refiner, windows, out_file, strength: float = 1.0, logger=None) ->
         logger.log_image("refiner/refinement_path", out_file)
 
 
-def held_out_windows(refiner, dataset, count: int, seed: int):
-    """Up to ``count`` windows, drawn with ``seed``, that the refiner never trained on.
-
-    On the dataset it was fitted on: windows of the episodes it held out (recorded in
-    ``refiner.held_out_episodes``; only those episodes are read). On another dataset
-    (a different id): windows of every episode, since none was trained on; a copy of
-    the fitting data under another id cannot be told apart and would leak. Raises
-    ``UserError`` when the refiner held out nothing of this dataset.
-    """
-    import numpy as np
-
-    from ctflow_gym.cli.common import UserError
-    from ctflow_gym.data import make_windows
-
-    cfg = refiner.config
-    info = refiner.fit_info
-    if info.get("dataset_id") not in (None, dataset.id):
-        windows = make_windows(dataset, cfg.window, cfg.stride, "return", cfg.gamma)
-    elif len(refiner.held_out_episodes) == 0:
-        raise UserError(
-            f"the refiner records no held-out episode of {dataset.id!r} (fitted with held_out_fraction=0, "
-            "or saved before refiners recorded their split): every window may have been trained on; "
-            "evaluate on another dataset or refit"
-        )
-    else:
-        windows = make_windows(dataset, cfg.window, cfg.stride, "return", cfg.gamma, episodes=refiner.held_out_episodes)
-    chosen = np.random.default_rng(seed).choice(len(windows), size=min(count, len(windows)), replace=False)
-    return windows.subset(np.sort(chosen))
-
-
 def _dataset_arg(args):
     from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 
@@ -86,6 +56,8 @@ def _dataset_arg(args):
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from ctflow_gym.refine.evaluation import held_out_windows
+
     device = device_of(args)
     dataset = _dataset_arg(args)
     with command_run(args, "refiner-fit") as (out, logger):
@@ -99,15 +71,15 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ctflow_gym import TrajectoryRefiner
-    from ctflow_gym.refine.evaluation import evaluate_refinement
+    from ctflow_gym.refine import load_refiner
+    from ctflow_gym.refine.evaluation import evaluate_refinement, held_out_windows
 
     device = device_of(args)
-    refiner = TrajectoryRefiner.load(args.refiner, device=device)
+    refiner = load_refiner(args.refiner, device=device)
     dataset = _dataset_arg(args)
     with command_run(args, "refiner-evaluate") as (out, logger):
         windows = held_out_windows(refiner, dataset, args.windows, args.seed)
-        report = evaluate_refinement(refiner, windows, strength=args.strength, seed=args.seed)
+        report = evaluate_refinement(refiner, windows, strength=args.strength)
         logger.log({f"refiner_eval/{k}": v["mean"] for k, v in report.items() if isinstance(v, dict) and "mean" in v})
         write_json(out / "evaluation.json", report)
     gain = report.get("realized_gain", {})

@@ -39,54 +39,30 @@ def register(commands) -> None:
 
 
 def run_wrapped_episodes(env_id: str, refiner, policy, episodes: int, strength: float, seed: int, logger, mode: str = "shadow", value_fn=None) -> dict[str, Any]:
-    """Run ``policy`` (SB3 ``predict``) for ``episodes`` episodes in a replaying wrapper.
+    """Run ``policy`` for ``episodes`` episodes in a replaying :class:`RefinementWrapper`.
 
     Returns the episode returns (the policy's own in shadow mode; with committed
-    refined windows in commit mode) and the wrapper's per-window totals: windows
-    refined, replayed and committed, mean proxy (predicted) gain and mean realised
-    (replayed) gain per window, fraction of windows that improved.
+    refined windows in commit mode) and the wrapper's per-window totals
+    (:meth:`RefinementTotals.summary`).
     """
     import gymnasium as gym
 
-    from ctflow_gym.wrappers import RefinementWrapper
+    from ctflow_gym.wrappers import RefinementWrapper, run_episodes
 
     env = RefinementWrapper(gym.make(env_id), refiner, strength=strength, replay=True, mode=mode, logger=logger, value_fn=value_fn)
-    returns = []
-    for episode in range(episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        total, done = 0.0, False
-        while not done:
-            action, _ = policy.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
+    returns = run_episodes(env, policy, episodes, seed)
     env.close()
-    totals = env.totals
-    gains = np.asarray(totals.realized_gains)
-    return {
-        "episode_returns": returns,
-        "windows_refined": totals.windows_refined,
-        "windows_replayed": totals.windows_replayed,
-        "windows_committed": totals.windows_committed,
-        "mode": mode,
-        "critic_tail": value_fn is not None,
-        "mean_proxy_gain": totals.mean_predicted_gain,
-        "mean_realized_gain": totals.mean_realized_gain,
-        "realized_gain_se": float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else float("nan"),
-        "improved_fraction": float(np.mean(gains > 0)) if len(gains) else float("nan"),
-        "strength": strength,
-    }
+    return {"episode_returns": returns, **env.totals.summary(), "mode": mode, "critic_tail": value_fn is not None, "strength": strength}
 
 
 def _wrap(args: argparse.Namespace) -> int:
-    from ctflow_gym import TrajectoryRefiner
     from ctflow_gym.data import default_policy_path, load_sb3_policy
+    from ctflow_gym.refine import load_refiner
 
     device = device_of(args)
     if args.episodes < 1:
         raise UserError(f"--episodes must be >= 1; got {args.episodes}")
-    refiner = TrajectoryRefiner.load(args.refiner, device=device)
+    refiner = load_refiner(args.refiner, device=device)
     env_id = args.env or refiner.env_id
     if env_id is None:
         raise UserError("--env is needed: the refiner does not record its env")

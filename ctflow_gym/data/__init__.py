@@ -15,7 +15,7 @@ from ctflow_gym.data.minari_io import (
 )
 from ctflow_gym.data.normalization import NormalizationStats
 from ctflow_gym.data.scores import D4RL_REFERENCE_RETURNS, d4rl_reference_returns, normalized_score
-from ctflow_gym.data.sim_state import REPLAY_STATE_SPEC, SimStateRecorder, get_sim_state, set_sim_state
+from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SimStateRecorder, get_sim_state, set_sim_state
 from ctflow_gym.data.transitions import Transitions, load_transitions
 from ctflow_gym.data.windows import FEEDBACK_KINDS, Windows, iter_episode_arrays, make_windows, split_episodes
 

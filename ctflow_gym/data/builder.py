@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from ctflow_gym.atomic import move_into_place, scratch_folder
 from ctflow_gym.data.scores import d4rl_reference_returns
-from ctflow_gym.data.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
+from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
 from ctflow_gym.data.validation import require_continuous_actions
 
 DATASET_KINDS = ("random", "medium", "medium-replay", "medium-expert")

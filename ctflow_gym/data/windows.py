@@ -24,7 +24,7 @@ from minari import MinariDataset
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ctflow_gym.data.minari_io import build_record, load_dataset
-from ctflow_gym.data.sim_state import SIM_STATE_INFO_KEY
+from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 from ctflow_gym.data.validation import require_continuous_actions, require_finite, require_flat_observations
 
 FeedbackFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]

@@ -1,4 +1,7 @@
-"""Trajectory autoencoder of seed 000 (appendix A.2): MLPs on flattened windows."""
+"""Trajectory autoencoder of counterfactual transport flows (appendix A.2): MLPs on flattened windows.
+
+Its training loss is :func:`ctflow_gym.refine.losses.autoencoder_loss`.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +43,3 @@ class TrajectoryAutoencoder(nn.Module):
     def decode(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """D(z): latent -> normalised (observations, actions)."""
         return self.unflatten(self.decoder(latents))
-
-    def reconstruction_loss(self, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """|| D(E(tau)) - tau ||^2, averaged over window entries (appendix A.2)."""
-        flat = self.flatten(observations, actions)
-        return (self.decoder(self.encoder(flat)) - flat).pow(2).mean()

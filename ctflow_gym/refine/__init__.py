@@ -1,16 +1,33 @@
-"""Counterfactual transport flows (seed 000): pairs, flow matching, the refiner, evaluation."""
+"""Refiners: the contract every family follows, its registry, and counterfactual transport flows.
+
+- :class:`Refiner` / :class:`RefinementResult` (:mod:`~ctflow_gym.refine.contract`): what
+  wrappers, evaluation and the command line rely on;
+- :func:`register_refiner` / :func:`load_refiner` (:mod:`~ctflow_gym.refine.registry`):
+  families by name and one loader that dispatches on a checkpoint's kind;
+- :class:`TrajectoryRefiner`: counterfactual transport flows (autoencoder, local pairs,
+  source-conditioned flow matching, the paper's baselines);
+- :mod:`~ctflow_gym.refine.evaluation`: proxy, deviations and the closed-loop truth.
+"""
 
 from ctflow_gym.refine.config import METHODS, RefinerConfig
+from ctflow_gym.refine.contract import RefinementResult, Refiner, require_refiner
 from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nearest_neighbours, nonlocal_pairs
-from ctflow_gym.refine.refiner import RefinementResult, TrajectoryRefiner
+from ctflow_gym.refine.refiner import TrajectoryRefiner
+from ctflow_gym.refine.registry import REFINERS, load_refiner, refiner_kind, register_refiner
 
 __all__ = [
     "METHODS",
+    "REFINERS",
     "PreferencePairs",
     "RefinementResult",
+    "Refiner",
     "RefinerConfig",
     "TrajectoryRefiner",
+    "load_refiner",
     "local_pairs",
     "nearest_neighbours",
     "nonlocal_pairs",
+    "refiner_kind",
+    "register_refiner",
+    "require_refiner",
 ]

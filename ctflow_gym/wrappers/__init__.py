@@ -1,8 +1,23 @@
-"""Environment integration: the RefinementWrapper, RefinedPolicy, window verification and exact MuJoCo snapshots."""
+"""Environment integration: ``RefinementWrapper`` (refine any policy's rollout, check it by
+replay) and ``RefinedPolicy`` (a refiner attached after any policy).
 
+Replay itself (snapshots, stepping, window scores, value functions) lives in
+:mod:`ctflow_gym.replay`; its public names are re-exported here for convenience.
+"""
+
+from ctflow_gym.replay import EnvSnapshot, capture_snapshot, restore_snapshot, sb3_value_function, window_score
+from ctflow_gym.wrappers.episodes import run_episodes
 from ctflow_gym.wrappers.refined_policy import RefinedPolicy
 from ctflow_gym.wrappers.refinement_wrapper import RefinementTotals, RefinementWrapper
-from ctflow_gym.wrappers.snapshot import EnvSnapshot, capture_snapshot, restore_snapshot
-from ctflow_gym.wrappers.verification import sb3_value_function, window_score
 
-__all__ = ["EnvSnapshot", "RefinedPolicy", "RefinementTotals", "RefinementWrapper", "capture_snapshot", "restore_snapshot", "sb3_value_function", "window_score"]
+__all__ = [
+    "EnvSnapshot",
+    "RefinedPolicy",
+    "RefinementTotals",
+    "RefinementWrapper",
+    "capture_snapshot",
+    "restore_snapshot",
+    "run_episodes",
+    "sb3_value_function",
+    "window_score",
+]

@@ -24,11 +24,18 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from ctflow_gym.data.sim_state import step_open_loop
 from ctflow_gym.data.validation import require_strength
+from ctflow_gym.replay import (
+    ValueFn,
+    capture_snapshot,
+    has_simulator,
+    replay_window,
+    require_value_fn,
+    restore_snapshot,
+    sb3_value_function,
+    window_score,
+)
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
-from ctflow_gym.wrappers.snapshot import capture_snapshot, has_simulator, restore_snapshot
-from ctflow_gym.wrappers.verification import ValueFn, require_value_fn, sb3_value_function, window_score
 
 __all__ = ["RefinedPolicy", "sb3_value_function"]
 
@@ -39,7 +46,7 @@ class RefinedPolicy:
     Args:
         policy: an SB3 model (anything with ``predict(obs, deterministic=...)``) or a
             callable from an observation to an action.
-        refiner: a fitted :class:`ctflow_gym.TrajectoryRefiner` with the env's sizes.
+        refiner: a fitted refiner with the env's sizes (any :class:`ctflow_gym.refine.Refiner`).
         env: the MuJoCo env the policy acts in (the same object the caller steps).
         strength: refinement strength alpha >= 0.
         verify: replay the refined window and keep the better of base and refined.
@@ -47,7 +54,7 @@ class RefinedPolicy:
         value_fn: optional V(observation) -> float. With it, verification compares
             window return + gamma^H * V(end observation) (0 after a termination)
             instead of the window return alone, which is myopic (see
-            :mod:`ctflow_gym.wrappers.verification`; recommended).
+            :mod:`ctflow_gym.replay.scoring`; recommended).
             :func:`sb3_value_function` makes one from an SB3 SAC/TD3 critic.
         gamma: discount of ``value_fn``.
     """
@@ -73,7 +80,7 @@ class RefinedPolicy:
         self.verify = verify
         self.value_fn = value_fn
         self.gamma = gamma
-        self.window = refiner.config.window
+        self.window = refiner.window
         self._plan: list[np.ndarray] = []
         self.history: list[dict[str, Any]] = []
 
@@ -122,10 +129,9 @@ class RefinedPolicy:
             record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards)), "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0])}
             if self.verify:
                 source_score = window_score(record["source_return"], obs, terminated, self.value_fn, self.gamma, self.window)
-                restore_snapshot(self.env, start)
-                refined_return, terminated, end_obs, _ = step_open_loop(self.env, refined)
-                record["refined_return"] = refined_return
-                if window_score(refined_return, end_obs, terminated, self.value_fn, self.gamma, self.window) <= source_score:
+                replayed = replay_window(self.env, start, refined, self.value_fn, self.gamma)
+                record["refined_return"] = replayed.window_return
+                if replayed.score <= source_score:
                     record["refined"] = False
                     record["reason"] = "verification kept the base window"
                     refined = actions

@@ -28,7 +28,7 @@ Modes:
   (the refined window has the same H steps, so time-limit counters do not jump).
   ``info["refinement"]["committed"]`` says whether it happened. The score is the
   window's realised return, plus gamma^H x ``value_fn`` of its end state when a
-  ``value_fn`` is given (see :mod:`ctflow_gym.wrappers.verification`: the return alone
+  ``value_fn`` is given (see :mod:`ctflow_gym.replay.scoring`: the return alone
   is myopic, and committing by it can lead to falls later).
 
 If refinement or replay raises, the env is first restored to where the user's
@@ -43,12 +43,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ctflow_gym.data.sim_state import step_open_loop
 from ctflow_gym.data.validation import require_strength
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
+from ctflow_gym.replay import (
+    EnvSnapshot,
+    ValueFn,
+    capture_snapshot,
+    has_simulator,
+    replay_window,
+    require_value_fn,
+    restore_snapshot,
+    window_score,
+)
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
-from ctflow_gym.wrappers.snapshot import EnvSnapshot, capture_snapshot, has_simulator, restore_snapshot
-from ctflow_gym.wrappers.verification import ValueFn, require_value_fn, window_score
 
 WRAPPER_MODES = ("shadow", "commit")
 
@@ -73,6 +80,20 @@ class RefinementTotals:
         """Mean replayed gain, refined minus source window return (NaN without replay)."""
         return float(np.mean(self.realized_gains)) if self.realized_gains else float("nan")
 
+    def summary(self) -> dict[str, float | int]:
+        """Counts, mean proxy and realised gains per window, the realised gain's standard
+        error and the fraction of replayed windows that improved (NaN where undefined)."""
+        gains = np.asarray(self.realized_gains)
+        return {
+            "windows_refined": self.windows_refined,
+            "windows_replayed": self.windows_replayed,
+            "windows_committed": self.windows_committed,
+            "mean_proxy_gain": self.mean_predicted_gain,
+            "mean_realized_gain": self.mean_realized_gain,
+            "realized_gain_se": float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else float("nan"),
+            "improved_fraction": float(np.mean(gains > 0)) if len(gains) else float("nan"),
+        }
+
 
 class RefinementWrapper(gym.Wrapper):
     """Buffers windows of any policy's rollout, refines them, optionally replays them.
@@ -80,17 +101,20 @@ class RefinementWrapper(gym.Wrapper):
     Args:
         env: a gymnasium env with 1-D Box observations and continuous actions whose
             sizes match the refiner's.
-        refiner: a fitted :class:`ctflow_gym.TrajectoryRefiner`.
+        refiner: a fitted refiner (any :class:`ctflow_gym.refine.Refiner`, e.g. a
+            :class:`ctflow_gym.TrajectoryRefiner`).
         strength: refinement strength alpha >= 0.
         replay: replay each refined window in MuJoCo from its start snapshot.
         mode: ``"shadow"`` or ``"commit"`` (see the module docstring).
-        steps: Euler steps of refinement (default: the refiner's).
+        steps: Euler steps of refinement (default: the refiner's); shorthand for
+            ``refine_options={"steps": steps}`` (TrajectoryRefiner).
         logger: gets ``wrapper/*`` metrics of every closed window (proxy gain,
             deviations and, with replay, source/refined returns and realised gain).
         value_fn: optional V(observation) -> float; with replay, each window is also
             scored as return + gamma^H * V(end state) (``source_score`` and
             ``refined_score`` in the report), and commit mode commits by that score.
         gamma: discount of ``value_fn``.
+        refine_options: further keyword arguments of ``refiner.refine``.
     """
 
     def __init__(
@@ -104,6 +128,7 @@ class RefinementWrapper(gym.Wrapper):
         logger: RunLogger = NULL_LOGGER,
         value_fn: ValueFn | None = None,
         gamma: float = 0.99,
+        refine_options: dict[str, Any] | None = None,
     ):
         super().__init__(env)
         require_env_matches_refiner(env, refiner)
@@ -119,10 +144,13 @@ class RefinementWrapper(gym.Wrapper):
         self.replay = replay
         self.mode = mode
         self.steps = steps
+        self.refine_options = dict(refine_options or {})
+        if steps is not None:
+            self.refine_options["steps"] = steps
         self.logger = logger
         self.value_fn = value_fn
         self.gamma = gamma
-        self.window = refiner.config.window
+        self.window = refiner.window
         self.totals = RefinementTotals()
         self._clear()
 
@@ -172,14 +200,14 @@ class RefinementWrapper(gym.Wrapper):
         source_return = float(np.sum(self._rewards))
         start = self._start
         self._observations, self._actions, self._rewards = [], [], []
-        result = self.refiner.refine(observations, actions, strength=self.strength, steps=self.steps)
+        result = self.refiner.refine(observations, actions, strength=self.strength, **self.refine_options)
         report: dict[str, Any] = {
             "source_actions": actions[0],
             "actions": result.actions[0],
             "observations": result.observations[0],
             "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0]),
-            "action_deviation": float(result.action_deviation[0]),
-            "latent_deviation": float(result.latent_deviation[0]),
+            "action_deviation": None if result.action_deviation is None else float(result.action_deviation[0]),
+            "latent_deviation": None if result.latent_deviation is None else float(result.latent_deviation[0]),
             "source_return": source_return,
             "committed": False,
         }
@@ -193,10 +221,8 @@ class RefinementWrapper(gym.Wrapper):
         try:
             # The user's window closed without terminating (a terminated window is discarded).
             source_score = window_score(source_return, self._last_obs, False, self.value_fn, self.gamma, self.window)
-            restore_snapshot(self.env, start)
-            refined_return, refined_terminated, refined_obs, _ = step_open_loop(self.env, result.actions[0])
-            refined_score = window_score(refined_return, refined_obs, refined_terminated, self.value_fn, self.gamma, self.window)
-            keep_refined = self.mode == "commit" and not refined_terminated and refined_score > source_score
+            refined = replay_window(self.env, start, result.actions[0], self.value_fn, self.gamma)
+            keep_refined = self.mode == "commit" and not refined.terminated and refined.score > source_score
         finally:
             if keep_refined:
                 # The time-limit counters and RNG stay the user's: the window had H steps either way.
@@ -204,16 +230,16 @@ class RefinementWrapper(gym.Wrapper):
             else:
                 restore_snapshot(self.env, end)
         report.update(
-            realized_return=refined_return,
-            realized_gain=refined_return - source_return,
-            refined_terminated=bool(refined_terminated),
+            realized_return=refined.window_return,
+            realized_gain=refined.window_return - source_return,
+            refined_terminated=refined.terminated,
             source_score=source_score,
-            refined_score=refined_score,
+            refined_score=refined.score,
             committed=keep_refined,
         )
         self.totals.windows_replayed += 1
         self.totals.realized_gains.append(report["realized_gain"])
         if keep_refined:
             self.totals.windows_committed += 1
-            return report, np.asarray(refined_obs)
+            return report, np.asarray(refined.end_observation)
         return report, None

@@ -118,30 +118,3 @@ class SimStateRecorder(gym.Wrapper, gym.utils.RecordConstructorArgs):
         info = dict(info)
         info[SIM_STATE_INFO_KEY] = get_sim_state(self.env, self.state_spec)
         return obs, reward, terminated, truncated, info
-
-
-def step_open_loop(env: gym.Env, actions) -> tuple[float, bool, np.ndarray | None, list[float]]:
-    """Apply ``actions`` to the unwrapped env from its current state, stopping at a termination.
-
-    Returns ``(summed reward, terminated, last observation, rewards)``. Stepping the
-    unwrapped env keeps time limits and other wrappers out of it.
-    """
-    base = env.unwrapped
-    rewards: list[float] = []
-    observation, terminated = None, False
-    for action in actions:
-        observation, reward, terminated, _, _ = base.step(np.asarray(action, dtype=np.float32))
-        rewards.append(float(reward))
-        if terminated:
-            break
-    return float(sum(rewards)), bool(terminated), observation, rewards  # in step order, as an episode accumulates
-
-
-def replay_actions(env: gym.Env, state: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC) -> tuple[np.ndarray, bool]:
-    """Restore ``state`` in ``env`` and apply ``actions`` open loop (see :func:`step_open_loop`).
-
-    Returns the rewards obtained (as many as steps taken) and whether the env terminated.
-    """
-    set_sim_state(env, state, spec)
-    _, terminated, _, rewards = step_open_loop(env, actions)
-    return np.asarray(rewards), terminated

@@ -16,7 +16,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from ctflow_gym.data.sim_state import get_sim_state, mujoco_handles, set_sim_state
+from ctflow_gym.replay.sim_state import get_sim_state, mujoco_handles, set_sim_state
 
 FULL_STATE_SPEC = int(mujoco.mjtState.mjSTATE_INTEGRATION)
 

@@ -1,18 +1,10 @@
-"""Source-conditioned flow matching (seed 000, Eq. 2) and its Euler integration (section 2.4)."""
+"""Refinement by fixed-step Euler integration of the learned velocity field (section 2.4, appendix A.7)."""
 
 from __future__ import annotations
 
 import torch
 
 from ctflow_gym.models.velocity_field import SourceConditionedVelocity
-
-
-def flow_matching_loss(velocity: SourceConditionedVelocity, z_src: torch.Tensor, z_tgt: torch.Tensor) -> torch.Tensor:
-    """E_t || v(z_t, t, z_src) - (z_tgt - z_src) ||^2 with z_t = (1 - t) z_src + t z_tgt, t ~ U[0, 1]."""
-    t = torch.rand(len(z_src), 1, device=z_src.device, dtype=z_src.dtype)
-    z_t = (1.0 - t) * z_src + t * z_tgt
-    target_velocity = z_tgt - z_src
-    return (velocity(z_t, t, z_src) - target_velocity).pow(2).sum(-1).mean()
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""How a replayed window is judged before its refined actions are used.
+"""How a replayed window is judged before its actions are used.
 
 A window is scored by its realised return, optionally plus a discounted value of the
 state it ends in:
@@ -6,10 +6,8 @@ state it ends in:
     score = sum of the H rewards + gamma^H * V(s_end)      (tail 0 after a termination)
 
 The return alone is myopic: on Hopper a window can gain speed with a posture that
-falls a few windows later, and the closed-loop benchmark
-(``benchmarks/results/closed_loop_policy.md``) shows verification by return alone
-still lowering episode returns, while adding the SAC critic's value of the end state
-removed that loss. :func:`sb3_value_function` makes V from an SB3 SAC/TD3 model.
+falls a few windows later; the value tail charges a window for the state it leaves
+behind. :func:`sb3_value_function` makes V from an SB3 SAC/TD3 model.
 """
 
 from __future__ import annotations

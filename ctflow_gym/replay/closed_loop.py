@@ -1,0 +1,70 @@
+"""Batch replays of recorded windows: realised returns and one-step dynamics error.
+
+- :func:`closed_loop_returns`: each window's actions replayed open loop in MuJoCo from
+  the window's recorded start state; a termination inside the window ends its replay
+  (the lost reward counts against the actions).
+- :func:`dynamics_error` (the "validity" check of Flow to Better): for each (s_t, a_t) of
+  a window, the simulator is put in s_t, steps a_t, and the result is compared with the
+  window's s_{t+1}.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+
+from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, mujoco_handles
+from ctflow_gym.replay.stepping import replay_actions
+
+
+def closed_loop_returns(env_id: str, sim_states: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC) -> tuple[np.ndarray, np.ndarray]:
+    """Realised return of each window of ``actions`` replayed from ``sim_states``.
+
+    Returns ``(returns (N,), terminated (N,) bool)``.
+    """
+    if sim_states is None:
+        raise ValueError(
+            "sim_states: closed-loop replay needs the simulator state at each window start; this dataset has no "
+            "recorded states (build it with ctflow_gym.data.build_dataset)"
+        )
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    returns = np.empty(len(actions))
+    terminated = np.zeros(len(actions), dtype=bool)
+    for i, (state, window_actions) in enumerate(zip(sim_states, actions)):
+        rewards, terminated[i] = replay_actions(env, state, window_actions, spec)
+        returns[i] = rewards.sum()
+    env.close()
+    return returns, terminated
+
+
+def dynamics_error(env_id: str, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Mean one-step error || f(s_t, a_t) - s_{t+1} || per window, in observation units.
+
+    Supported for MuJoCo envs whose observation is ``[qpos[1:], qvel]`` (Hopper,
+    HalfCheetah, Walker2d with default options); raises ``ValueError`` otherwise.
+    """
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    handles = mujoco_handles(env)
+    if handles is None:
+        raise ValueError(f"env_id: {env_id!r} is not a MuJoCo env; the dynamics error needs a simulator")
+    model, _ = handles
+    n_pos = model.nq - 1
+    if observations.shape[-1] != n_pos + model.nv:
+        raise ValueError(
+            f"env_id: dynamics error needs observations [qpos[1:], qvel] ({n_pos + model.nv} numbers); "
+            f"{env_id!r} has {observations.shape[-1]}"
+        )
+    base = env.unwrapped
+    errors = np.zeros(len(observations))
+    for i, (window_obs, window_act) in enumerate(zip(observations, actions)):
+        step_errors = []
+        for t in range(len(window_act) - 1):
+            qpos = np.concatenate([[0.0], window_obs[t, :n_pos]])
+            base.set_state(qpos, window_obs[t, n_pos:].astype(np.float64))
+            next_obs, *_ = base.step(window_act[t])
+            step_errors.append(np.linalg.norm(next_obs - window_obs[t + 1]))
+        errors[i] = np.mean(step_errors)
+    env.close()
+    return errors

@@ -1,0 +1,40 @@
+"""Run a policy for whole episodes in an env (wrapped or not) and collect the returns."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+
+def _act_fn(policy: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+    if hasattr(policy, "predict"):
+        return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
+    if callable(policy):
+        return policy
+    raise TypeError(f"policy must have an SB3-style predict(obs, deterministic=...) or be a callable; got {type(policy).__name__}")
+
+
+def run_episodes(env: gym.Env, policy: Any, episodes: int, seed: int = 0, deterministic: bool = True) -> list[float]:
+    """Episode returns of ``policy`` in ``env``: episode i starts with ``env.reset(seed=seed + i)``.
+
+    ``policy`` is an SB3 model (or anything with ``predict(obs, deterministic=...)``
+    returning ``(action, state)``) or a callable from observation to action. The return
+    is the sum of the rewards the env hands out, so in a
+    :class:`~ctflow_gym.wrappers.RefinementWrapper` in commit mode it includes what
+    committed windows earned.
+    """
+    if not isinstance(episodes, (int, np.integer)) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer; got {episodes!r}")
+    act = _act_fn(policy, deterministic)
+    returns = []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(act(obs))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return returns

@@ -1,0 +1,120 @@
+"""The refiner contract, tested once for every refiner family.
+
+``ShiftTowardTarget`` below is a second refiner family defined in this file only: it
+moves each action a fraction ``strength`` of the way toward a fixed target action. It
+works with ``RefinementWrapper``, ``RefinedPolicy``, closed-loop evaluation and
+``load_refiner`` through the contract alone, without touching any other file.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ctflow_gym import RefinedPolicy, RefinementResult, RefinementWrapper, Refiner, TrajectoryRefiner, load_refiner, register_refiner
+from ctflow_gym.checkpoint import load_tensors, read_checkpoint_meta, save_checkpoint
+from ctflow_gym.data import make_windows
+from ctflow_gym.refine import REFINERS, refiner_kind
+from ctflow_gym.refine.evaluation import evaluate_refinement
+
+
+@register_refiner
+class ShiftTowardTarget:
+    """Moves every action toward ``target`` by ``strength`` (1: all the way), clipped to [-1, 1]."""
+
+    def __init__(self, target: np.ndarray, window: int = 8, env_id: str | None = "Hopper-v5"):
+        self.target = np.asarray(target, dtype=np.float32)
+        self.window, self.env_id = window, env_id
+        self.obs_dim, self.act_dim = 11, len(self.target)
+        self.is_fitted = True
+
+    def refine(self, observations, actions=None, strength: float = 1.0) -> RefinementResult:
+        observations, actions = np.asarray(observations, np.float32), np.asarray(actions, np.float32)
+        refined = np.clip(actions + strength * (self.target - actions), -1.0, 1.0)
+        deviation = np.sqrt((np.linalg.norm(refined - actions, axis=-1) ** 2).mean(-1))
+        return RefinementResult(observations=observations, actions=refined, action_deviation=deviation)
+
+    def save(self, path):
+        meta = {"window": self.window, "env_id": self.env_id}
+        return save_checkpoint(path, refiner_kind(type(self)), meta, {"target": torch.as_tensor(self.target)})
+
+    @classmethod
+    def load(cls, path, device=None):
+        meta = read_checkpoint_meta(path, kinds=[refiner_kind(cls)])
+        return cls(load_tensors(path)["target"].numpy(), meta["window"], meta["env_id"])
+
+
+@pytest.fixture(scope="module")
+def refiners(random_dataset):
+    """A fitted instance of every refiner family (one per registered class)."""
+    return {
+        "TrajectoryRefiner": TrajectoryRefiner(window=8, ae_steps=150, flow_steps=150, predictor_steps=50, ae_hidden=64, flow_hidden=64).fit(random_dataset, progress_bar=False),
+        "ShiftTowardTarget": ShiftTowardTarget(np.array([0.3, -0.2, 0.1], np.float32)),
+    }
+
+
+@pytest.fixture(scope="module")
+def windows(random_dataset):
+    return make_windows(random_dataset, window=8).subset(slice(0, 12))
+
+
+def test_every_registered_refiner_is_tested(refiners):
+    assert set(REFINERS) == set(refiners)
+
+
+@pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])
+def test_contract(name, refiners, windows, tmp_path):
+    refiner = refiners[name]
+    assert isinstance(refiner, Refiner) and refiner.is_fitted and refiner.window == 8
+    result = refiner.refine(windows.observations, windows.actions, strength=0.0)
+    np.testing.assert_array_equal(result.actions, windows.actions)
+    moved = refiner.refine(windows.observations, windows.actions, strength=1.0)
+    assert moved.actions.shape == windows.actions.shape and moved.observations.shape == windows.observations.shape
+    assert np.all(moved.actions >= -1.0) and np.all(moved.actions <= 1.0)
+    loaded = load_refiner(refiner.save(tmp_path / name))
+    assert type(loaded) is type(refiner)
+    np.testing.assert_array_equal(loaded.refine(windows.observations, windows.actions, strength=1.0).actions, moved.actions)
+
+
+@pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])
+def test_closed_loop_evaluation(name, refiners, windows):
+    refiner = refiners[name]
+    at_zero = evaluate_refinement(refiner, windows, strength=0.0, validity=False)
+    assert at_zero["realized_gain"]["mean"] == 0.0
+    report = evaluate_refinement(refiner, windows, strength=1.0)
+    assert np.isfinite(report["realized_gain"]["mean"]) and "dynamics_error" in report
+
+
+@pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])
+@pytest.mark.parametrize("mode", ["shadow", "commit"])
+def test_refinement_wrapper(name, mode, refiners):
+    env = RefinementWrapper(gym.make("Hopper-v5"), refiners[name], strength=1.0, replay=True, mode=mode)
+    env.reset(seed=0)
+    reports = []
+    for _ in range(24):
+        _, _, terminated, truncated, info = env.step(np.zeros(3, np.float32))
+        reports += [info["refinement"]] if "refinement" in info else []
+        if terminated or truncated:
+            break
+    assert reports and all(np.isfinite(r["realized_gain"]) for r in reports)
+    assert env.totals.windows_replayed == len(reports)
+
+
+@pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])
+def test_refined_policy(name, refiners):
+    env = gym.make("Hopper-v5")
+    policy = RefinedPolicy(lambda obs: np.zeros(3, np.float32), refiners[name], env, strength=1.0, verify=True)
+    obs, _ = env.reset(seed=0)
+    for _ in range(16):
+        action, _ = policy.predict(obs)
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    assert policy.history and policy.history[0]["refined"] in (True, False)
+
+
+def test_an_object_outside_the_contract_is_refused():
+    with pytest.raises(TypeError, match="Refiner contract"):
+        RefinementWrapper(gym.make("Hopper-v5"), object())
