@@ -97,7 +97,7 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
 
     dataset = load_dataset(DEFAULT_DATASET_ID)
     env_id = dataset.env_spec.id
-    policy = load_sb3_policy(default_policy_path(), device=config.device)
+    policy = load_sb3_policy(default_policy_path(), device=config.device, env=env_id)
     print(f"[demo] 1/5 dataset {dataset.id}: {dataset.total_episodes} episodes, {dataset.total_steps} steps ({env_id})", flush=True)
 
     print(f"[demo] 2/5 fitting a TrajectoryRefiner ({config.refiner_steps} autoencoder + flow steps)", flush=True)

@@ -29,7 +29,7 @@ def register(commands) -> None:
     )
     wrap.add_argument("refiner", help="folder written by `ctflow refiner fit` (OUT/refiner)")
     wrap.add_argument("--policy", default=None, help="SB3 model zip (default: the shipped SAC policy)")
-    wrap.add_argument("--policy-algo", default="SAC", help="SB3 class that saved the policy (default: SAC)")
+    wrap.add_argument("--policy-algo", default=None, help="SB3 class that saved the policy (default: from the zip)")
     wrap.add_argument("--env", default=None, help="env id (default: the refiner's)")
     wrap.add_argument("--episodes", type=int, default=3)
     wrap.add_argument("--strength", type=float, default=0.5, help="refinement strength alpha (default: 0.5)")
@@ -66,7 +66,7 @@ def _wrap(args: argparse.Namespace) -> int:
     env_id = args.env or refiner.env_id
     if env_id is None:
         raise UserError("--env is needed: the refiner does not record its env")
-    policy = load_sb3_policy(args.policy or default_policy_path(), args.policy_algo, device=device)
+    policy = load_sb3_policy(args.policy or default_policy_path(), args.policy_algo, device=device, env=env_id)
     value_fn = None
     if args.critic_tail:
         from ctflow_gym.wrappers import sb3_value_function

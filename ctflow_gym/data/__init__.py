@@ -4,7 +4,7 @@ Everything above this layer (models, refine, agents, wrappers, cli) reads data
 through these names.
 """
 
-from ctflow_gym.data.builder import DATASET_KINDS, BuildConfig, build_dataset, load_sb3_policy
+from ctflow_gym.data.builder import DATASET_KINDS, BuildConfig, build_dataset
 from ctflow_gym.data.minari_io import (
     DEFAULT_DATASET_ID,
     build_record,
@@ -14,6 +14,7 @@ from ctflow_gym.data.minari_io import (
     load_dataset,
 )
 from ctflow_gym.data.normalization import NormalizationStats
+from ctflow_gym.data.sb3_policies import SB3_ALGORITHMS, load_sb3_policy
 from ctflow_gym.data.scores import D4RL_REFERENCE_RETURNS, d4rl_reference_returns, normalized_score
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SimStateRecorder, get_sim_state, set_sim_state
 from ctflow_gym.data.transitions import Transitions, load_transitions
@@ -27,6 +28,7 @@ __all__ = [
     "FEEDBACK_KINDS",
     "NormalizationStats",
     "REPLAY_STATE_SPEC",
+    "SB3_ALGORITHMS",
     "SimStateRecorder",
     "Transitions",
     "Windows",

@@ -42,6 +42,7 @@ from minari import DataCollector, StepDataCallback
 from tqdm.auto import tqdm
 
 from ctflow_gym.atomic import move_into_place, scratch_folder
+from ctflow_gym.data.sb3_policies import load_sb3_policy
 from ctflow_gym.data.scores import d4rl_reference_returns
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
 from ctflow_gym.data.validation import require_continuous_actions
@@ -196,22 +197,6 @@ def make_recording_env(env_id: str, seed: int) -> DataCollector:
     require_continuous_actions(env.action_space, "env_id")
     env = SimStateRecorder(env, REPLAY_STATE_SPEC)
     return DataCollector(env, step_data_callback=_SimStateOnly, record_infos=True)
-
-
-def load_sb3_policy(path: str | os.PathLike, algo: str = "SAC", device: str = "cpu"):
-    """Load an SB3 model zip with the named algorithm class (``"SAC"``, ``"TD3"``, ...).
-
-    SB3 zips hold cloudpickled objects: load only files you trust (the policy shipped
-    with this package was made by :func:`build_dataset`).
-    """
-    import stable_baselines3
-
-    cls = getattr(stable_baselines3, algo.upper(), None)
-    if cls is None:
-        raise ValueError(f"policy_algo must name a stable_baselines3 algorithm; got {algo!r}")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"policy: no SB3 model file at {str(path)!r}")
-    return cls.load(str(path), device=device)
 
 
 def _sb3_policy(model, deterministic: bool) -> Policy:
@@ -494,11 +479,12 @@ def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> di
         return {}
     if config.kind == "medium-replay":
         return _train_sac_recording(seeded, config, scratch / POLICY_FILE)
-    medium = _sb3_policy(load_sb3_policy(config.policy, config.policy_algo), config.deterministic)
+    medium = _sb3_policy(load_sb3_policy(config.policy, config.policy_algo, env=config.env_id), config.deterministic)
     if config.kind == "medium":
         _roll_out(seeded, medium, config.n_steps, config.seed, progress, "medium")
         return {}
-    expert = _sb3_policy(load_sb3_policy(config.expert_policy, config.policy_algo), config.deterministic)
+    expert_model = load_sb3_policy(config.expert_policy, config.policy_algo, env=config.env_id)
+    expert = _sb3_policy(expert_model, config.deterministic)
     half = config.n_steps // 2
     _roll_out(seeded, medium, half, config.seed, progress, "medium")
     _roll_out(seeded, expert, config.n_steps - half, config.seed + 1, progress, "expert")
