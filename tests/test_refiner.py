@@ -202,3 +202,17 @@ def test_load_rejects_non_refiner_folder(tmp_path, fitted):
     (path / "checkpoint.json").write_text('{"format_version": 2, "kind": "refiner:TrajectoryRefiner"}')
     with pytest.raises(CheckpointError, match="missing"):
         TrajectoryRefiner.load(path)
+
+
+def test_a_refiner_fitted_on_windows_clips_to_the_action_bounds(hopper_windows):
+    from dataclasses import replace
+
+    budget = dict(SMALL, ae_steps=100, flow_steps=100, predictor_steps=20)
+    obs, act = hopper_windows.observations[:200], hopper_windows.actions[:200]
+    for windows in (hopper_windows, replace(hopper_windows, action_space=None)):  # the bounds from the env id
+        refiner = TrajectoryRefiner(window=8, **budget).fit(windows, progress_bar=False)
+        refined = refiner.refine(obs, act, strength=5.0).actions
+        assert refined.min() >= -1.0 and refined.max() <= 1.0
+        assert np.any(np.abs(refined) == 1.0)  # extrapolation pushed some actions onto the bounds
+    with pytest.warns(UserWarning, match="will not be clipped"):
+        TrajectoryRefiner(window=8, **budget).fit(replace(hopper_windows, action_space=None, env_id=None), progress_bar=False)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Callable, Iterator, Sequence
 
+import gymnasium as gym
 import numpy as np
 from minari import MinariDataset
 from numpy.lib.stride_tricks import sliding_window_view
@@ -45,6 +46,7 @@ class Windows:
         sim_states: (N, state_dim) float64 simulator state at the first step, or None.
         env_id: the dataset's env id, when known.
         sim_state_spec: ``mjtState`` mask of ``sim_states``, when present.
+        action_space: the dataset's action space (its bounds clip refined actions), when known.
     """
 
     observations: np.ndarray
@@ -56,6 +58,7 @@ class Windows:
     sim_states: np.ndarray | None = None
     env_id: str | None = None
     sim_state_spec: int | None = None
+    action_space: gym.spaces.Box | None = None
 
     def __post_init__(self):
         n = len(self.observations)
@@ -206,6 +209,7 @@ def make_windows(
         sim_states=np.concatenate(parts["sim"]) if has_states else None,
         env_id=dataset.env_spec.id if dataset.env_spec is not None else None,
         sim_state_spec=record.get("sim_state_spec") if (record and has_states) else None,
+        action_space=dataset.action_space,
     )
 
 

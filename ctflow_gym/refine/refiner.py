@@ -13,6 +13,7 @@ latent to t = strength and decodes. The paper's replacement baselines
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,24 @@ from ctflow_gym.refine.losses import autoencoder_loss, flow_matching_loss
 from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nonlocal_pairs
 from ctflow_gym.refine.registry import refiner_kind, register_refiner
 from ctflow_gym.refine.training import train_minibatch
+
+
+def _action_space_of(env_id: str | None) -> gym.Space | None:
+    """The action space of registered env ``env_id``; None (with a warning) when it cannot be known."""
+    if env_id is not None:
+        try:
+            env = gym.make(env_id)
+        except gym.error.Error:
+            pass
+        else:
+            env.close()
+            return env.action_space
+    warnings.warn(
+        f"data: the windows carry no action space and their env {env_id!r} cannot be made; refined actions "
+        "will not be clipped to the env's action bounds",
+        stacklevel=3,
+    )
+    return None
 
 
 @register_refiner
@@ -201,14 +220,19 @@ class TrajectoryRefiner:
         return self
 
     def _windows_from(self, data) -> tuple[Windows, gym.Space | None, str | None]:
-        """Windows to fit on, the action space (for the bounds) and the dataset id, from ``data``."""
+        """Windows to fit on, the action space (for the bounds) and the dataset id, from ``data``.
+
+        Windows made by :func:`make_windows` carry their dataset's action space; for
+        windows built by hand it comes from their ``env_id``. Without either, refined
+        actions cannot be clipped to the env's bounds, and a warning says so.
+        """
         cfg = self.config
         if isinstance(data, Windows):
             if data.window != cfg.window:
                 raise ValueError(f"data: windows have length {data.window}; this refiner is configured for window={cfg.window}")
             for name in ("observations", "actions", "feedback"):
                 require_finite(getattr(data, name), f"data.{name}")
-            return data, None, None
+            return data, data.action_space or _action_space_of(data.env_id), None
         dataset = load_dataset(data)
         feedback = "return" if cfg.feedback == "advantage" else cfg.feedback
         return make_windows(dataset, cfg.window, cfg.stride, feedback, cfg.gamma), dataset.action_space, dataset.id
