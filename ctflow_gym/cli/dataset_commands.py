@@ -103,7 +103,9 @@ def _list(args: argparse.Namespace) -> int:
     from ctflow_gym.data import DEFAULT_DATASET_ID, default_dataset_path, minari_root
 
     print(f"{DEFAULT_DATASET_ID}  (shipped, {default_dataset_path()})")
-    local = sorted(minari.list_local_datasets())
+    # With MINARI_DATASETS_PATH at the shipped root, Minari lists the shipped dataset too.
+    shipped = default_dataset_path().resolve()
+    local = [i for i in sorted(minari.list_local_datasets()) if (minari_root() / i).resolve() != shipped]
     for dataset_id in local:
         print(f"{dataset_id}  ({minari_root() / dataset_id})")
     if not local:

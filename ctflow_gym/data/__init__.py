@@ -15,6 +15,7 @@ from ctflow_gym.data.minari_io import (
     default_policy_path,
     load_dataset,
     minari_root,
+    shipped_datasets_root,
 )
 from ctflow_gym.data.normalization import NormalizationStats
 from ctflow_gym.data.scores import D4RL_REFERENCE_RETURNS, d4rl_reference_returns, normalized_score
@@ -51,6 +52,7 @@ __all__ = [
     "minari_root",
     "normalized_score",
     "set_sim_state",
+    "shipped_datasets_root",
     "split_episodes",
     "thin_dataset",
 ]

@@ -10,7 +10,12 @@ Storage layout, shared by everything that reads or writes datasets:
   ``minari.load_dataset``, ``minari list local`` or ``minari show``.
 - How ctflow_gym made a dataset is a JSON record in the Minari metadata under
   :data:`BUILD_METADATA_KEY` (read it with :func:`build_record`).
-- The dataset shipped with the package is :func:`default_dataset_path`.
+- The dataset shipped with the package lies in that same layout under
+  :func:`shipped_datasets_root` (``ctflow_gym/assets/datasets``), so Minari itself
+  can read it: set ``MINARI_DATASETS_PATH`` to that folder and
+  ``minari.load_dataset("ctflow/hopper/medium-replay-v1")``, ``minari list local``
+  and ``minari show ctflow/hopper/medium-replay-v1`` find it. Minari only reads
+  there (no lock or cache files are written), so a read-only install works.
 
 ``load_dataset`` accepts, in this order:
 
@@ -70,9 +75,19 @@ def minari_root_at(path: str | os.PathLike) -> Iterator[None]:
             os.environ["MINARI_DATASETS_PATH"] = previous
 
 
+def shipped_datasets_root() -> Path:
+    """The Minari root of the datasets shipped in the package (``ctflow_gym/assets/datasets``).
+
+    Set ``MINARI_DATASETS_PATH`` to this folder to read the shipped datasets with
+    Minari's own API and CLI (``minari.load_dataset(DEFAULT_DATASET_ID)``,
+    ``minari list local``). Minari only reads there.
+    """
+    return Path(str(resources.files("ctflow_gym") / "assets" / "datasets"))
+
+
 def default_dataset_path() -> Path:
     """Folder of the shipped default dataset (``data/`` and ``policy.zip`` inside)."""
-    return Path(str(resources.files("ctflow_gym") / "assets" / "hopper-medium-replay-v1"))
+    return shipped_datasets_root() / DEFAULT_DATASET_ID
 
 
 def default_policy_path() -> Path:
