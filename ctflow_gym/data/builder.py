@@ -255,7 +255,8 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
     sac_kwargs = {"learning_starts": 10_000, **(config.sac_kwargs or {})}
     model = SAC("MlpPolicy", collector, seed=config.seed, device=config.device, verbose=0, **sac_kwargs)
     # SB3's own bar (rich) redraws many times a second; this one stays quiet in logs.
-    bar = progress.progress_bar(total=config.n_steps, desc="medium-replay", unit="step", disable=not config.progress_bar)
+    show = config.progress_bar
+    bar = progress.progress_bar(total=config.n_steps, desc="medium-replay", unit="step", disable=not show)
     with bar:
         model.learn(total_timesteps=config.n_steps, callback=StopAtTarget())
     # The optimisers' moment estimates double the file size and matter only to whoever
