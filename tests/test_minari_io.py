@@ -2,8 +2,16 @@ import minari
 import numpy as np
 import pytest
 
-from ctflow_gym.data import BuildConfig, build_dataset, build_record, dataset_summary, load_dataset, make_windows
-from ctflow_gym.data.builder import POLICY_FILE
+from ctflow_gym.data import (
+    POLICY_FILE,
+    BuildConfig,
+    build_dataset,
+    build_record,
+    dataset_summary,
+    load_dataset,
+    make_windows,
+    thin_dataset,
+)
 
 
 def test_round_trip_through_minari_on_disk(random_dataset_path, datasets_root, monkeypatch):
@@ -173,8 +181,6 @@ def test_bad_build_configs(tmp_path, kwargs, error, match):
 
 
 def test_thin_dataset_keeps_every_kth_episode_with_states(random_dataset_path, tmp_path):
-    from ctflow_gym.data.builder import thin_dataset
-
     source = load_dataset(random_dataset_path)
     path = thin_dataset(random_dataset_path, 3, tmp_path, dataset_id="test/hopper/thin-v0")
     thinned = load_dataset(path)
@@ -189,8 +195,6 @@ def test_thin_dataset_keeps_every_kth_episode_with_states(random_dataset_path, t
 
 
 def test_thin_dataset_to_a_step_target_keeps_the_whole_range(random_dataset_path, tmp_path):
-    from ctflow_gym.data.builder import thin_dataset
-
     source = load_dataset(random_dataset_path)
     lengths = [len(e.actions) for e in source.iterate_episodes()]
     path = thin_dataset(random_dataset_path, None, tmp_path, dataset_id="test/hopper/target-v0", target_steps=600)
@@ -207,3 +211,16 @@ def test_thin_dataset_to_a_step_target_keeps_the_whole_range(random_dataset_path
         thin_dataset(random_dataset_path, 2, tmp_path, target_steps=600)
     with pytest.raises(ValueError, match="target_steps must be an integer"):
         thin_dataset(random_dataset_path, None, tmp_path, target_steps=10**9)
+
+
+def test_thin_by_id_carries_the_policy_beside_data(random_dataset_path, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "root"
+    source = root / "ctflow/hopper/random-v0"
+    shutil.copytree(random_dataset_path, source)
+    (source / POLICY_FILE).write_bytes(b"not a real policy")
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
+    path = thin_dataset("ctflow/hopper/random-v0", 2, tmp_path / "out", progress_bar=False)
+    assert (path / POLICY_FILE).read_bytes() == b"not a real policy"
+    assert load_dataset(path).total_episodes == len(range(0, load_dataset(source).total_episodes, 2))

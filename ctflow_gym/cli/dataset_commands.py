@@ -40,6 +40,7 @@ def register(commands) -> None:
     thin.add_argument("--out", required=True, help="datasets root folder to write into")
     thin.add_argument("--dataset-id", default=None, help="id of the copy (default: the source's)")
     thin.add_argument("--overwrite", action="store_true")
+    thin.add_argument("--no-progress", action="store_true")
     thin.set_defaults(handler=_thin)
 
     info = dataset_commands.add_parser("info", help="summarise a dataset", description="Episodes, steps, returns and how a dataset was made.")
@@ -79,9 +80,12 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _thin(args: argparse.Namespace) -> int:
-    from ctflow_gym.data.builder import thin_dataset
+    from ctflow_gym.data import thin_dataset
 
-    path = thin_dataset(args.dataset, args.keep_every, args.out, args.dataset_id, args.overwrite, target_steps=args.target_steps)
+    path = thin_dataset(
+        args.dataset, args.keep_every, args.out, args.dataset_id, args.overwrite,
+        target_steps=args.target_steps, progress_bar=not args.no_progress,
+    )
     print(f"dataset written to {path}")
     return 0
 
@@ -96,11 +100,12 @@ def _info(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     import minari
 
-    from ctflow_gym.data import DEFAULT_DATASET_ID, default_dataset_path
-    from ctflow_gym.data.builder import minari_root
+    from ctflow_gym.data import DEFAULT_DATASET_ID, default_dataset_path, minari_root
 
     print(f"{DEFAULT_DATASET_ID}  (shipped, {default_dataset_path()})")
-    local = sorted(minari.list_local_datasets())
+    # With MINARI_DATASETS_PATH at the shipped root, Minari lists the shipped dataset too.
+    shipped = default_dataset_path().resolve()
+    local = [i for i in sorted(minari.list_local_datasets()) if (minari_root() / i).resolve() != shipped]
     for dataset_id in local:
         print(f"{dataset_id}  ({minari_root() / dataset_id})")
     if not local:

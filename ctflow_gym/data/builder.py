@@ -13,7 +13,7 @@ Kinds of dataset, named as in D4RL:
 
 Every episode is recorded through Minari's own :class:`minari.DataCollector`, with the
 simulator state of every observation in ``infos["sim_state"]`` (see
-:mod:`ctflow_gym.data.sim_state`) so that any window can be replayed exactly. Episode
+:mod:`ctflow_gym.replay.sim_state`) so that any window can be replayed exactly. Episode
 resets are seeded from ``seed``, so a build is reproducible on a CPU.
 
 Atomicity: everything is written under a hidden temporary folder beside the target
@@ -24,34 +24,29 @@ not resumable: it is restarted from scratch, which the seed makes reproducible.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import gymnasium as gym
 import minari
 import numpy as np
 from minari import DataCollector, StepDataCallback
-from tqdm.auto import tqdm
 
+from ctflow_gym import progress
 from ctflow_gym.atomic import move_into_place, scratch_folder
+from ctflow_gym.data.minari_io import BUILD_METADATA_KEY, POLICY_FILE, compact_hdf5, minari_root, minari_root_at
 from ctflow_gym.data.sb3_policies import load_sb3_policy
 from ctflow_gym.data.scores import d4rl_reference_returns
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
 from ctflow_gym.data.validation import require_continuous_actions
 
 DATASET_KINDS = ("random", "medium", "medium-replay", "medium-expert")
-BUILD_METADATA_KEY = "ctflow_build"
-"""Key of the JSON record of how a dataset was made, in the Minari metadata."""
-POLICY_FILE = "policy.zip"
-"""File name of the SB3 policy saved beside a ``medium-replay`` dataset."""
 
 Policy = Callable[[np.ndarray], np.ndarray]
 
@@ -86,7 +81,7 @@ class BuildConfig:
         sac_kwargs: extra keyword arguments for ``stable_baselines3.SAC``.
         device: torch device for SAC (``"auto"`` uses a GPU when there is one).
         overwrite: replace an existing dataset at the target path.
-        progress_bar: show tqdm progress.
+        progress_bar: show progress bars (quiet in logs, see :mod:`ctflow_gym.progress`).
     """
 
     env_id: str = "Hopper-v5"
@@ -167,26 +162,6 @@ class _SeededResets(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-def minari_root() -> Path:
-    """Minari's datasets folder: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``."""
-    env_root = os.environ.get("MINARI_DATASETS_PATH")
-    return Path(env_root) if env_root else Path.home() / ".minari" / "datasets"
-
-
-@contextlib.contextmanager
-def _minari_root_at(path: Path) -> Iterator[None]:
-    """Point Minari at ``path`` for the duration of the block."""
-    previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("MINARI_DATASETS_PATH", None)
-        else:
-            os.environ["MINARI_DATASETS_PATH"] = previous
-
-
 def make_recording_env(env_id: str, seed: int) -> DataCollector:
     """A Minari ``DataCollector`` over ``env_id`` that records simulator states.
 
@@ -207,11 +182,11 @@ def _sb3_policy(model, deterministic: bool) -> Policy:
     return act
 
 
-def _roll_out(env: gym.Env, policy: Policy | None, n_steps: int, seed: int, progress: bool, label: str) -> None:
+def _roll_out(env: gym.Env, policy: Policy | None, n_steps: int, seed: int, show_progress: bool, label: str) -> None:
     """Step ``env`` for ``n_steps`` transitions with ``policy`` (``None``: random actions)."""
     env.action_space.seed(seed)
     obs, _ = env.reset()
-    for _ in tqdm(range(n_steps), desc=label, disable=not progress, unit="step"):
+    for _ in progress.progress_bar(range(n_steps), desc=label, disable=not show_progress, unit="step"):
         action = env.action_space.sample() if policy is None else policy(obs)
         obs, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
@@ -240,6 +215,7 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
         """Stops SAC once it is at medium level and the data holds a medium episode."""
 
         def _on_step(self) -> bool:
+            bar.update(self.num_timesteps - bar.n)
             for info in self.locals.get("infos", ()):
                 if "episode" in info:
                     best_episode[0] = max(best_episode[0], float(info["episode"]["r"]))
@@ -263,7 +239,11 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
 
     sac_kwargs = {"learning_starts": 10_000, **(config.sac_kwargs or {})}
     model = SAC("MlpPolicy", collector, seed=config.seed, device=config.device, verbose=0, **sac_kwargs)
-    model.learn(total_timesteps=config.n_steps, callback=StopAtTarget(), progress_bar=config.progress_bar)
+    # SB3's own bar (rich) redraws many times a second; this one stays quiet in logs.
+    show = config.progress_bar
+    bar = progress.progress_bar(total=config.n_steps, desc="medium-replay", unit="step", disable=not show)
+    with bar:
+        model.learn(total_timesteps=config.n_steps, callback=StopAtTarget())
     # The optimisers' moment estimates double the file size and matter only to whoever
     # continues training; SAC.load then starts Adam afresh.
     for optimizer in (model.actor.optimizer, model.critic.optimizer, getattr(model, "ent_coef_optimizer", None)):
@@ -303,7 +283,7 @@ def build_dataset(config: BuildConfig) -> Path:
         raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it")
     started = time.time()
     with scratch_folder(root, ".ctflow-build-") as scratch:
-        with _minari_root_at(scratch):
+        with minari_root_at(scratch):
             collector = make_recording_env(config.env_id, config.seed)
             extra = _collect(collector, config, scratch)
             random_return, expert_return = d4rl_reference_returns(config.env_id)
@@ -338,156 +318,23 @@ def build_dataset(config: BuildConfig) -> Path:
         return move_into_place(built, final_path)
 
 
-def thin_dataset(
-    source: str | os.PathLike,
-    keep_every: int | None,
-    root: str | os.PathLike,
-    dataset_id: str | None = None,
-    overwrite: bool = False,
-    target_steps: int | None = None,
-) -> Path:
-    """Write a copy of ``source`` that keeps a subset of its episodes, spread evenly.
-
-    For shipping a replay dataset within a size budget while keeping its whole range
-    of quality (random-level first episodes to medium-level last ones). Either
-    ``keep_every=k`` keeps episodes 0, k, 2k, ..., or ``target_steps=n`` keeps the
-    fewest evenly spaced episodes (first and last included) whose steps add up to at
-    least n (finer than any k when a size budget is tight). The copy is made with
-    Minari's ``create_dataset_from_buffers`` (simulator states included), keeps the
-    source's build record with a ``"thinned"`` entry added, and carries ``policy.zip``.
-    """
-    from minari.data_collector import EpisodeBuffer
-
-    from ctflow_gym.data.minari_io import build_record, load_dataset
-
-    if (keep_every is None) == (target_steps is None):
-        raise ValueError("give exactly one of keep_every and target_steps")
-    if keep_every is not None and (not isinstance(keep_every, int) or keep_every < 1):
-        raise ValueError(f"keep_every must be a positive integer; got {keep_every!r}")
-    dataset = load_dataset(source)
-    if target_steps is not None and (not isinstance(target_steps, int) or not 0 < target_steps <= dataset.total_steps):
-        raise ValueError(f"target_steps must be an integer in [1, {dataset.total_steps}] (the source's steps); got {target_steps!r}")
-    dataset_id = dataset_id or dataset.id
-    root = Path(root)
-    final_path = root / dataset_id
-    if final_path.exists() and not overwrite:
-        raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it")
-    if keep_every is not None:
-        kept = list(range(0, dataset.total_episodes, keep_every))
-    else:
-        kept = _evenly_spaced_episodes(np.array([len(e.actions) for e in dataset.iterate_episodes()]), target_steps)
-    buffers = []
-    for episode in dataset.iterate_episodes(kept):
-        buffers.append(
-            EpisodeBuffer(
-                id=len(buffers),
-                observations=list(episode.observations),
-                actions=list(episode.actions),
-                rewards=list(episode.rewards),
-                terminations=list(episode.terminations),
-                truncations=list(episode.truncations),
-                infos={SIM_STATE_INFO_KEY: list(episode.infos[SIM_STATE_INFO_KEY])},
-            )
-        )
-    record = build_record(dataset) or {}
-    record["thinned"] = {
-        "source_id": dataset.id,
-        "source_episodes": dataset.total_episodes,
-        "source_steps": dataset.total_steps,
-        "keep_every": keep_every,
-        "target_steps": target_steps,
-        "kept_episodes": len(kept),
-    }
-    with scratch_folder(root, ".ctflow-thin-") as scratch:
-        with _minari_root_at(scratch), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*author_email.*")
-            thinned = minari.create_dataset_from_buffers(
-                dataset_id,
-                buffer=buffers,
-                env=dataset.env_spec,
-                eval_env=dataset.env_spec.id,
-                algorithm_name=dataset.storage.metadata.get("algorithm_name", "ctflow_gym") + f", {len(kept)} of {dataset.total_episodes} episodes kept",
-                code_permalink="ctflow_gym.data.builder.thin_dataset",
-                author="ctflow_gym",
-                ref_min_score=dataset.storage.metadata.get("ref_min_score"),
-                ref_max_score=dataset.storage.metadata.get("ref_max_score"),
-                description=dataset.storage.metadata.get("description", "") + f" Thinned: {len(kept)} evenly spaced episodes of {dataset.total_episodes} kept.",
-            )
-            thinned.storage.update_metadata({BUILD_METADATA_KEY: json.dumps(record)})
-            compact_hdf5(Path(thinned.storage.data_path) / "main_data.hdf5")
-        policy = Path(source) / POLICY_FILE
-        if policy.is_file():
-            shutil.copy2(policy, scratch / dataset_id / POLICY_FILE)
-        return move_into_place(scratch / dataset_id, final_path)
-
-
-def _evenly_spaced_episodes(lengths: np.ndarray, target_steps: int) -> list[int]:
-    """The fewest evenly spaced episode indices whose lengths sum to >= ``target_steps``."""
-
-    def chosen(count: int) -> np.ndarray:
-        return np.unique(np.round(np.linspace(0, len(lengths) - 1, count)).astype(int))
-
-    low, high = 1, len(lengths)
-    while low < high:  # the step sum grows (almost always) with the count; search the smallest
-        middle = (low + high) // 2
-        if lengths[chosen(middle)].sum() >= target_steps:
-            high = middle
-        else:
-            low = middle + 1
-    while lengths[chosen(low)].sum() < target_steps:  # guard the rare non-monotone step
-        low += 1
-    return chosen(low).tolist()
-
-
-def compact_hdf5(path: Path) -> None:
-    """Rewrite a Minari HDF5 file compressed (gzip + shuffle), one chunk per array.
-
-    Minari writes every array chunked and growable, which costs a few kB per array and
-    so dominates datasets of many short episodes (random-level Hopper episodes are
-    ~20 steps). The rewritten file keeps Minari's exact group/dataset layout and
-    attributes; HDF5 decompresses transparently, so Minari reads it unchanged. It
-    is no longer appendable, which a finished dataset need not be.
-    """
-    import h5py
-
-    def copy(source, target) -> None:
-        for key, value in source.attrs.items():
-            target.attrs[key] = value
-        for name, item in source.items():
-            if isinstance(item, h5py.Group):
-                copy(item, target.create_group(name))
-                continue
-            values = item[()]
-            if item.shape == () or values.size == 0:
-                copied = target.create_dataset(name, data=values)
-            else:
-                copied = target.create_dataset(name, data=values, chunks=values.shape, compression="gzip", compression_opts=9, shuffle=True)
-            for key, value in item.attrs.items():
-                copied.attrs[key] = value
-
-    staging = path.with_suffix(".compact.tmp")
-    with h5py.File(path, "r") as source, h5py.File(staging, "w", libver="latest") as target:
-        copy(source, target)
-    os.replace(staging, path)
-
-
 def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> dict[str, Any]:
-    progress = config.progress_bar
+    show = config.progress_bar
     seeded = _SeededResets(collector, config.seed)
     if config.kind == "random":
-        _roll_out(seeded, None, config.n_steps, config.seed, progress, "random")
+        _roll_out(seeded, None, config.n_steps, config.seed, show, "random")
         return {}
     if config.kind == "medium-replay":
         return _train_sac_recording(seeded, config, scratch / POLICY_FILE)
     medium = _sb3_policy(load_sb3_policy(config.policy, config.policy_algo, env=config.env_id), config.deterministic)
     if config.kind == "medium":
-        _roll_out(seeded, medium, config.n_steps, config.seed, progress, "medium")
+        _roll_out(seeded, medium, config.n_steps, config.seed, show, "medium")
         return {}
     expert_model = load_sb3_policy(config.expert_policy, config.policy_algo, env=config.env_id)
     expert = _sb3_policy(expert_model, config.deterministic)
     half = config.n_steps // 2
-    _roll_out(seeded, medium, half, config.seed, progress, "medium")
-    _roll_out(seeded, expert, config.n_steps - half, config.seed + 1, progress, "expert")
+    _roll_out(seeded, medium, half, config.seed, show, "medium")
+    _roll_out(seeded, expert, config.n_steps - half, config.seed + 1, show, "expert")
     return {}
 
 

@@ -1,4 +1,21 @@
-"""Load Minari datasets by id or by path, including the dataset shipped with the package.
+"""Where Minari datasets live on disk, and how to open them by id or by path.
+
+Storage layout, shared by everything that reads or writes datasets:
+
+- Minari's root (:func:`minari_root`) is ``$MINARI_DATASETS_PATH`` or
+  ``~/.minari/datasets``; a dataset ``<namespace>/<name>-v<N>`` lives in
+  ``<root>/<namespace>/<name>-v<N>/`` with Minari's ``data/`` folder inside.
+- A policy saved with a dataset sits beside ``data/`` as :data:`POLICY_FILE`.
+  Minari only looks for the ``data/`` folder, so the extra file does not disturb
+  ``minari.load_dataset``, ``minari list local`` or ``minari show``.
+- How ctflow_gym made a dataset is a JSON record in the Minari metadata under
+  :data:`BUILD_METADATA_KEY` (read it with :func:`build_record`).
+- The dataset shipped with the package lies in that same layout under
+  :func:`shipped_datasets_root` (``ctflow_gym/assets/datasets``), so Minari itself
+  can read it: set ``MINARI_DATASETS_PATH`` to that folder and
+  ``minari.load_dataset("ctflow/hopper/medium-replay-v1")``, ``minari list local``
+  and ``minari show ctflow/hopper/medium-replay-v1`` find it. Minari only reads
+  there (no lock or cache files are written), so a read-only install works.
 
 ``load_dataset`` accepts, in this order:
 
@@ -14,25 +31,63 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
+import h5py
 import minari
 import numpy as np
 from minari import MinariDataset
 
-from ctflow_gym.data.builder import BUILD_METADATA_KEY, POLICY_FILE, minari_root
-
 DEFAULT_DATASET_ID = "ctflow/hopper/medium-replay-v1"
 """Id of the Hopper-v5 medium-replay dataset shipped inside the package."""
+BUILD_METADATA_KEY = "ctflow_build"
+"""Key of the JSON record of how a dataset was made, in the Minari metadata."""
+POLICY_FILE = "policy.zip"
+"""File name of the SB3 policy saved beside a dataset's ``data/`` folder."""
+
+
+def minari_root() -> Path:
+    """Minari's datasets folder: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``."""
+    env_root = os.environ.get("MINARI_DATASETS_PATH")
+    return Path(env_root) if env_root else Path.home() / ".minari" / "datasets"
+
+
+@contextlib.contextmanager
+def minari_root_at(path: str | os.PathLike) -> Iterator[None]:
+    """Point Minari at ``path`` (``$MINARI_DATASETS_PATH``) for the duration of the block.
+
+    Writers use it so that Minari's collectors and ``create_dataset*`` functions work
+    inside a scratch folder; the previous value (or its absence) is restored after.
+    """
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("MINARI_DATASETS_PATH", None)
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
+
+
+def shipped_datasets_root() -> Path:
+    """The Minari root of the datasets shipped in the package (``ctflow_gym/assets/datasets``).
+
+    Set ``MINARI_DATASETS_PATH`` to this folder to read the shipped datasets with
+    Minari's own API and CLI (``minari.load_dataset(DEFAULT_DATASET_ID)``,
+    ``minari list local``). Minari only reads there.
+    """
+    return Path(str(resources.files("ctflow_gym") / "assets" / "datasets"))
 
 
 def default_dataset_path() -> Path:
     """Folder of the shipped default dataset (``data/`` and ``policy.zip`` inside)."""
-    return Path(str(resources.files("ctflow_gym") / "assets" / "hopper-medium-replay-v1"))
+    return shipped_datasets_root() / DEFAULT_DATASET_ID
 
 
 def default_policy_path() -> Path:
@@ -107,3 +162,41 @@ def dataset_summary(dataset: MinariDataset) -> dict[str, Any]:
             if key in record:
                 summary["build"][key] = record[key]
     return summary
+
+
+def compact_hdf5(path: str | os.PathLike) -> None:
+    """Rewrite a Minari HDF5 file compressed (gzip + shuffle), one chunk per array.
+
+    Minari writes every array chunked and growable, which costs a few kB per array and
+    so dominates datasets of many short episodes (random-level Hopper episodes are
+    ~20 steps). The rewritten file keeps Minari's exact group/dataset layout and
+    attributes; HDF5 decompresses transparently, so Minari reads it unchanged. It
+    is no longer appendable, which a finished dataset need not be. The new file is
+    written beside ``path`` and renamed over it, so ``path`` is never half-written.
+    """
+    path = Path(path)
+
+    def copy(source, target) -> None:
+        for key, value in source.attrs.items():
+            target.attrs[key] = value
+        for name, item in source.items():
+            if isinstance(item, h5py.Group):
+                copy(item, target.create_group(name))
+                continue
+            values = item[()]
+            if item.shape == () or values.size == 0:
+                copied = target.create_dataset(name, data=values)
+            else:
+                copied = target.create_dataset(
+                    name, data=values, chunks=values.shape, compression="gzip", compression_opts=9, shuffle=True
+                )
+            for key, value in item.attrs.items():
+                copied.attrs[key] = value
+
+    staging = path.with_suffix(".compact.tmp")
+    try:
+        with h5py.File(path, "r") as source, h5py.File(staging, "w", libver="latest") as target:
+            copy(source, target)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
