@@ -27,6 +27,7 @@ import gymnasium as gym
 import numpy as np
 
 from ctflow_gym import TrajectoryRefiner
+from ctflow_gym.statistics import mean_se
 from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_sb3_policy, normalized_score
 from ctflow_gym.wrappers import RefinedPolicy, RefinementWrapper, sb3_value_function
 
@@ -63,8 +64,7 @@ def run_episodes(make_policy, episodes: int, wrap=None) -> dict:
     returns = np.array(returns)
     return {
         "returns": returns.tolist(),
-        "mean": float(returns.mean()),
-        "se": float(returns.std(ddof=1) / np.sqrt(len(returns))),
+        **mean_se(returns),
         "normalized_score": float(normalized_score("Hopper-v5", returns.mean())),
         "lengths": lengths,
         "mean_length": float(np.mean(lengths)),

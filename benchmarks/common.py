@@ -1,8 +1,11 @@
-"""Shared by the benchmarks: what each records beside its numbers (machine, versions,
-commit) and the refiner benchmarks' split of a dataset into fit and evaluation windows."""
+"""Scaffolding shared by the benchmarks: what each records beside its numbers (machine,
+versions, commit), atomic result files, a resumable cache of finished runs, markdown
+tables and mean +- standard error cells, and the refiner benchmarks' split of a dataset
+into fit and evaluation windows."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -34,6 +37,52 @@ def write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+class RunCache:
+    """Finished runs of a benchmark, one JSON file each in ``folder``, so that a rerun resumes.
+
+    ``get(name, settings)`` returns a stored run only when it was made with the same
+    ``settings`` (a dict of JSON values stored in the run); ``put`` writes a run atomically.
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    def path(self, name: str) -> Path:
+        """File of run ``name``."""
+        return self.folder / f"{name}.json"
+
+    def get(self, name: str, settings: dict) -> dict | None:
+        """The stored run ``name`` if it exists and matches ``settings``, else None."""
+        file = self.path(name)
+        if not file.exists():
+            return None
+        run = json.loads(file.read_text())
+        return run if all(run.get(key) == value for key, value in settings.items()) else None
+
+    def put(self, name: str, run: dict) -> dict:
+        """Store ``run`` under ``name`` and return it."""
+        write_atomic(self.path(name), json.dumps(run, indent=2))
+        return run
+
+    def runs(self, pattern: str = "*.json") -> list[dict]:
+        """Every stored run whose file name matches ``pattern``, in file-name order."""
+        return [json.loads(p.read_text()) for p in sorted(self.folder.glob(pattern))]
+
+
+def mean_se_cell(stats: dict, signed: bool = True, digits: int = 3) -> str:
+    """``"+m ± s"`` (or ``"m ± s"``) from ``{"mean", "se"}`` (see ``ctflow_gym.statistics.mean_se``)."""
+    sign = "+" if signed else ""
+    return f"{stats['mean']:{sign}.{digits}f} ± {stats['se']:.{digits}f}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def fit_and_evaluation_windows(dataset, window: int, seed: int, eval_windows: int):

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import fit_and_evaluation_windows, machine_info, write_atomic  # benchmarks/ is the script's folder
+from common import RunCache, fit_and_evaluation_windows, machine_info, mean_se_cell, write_atomic  # benchmarks/ is the script's folder
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
@@ -69,7 +69,7 @@ def markdown(runs: list[dict], meta: dict) -> str:
             for feedback in FEEDBACKS:
                 report = run["by_feedback"][feedback]["by_strength"][str(alpha)]
                 gain = report["realized_gain"]
-                cells += [f"{gain['mean']:+.3f} ± {gain['se']:.3f}", f"{report['realized_gain_positive_fraction']:.2f}"]
+                cells += [mean_se_cell(gain), f"{report['realized_gain_positive_fraction']:.2f}"]
                 means.append(gain["mean"])
             differences.setdefault(str(alpha), []).append(means[1] - means[0])
             lines.append(f"| {run['seed']} | {alpha} | " + " | ".join(cells) + f" | {means[1] - means[0]:+.3f} |")
@@ -91,22 +91,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking the script")
     args = parser.parse_args()
     out = Path(args.out)
-    work = out / "feedback_seeds_runs"
-    work.mkdir(parents=True, exist_ok=True)
+    cache = RunCache(out / "feedback_seeds_runs")
     dataset = load_dataset(args.dataset)
     runs = []
     for seed in args.seeds:
-        run_file = work / f"seed{seed}.json"
         settings = {"strengths": args.strengths, "window": args.window, "requested_eval_windows": args.eval_windows, "quick": args.quick}
-        if run_file.exists():
-            run = json.loads(run_file.read_text())
-            if all(run.get(k) == v for k, v in settings.items()):
-                runs.append(run)
-                continue
-        seed_started = time.perf_counter()
-        run = {**run_seed(dataset, seed, args), **settings}
-        run.update(wall_seconds=time.perf_counter() - seed_started, machine=machine_info())
-        write_atomic(run_file, json.dumps(run, indent=2))
+        run = cache.get(f"seed{seed}", settings)
+        if run is None:
+            seed_started = time.perf_counter()
+            run = {**run_seed(dataset, seed, args), **settings}
+            run.update(wall_seconds=time.perf_counter() - seed_started, machine=machine_info())
+            cache.put(f"seed{seed}", run)
         runs.append(run)
     meta = {
         "dataset": str(args.dataset), "window": args.window, "strengths": args.strengths, "eval_windows": args.eval_windows,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import fit_and_evaluation_windows, machine_info, write_atomic  # benchmarks/ is the script's folder
+from common import fit_and_evaluation_windows, machine_info, markdown_table, mean_se_cell, write_atomic  # benchmarks/ is the script's folder
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
@@ -42,16 +42,17 @@ def _cell(report: dict, key: str) -> str:
     value = report.get(key)
     if value is None:
         return "n/a"
-    return f"{value['mean']:+.3f} ± {value['se']:.3f}" if key in ("proxy_gain", "realized_gain") else f"{value['mean']:.3f}"
+    return mean_se_cell(value) if key in ("proxy_gain", "realized_gain") else f"{value['mean']:.3f}"
 
 
 def _table(rows: list[tuple[str, dict]], first: str) -> str:
-    header = f"| {first} | " + " | ".join(name for _, name in COLUMNS) + " | gain > 0 | terminated |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 3)]
-    for label, report in rows:
-        cells = " | ".join(_cell(report, key) for key, _ in COLUMNS)
-        lines.append(f"| {label} | {cells} | {report.get('realized_gain_positive_fraction', float('nan')):.2f} | {report.get('refined_terminated_fraction', float('nan')):.2f} |")
-    return "\n".join(lines)
+    header = [first] + [name for _, name in COLUMNS] + ["gain > 0", "terminated"]
+    body = [
+        [label] + [_cell(report, key) for key, _ in COLUMNS]
+        + [f"{report.get(k, float('nan')):.2f}" for k in ("realized_gain_positive_fraction", "refined_terminated_fraction")]
+        for label, report in rows
+    ]
+    return markdown_table(header, body)
 
 
 def _pair_cost(n: int, seed: int) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import torch
-from tqdm.auto import tqdm
+from ctflow_gym.progress import progress_bar as make_progress_bar
 
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 
@@ -32,7 +32,7 @@ def train_minibatch(
     """
     optimizer = torch.optim.Adam(list(parameters), lr=lr)
     recent: list[float] = []
-    bar = tqdm(range(steps), desc=name, disable=not progress_bar, leave=False)
+    bar = make_progress_bar(range(steps), desc=name, disable=not progress_bar, leave=False)
     for step in bar:
         batch = torch.randint(n_samples, (min(batch_size, n_samples),), generator=generator)
         loss = loss_fn(batch)
