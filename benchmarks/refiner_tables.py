@@ -1,4 +1,4 @@
-"""Seed 000's Tables 1-3 on our data, plus the closed-loop truth and costs.
+"""The CTF paper's Tables 1-3 on our data, plus the closed-loop truth and costs.
 
 Usage::
 
@@ -156,7 +156,7 @@ def main() -> None:
     stem = "refiner_tables_quick" if args.quick else "refiner_tables"
     write_atomic(out / f"{stem}.json", json.dumps(result, indent=2, default=float))
     md = [
-        f"# TrajectoryRefiner: seed 000 tables on `{args.dataset}`",
+        f"# TrajectoryRefiner: the CTF paper's tables on `{args.dataset}`",
         "",
         f"Window H = {args.window}, seed {args.seed}, {len(fit_windows)} fit windows, {len(eval_windows)} held-out evaluation windows "
         f"(episodes unseen in fitting). Machine: {result['machine']}. Wall time {result['wall_seconds'] / 60:.1f} min.",

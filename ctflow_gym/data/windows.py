@@ -1,7 +1,7 @@
 """Episodes cut into fixed-length windows of states and actions, each with a feedback.
 
 A window tau = (s_1..s_H, a_1..a_H) is H consecutive steps of one episode: the
-observation before each action and the action (seed 000, section 3). No window
+observation before each action and the action (CTF paper, section 3). No window
 crosses an episode end. Each window carries a scalar feedback R(tau):
 
 - ``"return"`` (default): the sum of the window's H rewards;

@@ -1,4 +1,4 @@
-"""Local preference pairs of seed 000 (section 2.2, appendix A.3).
+"""Local preference pairs of counterfactual transport flows (CTF paper, section 2.2, appendix A.3).
 
 For each source window i: take its k nearest neighbours in normalised latent space
 (Euclidean), excluding itself and every window of the same episode whose start is
