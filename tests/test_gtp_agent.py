@@ -12,7 +12,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from agents import GTPAgent, GTPConfig, NonFiniteLossError
-from agents.gtp.schedule import discretization_steps, sample_consistency_times, time_grid
+from agents.gtp.networks import FlowMapActor
+from agents.gtp.schedule import discretization_steps, sample_consistency_times, sampling_times, time_grid
 from ctflow_gym.data import BuildConfig, build_dataset, default_policy_path, load_dataset
 
 TINY = dict(actor_hidden=64, actor_layers=2, critic_hidden=64, critic_layers=2, batch_size=64, device="cpu")
@@ -55,6 +56,31 @@ def test_schedule_follows_eq_76_and_orders_times():
     t, u, tau = sample_consistency_times(5000, grid, torch.Generator().manual_seed(0))
     assert torch.all(t > u) and torch.all(u >= tau) and torch.all(u > 0)
     assert torch.any(tau == 0) and torch.any(t == 80.0)
+
+
+def test_one_grid_gives_exactly_the_former_sampling_times_and_training_grid():
+    # The two formulas the sampler and the training schedule used before they shared
+    # karras_levels, written out here: the shared function must reproduce both bit for bit.
+    def former_sampling_times(steps, max_time, min_time, rho=7.0):
+        lo, hi = min_time ** (1 / rho), max_time ** (1 / rho)
+        times = [(hi + i / steps * (lo - hi)) ** rho for i in range(steps + 1)]
+        times[-1] = 0.0
+        return times
+
+    def former_time_grid(points, min_time, max_time, rho=7.0):
+        lo, hi = min_time ** (1 / rho), max_time ** (1 / rho)
+        ramp = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
+        karras = (lo + ramp * (hi - lo)) ** rho
+        return torch.cat([torch.zeros(1, dtype=torch.float64), karras]).float()
+
+    schedule_points = {discretization_steps(k, 8000, s0, 1280) for s0 in (5, 10, 20) for k in range(0, 8000, 125)}
+    for max_time, min_time, rho in ((80.0, 0.002, 7.0), (10.0, 0.01, 7.0), (1.0, 1e-3, 3.0)):
+        for steps in range(1, 41):
+            former = former_sampling_times(steps, max_time, min_time, rho)
+            assert list(sampling_times(steps, max_time, min_time, rho)) == former
+        for points in sorted({*range(2, 130), *schedule_points}):
+            former = former_time_grid(points, min_time, max_time, rho)
+            assert torch.equal(time_grid(points, min_time, max_time, rho), former)
 
 
 def test_predict_shapes_clipping_and_sampling_steps(trained):
@@ -190,8 +216,6 @@ def test_bad_inputs(random_dataset, random_dataset_path, trained, tmp_path, monk
 
 
 def test_fast_sampling_equals_chained_flow_maps_and_follows_weight_updates():
-    from ctflow_gym.models import FlowMapActor, sampling_times
-
     torch.manual_seed(0)
     actor = FlowMapActor(11, 3, hidden=32, layers=2)
     obs, noise = torch.randn(6, 11), torch.randn(6, 3)
@@ -204,10 +228,10 @@ def test_fast_sampling_equals_chained_flow_maps_and_follows_weight_updates():
 
     with torch.no_grad():
         for steps in (1, 2, 5, 1):  # alternating K reuses cached plans
-            times = tuple(sampling_times(steps, 80.0, 0.002))
+            times = sampling_times(steps, 80.0, 0.002)
             torch.testing.assert_close(actor.sample(obs, times, noise), chained(times, noise), rtol=1e-5, atol=1e-5)
             torch.testing.assert_close(actor.sample(obs, times, None), chained(times, torch.zeros_like(noise)), rtol=1e-5, atol=1e-5)
         for p in actor.parameters():  # an in-place update, as Adam or an EMA makes
             p.add_(0.1)
-        times = tuple(sampling_times(2, 80.0, 0.002))
+        times = sampling_times(2, 80.0, 0.002)
         torch.testing.assert_close(actor.sample(obs, times, noise), chained(times, noise), rtol=1e-5, atol=1e-5)
