@@ -53,7 +53,7 @@ def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):
     assert np.isfinite(summary["refiner_heldout"]["realized_gain"]["mean"])
     for name in ("refinement_path.png", "returns.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "refiner" / "weights.safetensors").is_file() and (out / "gtp" / "agent.json").is_file()
+    assert (out / "refiner" / "weights.safetensors").is_file() and (out / "gtp" / "checkpoint.json").is_file()
     run = read_offline_run(Path(summary["files"]["wandb_run"]))
     keys = logged_keys(run)
     for key in ("refiner/ae_loss", "refiner/flow_loss", "wrapper/realized_gain", "train/actor_loss", "train/critic_loss", "demo/gtp_normalized_score", "demo/returns/_type", "refiner/refinement_path/_type"):
@@ -102,9 +102,9 @@ def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
     out = tmp_path / "agent"
     common = ["--dataset", str(random_dataset_path), "--batch-size", "32", "--eval-episodes", "1", "--out", str(out), "--device", "cpu", "--no-progress"]
     assert main(["agent", "train", "--steps", "10", "--checkpoint-freq", "5", *common]) == 0
-    assert json.loads((out / "model" / "agent.json").read_text())["num_timesteps"] == 10
+    assert json.loads((out / "model" / "checkpoint.json").read_text())["num_timesteps"] == 10
     assert main(["agent", "train", "--steps", "15", "--resume", *common]) == 0
-    assert json.loads((out / "model" / "agent.json").read_text())["num_timesteps"] == 15
+    assert json.loads((out / "model" / "checkpoint.json").read_text())["num_timesteps"] == 15
     assert main(["agent", "evaluate", str(out / "model"), "--episodes", "1", "--sampling-steps", "2", "--out", str(tmp_path / "eval")]) == 0
     assert "K=2" in capsys.readouterr().out
 

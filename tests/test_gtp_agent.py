@@ -12,6 +12,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from agents import GTPAgent, GTPConfig, NonFiniteLossError
+from ctflow_gym.checkpoint import CheckpointError
 from agents.gtp.networks import FlowMapActor
 from agents.gtp.schedule import discretization_steps, sample_consistency_times, sampling_times, time_grid
 from ctflow_gym.data import BuildConfig, build_dataset, default_policy_path, load_dataset
@@ -111,7 +112,7 @@ def test_save_load_round_trip(trained, tmp_path):
     obs = trained.transitions.observations[:32]
     np.testing.assert_array_equal(loaded.predict(obs)[0], trained.predict(obs)[0])
     assert loaded.num_timesteps == 40 and loaded.config == trained.config and loaded.env_id == "Hopper-v5"
-    assert {p.name for p in path.iterdir()} == {"agent.json", "weights.safetensors", "training_state.pt"}
+    assert {p.name for p in path.iterdir()} == {"checkpoint.json", "weights.safetensors", "training_state.pt"}
     assert not list(tmp_path.glob(".gtp-*"))  # no staging folder left
 
 
@@ -136,7 +137,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(random_dataset_p
     interrupted = GTPAgent("Hopper-v5", random_dataset_path, seed=2, **TINY)
     with pytest.raises(KeyboardInterrupt):
         interrupted.learn(30, callback=Interrupt(), checkpoint_path=checkpoint, checkpoint_freq=10)
-    assert json.loads((checkpoint / "agent.json").read_text())["num_timesteps"] == 20
+    assert json.loads((checkpoint / "checkpoint.json").read_text())["num_timesteps"] == 20
 
     resumed = GTPAgent("Hopper-v5", random_dataset_path, seed=2, **TINY)
     steps_seen = []
@@ -202,13 +203,20 @@ def test_bad_inputs(random_dataset, random_dataset_path, trained, tmp_path, monk
     path = trained.save(tmp_path / "gtp")
     with pytest.raises(ValueError, match="trained on Hopper-v5"):
         GTPAgent.load(path, env="Walker2d-v5")
-    meta = json.loads((path / "agent.json").read_text())
-    meta["format_version"] = 999
-    (path / "agent.json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="format version 999"):
+    meta = json.loads((path / "checkpoint.json").read_text())
+    (path / "checkpoint.json").write_text(json.dumps({**meta, "format_version": 999}))
+    with pytest.raises(CheckpointError, match="format version 999"):
         GTPAgent.load(path)
+    (path / "checkpoint.json").write_text(json.dumps({**meta, "kind": "agent:OtherAgent"}))
+    with pytest.raises(CheckpointError, match="holds a 'agent:OtherAgent', not a GTPAgent"):
+        GTPAgent.load(path)
+    (path / "checkpoint.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match=r"gtp/checkpoint\.json: not valid JSON"):
+        GTPAgent.load(path)
+    with pytest.raises(CheckpointError, match=r"checkpoint\.json: not valid JSON"):
+        GTPAgent("Hopper-v5", random_dataset_path, **TINY).learn(5, checkpoint_path=path, resume=True)
     shutil.rmtree(path)
-    with pytest.raises(FileNotFoundError, match="not a saved GTPAgent"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
         GTPAgent.load(path)
     with pytest.raises(ValueError, match="no dataset"):
         GTPAgent.load(trained.save(tmp_path / "again")).learn(5)
