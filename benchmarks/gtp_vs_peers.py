@@ -35,7 +35,7 @@ import torch
 
 from common import machine_info, write_atomic  # benchmarks/ is the script's folder
 
-from agents import GTPAgent
+from agents import agent_class
 from agents.gtp.networks import FlowMapActor, plain_mlp_actor
 from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
@@ -75,7 +75,7 @@ def export_transitions(dataset, path: Path) -> None:
 def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
     """Train GTP (eta from the paper's hopper-medium-replay row) or GTP-BC (eta = 0)."""
     eta = 0.0 if method == "gtp-bc" else args.eta
-    agent = GTPAgent(env_id, dataset, eta=eta, batch_size=args.batch_size, device=args.device, seed=seed)
+    agent = agent_class("gtp")(env_id, dataset, eta=eta, batch_size=args.batch_size, device=args.device, seed=seed)
     started = time.perf_counter()
     agent.learn(args.steps, progress_bar=args.progress)
     train_seconds = time.perf_counter() - started

@@ -31,9 +31,11 @@ from agents.gtp.config import GTPConfig
 from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
 from agents.gtp.networks import FlowMapActor
 from agents.gtp.schedule import discretization_steps, sample_consistency_times, sampling_times, time_grid
+from agents.registry import register_agent
 from ctflow_gym.models import DoubleQ
 
 
+@register_agent("gtp")
 class GTPAgent(OfflineAgent):
     """Generative Trajectory Policy agent with stable-baselines3's API.
 
