@@ -131,7 +131,8 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     cases.append((["wrap", "somewhere", "--wandb", "online", "--out", str(tmp_path / "w")], "not a saved TrajectoryRefiner"))
     cases.append((["agent", "train", "--dataset", str(random_dataset_path), "--steps", "1", "--wandb", "online", "--out", str(tmp_path / "o")], "wandb login"))
-    cases.append((["agent", "evaluate", str(tmp_path / "no-model"), "--out", str(tmp_path / "e")], "no checkpoint folder"))
+    no_model = ["agent", "evaluate", str(tmp_path / "no-model"), "--out", str(tmp_path / "e")]
+    cases.append((no_model, "no checkpoint folder"))
     for argv, expected in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
