@@ -1,15 +1,30 @@
 """Agents with a stable-baselines3-style API, built on ctflow_gym.
 
-- :class:`GTPAgent` / :class:`GTPConfig`: generative trajectory policies (seeds 001 and
-  003): a flow-map actor trained with consistency + instantaneous flow losses and
-  advantage weights from a double-Q critic.
+- :class:`GTPAgent` / :class:`GTPConfig`: generative trajectory policies (the GTP
+  paper): a flow-map actor trained with consistency + instantaneous flow losses and
+  advantage weights from a double-Q critic. Registered as ``"gtp"``.
 - :class:`OfflineAgent`: the shared life cycle (learn, predict, evaluate, save, load,
   checkpoints and resume) a new agent subclasses.
+- :data:`AGENTS`, :func:`register_agent`, :func:`agent_class`, :func:`load_agent`: the
+  registry. A new agent is one module with an ``OfflineAgent`` subclass decorated with
+  ``@register_agent("name")``, imported below.
 
-This package imports ``ctflow_gym`` and is never imported by it.
+This package imports ``ctflow_gym`` and is never imported by it (only its command line
+imports it, lazily).
 """
 
 from agents.base import NonFiniteLossError, OfflineAgent
 from agents.gtp import PAPER_SETTINGS, GTPAgent, GTPConfig
+from agents.registry import AGENTS, agent_class, load_agent, register_agent
 
-__all__ = ["GTPAgent", "GTPConfig", "NonFiniteLossError", "OfflineAgent", "PAPER_SETTINGS"]
+__all__ = [
+    "AGENTS",
+    "GTPAgent",
+    "GTPConfig",
+    "NonFiniteLossError",
+    "OfflineAgent",
+    "PAPER_SETTINGS",
+    "agent_class",
+    "load_agent",
+    "register_agent",
+]

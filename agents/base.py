@@ -1,12 +1,15 @@
 """The life cycle every offline agent shares, in stable-baselines3's shape.
 
-:class:`OfflineAgent` holds what is not special to an algorithm: resolving the env and
-the Minari dataset and checking that they agree, normalisation, the minibatch sampler,
-``learn`` (SB3 callbacks, tqdm, periodic evaluation with D4RL-normalised scores,
-metrics to the :class:`~ctflow_gym.logging.RunLogger`, checkpoints, resume, the
-non-finite-loss guard), ``predict``, ``evaluate`` (SB3's ``evaluate_policy``) and
-``save`` / ``load``. An algorithm subclass adds its networks (``_build``), one
-gradient step (``_train_step``) and how it acts (``_act``).
+:class:`OfflineAgent` holds what is not special to an algorithm: the env and the
+Minari dataset (resolved and checked by :mod:`agents.resolution`), normalisation, the
+minibatch sampler, ``learn`` (SB3 callbacks, tqdm, periodic evaluation with
+D4RL-normalised scores, metrics to the :class:`~ctflow_gym.logging.RunLogger`,
+checkpoints, resume, the non-finite-loss guard), ``predict``, ``evaluate`` (SB3's
+``evaluate_policy``) and ``save`` / ``load`` (the shared checkpoint format, through
+:mod:`agents.persistence`). An algorithm subclass adds its networks (``_build``), one
+gradient step (``_train_step``) and how it acts (``_act``); registering it with
+:func:`agents.registry.register_agent` makes it known to the command line, to
+:func:`agents.registry.load_agent` and to the contract tests.
 
 Conventions:
 
@@ -14,19 +17,16 @@ Conventions:
 - Observations are normalised with dataset statistics; actions live in [-1, 1]
   inside the agent (the env's box mapped linearly) and are mapped back and clipped
   to the box on the way out.
-- A saved agent is a folder: ``agent.json`` (format version, class, config, spaces,
-  statistics, step counts, numpy RNG state), ``weights.safetensors`` (every network,
-  EMA copies included) and ``training_state.pt`` (optimiser moments and the torch RNG
-  state, read with ``torch.load(weights_only=True)``). Nothing in it is executed on
-  load. Folders are written under a temporary name and renamed.
+- A saved agent is a checkpoint folder of kind ``"agent:<class name>"`` (see
+  :mod:`agents.persistence`): JSON, safetensors and weights-only tensors, nothing
+  executed on load, written atomically.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,21 +34,32 @@ import gymnasium as gym
 import numpy as np
 import torch
 from minari import MinariDataset
-from safetensors.torch import load_file, save_file
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import Logger
-from tqdm.auto import tqdm
+from ctflow_gym.progress import progress_bar as make_progress_bar
 
-from ctflow_gym.atomic import move_into_place, scratch_folder
-from ctflow_gym.data import NormalizationStats, load_dataset
-from ctflow_gym.data.scores import D4RL_REFERENCE_RETURNS, normalized_score
-from ctflow_gym.data.transitions import Transitions, load_transitions
-from ctflow_gym.data.validation import require_continuous_actions, require_flat_observations
+from agents.evaluation import evaluate_predict, monitored_vec_env
+from agents.persistence import (
+    config_from_meta,
+    holds_something,
+    read_agent_meta,
+    require_same_settings,
+    restore_agent,
+    save_agent,
+)
+from agents.resolution import (
+    action_bounds,
+    env_id_of,
+    load_matching_transitions,
+    make_env,
+    require_env_matches_checkpoint,
+)
+from ctflow_gym.data import NormalizationStats
+from ctflow_gym.data.transitions import Transitions
 from ctflow_gym.devices import resolve_device
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 
-FORMAT_VERSION = 1
-"""Version of the saved-agent folder layout; :meth:`OfflineAgent.load` refuses others."""
+__all__ = ["NonFiniteLossError", "OfflineAgent", "env_id_of", "make_env"]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -59,26 +70,6 @@ class NonFiniteLossError(FloatingPointError):
         where = f" at gradient step {step}" if step is not None else ""
         saved = f"; the last good state (after step {step - 1}) was saved to {checkpoint}" if checkpoint else ""
         super().__init__(f"{loss_name} became {value}{where}; training stopped{saved}")
-
-
-def make_env(env: gym.Env | str) -> gym.Env:
-    """``env`` itself, or ``gym.make(env)`` for an id; checked to be continuous and flat."""
-    if isinstance(env, str):
-        try:
-            env = gym.make(env)
-        except gym.error.Error as error:
-            raise ValueError(f"env: cannot make {env!r}: {error}") from error
-    if not isinstance(env, gym.Env):
-        raise TypeError(f"env must be a gymnasium.Env or an env id string; got {type(env).__name__}")
-    require_continuous_actions(env.action_space, "env")
-    require_flat_observations(env.observation_space, "env")
-    return env
-
-
-def env_id_of(env: gym.Env) -> str | None:
-    """The registered id of ``env``, when it has one."""
-    spec = getattr(env, "spec", None) or getattr(env.unwrapped, "spec", None)
-    return spec.id if spec is not None else None
 
 
 class OfflineAgent:
@@ -131,13 +122,9 @@ class OfflineAgent:
         self.num_timesteps = 0
         self.target_timesteps = 0
         self.eval_history: list[dict[str, Any]] = []
-        space = self.env.action_space
-        self.action_low = np.asarray(space.low, dtype=np.float32)
-        self.action_high = np.asarray(space.high, dtype=np.float32)
-        if not (np.isfinite(self.action_low).all() and np.isfinite(self.action_high).all()):
-            raise ValueError(f"env: the action space must be bounded; got {space}")
+        self.action_low, self.action_high = action_bounds(self.env)
         self.obs_dim = int(self.env.observation_space.shape[0])
-        self.act_dim = int(space.shape[0])
+        self.act_dim = int(self.env.action_space.shape[0])
         self.transitions: Transitions | None = None
         self.dataset_id: str | None = None
         self.stats: NormalizationStats | None = None
@@ -151,16 +138,7 @@ class OfflineAgent:
 
     # ------------------------------------------------------------------ set-up
     def _attach_dataset(self, dataset) -> None:
-        dataset = load_dataset(dataset)
-        obs_shape, act_shape = dataset.observation_space.shape, dataset.action_space.shape
-        if obs_shape != self.env.observation_space.shape or act_shape != self.env.action_space.shape:
-            raise ValueError(
-                f"dataset and env spaces differ: dataset {dataset.id!r} has observations {obs_shape} and actions "
-                f"{act_shape}, env {self.env_id or self.env} has {self.env.observation_space.shape} and "
-                f"{self.env.action_space.shape}"
-            )
-        self.transitions = load_transitions(dataset)
-        self.dataset_id = dataset.id
+        self.transitions, self.dataset_id = load_matching_transitions(dataset, self.env, self.env_id)
         if self.stats is None:
             self.stats = NormalizationStats.from_arrays(self.transitions.observations, self.transitions.actions)
         t = self.transitions
@@ -256,7 +234,9 @@ class OfflineAgent:
             resume: if ``checkpoint_path`` holds a checkpoint, restore the whole
                 training state from it (networks, optimisers, step count, RNGs)
                 and continue to ``total_timesteps``. Rerunning an interrupted command
-                with ``resume=True`` thus finishes the run it started.
+                with ``resume=True`` thus finishes the run it started. A folder there
+                that is not a readable checkpoint of this class with these settings is
+                an error (never overwritten); an empty or missing one starts afresh.
             run_logger: overrides the agent's metrics logger for this call.
         """
         if self.transitions is None:
@@ -264,10 +244,13 @@ class OfflineAgent:
         if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 0:
             raise ValueError(f"total_timesteps must be a non-negative integer; got {total_timesteps!r}")
         logger = run_logger or self.run_logger
-        if resume and checkpoint_path is not None and Path(checkpoint_path, "agent.json").is_file():
-            meta = self._read_meta(Path(checkpoint_path))
-            self._require_same_config(Path(checkpoint_path), meta)
-            self._restore(Path(checkpoint_path), meta)
+        checkpoint = None if checkpoint_path is None else Path(checkpoint_path)
+        if checkpoint is not None and checkpoint.exists() and not checkpoint.is_dir():
+            raise FileExistsError(f"checkpoint_path: {str(checkpoint)!r} is a file; a checkpoint is a folder")
+        if resume and checkpoint is not None and holds_something(checkpoint):
+            meta = self._read_meta(checkpoint)  # damaged, old-layout or foreign folders raise here
+            require_same_settings(self, checkpoint, meta)
+            self._restore(checkpoint, meta)
             self.target_timesteps = int(total_timesteps)
         elif resume or not reset_num_timesteps:
             self.target_timesteps = int(total_timesteps) if resume else self.num_timesteps + int(total_timesteps)
@@ -278,7 +261,13 @@ class OfflineAgent:
         callback.on_training_start(locals(), globals())
         sums: dict[str, float] = {}
         since_log = 0
-        bar = tqdm(total=self.target_timesteps, initial=self.num_timesteps, desc=type(self).__name__, disable=not progress_bar, unit="step")
+        bar = tqdm(
+            total=self.target_timesteps,
+            initial=self.num_timesteps,
+            desc=type(self).__name__,
+            disable=not progress_bar,
+            unit="step",
+        )
         try:
             while self.num_timesteps < self.target_timesteps:
                 try:
@@ -291,7 +280,8 @@ class OfflineAgent:
                 for name, value in metrics.items():
                     sums[name] = sums.get(name, 0.0) + value
                 since_log += 1
-                if log_interval and (self.num_timesteps % log_interval == 0 or self.num_timesteps == self.target_timesteps):
+                at_end = self.num_timesteps == self.target_timesteps
+                if log_interval and (self.num_timesteps % log_interval == 0 or at_end):
                     averaged = {f"train/{k}": v / since_log for k, v in sums.items()}
                     self._record(logger, averaged)
                     sums, since_log = {}, 0
@@ -309,14 +299,6 @@ class OfflineAgent:
         callback.on_training_end()
         return self
 
-    def _require_same_config(self, path: Path, meta: dict[str, Any]) -> None:
-        """A checkpoint (``meta``, read from ``path``) resumed into this agent must come from the same settings."""
-        mine = asdict(self.config)
-        differing = sorted(k for k, v in meta["config"].items() if k not in self.predict_time_options and mine.get(k) != v)
-        if differing or meta["observation_shape"] != [self.obs_dim] or len(meta["action_low"]) != self.act_dim:
-            details = ", ".join(f"{k}: checkpoint {meta['config'][k]!r}, now {mine.get(k)!r}" for k in differing) or "observation/action sizes"
-            raise ValueError(f"checkpoint_path: {str(path)!r} was made with other settings ({details}); resume with the same ones or use a new checkpoint_path")
-
     def _init_callback(self, callback: Any) -> BaseCallback:
         if callback is None:
             callback = CallbackList([])
@@ -324,7 +306,9 @@ class OfflineAgent:
             callback = CallbackList(callback)
         elif not isinstance(callback, BaseCallback):
             if not callable(callback):
-                raise TypeError(f"callback must be an SB3 BaseCallback, a list of them or a callable; got {type(callback).__name__}")
+                raise TypeError(
+                    f"callback must be an SB3 BaseCallback, a list of them or a callable; got {type(callback).__name__}"
+                )
             callback = ConvertCallback(callback)
         callback.init_callback(self)
         return callback
@@ -341,11 +325,14 @@ class OfflineAgent:
         self.eval_history.append(entry)
         if self.verbose:
             score = "" if result["normalized_score"] is None else f", normalised score {result['normalized_score']:.1f}"
-            print(f"[{type(self).__name__}] step {self.num_timesteps}: return {result['mean_return']:.1f} +- {result['std_return']:.1f}{score}", flush=True)
+            summary = f"return {result['mean_return']:.1f} +- {result['std_return']:.1f}{score}"
+            print(f"[{type(self).__name__}] step {self.num_timesteps}: {summary}", flush=True)
         return {f"eval/{k}": v for k, v in entry.items() if k != "step" and v is not None}
 
     def _save_last_good(self, checkpoint_path) -> Path:
-        path = Path(checkpoint_path) if checkpoint_path is not None else Path(tempfile.mkdtemp(prefix=f"{type(self).__name__.lower()}-last-good-")) / "checkpoint"
+        if checkpoint_path is not None:
+            return self.save(checkpoint_path)
+        path = Path(tempfile.mkdtemp(prefix=f"{type(self).__name__.lower()}-last-good-")) / "checkpoint"
         return self.save(path)
 
     # -------------------------------------------------------------- acting
@@ -368,7 +355,9 @@ class OfflineAgent:
         obs = np.asarray(observation, dtype=np.float32)
         batched = obs.ndim == 2
         if obs.ndim not in (1, 2) or obs.shape[-1] != self.obs_dim:
-            raise ValueError(f"observation must have shape ({self.obs_dim},) or (batch, {self.obs_dim}); got {obs.shape}")
+            raise ValueError(
+                f"observation must have shape ({self.obs_dim},) or (batch, {self.obs_dim}); got {obs.shape}"
+            )
         obs_t = torch.as_tensor(self.stats.normalize_observations(obs.reshape(-1, self.obs_dim)), device=self.device)
         with torch.inference_mode():
             unit = self._act(obs_t, deterministic, **options).float().cpu().numpy()
@@ -378,89 +367,37 @@ class OfflineAgent:
     def get_env(self):
         """The evaluation env as an SB3 VecEnv (what SB3 callbacks expect of a model)."""
         if self._eval_env is None:
-            from stable_baselines3.common.monitor import Monitor
-            from stable_baselines3.common.vec_env import DummyVecEnv
-
-            env = self.env
-            self._eval_env = DummyVecEnv([lambda: Monitor(env)])
+            self._eval_env = monitored_vec_env(self.env)
         return self._eval_env
 
     def get_vec_normalize_env(self):
         """SB3 callbacks ask for this; offline agents have no VecNormalize."""
         return None
 
-    def evaluate(self, n_episodes: int = 10, deterministic: bool = True, seed: int | None = None, **options: Any) -> dict[str, Any]:
+    def evaluate(
+        self, n_episodes: int = 10, deterministic: bool = True, seed: int | None = None, **options: Any
+    ) -> dict[str, Any]:
         """Run ``n_episodes`` in the env with SB3's ``evaluate_policy``.
 
         Returns the episode ``returns``, ``mean_return``, ``std_return`` and, for
         envs with D4RL reference returns, the D4RL ``normalized_score`` (mean) and
-        its std. ``seed`` (default: the agent's seed + the step count) seeds resets.
+        its std. ``seed`` (default: the agent's seed + the step count) seeds resets;
+        ``options`` go to :meth:`predict`.
         """
-        from stable_baselines3.common.evaluation import evaluate_policy
-
-        env = self.get_env()
-        env.seed(self.seed + self.num_timesteps if seed is None else seed)
-        predict = self.predict
-
-        class _WithOptions:
-            def predict(self, observation, state=None, episode_start=None, deterministic=True):
-                return predict(observation, state, episode_start, deterministic, **options)
-
-        returns, _ = evaluate_policy(_WithOptions(), env, n_eval_episodes=n_episodes, deterministic=deterministic, return_episode_rewards=True, warn=False)
-        returns = np.asarray(returns, dtype=np.float64)
-        result: dict[str, Any] = {"returns": returns.tolist(), "mean_return": float(returns.mean()), "std_return": float(returns.std())}
-        family = (self.env_id or "").split("/")[-1].split("-")[0].lower()
-        if family in D4RL_REFERENCE_RETURNS:
-            scores = normalized_score(self.env_id, returns)
-            result.update(normalized_score=float(np.mean(scores)), normalized_score_std=float(np.std(scores)))
-        else:
-            result.update(normalized_score=None, normalized_score_std=None)
-        return result
+        seed = self.seed + self.num_timesteps if seed is None else seed
+        return evaluate_predict(self.predict, self.get_env(), self.env_id, n_episodes, deterministic, seed, **options)
 
     # ---------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the agent, with its training state, to folder ``path`` (atomically)."""
-        path = Path(path)
-        with scratch_folder(path.parent, f".{path.name}-") as staging:
-            tensors = {f"{name}.{key}": value.detach().cpu().contiguous() for name, module in self._modules().items() for key, value in module.state_dict().items()}
-            save_file(tensors, str(staging / "weights.safetensors"))
-            torch.save(
-                {"optimizers": {name: opt.state_dict() for name, opt in self._optimizers().items()}, "torch_rng": self.generator.get_state().cpu()},
-                staging / "training_state.pt",
-            )
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "agent": type(self).__name__,
-                "config": asdict(self.config),
-                "env_id": self.env_id,
-                "observation_shape": [self.obs_dim],
-                "action_low": self.action_low.tolist(),
-                "action_high": self.action_high.tolist(),
-                "stats": self.stats.to_dict(),
-                "seed": self.seed,
-                "num_timesteps": self.num_timesteps,
-                "target_timesteps": self.target_timesteps,
-                "dataset_id": self.dataset_id,
-                "eval_history": self.eval_history,
-                "batch_rng": self._batch_rng.bit_generator.state,
-            }
-            (staging / "agent.json").write_text(json.dumps(meta, indent=2))
-            move_into_place(staging, path)
-        return path
+        """Write the agent, with its whole training state, to the checkpoint folder ``path`` (atomically).
+
+        Returns ``path``. The format is described in :mod:`agents.persistence`.
+        """
+        return save_agent(self, path)
 
     @classmethod
-    def _read_meta(cls, path: Path) -> dict[str, Any]:
-        if not (path / "agent.json").is_file() or not (path / "weights.safetensors").is_file():
-            raise FileNotFoundError(f"path: {str(path)!r} is not a saved {cls.__name__} (agent.json and weights.safetensors expected)")
-        meta = json.loads((path / "agent.json").read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"path: {str(path)!r} was saved in format version {meta.get('format_version')}; this version of "
-                f"ctflow_gym reads version {FORMAT_VERSION} only"
-            )
-        if meta.get("agent") != cls.__name__:
-            raise ValueError(f"path: {str(path)!r} holds a {meta.get('agent')}, not a {cls.__name__}")
-        return meta
+    def _read_meta(cls, path: str | os.PathLike) -> dict[str, Any]:
+        return read_agent_meta(cls, path)
 
     @classmethod
     def load(
@@ -471,29 +408,20 @@ class OfflineAgent:
         device: str = "auto",
         run_logger: RunLogger = NULL_LOGGER,
     ) -> "OfflineAgent":
-        """Read an agent written by :meth:`save` (JSON, safetensors and tensors only).
+        """Read an agent written by :meth:`save` (JSON, safetensors and weights-only tensors only).
 
         ``env`` defaults to ``gym.make`` of the saved env id; a given env must have the
         saved id and spaces. Pass ``dataset`` to continue training
         (``learn(..., reset_num_timesteps=False)``); the saved normalisation is kept.
+        Raises ``FileNotFoundError`` when there is no checkpoint at ``path`` and
+        :class:`~ctflow_gym.checkpoint.CheckpointError` (a ``ValueError``) naming the
+        file when it is damaged, of another version or of another agent class.
         """
         path = Path(path)
         meta = cls._read_meta(path)
+        config = config_from_meta(cls, meta, path)
         env = make_env(env if env is not None else meta["env_id"])
-        obs_shape, act_shape = list(env.observation_space.shape), list(env.action_space.shape)
-        if (
-            obs_shape != meta["observation_shape"]
-            or act_shape != [len(meta["action_low"])]
-            or (meta["env_id"] and env_id_of(env) and env_id_of(env) != meta["env_id"])
-            or not np.allclose(env.action_space.low, meta["action_low"])
-            or not np.allclose(env.action_space.high, meta["action_high"])
-        ):
-            raise ValueError(
-                f"env: the checkpoint at {str(path)!r} was trained on {meta['env_id']} (observations "
-                f"{tuple(meta['observation_shape'])}, actions {len(meta['action_low'])}); got {env_id_of(env)} "
-                f"(observations {tuple(obs_shape)}, actions {tuple(act_shape)})"
-            )
-        config = cls.config_class(**meta["config"])
+        require_env_matches_checkpoint(env, meta, path)
         agent = cls(env, None, config, device=device, seed=meta["seed"], run_logger=run_logger)
         agent.stats = NormalizationStats.from_dict(meta["stats"])
         agent._init_networks()
@@ -502,20 +430,5 @@ class OfflineAgent:
             agent._attach_dataset(dataset)
         return agent
 
-    def _restore(self, path: Path, meta: dict[str, Any] | None = None) -> None:
-        meta = meta or self._read_meta(path)
-        tensors = load_file(str(path / "weights.safetensors"), device=str(self.device))
-        for name, module in self._modules().items():
-            prefix = name + "."
-            module.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-        state_file = path / "training_state.pt"
-        if state_file.is_file():
-            state = torch.load(state_file, map_location=self.device, weights_only=True)
-            for name, optimizer in self._optimizers().items():
-                optimizer.load_state_dict(state["optimizers"][name])
-            self.generator.set_state(state["torch_rng"].cpu())
-        self.num_timesteps = int(meta["num_timesteps"])
-        self.target_timesteps = int(meta["target_timesteps"])
-        self.eval_history = list(meta["eval_history"])
-        self._batch_rng = np.random.default_rng()
-        self._batch_rng.bit_generator.state = meta["batch_rng"]
+    def _restore(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
+        restore_agent(self, path, meta if meta is not None else self._read_meta(path))

@@ -53,7 +53,7 @@ def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):
     assert np.isfinite(summary["refiner_heldout"]["realized_gain"]["mean"])
     for name in ("refinement_path.png", "returns.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "refiner" / "weights.safetensors").is_file() and (out / "gtp" / "agent.json").is_file()
+    assert (out / "refiner" / "weights.safetensors").is_file() and (out / "gtp" / "checkpoint.json").is_file()
     run = read_offline_run(Path(summary["files"]["wandb_run"]))
     keys = logged_keys(run)
     for key in ("refiner/ae_loss", "refiner/flow_loss", "wrapper/realized_gain", "train/actor_loss", "train/critic_loss", "demo/gtp_normalized_score", "demo/returns/_type", "refiner/refinement_path/_type"):
@@ -100,12 +100,20 @@ def test_evaluation_windows_come_from_held_out_episodes(random_dataset, tmp_path
 def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
     out = tmp_path / "agent"
     common = ["--dataset", str(random_dataset_path), "--batch-size", "32", "--eval-episodes", "1", "--out", str(out), "--device", "cpu", "--no-progress"]
-    assert main(["agent", "train", "--steps", "10", "--checkpoint-freq", "5", *common]) == 0
-    assert json.loads((out / "model" / "agent.json").read_text())["num_timesteps"] == 10
+    assert main(["agent", "train", "--agent", "gtp", "--steps", "10", "--checkpoint-freq", "5", *common]) == 0
+    meta = json.loads((out / "model" / "checkpoint.json").read_text())
+    assert meta["num_timesteps"] == 10 and meta["kind"] == "agent:GTPAgent" and meta["config"]["batch_size"] == 32
     assert main(["agent", "train", "--steps", "15", "--resume", *common]) == 0
-    assert json.loads((out / "model" / "agent.json").read_text())["num_timesteps"] == 15
-    assert main(["agent", "evaluate", str(out / "model"), "--episodes", "1", "--sampling-steps", "2", "--out", str(tmp_path / "eval")]) == 0
-    assert "K=2" in capsys.readouterr().out
+    assert json.loads((out / "model" / "checkpoint.json").read_text())["num_timesteps"] == 15
+    evaluate = ["agent", "evaluate", str(out / "model"), "--episodes", "1", "--out", str(tmp_path / "eval")]
+    assert main([*evaluate, "--sampling-steps", "2"]) == 0
+    assert "GTPAgent, 1 episodes, K=2" in capsys.readouterr().out
+    assert main(evaluate) == 0
+    assert "K=5" in capsys.readouterr().out  # the saved K
+    with pytest.raises(SystemExit) as exit_info:
+        main(["agent", "train", "--agent", "nope", *common])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "invalid choice: 'nope'" in err and "gtp" in err
 
 
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random_dataset_path):
@@ -122,6 +130,8 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     cases.append((["wrap", "somewhere", "--wandb", "online", "--out", str(tmp_path / "w")], "no checkpoint folder"))
     cases.append((["agent", "train", "--dataset", str(random_dataset_path), "--steps", "1", "--wandb", "online", "--out", str(tmp_path / "o")], "wandb login"))
+    no_model = ["agent", "evaluate", str(tmp_path / "no-model"), "--out", str(tmp_path / "e")]
+    cases.append((no_model, "no checkpoint folder"))
     for argv, expected in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

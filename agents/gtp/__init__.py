@@ -1,4 +1,4 @@
-"""GTP (seed 003): config, noise schedule, losses and the agent."""
+"""GTP (the GTP paper, arXiv 2510.11499): config, noise schedule, networks, losses and the agent (registered as ``"gtp"``)."""
 
 from agents.gtp.agent import GTPAgent
 from agents.gtp.config import PAPER_SETTINGS, GTPConfig

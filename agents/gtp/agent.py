@@ -1,4 +1,4 @@
-"""GTPAgent: offline actor-critic with a generative trajectory policy (seed 003).
+"""GTPAgent: offline actor-critic with a generative trajectory policy (GTP paper, arXiv 2510.11499).
 
 One gradient step is Algorithm 1 of the paper:
 
@@ -29,10 +29,13 @@ import torch
 from agents.base import OfflineAgent
 from agents.gtp.config import GTPConfig
 from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
-from agents.gtp.schedule import discretization_steps, sample_consistency_times, time_grid
-from ctflow_gym.models import DoubleQ, FlowMapActor, sampling_times
+from agents.gtp.networks import FlowMapActor
+from agents.gtp.schedule import discretization_steps, sample_consistency_times, sampling_times, time_grid
+from agents.registry import register_agent
+from ctflow_gym.models import DoubleQ
 
 
+@register_agent("gtp")
 class GTPAgent(OfflineAgent):
     """Generative Trajectory Policy agent with stable-baselines3's API.
 
@@ -50,12 +53,14 @@ class GTPAgent(OfflineAgent):
 
     def _build(self) -> None:
         cfg = self.config
-        self.actor = FlowMapActor(self.obs_dim, self.act_dim, cfg.actor_hidden, cfg.actor_layers, cfg.sigma_data).to(self.device)
+        actor = FlowMapActor(self.obs_dim, self.act_dim, cfg.actor_hidden, cfg.actor_layers, cfg.sigma_data)
+        self.actor = actor.to(self.device)
         self.actor_ema = copy.deepcopy(self.actor).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
         self.critic = self.critic_target = self.critic_optimizer = None
         if cfg.eta > 0:
-            self.critic = DoubleQ(self.obs_dim, self.act_dim, cfg.critic_hidden, cfg.critic_layers).to(self.device)
+            critic = DoubleQ(self.obs_dim, self.act_dim, cfg.critic_hidden, cfg.critic_layers)
+            self.critic = critic.to(self.device)
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
             self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
         self._grid_cache: tuple[int, torch.Tensor] | None = None
@@ -87,30 +92,49 @@ class GTPAgent(OfflineAgent):
     def _times(self, steps: int) -> tuple[float, ...]:
         key = (steps, self.config.max_time, self.config.min_time)
         if key not in self._times_cache:
-            self._times_cache[key] = tuple(sampling_times(steps, self.config.max_time, self.config.min_time))
+            self._times_cache[key] = sampling_times(steps, self.config.max_time, self.config.min_time)
         return self._times_cache[key]
 
-    def sample_actions(self, observations: torch.Tensor, steps: int, deterministic: bool, actor: FlowMapActor | None = None) -> torch.Tensor:
-        """K-step actions in [-1, 1] for normalised ``observations`` (Eq. 15)."""
-        noise = None if deterministic else torch.randn(observations.shape[0], self.act_dim, device=self.device, generator=self.generator)
+    def sample_actions(
+        self, observations: torch.Tensor, steps: int, deterministic: bool, actor: FlowMapActor | None = None
+    ) -> torch.Tensor:
+        """K-step actions in [-1, 1] for normalised ``observations`` (Eq. 15).
+
+        ``deterministic`` starts from a_T = 0; otherwise a_T is drawn from the agent's
+        generator. ``actor`` defaults to the EMA actor.
+        """
+        noise = None
+        if not deterministic:
+            noise = torch.randn(observations.shape[0], self.act_dim, device=self.device, generator=self.generator)
         return (actor or self.actor_ema).sample(observations, self._times(steps), noise).clamp(-1.0, 1.0)
 
     def _act(self, observations: torch.Tensor, deterministic: bool, sampling_steps: int | None = None) -> torch.Tensor:
-        return self.sample_actions(observations, self.sampling_steps if sampling_steps is None else sampling_steps, deterministic)
+        steps = self.sampling_steps if sampling_steps is None else sampling_steps
+        return self.sample_actions(observations, steps, deterministic)
 
-    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True, sampling_steps: int | None = None) -> tuple[Any, Any]:
+    def predict(
+        self,
+        observation,
+        state=None,
+        episode_start=None,
+        deterministic: bool = True,
+        sampling_steps: int | None = None,
+    ) -> tuple[Any, Any]:
         """SB3's ``predict``; ``sampling_steps`` (K >= 1) overrides :attr:`sampling_steps`."""
         return super().predict(observation, state, episode_start, deterministic, sampling_steps=sampling_steps)
 
     # ---------------------------------------------------------------- training
     def _grid(self) -> torch.Tensor:
         cfg = self.config
-        points = discretization_steps(self.num_timesteps, max(self.target_timesteps, 1), cfg.schedule_min_steps, cfg.schedule_max_steps)
+        total = max(self.target_timesteps, 1)
+        points = discretization_steps(self.num_timesteps, total, cfg.schedule_min_steps, cfg.schedule_max_steps)
         if self._grid_cache is None or self._grid_cache[0] != points:
             self._grid_cache = (points, time_grid(points, cfg.min_time, cfg.max_time, device=self.device))
         return self._grid_cache[1]
 
-    def _bootstrap_values(self, observations: torch.Tensor, next_observations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _bootstrap_values(
+        self, observations: torch.Tensor, next_observations: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """EMA-actor actions at s' (for the TD target) and at s (for V), in one batched call.
 
         Returns (actions at s' of shape (samples * B, act_dim), actions at s of shape
@@ -156,7 +180,8 @@ class GTPAgent(OfflineAgent):
         if cfg.eta > 0:
             with torch.no_grad():
                 next_actions, policy_actions = self._bootstrap_values(obs, batch["next_observations"])
-                target = td_target(batch["rewards"], batch["terminations"], self._next_value(batch["next_observations"], next_actions), cfg.gamma)
+                next_value = self._next_value(batch["next_observations"], next_actions)
+                target = td_target(batch["rewards"], batch["terminations"], next_value, cfg.gamma)
             q1, q2 = self.critic(obs, actions)
             loss_q = self._checked("critic_loss", critic_loss(q1, q2, target))
             metrics["critic_grad_norm"] = self._step(self.critic_optimizer, self.critic, loss_q)
@@ -166,11 +191,19 @@ class GTPAgent(OfflineAgent):
                 q = torch.minimum(q1, q2).detach()
                 advantage = q - self._policy_value(obs, policy_actions)
                 weights = advantage_weights(advantage, cfg.eta, cfg.max_weight)
-            metrics.update(critic_loss=loss_q.item(), q_mean=q.mean().item(), advantage_std=advantage.std().item(), weight_mean=weights.mean().item(), weight_max=weights.max().item())
+            metrics.update(
+                critic_loss=loss_q.item(),
+                q_mean=q.mean().item(),
+                advantage_std=advantage.std().item(),
+                weight_mean=weights.mean().item(),
+                weight_max=weights.max().item(),
+            )
 
         t, u, tau = sample_consistency_times(obs.shape[0], self._grid(), self.generator)
         noise = torch.randn(actions.shape, device=self.device, generator=self.generator)
-        loss_consistency = self._checked("consistency_loss", consistency_loss(self.actor, self.actor_ema, obs, actions, noise, t, u, tau, weights))
+        loss_consistency = self._checked(
+            "consistency_loss", consistency_loss(self.actor, self.actor_ema, obs, actions, noise, t, u, tau, weights)
+        )
         loss_flow = self._checked("flow_loss", flow_loss(self.actor, obs, actions, noise, t, weights))
         loss_actor = loss_consistency + cfg.lambda_flow * loss_flow
         metrics["actor_grad_norm"] = self._step(self.actor_optimizer, self.actor, loss_actor)
@@ -178,5 +211,7 @@ class GTPAgent(OfflineAgent):
         self._ema_update(self.actor_ema, self.actor, cfg.ema)
         if self.critic is not None:
             self._ema_update(self.critic_target, self.critic, cfg.ema)
-        metrics.update(actor_loss=loss_actor.item(), consistency_loss=loss_consistency.item(), flow_loss=loss_flow.item())
+        metrics.update(
+            actor_loss=loss_actor.item(), consistency_loss=loss_consistency.item(), flow_loss=loss_flow.item()
+        )
         return metrics

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 PAPER_SETTINGS: dict[str, dict[str, float | bool]] = {
-    # dataset: learning rate, eta, max-Q backup, gradient norm (seed 003, Table 4)
+    # dataset: learning rate, eta, max-Q backup, gradient norm (GTP paper, Table 4)
     "halfcheetah-medium-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 9.0},
     "hopper-medium-v2": {"lr": 3e-4, "eta": 1.0, "max_q_backup": False, "grad_norm": 9.0},
     "walker2d-medium-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 1.0},
@@ -91,7 +91,20 @@ class GTPConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range."""
-        positive = ("lr", "batch_size", "actor_hidden", "actor_layers", "critic_hidden", "critic_layers", "max_time", "min_time", "sigma_data", "max_q_samples", "value_samples", "max_weight")
+        positive = (
+            "lr",
+            "batch_size",
+            "actor_hidden",
+            "actor_layers",
+            "critic_hidden",
+            "critic_layers",
+            "max_time",
+            "min_time",
+            "sigma_data",
+            "max_q_samples",
+            "value_samples",
+            "max_weight",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)!r}")
@@ -104,7 +117,10 @@ class GTPConfig:
         if self.min_time >= self.max_time:
             raise ValueError(f"min_time ({self.min_time}) must be below max_time ({self.max_time})")
         if not 1 <= self.schedule_min_steps <= self.schedule_max_steps:
-            raise ValueError(f"need 1 <= schedule_min_steps <= schedule_max_steps; got {self.schedule_min_steps}, {self.schedule_max_steps}")
+            raise ValueError(
+                "need 1 <= schedule_min_steps <= schedule_max_steps; "
+                f"got {self.schedule_min_steps}, {self.schedule_max_steps}"
+            )
         for name in ("sampling_steps", "train_sampling_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

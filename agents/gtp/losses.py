@@ -1,4 +1,4 @@
-"""The losses of GTP, one function each, numbered as in seed 003.
+"""The losses of GTP, one function each, numbered as in the GTP paper.
 
 All actions here are in [-1, 1] (the env's box mapped linearly) and observations are
 normalised. ``weights`` are the advantage weights w(s, a) of Eq. 14, one per sample,
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ctflow_gym.models import FlowMapActor
+from agents.gtp.networks import FlowMapActor
 
 
 def advantage_weights(advantage: torch.Tensor, eta: float, max_weight: float, eps: float = 1e-6) -> torch.Tensor:
@@ -24,7 +24,9 @@ def advantage_weights(advantage: torch.Tensor, eta: float, max_weight: float, ep
     return torch.exp(scaled.clamp(max=torch.log(torch.tensor(max_weight)).item()))
 
 
-def td_target(rewards: torch.Tensor, terminations: torch.Tensor, next_value: torch.Tensor, gamma: float) -> torch.Tensor:
+def td_target(
+    rewards: torch.Tensor, terminations: torch.Tensor, next_value: torch.Tensor, gamma: float
+) -> torch.Tensor:
     """r + gamma * (1 - terminal) * min_j Q_target_j(s', a'), the bracket of Eq. 16."""
     return rewards + gamma * (1.0 - terminations) * next_value
 
@@ -56,7 +58,14 @@ def consistency_loss(
     return (weights * ((student - target) ** 2).sum(-1)).mean()
 
 
-def flow_loss(actor: FlowMapActor, obs: torch.Tensor, actions: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def flow_loss(
+    actor: FlowMapActor,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    noise: torch.Tensor,
+    t: torch.Tensor,
+    weights: torch.Tensor,
+) -> torch.Tensor:
     """Eq. 18, the instantaneous flow loss: || a - phi_theta(s, a + t z, t, t) ||^2."""
     estimate = actor.phi(obs, actions + t * noise, t, t)
     return (weights * ((actions - estimate) ** 2).sum(-1)).mean()

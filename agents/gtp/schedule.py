@@ -1,18 +1,24 @@
-"""Noise-level schedule of GTP training (seed 003, appendix C.2, Eq. 76).
+"""Noise levels of GTP: the training schedule (GTP paper, appendix C.2, Eq. 76) and the sampling times.
+
+Both use one set of levels, :func:`karras_levels`: Karras et al.'s rho-spacing
+(rho = 7) of ``count`` noise levels between ``min_time`` and the largest level T.
 
 Training times live on a discretisation of [0, T] whose resolution grows during
 training: at gradient step k it has N(k) points,
 
     N(k) = min(s0 * 2^floor(k / K'), s1) + 1,   K' = floor(K / (log2(s1 / s0) + 1)),
 
-with K the planned number of gradient steps, s0 = 10, s1 = 1280. The points are
-Karras et al.'s rho-spacing between ``min_time`` and T, with 0 added below them so that
-the last sampling step (to tau = 0) is a trained input.
+with K the planned number of gradient steps, s0 = 10, s1 = 1280. The points are the
+levels of :func:`karras_levels`, with 0 added below them so that the last sampling
+step (to tau = 0) is a trained input (:func:`time_grid`).
 
 Per sample the consistency loss needs t > u >= tau. We take t and u adjacent on the
 grid (u is one solver step below t: the step whose error Theorem 1 bounds by O(h^p),
 so a finer grid makes the score approximation more accurate), and tau uniformly among
 the grid points at or below u (0 included). tau = u makes the teacher the identity.
+
+K-step sampling (Eq. 15) jumps through ``K + 1`` levels from T down, the smallest
+replaced by 0 (:func:`sampling_times`).
 """
 
 from __future__ import annotations
@@ -22,24 +28,52 @@ import math
 import torch
 
 
+def karras_levels(count: int, min_time: float, max_time: float, rho: float = 7.0) -> list[float]:
+    """``count`` >= 2 noise levels, descending from ``max_time`` to ``min_time``, rho-spaced.
+
+    Level i is ``(hi + i / (count - 1) * (lo - hi)) ** rho`` with ``lo = min_time ** (1 / rho)``
+    and ``hi = max_time ** (1 / rho)``, in Python floats (float64): evenly spaced in
+    ``time ** (1 / rho)``, so the levels crowd towards ``min_time``.
+    """
+    if not isinstance(count, int) or count < 2:
+        raise ValueError(f"count must be an integer >= 2; got {count!r}")
+    lo, hi = min_time ** (1 / rho), max_time ** (1 / rho)
+    return [(hi + i / (count - 1) * (lo - hi)) ** rho for i in range(count)]
+
+
+def sampling_times(steps: int, max_time: float, min_time: float, rho: float = 7.0) -> tuple[float, ...]:
+    """``steps + 1`` descending times T = t_0 > ... > t_K = 0 for K-step sampling.
+
+    The ``steps + 1`` levels of :func:`karras_levels` with the smallest (``min_time``)
+    replaced by 0, so K = 1 is the one jump T -> 0 and K = 2 stops once near t = 2.5
+    (T = 80) before the last jump. Raises ``ValueError`` unless ``steps`` is an integer >= 1.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"sampling_steps must be an integer >= 1; got {steps!r}")
+    return (*karras_levels(steps + 1, min_time, max_time, rho)[:-1], 0.0)
+
+
 def discretization_steps(step: int, total_steps: int, s0: int = 10, s1: int = 1280) -> int:
     """N(k) of Eq. 76: the number of grid points at gradient step ``step`` of ``total_steps``."""
     period = max(1, math.floor(total_steps / (math.log2(s1 / s0) + 1)))
     return min(s0 * 2 ** (step // period), s1) + 1
 
 
-def time_grid(points: int, min_time: float, max_time: float, rho: float = 7.0, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Ascending grid [0, t_1 = min_time, ..., t_points = max_time] (``points + 1`` values).
+def time_grid(
+    points: int, min_time: float, max_time: float, rho: float = 7.0, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Ascending float32 grid [0, t_1 = min_time, ..., t_points = max_time] (``points + 1`` values).
 
-    ``points`` is N(k) of Eq. 76 (the Karras levels from min_time to T); 0 is added below.
+    ``points`` (>= 2) is N(k) of Eq. 76: the levels of :func:`karras_levels` in
+    ascending order, with 0 added below.
     """
-    lo, hi = min_time ** (1 / rho), max_time ** (1 / rho)
-    ramp = torch.linspace(0.0, 1.0, points, dtype=torch.float64)
-    karras = (lo + ramp * (hi - lo)) ** rho
-    return torch.cat([torch.zeros(1, dtype=torch.float64), karras]).float().to(device)
+    levels = karras_levels(points, min_time, max_time, rho)
+    return torch.tensor([0.0, *reversed(levels)], dtype=torch.float64).float().to(device)
 
 
-def sample_consistency_times(batch: int, grid: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def sample_consistency_times(
+    batch: int, grid: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample (t, u, tau), each of shape (batch, 1), with t > u >= tau on ``grid``.
 
     u ranges over the grid points from ``min_time`` up (index >= 1), t is the next
@@ -47,6 +81,7 @@ def sample_consistency_times(batch: int, grid: torch.Tensor, generator: torch.Ge
     """
     n = len(grid)  # grid[0] = 0, grid[1] = min_time, grid[n - 1] = T
     u_index = torch.randint(1, n - 1, (batch,), generator=generator, device=grid.device)
-    tau_index = torch.minimum((torch.rand(batch, generator=generator, device=grid.device) * (u_index + 1)).long(), u_index)
+    tau_draw = torch.rand(batch, generator=generator, device=grid.device)
+    tau_index = torch.minimum((tau_draw * (u_index + 1)).long(), u_index)
     pick = lambda index: grid[index].unsqueeze(-1)  # noqa: E731
     return pick(u_index + 1), pick(u_index), pick(tau_index)

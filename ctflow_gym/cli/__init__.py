@@ -3,7 +3,7 @@
     ctflow demo                         the main job: everything below on the shipped data
     ctflow dataset build|thin|info|list Minari datasets (see ctflow_gym.data.builder)
     ctflow refiner fit|evaluate         TrajectoryRefiner, measured by replay in MuJoCo
-    ctflow agent train|evaluate         GTPAgent offline training and evaluation
+    ctflow agent train|evaluate         offline agents (GTP by default): training and evaluation
     ctflow wrap REFINER                 an SB3 policy inside RefinementWrapper(replay=True)
 
 Subcommands that run something share ``--seed``, ``--device``,
@@ -14,7 +14,8 @@ values) print one line starting ``ctflow: error:`` and exit with status 2, witho
 Python traceback.
 
 The command line is the top layer: it is the only part of ``ctflow_gym`` that
-imports ``agents``, and only inside the handlers that need it.
+imports ``agents``, and only inside functions (the ``agent`` parser takes its
+``--agent`` choices from the registry, the handlers the agents).
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from ctflow_gym.cli.common import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ctflow`` argument parser with every subcommand."""
-    parser = argparse.ArgumentParser(prog="ctflow", description="ctflow_gym: offline trajectory refinement with flows, checked in MuJoCo, and generative trajectory policies.")
+    parser = argparse.ArgumentParser(
+        prog="ctflow",
+        description="ctflow_gym: offline trajectory refinement with flows, checked in MuJoCo, "
+        "and generative trajectory policies.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,dataset,refiner,agent,wrap}")
     demo.register(commands)
     dataset_commands.register(commands)
@@ -44,7 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (UserError, ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError) as error:
+    except (
+        UserError, ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError
+    ) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"ctflow: error: {message}", file=sys.stderr)
         return 2

@@ -1,8 +1,10 @@
-"""``ctflow agent train | evaluate``: GTPAgent from a dataset, evaluated in the env.
+"""``ctflow agent train | evaluate``: a registered offline agent (default: GTP), trained and evaluated.
 
 The command line is the top layer of the package: it is the one part of
-``ctflow_gym`` that imports ``agents`` (lazily, inside the handlers); the library
-below it never does.
+``ctflow_gym`` that imports ``agents``, lazily (inside the functions that build the
+``agent`` parser and run its handlers); the library below it never does. Agents are
+picked by their registered name (``--agent``, choices from ``agents.AGENTS``), and a
+saved agent is loaded with ``agents.load_agent``, whatever its class.
 """
 
 from __future__ import annotations
@@ -11,30 +13,59 @@ import argparse
 
 from ctflow_gym.cli.common import UserError, command_run, common_flags, device_of, write_json
 
+CONFIG_FLAGS = {"eta": "--eta", "batch_size": "--batch-size", "sampling_steps": "--sampling-steps"}
+"""Training flags that set fields of the agent's config (``None``: the agent's default), by field."""
+
 
 def register(commands) -> None:
     """Add the ``agent`` subcommands to ``commands``."""
-    agent = commands.add_parser("agent", help="train and evaluate a GTPAgent", description="Train and evaluate a GTPAgent (generative trajectory policy).")
+    from agents import AGENTS
+
+    names = sorted(AGENTS)
+    agent = commands.add_parser(
+        "agent",
+        help="train and evaluate an offline agent (default: GTP)",
+        description=f"Train and evaluate a registered offline agent ({', '.join(names)}).",
+    )
     sub = agent.add_subparsers(dest="subcommand", required=True, metavar="{train,evaluate}")
 
-    train = sub.add_parser("train", parents=[common_flags()], help="train a GTPAgent offline", description="Train a GTPAgent on a dataset; the model (and its checkpoint) go to OUT/model.")
+    train = sub.add_parser(
+        "train",
+        parents=[common_flags()],
+        help="train an agent offline",
+        description="Train an agent on a dataset; the model (and its checkpoint) go to OUT/model.",
+    )
+    train.add_argument("--agent", default="gtp", choices=names, help="registered agent to train (default: gtp)")
     train.add_argument("--dataset", default=None, help="Minari id or path (default: the shipped dataset)")
     train.add_argument("--env", default=None, help="env id (default: the dataset's)")
     train.add_argument("--steps", type=int, default=50_000, help="gradient steps (default: 50000)")
-    train.add_argument("--eta", type=float, default=5.0, help="advantage temperature; 0 = GTP-BC (default: 5)")
-    train.add_argument("--batch-size", type=int, default=256)
-    train.add_argument("--sampling-steps", type=int, default=5, help="K at evaluation (default: 5)")
-    train.add_argument("--eval-freq", type=int, default=0, help="evaluate every N steps during training (default: never)")
+    train.add_argument(
+        "--eta", type=float, default=None, help="advantage temperature (GTP; 0 = GTP-BC; default: the agent's, 5)"
+    )
+    train.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: the agent's, 256)")
+    train.add_argument(
+        "--sampling-steps", type=int, default=None, help="K at evaluation (GTP; default: the agent's, 5)"
+    )
+    train.add_argument(
+        "--eval-freq", type=int, default=0, help="evaluate every N steps during training (default: never)"
+    )
     train.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default: 10)")
     train.add_argument("--checkpoint-freq", type=int, default=5000, help="checkpoint every N steps (default: 5000)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/model if a checkpoint is there")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(handler=_train)
 
-    evaluate = sub.add_parser("evaluate", parents=[common_flags()], help="evaluate a saved GTPAgent", description="Run a saved GTPAgent in its env and report the D4RL-normalised score.")
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[common_flags()],
+        help="evaluate a saved agent",
+        description="Run a saved agent (any registered class) in its env and report the D4RL-normalised score.",
+    )
     evaluate.add_argument("model", help="folder written by `ctflow agent train` (OUT/model)")
     evaluate.add_argument("--episodes", type=int, default=10)
-    evaluate.add_argument("--sampling-steps", type=int, default=5, help="K, flow-map jumps per action (default: 5)")
+    evaluate.add_argument(
+        "--sampling-steps", type=int, default=None, help="K, flow-map jumps per action (GTP; default: the saved K)"
+    )
     evaluate.set_defaults(handler=_evaluate)
 
 
@@ -44,16 +75,37 @@ def _positive(value: int, flag: str) -> int:
     return value
 
 
+def _config_overrides(args: argparse.Namespace, agent_class: type) -> dict:
+    """The config fields the training flags set for ``agent_class``; ``UserError`` for a flag it has no field for."""
+    from dataclasses import fields
+
+    known = {field.name for field in fields(agent_class.config_class)}
+    overrides = {}
+    for name, flag in CONFIG_FLAGS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name not in known:
+            raise UserError(f"{flag}: agent {args.agent!r} has no {name} setting")
+        overrides[name] = value
+    return overrides
+
+
 def _train(args: argparse.Namespace) -> int:
-    from agents import GTPAgent
+    from agents import agent_class
     from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 
     device = device_of(args)
     _positive(args.steps, "--steps")
-    _positive(args.sampling_steps, "--sampling-steps")
+    for name in ("batch_size", "sampling_steps"):
+        if getattr(args, name) is not None:
+            _positive(getattr(args, name), CONFIG_FLAGS[name])
+    cls = agent_class(args.agent)
+    overrides = _config_overrides(args, cls)
     dataset = load_dataset(args.dataset or DEFAULT_DATASET_ID)
     with command_run(args, "agent-train") as (out, logger):
-        agent = GTPAgent(args.env or dataset.env_spec.id, dataset, eta=args.eta, batch_size=args.batch_size, sampling_steps=args.sampling_steps, device=device, seed=args.seed, run_logger=logger)
+        env_id = args.env or dataset.env_spec.id
+        agent = cls(env_id, dataset, device=device, seed=args.seed, run_logger=logger, **overrides)
         agent.learn(
             args.steps,
             progress_bar=not args.no_progress,
@@ -66,20 +118,32 @@ def _train(args: argparse.Namespace) -> int:
         result = agent.evaluate(args.eval_episodes, seed=args.seed)
         logger.log({f"eval/final_{k}": v for k, v in result.items() if isinstance(v, float)}, step=agent.num_timesteps)
         write_json(out / "evaluation.json", result)
-    print(f"GTPAgent ({agent.num_timesteps} steps) saved to {out / 'model'}: return {result['mean_return']:.1f} +- {result['std_return']:.1f}, D4RL score {result['normalized_score']}")
+    print(
+        f"{type(agent).__name__} ({agent.num_timesteps} steps) saved to {out / 'model'}: "
+        f"return {result['mean_return']:.1f} +- {result['std_return']:.1f}, D4RL score {result['normalized_score']}"
+    )
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from agents import GTPAgent
+    from agents import load_agent
 
     device = device_of(args)
     _positive(args.episodes, "--episodes")
-    agent = GTPAgent.load(args.model, device=device)
-    agent.sampling_steps = _positive(args.sampling_steps, "--sampling-steps")
+    agent = load_agent(args.model, device=device)
+    options = {}
+    if args.sampling_steps is not None:
+        if "sampling_steps" not in agent.predict_time_options:
+            raise UserError(f"--sampling-steps: a {type(agent).__name__} has no sampling steps")
+        options["sampling_steps"] = _positive(args.sampling_steps, "--sampling-steps")
     with command_run(args, "agent-evaluate") as (out, logger):
-        result = agent.evaluate(args.episodes, seed=args.seed)
+        result = agent.evaluate(args.episodes, seed=args.seed, **options)
         logger.log({f"eval/{k}": v for k, v in result.items() if isinstance(v, float)})
         write_json(out / "evaluation.json", result)
-    print(f"{args.episodes} episodes, K={args.sampling_steps}: return {result['mean_return']:.1f} +- {result['std_return']:.1f}, D4RL score {result['normalized_score']}")
+    steps = options.get("sampling_steps", getattr(agent.config, "sampling_steps", None))
+    setting = "" if steps is None else f", K={steps}"
+    print(
+        f"{type(agent).__name__}, {args.episodes} episodes{setting}: return {result['mean_return']:.1f} "
+        f"+- {result['std_return']:.1f}, D4RL score {result['normalized_score']}"
+    )
     return 0

@@ -80,7 +80,7 @@ def register(commands) -> None:
 
 def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -> dict[str, Any]:
     """Run the demo's steps (module docstring) writing into ``out``; returns the summary."""
-    from agents import GTPAgent
+    from agents import agent_class
     from ctflow_gym.cli.refiner_commands import fit_refiner, plot_path
     from ctflow_gym.cli.wrap_command import run_wrapped_episodes
     from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_dataset, load_sb3_policy, normalized_score
@@ -115,7 +115,7 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     t = lap("wrapper_s", t)
 
     print(f"[demo] 4/5 training a GTPAgent for {config.gtp_steps} gradient steps", flush=True)
-    agent = GTPAgent(env_id, dataset, device=config.device, seed=config.seed, run_logger=logger)
+    agent = agent_class("gtp")(env_id, dataset, device=config.device, seed=config.seed, run_logger=logger)
     agent.learn(config.gtp_steps, progress_bar=progress_bar, log_interval=max(1, config.gtp_steps // 20))
     agent.save(out / "gtp")
     gtp = agent.evaluate(config.eval_episodes, seed=config.seed)

@@ -1,4 +1,4 @@
-"""The generative trajectory policy network: a learned ODE flow map over actions.
+"""GTP's networks: the flow-map actor (a learned ODE flow map over actions) and its MLP reference.
 
 Seed 003, section 3.3. Actions are noised as ``a_t = a + t z`` (z ~ N(0, I)) for noise
 levels t in [0, T]. The network predicts phi(s, a_t, t, tau), an estimate of the clean
@@ -28,21 +28,6 @@ def time_code(t: torch.Tensor) -> torch.Tensor:
     return torch.log(t + 1e-4) / 4.0
 
 
-def sampling_times(steps: int, max_time: float, min_time: float, rho: float = 7.0) -> list[float]:
-    """``steps + 1`` descending times T = t_0 > ... > t_K = 0 for K-step sampling.
-
-    Karras et al.'s rho-spacing of ``steps + 1`` points between ``min_time`` and
-    ``max_time`` with the smallest replaced by 0, so K = 1 is the one jump T -> 0 and
-    K = 2 stops once near t = 2.5 (T = 80) before the last jump.
-    """
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"sampling_steps must be an integer >= 1; got {steps!r}")
-    lo, hi = min_time ** (1 / rho), max_time ** (1 / rho)
-    times = [(hi + i / steps * (lo - hi)) ** rho for i in range(steps + 1)]
-    times[-1] = 0.0
-    return times
-
-
 class FlowMapActor(nn.Module):
     """phi_theta(s, a_t, t, tau) with EDM preconditioning, and the flow map Phi.
 
@@ -64,7 +49,9 @@ class FlowMapActor(nn.Module):
         return sd2 / (t**2 + sd2), t * self.sigma_data / norm, 1.0 / norm
 
     def _time_input(self, t: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-        return torch.cat([sinusoidal_time_features(time_code(t), TIME_FEATURES), sinusoidal_time_features(time_code(tau), TIME_FEATURES)], dim=-1)
+        features_t = sinusoidal_time_features(time_code(t), TIME_FEATURES)
+        features_tau = sinusoidal_time_features(time_code(tau), TIME_FEATURES)
+        return torch.cat([features_t, features_tau], dim=-1)
 
     def phi(self, obs: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """The clean-action estimate phi(s, a_t, t, tau); ``t``, ``tau`` of shape (B, 1)."""
@@ -77,11 +64,14 @@ class FlowMapActor(nn.Module):
         ratio = tau / t
         return (1.0 - ratio) * self.phi(obs, a_t, t, tau) + ratio * a_t
 
-    def sample(self, obs: torch.Tensor, times: tuple[float, ...] | list[float], noise: torch.Tensor | None) -> torch.Tensor:
+    def sample(
+        self, obs: torch.Tensor, times: tuple[float, ...] | list[float], noise: torch.Tensor | None
+    ) -> torch.Tensor:
         """Actions by K map steps a_{t_{i+1}} = Phi(s, a_{t_i}, t_i, t_{i+1}) (Eq. 15).
 
-        ``times`` from :func:`sampling_times`; ``noise`` ~ N(0, I) of shape (B, act_dim),
-        or ``None`` to start from a_T = 0 (the prior's mean: a deterministic policy).
+        ``times`` from :func:`agents.gtp.schedule.sampling_times`; ``noise`` ~ N(0, I) of
+        shape (B, act_dim), or ``None`` to start from a_T = 0 (the prior's mean: a
+        deterministic policy).
         Returns unclipped actions; no gradients flow.
 
         This is the same function as chaining :meth:`forward`, arranged for latency:
@@ -123,9 +113,12 @@ class FlowMapActor(nn.Module):
             c_skip, c_out, c_in = (float(c) for c in self._preconditioning(torch.tensor(t, dtype=torch.float64)))
             ratio = tau / t
             scale_a, scale_raw = (1 - ratio) * c_skip + ratio, (1 - ratio) * c_out
-            features = self._time_input(torch.tensor([[t]], device=device, dtype=dtype), torch.tensor([[tau]], device=device, dtype=dtype))
+            features = self._time_input(
+                torch.tensor([[t]], device=device, dtype=dtype), torch.tensor([[tau]], device=device, dtype=dtype)
+            )
             biases.append(first.bias + features[0] @ first.weight[:, act_end:].t())
-            steps.append(((c_in * first.weight[:, obs_end:act_end]).t().contiguous(), scale_raw * last.bias, scale_a, scale_raw))
+            weight_act_t = (c_in * first.weight[:, obs_end:act_end]).t().contiguous()
+            steps.append((weight_act_t, scale_raw * last.bias, scale_a, scale_raw))
         plan = {
             "weight_obs_t": first.weight[:, :obs_end].t(),
             "step_biases": torch.stack(biases).unsqueeze(1),
@@ -144,4 +137,4 @@ def plain_mlp_actor(obs_dim: int, act_dim: int, hidden: int = 256, layers: int =
     return MLP(obs_dim, act_dim, hidden, layers)
 
 
-__all__ = ["FlowMapActor", "plain_mlp_actor", "sampling_times", "time_code"]
+__all__ = ["TIME_FEATURES", "FlowMapActor", "plain_mlp_actor", "time_code"]

@@ -1,0 +1,167 @@
+"""Agents in the shared checkpoint format of :mod:`ctflow_gym.checkpoint`.
+
+A saved agent is a checkpoint folder of kind ``"agent:<class name>"``:
+
+- ``checkpoint.json``: format version and kind, then the agent's metadata
+  (:data:`META_KEYS`: config, env id, spaces, normalisation statistics, seed, step
+  counts, evaluation history, the minibatch sampler's numpy RNG state);
+- ``weights.safetensors``: every network of ``agent._modules()`` (EMA copies included),
+  keyed ``"<module>.<parameter>"``;
+- ``training_state.pt``: the optimisers' state and the torch RNG state, read with
+  ``torch.load(weights_only=True)``.
+
+Nothing in the folder is executed on load, and it is written atomically. Functions
+here take the agent (or its class) as an argument, so this module needs nothing from
+:mod:`agents.base` at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ctflow_gym.checkpoint import (
+    META_FILE,
+    TRAINING_STATE_FILE,
+    CheckpointError,
+    load_module_tensors,
+    load_tensors,
+    load_training_state,
+    module_tensors,
+    read_checkpoint_meta,
+    require_meta_keys,
+    save_checkpoint,
+)
+
+if TYPE_CHECKING:
+    from agents.base import OfflineAgent
+
+AGENT_FAMILY = "agent"
+"""The family part of every agent checkpoint's kind."""
+
+META_KEYS = (
+    "config",
+    "env_id",
+    "observation_shape",
+    "action_low",
+    "action_high",
+    "stats",
+    "seed",
+    "num_timesteps",
+    "target_timesteps",
+    "dataset_id",
+    "eval_history",
+    "batch_rng",
+)
+"""Keys every agent's ``checkpoint.json`` holds besides ``format_version`` and ``kind``."""
+
+
+def checkpoint_kind(agent_class: type) -> str:
+    """The kind an agent class writes into its checkpoints: ``"agent:<class name>"``."""
+    return f"{AGENT_FAMILY}:{agent_class.__name__}"
+
+
+def save_agent(agent: OfflineAgent, path: str | os.PathLike) -> Path:
+    """Write ``agent`` with its whole training state to the checkpoint folder ``path``; returns ``path``."""
+    meta = {
+        "config": asdict(agent.config),
+        "env_id": agent.env_id,
+        "observation_shape": [agent.obs_dim],
+        "action_low": agent.action_low.tolist(),
+        "action_high": agent.action_high.tolist(),
+        "stats": agent.stats.to_dict(),
+        "seed": agent.seed,
+        "num_timesteps": agent.num_timesteps,
+        "target_timesteps": agent.target_timesteps,
+        "dataset_id": agent.dataset_id,
+        "eval_history": agent.eval_history,
+        "batch_rng": agent._batch_rng.bit_generator.state,
+    }
+    training_state = {
+        "optimizers": {name: optimizer.state_dict() for name, optimizer in agent._optimizers().items()},
+        "torch_rng": agent.generator.get_state().cpu(),
+    }
+    return save_checkpoint(
+        path, checkpoint_kind(type(agent)), meta, module_tensors(agent._modules()), training_state=training_state
+    )
+
+
+def read_agent_meta(agent_class: type, path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of the checkpoint at ``path``, checked to be a complete ``agent_class`` one.
+
+    Raises ``FileNotFoundError`` (no checkpoint there, or one of the old layout) and
+    :class:`~ctflow_gym.checkpoint.CheckpointError` naming ``checkpoint.json``: damaged,
+    another format version, not an agent, an agent of another class, keys missing.
+    """
+    meta = read_checkpoint_meta(path, family=AGENT_FAMILY)
+    if meta["kind"] != checkpoint_kind(agent_class):
+        raise CheckpointError(
+            f"{Path(path) / META_FILE}: holds a {meta['kind']!r}, not a {agent_class.__name__}; load it with its own "
+            f"class, or with agents.load_agent(path), which picks the registered class from the kind"
+        )
+    require_meta_keys(path, meta, META_KEYS)
+    return meta
+
+
+def config_from_meta(agent_class: type, meta: dict[str, Any], path: str | os.PathLike) -> Any:
+    """``agent_class.config_class`` built from the saved config; ``CheckpointError`` for unknown fields."""
+    config_class = agent_class.config_class
+    unknown = sorted(set(meta["config"]) - {field.name for field in fields(config_class)})
+    if unknown:
+        raise CheckpointError(
+            f"{Path(path) / META_FILE}: config fields {unknown} are not {config_class.__name__} fields"
+        )
+    return config_class(**meta["config"])
+
+
+def restore_agent(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Load networks, optimisers, RNG states and step counts of the checkpoint at ``path`` into ``agent``.
+
+    ``meta`` is what :func:`read_agent_meta` returned for ``path``. A checkpoint without
+    ``training_state.pt`` restores the networks and counts only (enough to act).
+    """
+    load_module_tensors(agent._modules(), load_tensors(path, device=agent.device), path)
+    state = load_training_state(path, device=agent.device)
+    if state is not None:
+        try:
+            for name, optimizer in agent._optimizers().items():
+                optimizer.load_state_dict(state["optimizers"][name])
+            agent.generator.set_state(state["torch_rng"].cpu())
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{Path(path) / TRAINING_STATE_FILE}: does not fit this {type(agent).__name__} "
+                f"({type(error).__name__}: {error})"
+            ) from error
+    agent.num_timesteps = int(meta["num_timesteps"])
+    agent.target_timesteps = int(meta["target_timesteps"])
+    agent.eval_history = list(meta["eval_history"])
+    agent._batch_rng = np.random.default_rng()
+    agent._batch_rng.bit_generator.state = meta["batch_rng"]
+
+
+def require_same_settings(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Raise ``ValueError`` unless the checkpoint ``meta`` (read from ``path``) was made with ``agent``'s settings.
+
+    Config fields in ``agent.predict_time_options`` may differ (they only change acting);
+    so may nothing else, nor the observation and action sizes.
+    """
+    mine = asdict(agent.config)
+    saved = meta["config"]
+    differing = sorted(k for k, v in saved.items() if k not in agent.predict_time_options and mine.get(k) != v)
+    if differing or meta["observation_shape"] != [agent.obs_dim] or len(meta["action_low"]) != agent.act_dim:
+        details = ", ".join(f"{k}: checkpoint {saved[k]!r}, now {mine.get(k)!r}" for k in differing)
+        details = details or "observation/action sizes"
+        raise ValueError(
+            f"checkpoint_path: {str(Path(path))!r} was made with other settings ({details}); "
+            f"resume with the same ones or use a new checkpoint_path"
+        )
+
+
+def holds_something(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder with anything in it (a checkpoint to resume, or a folder not to overwrite)."""
+    path = Path(path)
+    return path.is_dir() and any(path.iterdir())
