@@ -261,7 +261,7 @@ class OfflineAgent:
         callback.on_training_start(locals(), globals())
         sums: dict[str, float] = {}
         since_log = 0
-        bar = tqdm(
+        bar = make_progress_bar(
             total=self.target_timesteps,
             initial=self.num_timesteps,
             desc=type(self).__name__,
