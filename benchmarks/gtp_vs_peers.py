@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import machine_info, write_atomic  # benchmarks/ is the script's folder
+from common import RunCache, machine_info, write_atomic  # benchmarks/ is the script's folder
 
 from agents import agent_class
 from agents.gtp.networks import FlowMapActor, plain_mlp_actor
@@ -271,8 +271,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     out = Path(args.out)
-    work = out / "gtp_vs_peers_runs"
-    work.mkdir(parents=True, exist_ok=True)
+    cache = RunCache(out / "gtp_vs_peers_runs")
+    work = cache.folder
     dataset = load_dataset(args.dataset)
     env_id = dataset.env_spec.id
     meta = {
@@ -287,7 +287,7 @@ def main() -> None:
     latency = json.loads(latency_file.read_text())
 
     def report() -> None:
-        runs = [json.loads(p.read_text()) for p in sorted(work.glob("*-seed*.json"))]
+        runs = cache.runs("*-seed*.json")
         runs = [r for r in runs if r["steps"] == args.steps]
         summary = summarize(runs, env_id)
         meta["seeds"] = sorted({r["seed"] for r in runs})
@@ -301,8 +301,8 @@ def main() -> None:
     try:
         for seed in [] if args.report_only else args.seeds:
             for method in args.methods:
-                run_file = work / f"{method}-seed{seed}.json"
-                if run_file.exists() and json.loads(run_file.read_text())["steps"] == args.steps:
+                name = f"{method}-seed{seed}"
+                if cache.get(name, {"steps": args.steps}) is not None:
                     continue
                 print(f"[gtp_vs_peers] {method} seed {seed}: {args.steps} steps", flush=True)
                 if method.startswith("gtp"):
@@ -314,7 +314,7 @@ def main() -> None:
                         export_transitions(dataset, data_file)
                     result = run_peer(method, seed, args, env_id, peer_python, data_file, work)
                 result["machine"] = meta["machine"]  # the code that ran is the commit at start
-                write_atomic(run_file, json.dumps(result, indent=2))
+                cache.put(name, result)
                 score = np.mean(normalized_score(env_id, result["returns"]))
                 print(
                     f"[gtp_vs_peers] {method} seed {seed}: score {score:.1f}, {result['steps_per_second']:.1f} steps/s",
