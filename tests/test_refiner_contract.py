@@ -118,3 +118,15 @@ def test_refined_policy(name, refiners):
 def test_an_object_outside_the_contract_is_refused():
     with pytest.raises(TypeError, match="Refiner contract"):
         RefinementWrapper(gym.make("Hopper-v5"), object())
+
+
+def test_run_episodes_takes_models_and_callables_and_refuses_others():
+    from ctflow_gym.wrappers import run_episodes
+
+    env = gym.make("Hopper-v5", max_episode_steps=20)
+    zero = lambda obs: np.zeros(3, np.float32)  # noqa: E731
+    assert run_episodes(env, zero, 2, seed=3) == run_episodes(env, zero, 2, seed=3)
+    with pytest.raises(ValueError, match="episodes must be"):
+        run_episodes(env, zero, 0)
+    with pytest.raises(TypeError, match="policy must be"):
+        run_episodes(env, object(), 1)

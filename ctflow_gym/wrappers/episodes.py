@@ -8,12 +8,13 @@ import gymnasium as gym
 import numpy as np
 
 
-def _act_fn(policy: Any, deterministic: bool) -> Callable[[np.ndarray], np.ndarray]:
+def policy_action_fn(policy: Any, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """``observation -> action`` from an SB3-style model (its ``predict``) or a callable; ``TypeError`` otherwise."""
     if hasattr(policy, "predict"):
         return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
     if callable(policy):
         return policy
-    raise TypeError(f"policy must have an SB3-style predict(obs, deterministic=...) or be a callable; got {type(policy).__name__}")
+    raise TypeError(f"policy must be an SB3-style model (with predict(obs, deterministic=...)) or a callable; got {type(policy).__name__}")
 
 
 def run_episodes(env: gym.Env, policy: Any, episodes: int, seed: int = 0, deterministic: bool = True) -> list[float]:
@@ -27,7 +28,7 @@ def run_episodes(env: gym.Env, policy: Any, episodes: int, seed: int = 0, determ
     """
     if not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer; got {episodes!r}")
-    act = _act_fn(policy, deterministic)
+    act = policy_action_fn(policy, deterministic)
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)

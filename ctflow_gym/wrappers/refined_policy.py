@@ -36,6 +36,7 @@ from ctflow_gym.replay import (
     window_score,
 )
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
+from ctflow_gym.wrappers.episodes import policy_action_fn
 
 __all__ = ["RefinedPolicy", "sb3_value_function"]
 
@@ -73,7 +74,7 @@ class RefinedPolicy:
             except Exception as error:
                 raise TypeError(f"env: {type(env.unwrapped).__name__} has no MuJoCo state and cannot be deep-copied for the look-ahead ({error})") from error
         require_env_matches_refiner(env, refiner)
-        self.base: Callable[[np.ndarray], np.ndarray] = self._as_callable(policy, deterministic)
+        self.base: Callable[[np.ndarray], np.ndarray] = policy_action_fn(policy, deterministic)
         self.refiner = refiner
         self.env = env
         self.strength = require_strength(strength)
@@ -83,14 +84,6 @@ class RefinedPolicy:
         self.window = refiner.window
         self._plan: list[np.ndarray] = []
         self.history: list[dict[str, Any]] = []
-
-    @staticmethod
-    def _as_callable(policy, deterministic: bool):
-        if hasattr(policy, "predict"):
-            return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
-        if callable(policy):
-            return policy
-        raise TypeError(f"policy must be an SB3 model or a callable; got {type(policy).__name__}")
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         """SB3-style ``predict``: returns ``(action, state)``; batched input of one env works."""
