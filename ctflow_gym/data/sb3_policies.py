@@ -54,7 +54,27 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from ctflow_gym.data.sb3_spaces import (
+    SERIALIZED as _SERIALIZED,
+)
+from ctflow_gym.data.sb3_spaces import (
+    NeedsPickle as _NeedsPickle,
+)
+from ctflow_gym.data.sb3_spaces import (
+    StoredSpace as _StoredSpace,
+)
+from ctflow_gym.data.sb3_spaces import (
+    check_env_space as _check_env_space,
+)
+from ctflow_gym.data.sb3_spaces import (
+    env_spaces as _env_spaces,
+)
+from ctflow_gym.data.sb3_spaces import (
+    is_env as _is_env,
+)
+from ctflow_gym.data.sb3_spaces import (
+    is_serialized as _is_serialized,
+)
 
 SB3_ALGORITHMS = ("SAC", "TD3", "DDPG", "PPO", "A2C")
 """Algorithms :func:`load_sb3_policy` rebuilds without unpickling."""
@@ -66,19 +86,6 @@ _POLICY_MODULES = {
     "stable_baselines3.common.policies": {"PPO", "A2C"},
 }
 _SKIPPED_FIELDS = {"policy_class", "policy_kwargs", "observation_space", "action_space", "device", "env", "n_envs"}
-_SERIALIZED = ":serialized:"
-_PRINT_PRECISION = 8  # numpy's default print precision, used by SB3's str() of Box bounds
-_BOX_TYPES = ("<class 'gymnasium.spaces.box.Box'>", "<class 'gym.spaces.box.Box'>")
-_DISCRETE_TYPES = ("<class 'gymnasium.spaces.discrete.Discrete'>", "<class 'gym.spaces.discrete.Discrete'>")
-
-
-class _NeedsPickle(Exception):
-    """Internal: the safe path cannot rebuild this field; unpickling could."""
-
-    def __init__(self, field: str, reason: str, advice: str = ""):
-        self.field = field
-        self.advice = advice
-        super().__init__(f"{field}: {reason}")
 
 
 def load_sb3_policy(
@@ -153,16 +160,6 @@ def _read_zip(path) -> tuple[set[str], dict[str, Any]]:
     if not isinstance(data, dict):
         raise ValueError(f"path: the 'data' member of {str(path)!r} is not a JSON object; not an SB3 model zip")
     return members, data
-
-
-def _is_serialized(value: Any) -> bool:
-    return isinstance(value, dict) and _SERIALIZED in value
-
-
-def _is_env(env: Any) -> bool:
-    import gymnasium as gym
-
-    return isinstance(env, gym.Env)
 
 
 # --- algorithm -------------------------------------------------------------------------
@@ -291,123 +288,6 @@ def _policy_kwargs(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(net_arch, list) and net_arch and isinstance(net_arch[0], dict):
         kwargs["net_arch"] = net_arch[0]  # SB3 < 1.8 format, converted as SB3's load does
     return kwargs
-
-
-# --- spaces ----------------------------------------------------------------------------
-
-
-def _parse_printed_array(text: Any, shape: tuple[int, ...], dtype: np.dtype) -> tuple[np.ndarray | None, bool]:
-    """Parse numpy's ``str(array)``: (values or None, whether they are exactly the saved ones)."""
-    if not isinstance(text, str) or "..." in text:
-        return None, False
-    tokens = text.replace("[", " ").replace("]", " ").split()
-    if len(tokens) != int(np.prod(shape, dtype=np.int64)):
-        return None, False
-    try:
-        if dtype.kind == "b":
-            if not set(tokens) <= {"True", "False"}:
-                return None, False
-            values = np.array([token == "True" for token in tokens], dtype=dtype)
-        elif dtype.kind in "iu":
-            values = np.array([int(token) for token in tokens], dtype=dtype)
-        else:
-            values = np.array([float(token) for token in tokens], dtype=dtype)
-    except (ValueError, OverflowError):
-        return None, False
-    values = values.reshape(shape)
-    exact = True
-    if dtype.kind == "f":  # fewer than 8 decimals: numpy printed the shortest exact repr
-        exact = all(len(token.split("e")[0].partition(".")[2]) < _PRINT_PRECISION for token in tokens)
-    with np.printoptions(precision=_PRINT_PRECISION, threshold=1000, floatmode="maxprec", suppress=False, legacy=False):
-        exact = exact and str(values).split() == text.split()
-    return values, exact
-
-
-class _StoredSpace:
-    """What the file says about one space: the space when exact, else what could be read."""
-
-    def __init__(self, field: str, value: Any):
-        import gymnasium as gym
-
-        self.field = field
-        self.space = None
-        self.low = self.high = None
-        if not _is_serialized(value):
-            raise ValueError(f"{field}: missing or unreadable in the file's data")
-        kind = value.get(":type:")
-        if kind in _DISCRETE_TYPES:
-            self.kind = "Discrete"
-            n, start = _integer(value.get("n")), _integer(value.get("start", 0))
-            if n is None or start is None:
-                raise _NeedsPickle(field, "a Discrete space whose n/start are not readable")
-            self.space = gym.spaces.Discrete(n, start=start)
-            return
-        if kind not in _BOX_TYPES:
-            raise _NeedsPickle(field, f"a {kind} space; only Box and Discrete spaces are rebuilt without unpickling")
-        self.kind = "Box"
-        try:
-            self.dtype = np.dtype(value.get("dtype"))
-            self.shape = tuple(int(size) for size in value.get("_shape"))
-        except (TypeError, ValueError):
-            raise _NeedsPickle(field, "a Box space whose dtype/shape are not readable") from None
-        if self.dtype.kind not in "fiub":
-            raise _NeedsPickle(field, f"a Box space of dtype {self.dtype}")
-        self.low, low_exact = _parse_printed_array(value.get("low"), self.shape, self.dtype)
-        self.high, high_exact = _parse_printed_array(value.get("high"), self.shape, self.dtype)
-        if low_exact and high_exact:
-            self.space = gym.spaces.Box(self.low, self.high, self.shape, self.dtype)
-
-    def check_env(self, env_space) -> None:
-        """Raise ``ValueError`` naming ``env`` when ``env_space`` is not this space."""
-        import gymnasium as gym
-
-        if self.space is not None:
-            _check_env_space(self.field, self.space, env_space)
-            return
-        same = (
-            isinstance(env_space, gym.spaces.Box)
-            and env_space.shape == self.shape
-            and env_space.dtype == self.dtype
-            and (self.low is None or np.allclose(env_space.low, self.low))
-            and (self.high is None or np.allclose(env_space.high, self.high))
-        )
-        if not same:
-            raise ValueError(
-                f"env: its {self.field} {env_space} does not match the file's "
-                f"(Box of shape {self.shape}, dtype {self.dtype}, low {self.low}, high {self.high})"
-            )
-
-
-def _integer(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-        return int(value)
-    return None
-
-
-def _check_env_space(field: str, stored, env_space) -> None:
-    if stored != env_space:
-        raise ValueError(f"env: its {field} {env_space} does not match the file's {stored}")
-
-
-def _env_spaces(env: Any):
-    if env is None:
-        return None
-    if isinstance(env, str):
-        import gymnasium as gym
-
-        try:
-            made = gym.make(env)
-        except gym.error.Error as error:
-            raise ValueError(f"env: cannot make {env!r}: {error}") from error
-        try:
-            return made.observation_space, made.action_space
-        finally:
-            made.close()
-    if not hasattr(env, "observation_space") or not hasattr(env, "action_space"):
-        raise ValueError(f"env must be a gymnasium Env or an env id; got {type(env).__name__}")
-    return env.observation_space, env.action_space
 
 
 # --- model -----------------------------------------------------------------------------
