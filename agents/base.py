@@ -36,7 +36,6 @@ import torch
 from minari import MinariDataset
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import Logger
-from ctflow_gym.progress import progress_bar as make_progress_bar
 
 from agents.evaluation import evaluate_predict, monitored_vec_env
 from agents.persistence import (
@@ -58,6 +57,7 @@ from ctflow_gym.data import NormalizationStats
 from ctflow_gym.data.transitions import Transitions
 from ctflow_gym.devices import resolve_device
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
+from ctflow_gym.progress import progress_bar as make_progress_bar
 
 __all__ = ["NonFiniteLossError", "OfflineAgent", "env_id_of", "make_env"]
 

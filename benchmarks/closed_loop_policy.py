@@ -25,13 +25,12 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from common import machine_info, write_atomic  # noqa: E402  (benchmarks/ is the script's folder)
 
 from ctflow_gym import TrajectoryRefiner
-from ctflow_gym.statistics import mean_se
 from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_sb3_policy, normalized_score
+from ctflow_gym.statistics import mean_se
 from ctflow_gym.wrappers import RefinedPolicy, RefinementWrapper, sb3_value_function
-
-from common import machine_info, write_atomic  # noqa: E402  (benchmarks/ is the script's folder)
 
 
 def run_episodes(make_policy, episodes: int, wrap=None) -> dict:
@@ -79,12 +78,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--strengths", type=float, nargs="+", default=[0.25, 0.5, 1.0])
-    parser.add_argument("--wrapper-strength", type=float, default=0.5, help="strength at which RefinementWrapper's commit mode is also run")
-    parser.add_argument("--refiner", default=None, help="a saved TrajectoryRefiner (default: fit one on the shipped dataset)")
-    parser.add_argument("--save-refiner", default=None, help="also save the fitted refiner here, for reuse with --refiner")
+    parser.add_argument(
+        "--wrapper-strength",
+        type=float,
+        default=0.5,
+        help="strength at which RefinementWrapper's commit mode is also run",
+    )
+    parser.add_argument(
+        "--refiner", default=None, help="a saved TrajectoryRefiner (default: fit one on the shipped dataset)"
+    )
+    parser.add_argument(
+        "--save-refiner", default=None, help="also save the fitted refiner here, for reuse with --refiner"
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--report-only", action="store_true", help="rewrite the markdown from the JSON in --out; run nothing")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the markdown from the JSON in --out; run nothing"
+    )
     args = parser.parse_args()
     if args.report_only:
         out = Path(args.out)
@@ -93,25 +103,37 @@ def main() -> None:
         return
 
     started = time.perf_counter()
-    refiner = TrajectoryRefiner.load(args.refiner) if args.refiner else TrajectoryRefiner(window=16, seed=args.seed).fit(DEFAULT_DATASET_ID, progress_bar=False)
+    refiner = (
+        TrajectoryRefiner.load(args.refiner)
+        if args.refiner
+        else TrajectoryRefiner(window=16, seed=args.seed).fit(DEFAULT_DATASET_ID, progress_bar=False)
+    )
     sac = load_sb3_policy(default_policy_path())
     fit_seconds = time.perf_counter() - started
     if args.save_refiner and not args.refiner:
         refiner.save(args.save_refiner)
     rows = {"base policy": run_episodes(lambda env: sac, args.episodes)}
     for strength in args.strengths:
-        rows[f"strength {strength}, no verification"] = run_episodes(lambda env: RefinedPolicy(sac, refiner, env, strength, verify=False), args.episodes)
-        rows[f"strength {strength}, replay verification"] = run_episodes(lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True), args.episodes)
+        rows[f"strength {strength}, no verification"] = run_episodes(
+            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=False), args.episodes
+        )
+        rows[f"strength {strength}, replay verification"] = run_episodes(
+            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True), args.episodes
+        )
         rows[f"strength {strength}, verification + SAC critic tail"] = run_episodes(
-            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True, value_fn=sb3_value_function(sac)), args.episodes
+            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True, value_fn=sb3_value_function(sac)),
+            args.episodes,
         )
         if strength == args.wrapper_strength:
             for label, value_fn in (("return", None), ("return + SAC critic tail", sb3_value_function(sac))):
                 rows[f"strength {strength}, RefinementWrapper commit by {label}"] = run_episodes(
-                    lambda env: sac, args.episodes, wrap=lambda env, v=value_fn: RefinementWrapper(env, refiner, strength, replay=True, mode="commit", value_fn=v)
+                    lambda env: sac,
+                    args.episodes,
+                    wrap=lambda env, v=value_fn: RefinementWrapper(
+                        env, refiner, strength, replay=True, mode="commit", value_fn=v
+                    ),
                 )
         print(f"strength {strength} done", flush=True)
-    base = rows["base policy"]["mean"]
     result = {
         "strengths": args.strengths,
         "episodes": args.episodes,
@@ -146,10 +168,17 @@ def write_markdown(result: dict, path: Path) -> None:
     lines = [
         "# Refiner after the shipped SB3 policy, closed loop on Hopper-v5",
         "",
-        f"Strengths {result['strengths']}, {episodes} episodes (seeds 1000..{1000 + episodes - 1}), refiner window 16 fitted on `{result['dataset']}` "
-        f"(default budget, seed {result['seed']}). Wall time {result['wall_seconds'] / 60:.1f} min. Machine: {result['machine']}.",
+        (
+            f"Strengths {result['strengths']}, {episodes} episodes (seeds 1000..{1000 + episodes - 1}), "
+            f"refiner window 16 fitted on `{result['dataset']}` "
+            f"(default budget, seed {result['seed']}). Wall time {result['wall_seconds'] / 60:.1f} min. "
+            f"Machine: {result['machine']}."
+        ),
         "",
-        "| policy | return (mean ± se) | paired diff vs base (mean ± se) | episodes better | windows refined | D4RL score | mean length | fell (terminated) | ms / env step |",
+        (
+            "| policy | return (mean ± se) | paired diff vs base (mean ± se) | episodes better | "
+            "windows refined | D4RL score | mean length | fell (terminated) | ms / env step |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
@@ -157,7 +186,13 @@ def write_markdown(result: dict, path: Path) -> None:
         paired = "" if name == "base policy" else f"{diff.mean():+.1f} ± {diff.std(ddof=1) / np.sqrt(len(diff)):.1f}"
         better = "" if name == "base policy" else f"{np.mean(diff > 0):.2f}"
         refined = f"{row['windows_refined'] / row['windows_planned']:.2f}" if row.get("windows_planned") else ""
-        lines.append(f"| {name} | {row['mean']:.1f} ± {row['se']:.1f} | {paired} | {better} | {refined} | {row['normalized_score']:.1f} | {row['mean_length']:.0f} | {row.get('terminated_episodes', '')} | {row['ms_per_step']:.2f} |")
+        lines.append(
+            (
+                f"| {name} | {row['mean']:.1f} ± {row['se']:.1f} | {paired} | {better} | {refined} | "
+                f"{row['normalized_score']:.1f} | {row['mean_length']:.0f} | "
+                f"{row.get('terminated_episodes', '')} | {row['ms_per_step']:.2f} |"
+            )
+        )
     write_atomic(path, "\n".join(lines) + "\n")
 
 

@@ -20,7 +20,11 @@ def machine_info() -> dict:
     """Commit, Python/torch versions, CPU, cores, torch threads and the GPU (if any)."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     # Result files being rewritten do not make the code dirty.
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
         "commit": (commit or "unknown") + ("+dirty" if dirty else ""),
         "python": sys.version.split()[0],

@@ -25,8 +25,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from common import RunCache, fit_and_evaluation_windows, machine_info, mean_se_cell, write_atomic  # benchmarks/ is the script's folder
+from common import (
+    RunCache,
+    fit_and_evaluation_windows,
+    machine_info,
+    mean_se_cell,
+    write_atomic,
+)  # benchmarks/ is the script's folder
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
@@ -42,11 +47,24 @@ def run_seed(dataset, seed: int, args) -> dict:
     for feedback in FEEDBACKS:
         started = time.perf_counter()
         budget = dict(ae_steps=300, flow_steps=300, predictor_steps=200) if args.quick else {}
-        refiner = TrajectoryRefiner(window=args.window, seed=seed, feedback=feedback, **budget).fit(fit_windows, progress_bar=False)
+        refiner = TrajectoryRefiner(window=args.window, seed=seed, feedback=feedback, **budget).fit(
+            fit_windows, progress_bar=False
+        )
         fit_seconds = time.perf_counter() - started
-        reports = {str(a): evaluate_refinement(refiner, eval_windows, strength=a, seed=seed, validity=False) for a in args.strengths}
-        result["by_feedback"][feedback] = {"fit_seconds": fit_seconds, "pairs": refiner.fit_info["pairs"], "by_strength": reports}
-        print(f"seed {seed} {feedback}: fit {fit_seconds:.0f}s, " + ", ".join(f"alpha {a}: {r['realized_gain']['mean']:+.3f}" for a, r in reports.items()), flush=True)
+        reports = {
+            str(a): evaluate_refinement(refiner, eval_windows, strength=a, seed=seed, validity=False)
+            for a in args.strengths
+        }
+        result["by_feedback"][feedback] = {
+            "fit_seconds": fit_seconds,
+            "pairs": refiner.fit_info["pairs"],
+            "by_strength": reports,
+        }
+        print(
+            f"seed {seed} {feedback}: fit {fit_seconds:.0f}s, "
+            + ", ".join(f"alpha {a}: {r['realized_gain']['mean']:+.3f}" for a, r in reports.items()),
+            flush=True,
+        )
     return result
 
 
@@ -55,11 +73,21 @@ def markdown(runs: list[dict], meta: dict) -> str:
     lines = [
         "# Refiner feedback: window return vs advantage, over seeds (closed loop)",
         "",
-        f"Dataset `{meta['dataset']}`, window {meta['window']}, {'quick (tiny) budget' if meta['quick'] else 'default refiner budget'}, {meta['eval_windows']} held-out evaluation windows per seed "
-        f"(episodes unseen in fitting; split and fit seeded with the seed). Realised gain: refined window replayed in MuJoCo from its recorded "
-        f"start state minus the source window's return, per 16-step window (mean ± se over windows). Machine: {meta['machine']}. Wall time of all seeds {meta['wall_minutes']:.0f} min.",
+        (
+            f"Dataset `{meta['dataset']}`, window {meta['window']}, "
+            f"{'quick (tiny) budget' if meta['quick'] else 'default refiner budget'}, "
+            f"{meta['eval_windows']} held-out evaluation windows per seed "
+            "(episodes unseen in fitting; split and fit seeded with the seed). Realised gain: refined "
+            "window replayed in MuJoCo from its recorded "
+            "start state minus the source window's return, per 16-step window (mean ± se over "
+            f"windows). Machine: {meta['machine']}. Wall time of all seeds {meta['wall_minutes']:.0f} "
+            "min."
+        ),
         "",
-        "| seed | alpha | return: realised gain | return: improved | advantage: realised gain | advantage: improved | advantage - return |",
+        (
+            "| seed | alpha | return: realised gain | return: improved | advantage: realised gain | "
+            "advantage: improved | advantage - return |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     differences: dict[str, list[float]] = {}
@@ -76,7 +104,12 @@ def markdown(runs: list[dict], meta: dict) -> str:
     lines += ["", "Advantage minus return, over seeds (mean ± sample std, seeds where advantage realised more):", ""]
     for alpha, values in differences.items():
         spread = np.std(values, ddof=1) if len(values) > 1 else 0.0
-        lines.append(f"- alpha {alpha}: {np.mean(values):+.3f} ± {spread:.3f}, {sum(v > 0 for v in values)} of {len(values)} seeds")
+        lines.append(
+            (
+                f"- alpha {alpha}: {np.mean(values):+.3f} ± {spread:.3f}, {sum(v > 0 for v in values)} of "
+                f"{len(values)} seeds"
+            )
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -95,7 +128,12 @@ def main() -> None:
     dataset = load_dataset(args.dataset)
     runs = []
     for seed in args.seeds:
-        settings = {"strengths": args.strengths, "window": args.window, "requested_eval_windows": args.eval_windows, "quick": args.quick}
+        settings = {
+            "strengths": args.strengths,
+            "window": args.window,
+            "requested_eval_windows": args.eval_windows,
+            "quick": args.quick,
+        }
         run = cache.get(f"seed{seed}", settings)
         if run is None:
             seed_started = time.perf_counter()
@@ -104,8 +142,13 @@ def main() -> None:
             cache.put(f"seed{seed}", run)
         runs.append(run)
     meta = {
-        "dataset": str(args.dataset), "window": args.window, "strengths": args.strengths, "eval_windows": args.eval_windows,
-        "machine": machine_info(), "wall_minutes": sum(r["wall_seconds"] for r in runs) / 60, "quick": args.quick,
+        "dataset": str(args.dataset),
+        "window": args.window,
+        "strengths": args.strengths,
+        "eval_windows": args.eval_windows,
+        "machine": machine_info(),
+        "wall_minutes": sum(r["wall_seconds"] for r in runs) / 60,
+        "quick": args.quick,
     }
     write_atomic(out / "feedback_seeds.json", json.dumps({"meta": meta, "runs": runs}, indent=2))
     write_atomic(out / "feedback_seeds.md", markdown(runs, meta))

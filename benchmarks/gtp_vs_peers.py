@@ -32,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from common import RunCache, machine_info, write_atomic  # benchmarks/ is the script's folder
 
 from agents import agent_class
@@ -100,11 +99,28 @@ def run_peer(method: str, seed: int, args, env_id: str, python: Path, data_file:
     """Run ``peer_d3rlpy.py`` in the peer venv and read its JSON back."""
     out = work / f".{method}-seed{seed}.peer.json"
     command = [
-        str(python), str(Path(__file__).with_name("peer_d3rlpy.py")),
-        "--algo", method, "--data", str(data_file), "--env", env_id,
-        "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(seed),
-        "--episodes", str(args.episodes), "--eval-seed", str(10_000 + seed),
-        "--device", "cuda:0" if args.device.startswith("cuda") else "cpu:0", "--out", str(out),
+        str(python),
+        str(Path(__file__).with_name("peer_d3rlpy.py")),
+        "--algo",
+        method,
+        "--data",
+        str(data_file),
+        "--env",
+        env_id,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--seed",
+        str(seed),
+        "--episodes",
+        str(args.episodes),
+        "--eval-seed",
+        str(10_000 + seed),
+        "--device",
+        "cuda:0" if args.device.startswith("cuda") else "cpu:0",
+        "--out",
+        str(out),
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL if not args.progress else None)
@@ -276,8 +292,14 @@ def main() -> None:
     dataset = load_dataset(args.dataset)
     env_id = dataset.env_spec.id
     meta = {
-        "dataset": dataset.id, "transitions": int(dataset.total_steps), "env_id": env_id, "steps": args.steps,
-        "batch_size": args.batch_size, "seeds": args.seeds, "episodes": args.episodes, "machine": machine_info(),
+        "dataset": dataset.id,
+        "transitions": int(dataset.total_steps),
+        "env_id": env_id,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "seeds": args.seeds,
+        "episodes": args.episodes,
+        "machine": machine_info(),
     }
     latency_file = work / "latency.json"
     if not latency_file.exists():

@@ -27,7 +27,9 @@ def make_algo(name: str, batch_size: int, steps: int, device: str):
         return d3rlpy.algos.IQLConfig(
             actor_learning_rate=3e-4,
             critic_learning_rate=3e-4,
-            actor_optim_factory=d3rlpy.optimizers.AdamFactory(lr_scheduler_factory=d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=steps)),
+            actor_optim_factory=d3rlpy.optimizers.AdamFactory(
+                lr_scheduler_factory=d3rlpy.optimizers.CosineAnnealingLRFactory(T_max=steps)
+            ),
             batch_size=batch_size,
             weight_temp=3.0,
             max_weight=100.0,
@@ -73,7 +75,14 @@ def main() -> None:
     d3rlpy.seed(args.seed)
     algo = make_algo(args.algo, args.batch_size, args.steps, args.device)
     started = time.perf_counter()
-    algo.fit(dataset, n_steps=args.steps, n_steps_per_epoch=min(args.steps, 10_000), show_progress=False, logger_adapter=d3rlpy.logging.NoopAdapterFactory(), save_interval=10**9)
+    algo.fit(
+        dataset,
+        n_steps=args.steps,
+        n_steps_per_epoch=min(args.steps, 10_000),
+        show_progress=False,
+        logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+        save_interval=10**9,
+    )
     train_seconds = time.perf_counter() - started
 
     env = gym.make(args.env)

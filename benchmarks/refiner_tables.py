@@ -21,8 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from common import fit_and_evaluation_windows, machine_info, markdown_table, mean_se_cell, write_atomic  # benchmarks/ is the script's folder
+from common import (
+    fit_and_evaluation_windows,
+    machine_info,
+    markdown_table,
+    mean_se_cell,
+    write_atomic,
+)  # benchmarks/ is the script's folder
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
@@ -48,8 +53,12 @@ def _cell(report: dict, key: str) -> str:
 def _table(rows: list[tuple[str, dict]], first: str) -> str:
     header = [first] + [name for _, name in COLUMNS] + ["gain > 0", "terminated"]
     body = [
-        [label] + [_cell(report, key) for key, _ in COLUMNS]
-        + [f"{report.get(k, float('nan')):.2f}" for k in ("realized_gain_positive_fraction", "refined_terminated_fraction")]
+        [label]
+        + [_cell(report, key) for key, _ in COLUMNS]
+        + [
+            f"{report.get(k, float('nan')):.2f}"
+            for k in ("realized_gain_positive_fraction", "refined_terminated_fraction")
+        ]
         for label, report in rows
     ]
     return markdown_table(header, body)
@@ -80,11 +89,15 @@ def main() -> None:
 
     dataset = load_dataset(args.dataset)
     windows, fit_windows, eval_windows = fit_and_evaluation_windows(dataset, args.window, args.seed, args.eval_windows)
-    print(f"{len(windows)} windows; fit on {len(fit_windows)}, evaluate {len(eval_windows)} held-out windows", flush=True)
+    print(
+        f"{len(windows)} windows; fit on {len(fit_windows)}, evaluate {len(eval_windows)} held-out windows", flush=True
+    )
 
     def fit(**overrides) -> tuple[TrajectoryRefiner, float]:
         started = time.perf_counter()
-        refiner = TrajectoryRefiner(window=args.window, seed=args.seed, **budget, **overrides).fit(fit_windows, progress_bar=False)
+        refiner = TrajectoryRefiner(window=args.window, seed=args.seed, **budget, **overrides).fit(
+            fit_windows, progress_bar=False
+        )
         return refiner, time.perf_counter() - started
 
     def evaluate(refiner, **kwargs) -> dict:
@@ -130,7 +143,9 @@ def main() -> None:
         "fit_seconds": fit_seconds,
         "refine_windows_per_second_batch_1024": throughput,
         "refine_latency_ms_batch_1_median": 1000 * float(np.median(latencies)),
-        "pair_construction_seconds": {str(n): _pair_cost(n, args.seed) for n in ((1000, 2000) if args.quick else (10_000, 100_000))},
+        "pair_construction_seconds": {
+            str(n): _pair_cost(n, args.seed) for n in ((1000, 2000) if args.quick else (10_000, 100_000))
+        },
     }
     result = {
         "dataset": str(args.dataset),
@@ -158,10 +173,14 @@ def main() -> None:
     md = [
         f"# TrajectoryRefiner: the CTF paper's tables on `{args.dataset}`",
         "",
-        f"Window H = {args.window}, seed {args.seed}, {len(fit_windows)} fit windows, {len(eval_windows)} held-out evaluation windows "
+        f"Window H = {args.window}, seed {args.seed}, {len(fit_windows)} fit windows, "
+        f"{len(eval_windows)} held-out evaluation windows "
         f"(episodes unseen in fitting). Machine: {result['machine']}. Wall time {result['wall_seconds'] / 60:.1f} min.",
         "Gains are in window-return units (sum of H rewards); mean ± standard error over evaluation windows.",
-        "Closed-loop gain: refined actions replayed open loop in MuJoCo from the source window's recorded start state, minus the source's realised return.",
+        (
+            "Closed-loop gain: refined actions replayed open loop in MuJoCo from the source window's "
+            "recorded start state, minus the source's realised return."
+        ),
         "",
         "## Table 1: methods",
         _table(table1, "method"),
@@ -179,7 +198,8 @@ def main() -> None:
         f"- fit (autoencoder + pairs + flow + predictor): {cost['fit_seconds']:.1f} s",
         f"- refine throughput at batch 1024: {cost['refine_windows_per_second_batch_1024']:.0f} windows/s",
         f"- refine latency at batch 1 (median of 50): {cost['refine_latency_ms_batch_1_median']:.2f} ms",
-        "- pair construction (exact k-NN, d = 16, k = 3): " + ", ".join(f"{n} windows: {s:.2f} s" for n, s in cost["pair_construction_seconds"].items()),
+        "- pair construction (exact k-NN, d = 16, k = 3): "
+        + ", ".join(f"{n} windows: {s:.2f} s" for n, s in cost["pair_construction_seconds"].items()),
         "",
     ]
     write_atomic(out / f"{stem}.md", "\n".join(md))

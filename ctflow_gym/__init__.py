@@ -8,7 +8,14 @@ The data layer is :mod:`ctflow_gym.data`, replay in MuJoCo :mod:`ctflow_gym.repl
 refiners :mod:`ctflow_gym.refine`, env integration :mod:`ctflow_gym.wrappers`.
 """
 
-from ctflow_gym.refine import RefinementResult, Refiner, RefinerConfig, TrajectoryRefiner, load_refiner, register_refiner
+from ctflow_gym.refine import (
+    RefinementResult,
+    Refiner,
+    RefinerConfig,
+    TrajectoryRefiner,
+    load_refiner,
+    register_refiner,
+)
 from ctflow_gym.wrappers import RefinedPolicy, RefinementWrapper
 
 __version__ = "0.1.0"

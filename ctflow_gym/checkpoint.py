@@ -53,7 +53,9 @@ def module_tensors(modules: Mapping[str, torch.nn.Module | None]) -> dict[str, t
     }
 
 
-def load_module_tensors(modules: Mapping[str, torch.nn.Module | None], tensors: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+def load_module_tensors(
+    modules: Mapping[str, torch.nn.Module | None], tensors: Mapping[str, torch.Tensor], path: str | os.PathLike
+) -> None:
     """Load each module's state dict from ``tensors`` (as :func:`module_tensors` keyed them).
 
     Raises :class:`CheckpointError` naming the weights file of ``path`` when a module's
@@ -67,7 +69,9 @@ def load_module_tensors(modules: Mapping[str, torch.nn.Module | None], tensors: 
         try:
             module.load_state_dict(own)
         except RuntimeError as error:
-            raise CheckpointError(f"{Path(path) / WEIGHTS_FILE}: the tensors of {name!r} do not fit the network ({error})") from error
+            raise CheckpointError(
+                f"{Path(path) / WEIGHTS_FILE}: the tensors of {name!r} do not fit the network ({error})"
+            ) from error
 
 
 def save_checkpoint(
@@ -105,7 +109,9 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint_meta(path: str | os.PathLike, family: str | None = None, kinds: Iterable[str] | None = None) -> dict[str, Any]:
+def read_checkpoint_meta(
+    path: str | os.PathLike, family: str | None = None, kinds: Iterable[str] | None = None
+) -> dict[str, Any]:
     """The metadata of the checkpoint at ``path``, checked.
 
     Args:
@@ -121,7 +127,11 @@ def read_checkpoint_meta(path: str | os.PathLike, family: str | None = None, kin
     meta_file = path / META_FILE
     if not meta_file.is_file():
         old = [name for name in ("config.json", "agent.json") if (path / name).is_file()]
-        hint = f" (it has {old[0]}: saved by an older ctflow_gym in format version 1; refit or retrain to save it again)" if old else ""
+        hint = (
+            f" (it has {old[0]}: saved by an older ctflow_gym in format version 1; refit or retrain to save it again)"
+            if old
+            else ""
+        )
         raise FileNotFoundError(f"path: {str(path)!r} holds no {META_FILE}{hint}")
     try:
         meta = json.loads(meta_file.read_text())
@@ -131,7 +141,9 @@ def read_checkpoint_meta(path: str | os.PathLike, family: str | None = None, kin
         raise CheckpointError(f"{meta_file}: expected a JSON object; got {type(meta).__name__}")
     version = meta.get("format_version")
     if version != CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(f"{meta_file}: format version {version!r}; this ctflow_gym reads version {CHECKPOINT_FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{meta_file}: format version {version!r}; this ctflow_gym reads version {CHECKPOINT_FORMAT_VERSION}"
+        )
     kind = meta.get("kind")
     if not isinstance(kind, str) or ":" not in kind:
         raise CheckpointError(f"{meta_file}: 'kind' must be '<family>:<class name>'; got {kind!r}")
@@ -151,7 +163,9 @@ def require_meta_keys(path: str | os.PathLike, meta: Mapping[str, Any], keys: It
         raise CheckpointError(f"{Path(path) / META_FILE}: missing {missing}; the checkpoint is damaged")
 
 
-def load_tensors(path: str | os.PathLike, stem: str = "weights", device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_tensors(
+    path: str | os.PathLike, stem: str = "weights", device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
     """Tensors of ``<stem>.safetensors`` in the checkpoint at ``path``."""
     file = Path(path) / f"{stem}.safetensors"
     if not file.is_file():
@@ -170,4 +184,6 @@ def load_training_state(path: str | os.PathLike, device: str | torch.device = "c
     try:
         return torch.load(file, map_location=device, weights_only=True)
     except Exception as error:  # torch raises several types for damaged or unsafe files
-        raise CheckpointError(f"{file}: cannot be read as weights-only tensors ({type(error).__name__}: {error})") from error
+        raise CheckpointError(
+            f"{file}: cannot be read as weights-only tensors ({type(error).__name__}: {error})"
+        ) from error

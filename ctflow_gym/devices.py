@@ -20,7 +20,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if resolved.type == "cuda":
         count = torch.cuda.device_count()
         if count == 0 or (resolved.index is not None and resolved.index >= count):
-            raise ValueError(f"device: {device!r} does not exist on this machine ({count} CUDA devices); use auto or cpu")
+            raise ValueError(
+                f"device: {device!r} does not exist on this machine ({count} CUDA devices); use auto or cpu"
+            )
     elif resolved.type not in ("cpu", "mps"):
         raise ValueError(f"device: {device!r} is not supported (use auto, cpu, cuda or cuda:N)")
     return resolved

@@ -19,7 +19,14 @@ dataset = load_dataset(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_DATASET_ID)
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 3000
 
 agent = GTPAgent(dataset.env_spec.id, dataset, eta=5.0, seed=0, verbose=1)
-agent.learn(steps, progress_bar=True, eval_freq=steps // 2, n_eval_episodes=3, checkpoint_path="gtp_example", checkpoint_freq=1000)
+agent.learn(
+    steps,
+    progress_bar=True,
+    eval_freq=steps // 2,
+    n_eval_episodes=3,
+    checkpoint_path="gtp_example",
+    checkpoint_freq=1000,
+)
 for k in (1, 2, 5):
     agent.sampling_steps = k
     mean, std = evaluate_policy(agent, agent.get_env(), n_eval_episodes=5)

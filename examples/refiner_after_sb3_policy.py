@@ -1,6 +1,6 @@
 """Attach a refiner after the shipped SB3 policy and compare them with evaluate_policy.
 
-    python examples/refiner_after_sb3_policy.py
+python examples/refiner_after_sb3_policy.py
 """
 
 import gymnasium as gym
@@ -27,4 +27,9 @@ refined_mean, refined_std = evaluate_policy(refined, env, n_eval_episodes=5, war
 
 kept = sum(r["refined"] for r in refined.history)
 print(f"base policy:              {base_mean:8.1f} +- {base_std:.1f}")
-print(f"refined, verified + tail: {refined_mean:8.1f} +- {refined_std:.1f}  ({kept}/{len(refined.history)} windows refined)")
+print(
+    (
+        f"refined, verified + tail: {refined_mean:8.1f} +- {refined_std:.1f}  "
+        f"({kept}/{len(refined.history)} windows refined)"
+    )
+)

@@ -28,7 +28,14 @@ while not done:
     done = terminated or truncated
     if "refinement" in info:
         r = info["refinement"]
-        print(f"window: source return {r['source_return']:7.2f}  refined (replayed) {r['realized_return']:7.2f}  "
-              f"predicted gain {r['predicted_gain']:+.2f}  action dev {r['action_deviation']:.3f}")
+        print(
+            f"window: source return {r['source_return']:7.2f}  refined (replayed) {r['realized_return']:7.2f}  "
+            f"predicted gain {r['predicted_gain']:+.2f}  action dev {r['action_deviation']:.3f}"
+        )
 t = env.totals
-print(f"{t.windows_refined} windows refined; mean predicted gain {t.mean_predicted_gain:+.3f}, mean realised gain {t.mean_realized_gain:+.3f}")
+print(
+    (
+        f"{t.windows_refined} windows refined; mean predicted gain {t.mean_predicted_gain:+.3f}, "
+        f"mean realised gain {t.mean_realized_gain:+.3f}"
+    )
+)

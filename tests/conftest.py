@@ -23,7 +23,9 @@ def random_dataset_path(datasets_root) -> Path:
     from ctflow_gym.data import BuildConfig, build_dataset
 
     return build_dataset(
-        BuildConfig(env_id="Hopper-v5", kind="random", n_steps=1500, seed=3, root=str(datasets_root), progress_bar=False)
+        BuildConfig(
+            env_id="Hopper-v5", kind="random", n_steps=1500, seed=3, root=str(datasets_root), progress_bar=False
+        )
     )
 
 

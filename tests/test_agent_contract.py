@@ -250,13 +250,24 @@ def test_bad_inputs_are_clear_errors(name, random_dataset, random_dataset_path, 
     observations = np.array(episode.observations)
     observations[2, 1] = np.nan
     buffer = EpisodeBuffer(
-        id=0, observations=list(observations), actions=list(episode.actions), rewards=list(episode.rewards),
-        terminations=list(episode.terminations), truncations=list(episode.truncations),
+        id=0,
+        observations=list(observations),
+        actions=list(episode.actions),
+        rewards=list(episode.rewards),
+        terminations=list(episode.terminations),
+        truncations=list(episode.truncations),
     )
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     nan_dataset = minari.create_dataset_from_buffers(
-        "test/hopper/nan-v0", buffer=[buffer], env=gym.make("Hopper-v5"), algorithm_name="test", author="t",
-        author_email="t@example.org", code_permalink="t", description="NaN test", eval_env="Hopper-v5",
+        "test/hopper/nan-v0",
+        buffer=[buffer],
+        env=gym.make("Hopper-v5"),
+        algorithm_name="test",
+        author="t",
+        author_email="t@example.org",
+        code_permalink="t",
+        description="NaN test",
+        eval_env="Hopper-v5",
     )
     with pytest.raises(ValueError, match="dataset observations must be finite"):
         make(name, nan_dataset)
@@ -284,6 +295,7 @@ def test_damaged_or_foreign_checkpoints_are_errors_naming_the_file(name, trained
             for key in [k for k, v in changes.items() if v is None]:
                 del meta[key]
             (path / "checkpoint.json").write_text(json.dumps(meta))
+
         return change
 
     not_json = damaged("not_json", lambda p: (p / "checkpoint.json").write_text("{not json"))

@@ -24,15 +24,25 @@ def _save(path):
     optimizer = torch.optim.Adam(net.parameters())
     net(torch.ones(1, 3)).sum().backward()
     optimizer.step()
-    save_checkpoint(path, "refiner:Toy", {"config": {"a": 1}}, module_tensors({"net": net}),
-                    extra_tensors={"bank": {"x": torch.arange(4.0)}}, training_state={"optimizer": optimizer.state_dict()})
+    save_checkpoint(
+        path,
+        "refiner:Toy",
+        {"config": {"a": 1}},
+        module_tensors({"net": net}),
+        extra_tensors={"bank": {"x": torch.arange(4.0)}},
+        training_state={"optimizer": optimizer.state_dict()},
+    )
     return net
 
 
 def test_round_trip(tmp_path):
     net = _save(tmp_path / "ckpt")
     meta = read_checkpoint_meta(tmp_path / "ckpt", family="refiner", kinds=["refiner:Toy"])
-    assert meta["format_version"] == CHECKPOINT_FORMAT_VERSION and meta["kind"] == "refiner:Toy" and meta["config"] == {"a": 1}
+    assert (
+        meta["format_version"] == CHECKPOINT_FORMAT_VERSION
+        and meta["kind"] == "refiner:Toy"
+        and meta["config"] == {"a": 1}
+    )
     other = torch.nn.Linear(3, 2)
     load_module_tensors({"net": other}, load_tensors(tmp_path / "ckpt"), tmp_path / "ckpt")
     assert torch.equal(other.weight, net.weight)

@@ -33,7 +33,22 @@ def test_build_through_the_cli(tmp_path, capsys):
 
 def test_dataset_list_and_thin_to_a_step_target(random_dataset_path, tmp_path, capsys, monkeypatch):
     root = tmp_path / "root"
-    assert main(["dataset", "thin", str(random_dataset_path), "--target-steps", "500", "--out", str(root), "--dataset-id", "test/hopper/small-v0"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "thin",
+                str(random_dataset_path),
+                "--target-steps",
+                "500",
+                "--out",
+                str(root),
+                "--dataset-id",
+                "test/hopper/small-v0",
+            ]
+        )
+        == 0
+    )
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))
     capsys.readouterr()
     assert main(["dataset", "list"]) == 0
@@ -43,7 +58,24 @@ def test_dataset_list_and_thin_to_a_step_target(random_dataset_path, tmp_path, c
 
 def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--refiner-steps", "60", "--held-out-windows", "40", "--episodes", "1", "--gtp-steps", "20", "--eval-episodes", "1", "--wandb", "offline", "--out", str(out), "--no-progress"]
+    args = [
+        "demo",
+        "--refiner-steps",
+        "60",
+        "--held-out-windows",
+        "40",
+        "--episodes",
+        "1",
+        "--gtp-steps",
+        "20",
+        "--eval-episodes",
+        "1",
+        "--wandb",
+        "offline",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "realised gain when replayed in MuJoCo" in printed and "D4RL score" in printed and "wandb sync" in printed
@@ -56,17 +88,64 @@ def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):
     assert (out / "refiner" / "weights.safetensors").is_file() and (out / "gtp" / "checkpoint.json").is_file()
     run = read_offline_run(Path(summary["files"]["wandb_run"]))
     keys = logged_keys(run)
-    for key in ("refiner/ae_loss", "refiner/flow_loss", "wrapper/realized_gain", "train/actor_loss", "train/critic_loss", "demo/gtp_normalized_score", "demo/returns/_type", "refiner/refinement_path/_type"):
+    for key in (
+        "refiner/ae_loss",
+        "refiner/flow_loss",
+        "wrapper/realized_gain",
+        "train/actor_loss",
+        "train/critic_loss",
+        "demo/gtp_normalized_score",
+        "demo/returns/_type",
+        "refiner/refinement_path/_type",
+    ):
         assert key in keys, key
     assert run["config"]["demo"]["gtp_steps"] == 20
 
 
 def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
     fit_out = tmp_path / "fit"
-    assert main(["refiner", "fit", "--dataset", str(random_dataset_path), "--window", "8", "--ae-steps", "50", "--flow-steps", "50", "--predictor-steps", "20", "--out", str(fit_out), "--device", "cpu", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "refiner",
+                "fit",
+                "--dataset",
+                str(random_dataset_path),
+                "--window",
+                "8",
+                "--ae-steps",
+                "50",
+                "--flow-steps",
+                "50",
+                "--predictor-steps",
+                "20",
+                "--out",
+                str(fit_out),
+                "--device",
+                "cpu",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (fit_out / "refiner" / "checkpoint.json").is_file() and (fit_out / "refinement_path.png").is_file()
     eval_out = tmp_path / "eval"
-    assert main(["refiner", "evaluate", str(fit_out / "refiner"), "--dataset", str(random_dataset_path), "--windows", "20", "--out", str(eval_out)]) == 0
+    assert (
+        main(
+            [
+                "refiner",
+                "evaluate",
+                str(fit_out / "refiner"),
+                "--dataset",
+                str(random_dataset_path),
+                "--windows",
+                "20",
+                "--out",
+                str(eval_out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((eval_out / "evaluation.json").read_text())
     assert report["windows"] == 20 and "realized_gain" in report
     wrap_out = tmp_path / "wrap"
@@ -76,7 +155,22 @@ def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
     assert wrapped["windows_committed"] == 0 and wrapped["mode"] == "shadow"
     assert "mean realised gain" in capsys.readouterr().out
     commit_out = tmp_path / "commit"
-    assert main(["wrap", str(fit_out / "refiner"), "--episodes", "1", "--mode", "commit", "--critic-tail", "--out", str(commit_out)]) == 0
+    assert (
+        main(
+            [
+                "wrap",
+                str(fit_out / "refiner"),
+                "--episodes",
+                "1",
+                "--mode",
+                "commit",
+                "--critic-tail",
+                "--out",
+                str(commit_out),
+            ]
+        )
+        == 0
+    )
     committed = json.loads((commit_out / "wrap.json").read_text())
     assert committed["mode"] == "commit" and committed["critic_tail"] is True
     assert 0 <= committed["windows_committed"] <= committed["windows_replayed"] > 0
@@ -99,7 +193,19 @@ def test_evaluation_windows_come_from_held_out_episodes(random_dataset, tmp_path
 
 def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
     out = tmp_path / "agent"
-    common = ["--dataset", str(random_dataset_path), "--batch-size", "32", "--eval-episodes", "1", "--out", str(out), "--device", "cpu", "--no-progress"]
+    common = [
+        "--dataset",
+        str(random_dataset_path),
+        "--batch-size",
+        "32",
+        "--eval-episodes",
+        "1",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     assert main(["agent", "train", "--agent", "gtp", "--steps", "10", "--checkpoint-freq", "5", *common]) == 0
     meta = json.loads((out / "model" / "checkpoint.json").read_text())
     assert meta["num_timesteps"] == 10 and meta["kind"] == "agent:GTPAgent" and meta["config"]["batch_size"] == 32
@@ -129,7 +235,23 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     cases.append((["wrap", "somewhere", "--wandb", "online", "--out", str(tmp_path / "w")], "no checkpoint folder"))
-    cases.append((["agent", "train", "--dataset", str(random_dataset_path), "--steps", "1", "--wandb", "online", "--out", str(tmp_path / "o")], "wandb login"))
+    cases.append(
+        (
+            [
+                "agent",
+                "train",
+                "--dataset",
+                str(random_dataset_path),
+                "--steps",
+                "1",
+                "--wandb",
+                "online",
+                "--out",
+                str(tmp_path / "o"),
+            ],
+            "wandb login",
+        )
+    )
     no_model = ["agent", "evaluate", str(tmp_path / "no-model"), "--out", str(tmp_path / "e")]
     cases.append((no_model, "no checkpoint folder"))
     for argv, expected in cases:

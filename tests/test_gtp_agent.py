@@ -47,8 +47,15 @@ def test_gtp_bc_imitates_a_deterministic_policy(policy_dataset_path):
     # of the same size and budget reaches ~0.2 here, GTP-BC with K = 5 ~0.35. A broken
     # loss, schedule or sampler stays near 1.
     agent = GTPAgent(
-        "Hopper-v5", policy_dataset_path, eta=0.0, actor_hidden=128, actor_layers=2, batch_size=128, lr=1e-3,
-        device="cpu", seed=0,
+        "Hopper-v5",
+        policy_dataset_path,
+        eta=0.0,
+        actor_hidden=128,
+        actor_layers=2,
+        batch_size=128,
+        lr=1e-3,
+        device="cpu",
+        seed=0,
     )
     assert agent.critic is None  # GTP-BC trains no critic
     agent.learn(3000)
@@ -138,11 +145,15 @@ def test_sampling_steps_and_stochastic_actions(trained):
 
 def test_checkpoint_holds_the_critic_only_when_trained(trained, random_dataset_path, tmp_path):
     assert {key.split(".")[0] for key in load_file(str(trained.save(tmp_path / "gtp") / "weights.safetensors"))} == {
-        "actor", "actor_ema", "critic", "critic_target"
+        "actor",
+        "actor_ema",
+        "critic",
+        "critic_target",
     }
     bc = GTPAgent("Hopper-v5", random_dataset_path, eta=0.0, **TINY).learn(2)
     assert {key.split(".")[0] for key in load_file(str(bc.save(tmp_path / "bc") / "weights.safetensors"))} == {
-        "actor", "actor_ema"
+        "actor",
+        "actor_ema",
     }
     assert GTPAgent.load(tmp_path / "bc", device="cpu").critic is None
 

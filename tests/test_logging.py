@@ -19,7 +19,9 @@ def test_offline_run_records_metrics_images_and_config(tmp_path):
     plt.savefig(tmp_path / "figure.png")
     plt.close()
     stream = io.StringIO()
-    logger = RunLogger("offline", run_name="test", config={"lr": 0.001}, wandb_dir=tmp_path, print_every=2, stream=stream)
+    logger = RunLogger(
+        "offline", run_name="test", config={"lr": 0.001}, wandb_dir=tmp_path, print_every=2, stream=stream
+    )
     for step in range(4):
         logger.log({"train/loss": 1.0 / (step + 1), "train/q": 2.0}, step=step)
     logger.log({"refiner/ae_loss": 0.5}, step=0)  # another component's own step count

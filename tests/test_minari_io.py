@@ -56,18 +56,35 @@ def test_medium_and_medium_expert_from_sb3_policies(tmp_path):
 
     policy = tmp_path / "sac.zip"
     SAC("MlpPolicy", "Hopper-v5", seed=0, device="cpu").save(policy)
-    medium = build_dataset(BuildConfig(kind="medium", n_steps=200, policy=str(policy), root=str(tmp_path), progress_bar=False))
+    medium = build_dataset(
+        BuildConfig(kind="medium", n_steps=200, policy=str(policy), root=str(tmp_path), progress_bar=False)
+    )
     assert load_dataset(medium).total_steps == 200
     mixed = build_dataset(
-        BuildConfig(kind="medium-expert", n_steps=300, policy=str(policy), expert_policy=str(policy), root=str(tmp_path), progress_bar=False)
+        BuildConfig(
+            kind="medium-expert",
+            n_steps=300,
+            policy=str(policy),
+            expert_policy=str(policy),
+            root=str(tmp_path),
+            progress_bar=False,
+        )
     )
     assert load_dataset(mixed).total_steps == 300
 
 
 def test_medium_replay_records_sac_training_and_saves_policy(tmp_path):
     config = BuildConfig(
-        kind="medium-replay", n_steps=600, min_steps=300, eval_every=300, eval_episodes=1, target_return=-1e9,
-        root=str(tmp_path), progress_bar=False, device="cpu", sac_kwargs={"learning_starts": 100, "batch_size": 32},
+        kind="medium-replay",
+        n_steps=600,
+        min_steps=300,
+        eval_every=300,
+        eval_episodes=1,
+        target_return=-1e9,
+        root=str(tmp_path),
+        progress_bar=False,
+        device="cpu",
+        sac_kwargs={"learning_starts": 100, "batch_size": 32},
     )
     path = build_dataset(config)
     dataset = load_dataset(path)
@@ -121,7 +138,16 @@ def _buffer_dataset(dataset_id: str, env, episodes):
     from minari.data_collector import EpisodeBuffer
 
     buffers = [EpisodeBuffer(**{k: list(v) for k, v in episode.items()}) for episode in episodes]
-    return minari.create_dataset_from_buffers(dataset_id, buffer=buffers, env=env, description="test", algorithm_name="test", code_permalink="test", author="test", author_email="t@t")
+    return minari.create_dataset_from_buffers(
+        dataset_id,
+        buffer=buffers,
+        env=env,
+        description="test",
+        algorithm_name="test",
+        code_permalink="test",
+        author="test",
+        author_email="t@t",
+    )
 
 
 def test_nan_in_data_is_reported_with_its_place(tmp_path, monkeypatch):
@@ -134,8 +160,11 @@ def test_nan_in_data_is_reported_with_its_place(tmp_path, monkeypatch):
     rewards = rng.normal(size=10)
     rewards[4] = np.nan
     episode = {
-        "observations": observations, "actions": rng.uniform(-1, 1, (10, 3)).astype(np.float32), "rewards": rewards,
-        "terminations": np.zeros(10, bool), "truncations": np.r_[np.zeros(9, bool), True],
+        "observations": observations,
+        "actions": rng.uniform(-1, 1, (10, 3)).astype(np.float32),
+        "rewards": rewards,
+        "terminations": np.zeros(10, bool),
+        "truncations": np.r_[np.zeros(9, bool), True],
     }
     dataset = _buffer_dataset("test/hopper/nan-v0", env, [episode])
     with pytest.raises(ValueError, match=r"rewards must be finite; found nan at index \(4,\) in episode 0"):
@@ -153,14 +182,19 @@ def test_discrete_action_space_is_rejected(tmp_path, monkeypatch):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     env = gym.make("CartPole-v1")
     episode = {
-        "observations": np.zeros((6, 4), np.float32), "actions": np.zeros(5, np.int64), "rewards": np.ones(5),
-        "terminations": np.r_[np.zeros(4, bool), True], "truncations": np.zeros(5, bool),
+        "observations": np.zeros((6, 4), np.float32),
+        "actions": np.zeros(5, np.int64),
+        "rewards": np.ones(5),
+        "terminations": np.r_[np.zeros(4, bool), True],
+        "truncations": np.zeros(5, bool),
     }
     dataset = _buffer_dataset("test/cartpole/discrete-v0", env, [episode])
     with pytest.raises(TypeError, match="dataset: a continuous 1-D Box action space is required"):
         make_windows(dataset, window=2)
     with pytest.raises(TypeError, match="env_id: a continuous 1-D Box action space is required"):
-        build_dataset(BuildConfig(env_id="CartPole-v1", kind="random", n_steps=10, root=str(tmp_path / "b"), progress_bar=False))
+        build_dataset(
+            BuildConfig(env_id="CartPole-v1", kind="random", n_steps=10, root=str(tmp_path / "b"), progress_bar=False)
+        )
 
 
 @pytest.mark.parametrize(

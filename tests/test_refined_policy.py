@@ -12,7 +12,9 @@ from ctflow_gym.wrappers import RefinedPolicy
 
 @pytest.fixture(scope="module")
 def refiner(random_dataset):
-    return TrajectoryRefiner(window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64).fit(random_dataset, progress_bar=False)
+    return TrajectoryRefiner(
+        window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64
+    ).fit(random_dataset, progress_bar=False)
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +23,9 @@ def sac():
 
 
 def _episode_returns(policy, env, n=2):
-    returns, lengths = evaluate_policy(policy, env, n_eval_episodes=n, deterministic=True, return_episode_rewards=True, warn=False)
+    returns, lengths = evaluate_policy(
+        policy, env, n_eval_episodes=n, deterministic=True, return_episode_rewards=True, warn=False
+    )
     return np.array(returns), np.array(lengths)
 
 
@@ -91,9 +95,17 @@ def test_non_mujoco_env_gets_refinement_without_replay():
     rng = np.random.default_rng(0)
     obs = rng.normal(size=(300, 4, 3)).astype(np.float32)
     act = rng.uniform(-2, 2, (300, 4, 1)).astype(np.float32)
-    windows = Windows(observations=obs, actions=act, rewards=np.zeros((300, 4)), feedback=act.sum(axis=(1, 2)).astype(np.float64),
-                      episode_ids=np.arange(300) // 10, start_steps=(np.arange(300) % 10) * 4)
-    refiner = TrajectoryRefiner(window=4, latent_dim=4, ae_steps=100, flow_steps=100, predictor_steps=50, ae_hidden=32, flow_hidden=32).fit(windows, progress_bar=False)
+    windows = Windows(
+        observations=obs,
+        actions=act,
+        rewards=np.zeros((300, 4)),
+        feedback=act.sum(axis=(1, 2)).astype(np.float64),
+        episode_ids=np.arange(300) // 10,
+        start_steps=(np.arange(300) % 10) * 4,
+    )
+    refiner = TrajectoryRefiner(
+        window=4, latent_dim=4, ae_steps=100, flow_steps=100, predictor_steps=50, ae_hidden=32, flow_hidden=32
+    ).fit(windows, progress_bar=False)
     env = gym.make("Pendulum-v1", max_episode_steps=12)
     base = lambda observation: np.array([0.5], dtype=np.float32)  # noqa: E731
     with pytest.raises(TypeError, match="verify=True replays from a MuJoCo snapshot"):

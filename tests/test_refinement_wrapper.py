@@ -11,7 +11,9 @@ from ctflow_gym.wrappers import RefinementWrapper
 
 @pytest.fixture(scope="module")
 def refiner(random_dataset):
-    return TrajectoryRefiner(window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64).fit(random_dataset, progress_bar=False)
+    return TrajectoryRefiner(
+        window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64
+    ).fit(random_dataset, progress_bar=False)
 
 
 def _actions(n, seed=0):
@@ -23,7 +25,16 @@ def _run(env, actions, seed=7):
     trace = [(obs, info)]
     for action in actions:
         obs, reward, terminated, truncated, info = env.step(action)
-        trace.append((obs, reward, terminated, truncated, {k: v for k, v in info.items() if k != "refinement"}, get_sim_state(env)))
+        trace.append(
+            (
+                obs,
+                reward,
+                terminated,
+                truncated,
+                {k: v for k, v in info.items() if k != "refinement"},
+                get_sim_state(env),
+            )
+        )
         if terminated or truncated:
             obs, info = env.reset()
             trace.append((obs, info))
@@ -85,7 +96,9 @@ def test_strength_zero_realizes_zero_gain(refiner):
 
 
 def test_commit_mode_keeps_time_counters(refiner):
-    env = RefinementWrapper(gym.make("Hopper-v5", max_episode_steps=40), refiner, strength=1.0, replay=True, mode="commit")
+    env = RefinementWrapper(
+        gym.make("Hopper-v5", max_episode_steps=40), refiner, strength=1.0, replay=True, mode="commit"
+    )
     env.reset(seed=5)
     steps, total, truncated, terminated = 0, 0.0, False, False
     committed_rewards = []
@@ -111,7 +124,15 @@ def test_commit_mode_judges_by_return_plus_value_of_the_end_state(refiner):
         return -1000.0 * float(observation[1])  # a strong preference on the torso angle
 
     gamma = 0.9
-    env = RefinementWrapper(gym.make("Hopper-v5", max_episode_steps=200), refiner, strength=1.0, replay=True, mode="commit", value_fn=value, gamma=gamma)
+    env = RefinementWrapper(
+        gym.make("Hopper-v5", max_episode_steps=200),
+        refiner,
+        strength=1.0,
+        replay=True,
+        mode="commit",
+        value_fn=value,
+        gamma=gamma,
+    )
     obs, _ = env.reset(seed=3)
     reports, steps, done = [], 0, False
     while not done:
@@ -123,13 +144,17 @@ def test_commit_mode_judges_by_return_plus_value_of_the_end_state(refiner):
             continue
         reports.append(report)
         tail = gamma**refiner.config.window
-        assert report["committed"] == (not report["refined_terminated"] and report["refined_score"] > report["source_score"])
+        assert report["committed"] == (
+            not report["refined_terminated"] and report["refined_score"] > report["source_score"]
+        )
         if report["committed"]:
             # the episode goes on from the refined end state, which the score valued
             assert report["refined_score"] == pytest.approx(report["realized_return"] + tail * value(obs))
     assert len(reports) >= 5
     by_return = [not r["refined_terminated"] and r["realized_return"] > r["source_return"] for r in reports]
-    assert any(r["committed"] != b for r, b in zip(reports, by_return)), "the value of the end state never changed a decision"
+    assert any(r["committed"] != b for r, b in zip(reports, by_return)), (
+        "the value of the end state never changed a decision"
+    )
 
 
 def test_exception_in_refinement_restores_the_env(refiner, monkeypatch):

@@ -85,7 +85,9 @@ def test_refine_is_deterministic_and_save_load_round_trip(fitted, hopper_windows
     with pytest.raises(RuntimeError, match="training bank"):
         loaded.refine(obs, act, method="nearest")
     with_bank = TrajectoryRefiner.load(fitted.save(tmp_path / "with_bank", include_bank=True))
-    np.testing.assert_array_equal(with_bank.refine(obs, act, method="nearest").actions, fitted.refine(obs, act, method="nearest").actions)
+    np.testing.assert_array_equal(
+        with_bank.refine(obs, act, method="nearest").actions, fitted.refine(obs, act, method="nearest").actions
+    )
 
 
 def test_held_out_episodes_are_the_ones_left_out_of_training(fitted, random_dataset, hopper_windows):
@@ -113,7 +115,11 @@ def test_outputs_shapes_batched_and_single(fitted, hopper_windows):
     path = fitted.path(hopper_windows.observations[:2], hopper_windows.actions[:2], strength=1.0, times=[0.0, 0.5, 1.0])
     assert path["actions"].shape == (3, 2, 8, 3)
     np.testing.assert_array_equal(path["actions"][0], hopper_windows.actions[:2])
-    np.testing.assert_allclose(path["actions"][-1], fitted.refine(hopper_windows.observations[:2], hopper_windows.actions[:2]).actions, atol=1e-6)
+    np.testing.assert_allclose(
+        path["actions"][-1],
+        fitted.refine(hopper_windows.observations[:2], hopper_windows.actions[:2]).actions,
+        atol=1e-6,
+    )
 
 
 def _synthetic_windows(n_episodes=60, length=40, window=4, seed=0) -> Windows:
@@ -134,14 +140,28 @@ def _synthetic_windows(n_episodes=60, length=40, window=4, seed=0) -> Windows:
     act = np.asarray(act, np.float32)
     feedback = act.sum(axis=(1, 2)).astype(np.float64)
     return Windows(
-        observations=np.asarray(obs, np.float32), actions=act, rewards=act[..., 0], feedback=feedback,
-        episode_ids=np.asarray(eps), start_steps=np.asarray(starts),
+        observations=np.asarray(obs, np.float32),
+        actions=act,
+        rewards=act[..., 0],
+        feedback=feedback,
+        episode_ids=np.asarray(eps),
+        start_steps=np.asarray(starts),
     )
 
 
 def test_flow_moves_sources_toward_the_better_direction():
     windows = _synthetic_windows()
-    refiner = TrajectoryRefiner(window=4, latent_dim=4, k=5, ae_steps=800, flow_steps=800, predictor_steps=100, ae_hidden=128, flow_hidden=128, seed=0)
+    refiner = TrajectoryRefiner(
+        window=4,
+        latent_dim=4,
+        k=5,
+        ae_steps=800,
+        flow_steps=800,
+        predictor_steps=100,
+        ae_hidden=128,
+        flow_hidden=128,
+        seed=0,
+    )
     refiner.fit(windows, progress_bar=False)
     low = windows.actions.mean(axis=(1, 2)) < 0.0
     result = refiner.refine(windows.observations[low], windows.actions[low], strength=1.0)
@@ -182,7 +202,9 @@ def test_no_improving_pair_is_a_clear_error():
     windows = _synthetic_windows(n_episodes=6)
     flat = Windows(**{**windows.__dict__, "feedback": np.zeros(len(windows))})
     with pytest.raises(ValueError, match=r"no improving pair found among \d+ training windows with k=3 and margin=0.5"):
-        TrajectoryRefiner(window=4, margin=0.5, ae_steps=10, flow_steps=10, predictor_steps=10).fit(flat, progress_bar=False)
+        TrajectoryRefiner(window=4, margin=0.5, ae_steps=10, flow_steps=10, predictor_steps=10).fit(
+            flat, progress_bar=False
+        )
 
 
 def test_load_rejects_non_refiner_folder(tmp_path, fitted):
@@ -215,4 +237,6 @@ def test_a_refiner_fitted_on_windows_clips_to_the_action_bounds(hopper_windows):
         assert refined.min() >= -1.0 and refined.max() <= 1.0
         assert np.any(np.abs(refined) == 1.0)  # extrapolation pushed some actions onto the bounds
     with pytest.warns(UserWarning, match="will not be clipped"):
-        TrajectoryRefiner(window=8, **budget).fit(replace(hopper_windows, action_space=None, env_id=None), progress_bar=False)
+        TrajectoryRefiner(window=8, **budget).fit(
+            replace(hopper_windows, action_space=None, env_id=None), progress_bar=False
+        )

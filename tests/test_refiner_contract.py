@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from ctflow_gym import RefinedPolicy, RefinementResult, RefinementWrapper, Refiner, TrajectoryRefiner, load_refiner, register_refiner
+from ctflow_gym import (
+    RefinedPolicy,
+    RefinementResult,
+    RefinementWrapper,
+    Refiner,
+    TrajectoryRefiner,
+    load_refiner,
+    register_refiner,
+)
 from ctflow_gym.checkpoint import load_tensors, read_checkpoint_meta, save_checkpoint
 from ctflow_gym.data import make_windows
 from ctflow_gym.refine import REFINERS, refiner_kind
@@ -50,7 +58,9 @@ class ShiftTowardTarget:
 def refiners(random_dataset):
     """A fitted instance of every refiner family (one per registered class)."""
     return {
-        "TrajectoryRefiner": TrajectoryRefiner(window=8, ae_steps=150, flow_steps=150, predictor_steps=50, ae_hidden=64, flow_hidden=64).fit(random_dataset, progress_bar=False),
+        "TrajectoryRefiner": TrajectoryRefiner(
+            window=8, ae_steps=150, flow_steps=150, predictor_steps=50, ae_hidden=64, flow_hidden=64
+        ).fit(random_dataset, progress_bar=False),
         "ShiftTowardTarget": ShiftTowardTarget(np.array([0.3, -0.2, 0.1], np.float32)),
     }
 
@@ -75,7 +85,9 @@ def test_contract(name, refiners, windows, tmp_path):
     assert np.all(moved.actions >= -1.0) and np.all(moved.actions <= 1.0)
     loaded = load_refiner(refiner.save(tmp_path / name))
     assert type(loaded) is type(refiner)
-    np.testing.assert_array_equal(loaded.refine(windows.observations, windows.actions, strength=1.0).actions, moved.actions)
+    np.testing.assert_array_equal(
+        loaded.refine(windows.observations, windows.actions, strength=1.0).actions, moved.actions
+    )
 
 
 @pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])

@@ -6,15 +6,17 @@ import pytest
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import Windows, make_windows, split_episodes
 from ctflow_gym.refine.evaluation import evaluate_refinement
-from ctflow_gym.replay import closed_loop_returns, dynamics_error
 from ctflow_gym.refine.plotting import plot_refinement_path
+from ctflow_gym.replay import closed_loop_returns, dynamics_error
 
 
 @pytest.fixture(scope="module")
 def setup(random_dataset):
     windows = make_windows(random_dataset, window=8)
     train, held = split_episodes(windows, 0.3, seed=2)
-    refiner = TrajectoryRefiner(window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64).fit(train, progress_bar=False)
+    refiner = TrajectoryRefiner(
+        window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64
+    ).fit(train, progress_bar=False)
     return refiner, held.subset(slice(0, 60))
 
 

@@ -93,7 +93,11 @@ def test_shipped_policy_loads_without_unpickling(monkeypatch):
 
 ROLLOUT = {"n_steps": 16, "batch_size": 16}
 MODELS = {
-    "sac-sde": (SAC, "Pendulum-v1", {"buffer_size": 100, "use_sde": True, "ent_coef": 0.1, "policy_kwargs": {"net_arch": [8]}}),
+    "sac-sde": (
+        SAC,
+        "Pendulum-v1",
+        {"buffer_size": 100, "use_sde": True, "ent_coef": 0.1, "policy_kwargs": {"net_arch": [8]}},
+    ),
     "td3": (TD3, "Pendulum-v1", {"policy_kwargs": {"net_arch": [8, 8]}}),
     "ddpg": (DDPG, "Pendulum-v1", {"policy_kwargs": {"net_arch": [8, 8]}}),
     "ppo": (PPO, "Pendulum-v1", {**ROLLOUT, "policy_kwargs": {"net_arch": [8, 8], "log_std_init": -0.5}}),

@@ -21,7 +21,9 @@ def test_shapes_and_alignment(random_dataset):
         start = windows.start_steps[i]
         # No window crosses an episode end.
         assert start + 8 <= len(episode.actions)
-        np.testing.assert_array_equal(windows.observations[i], episode.observations[start : start + 8].astype(np.float32))
+        np.testing.assert_array_equal(
+            windows.observations[i], episode.observations[start : start + 8].astype(np.float32)
+        )
         np.testing.assert_array_equal(windows.actions[i], episode.actions[start : start + 8])
         np.testing.assert_array_equal(windows.sim_states[i], episode.infos[SIM_STATE_INFO_KEY][start])
         assert windows.feedback[i] == pytest.approx(float(np.sum(episode.rewards[start : start + 8])), rel=1e-6)
@@ -56,7 +58,15 @@ def test_window_longer_than_every_episode(random_dataset):
         make_windows(random_dataset, window=longest + 1)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"window": 0}, "window"), ({"window": 4, "stride": 0}, "stride"), ({"window": 4, "feedback": "nope"}, "feedback"), ({"window": 4, "gamma": 1.5}, "gamma")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"window": 0}, "window"),
+        ({"window": 4, "stride": 0}, "stride"),
+        ({"window": 4, "feedback": "nope"}, "feedback"),
+        ({"window": 4, "gamma": 1.5}, "gamma"),
+    ],
+)
 def test_bad_arguments(random_dataset, kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_windows(random_dataset, **kwargs)

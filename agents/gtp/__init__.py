@@ -1,4 +1,4 @@
-"""GTP (the GTP paper, arXiv 2510.11499): config, noise schedule, networks, losses and the agent (registered as ``"gtp"``)."""
+"""GTP (the GTP paper, arXiv 2510.11499): config, schedule, networks, losses and the agent (``"gtp"``)."""
 
 from agents.gtp.agent import GTPAgent
 from agents.gtp.config import PAPER_SETTINGS, GTPConfig

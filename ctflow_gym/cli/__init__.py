@@ -50,7 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except (
-        UserError, ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, NotADirectoryError
+        UserError,
+        ValueError,
+        TypeError,
+        KeyError,
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
     ) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"ctflow: error: {message}", file=sys.stderr)

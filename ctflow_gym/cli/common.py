@@ -26,7 +26,9 @@ def common_flags() -> argparse.ArgumentParser:
     group = parent.add_argument_group("common options")
     group.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     group.add_argument("--device", default="auto", help="torch device: auto, cpu, cuda, cuda:N (default: auto)")
-    group.add_argument("--wandb", default="disabled", choices=WANDB_MODES, help="Weights & Biases logging (default: disabled)")
+    group.add_argument(
+        "--wandb", default="disabled", choices=WANDB_MODES, help="Weights & Biases logging (default: disabled)"
+    )
     group.add_argument("--out", default=None, help=f"output folder (default: {RUNS_FOLDER}/<command>-<time>)")
     return parent
 
@@ -57,13 +59,17 @@ def run_logger(args: argparse.Namespace, out: Path, name: str, config: dict[str,
 
 
 @contextlib.contextmanager
-def command_run(args: argparse.Namespace, command: str, config: dict[str, Any] | None = None) -> Iterator[tuple[Path, RunLogger]]:
+def command_run(
+    args: argparse.Namespace, command: str, config: dict[str, Any] | None = None
+) -> Iterator[tuple[Path, RunLogger]]:
     """The output folder and the logger of one command; the W&B run is closed on exit.
 
     ``config`` defaults to the command's arguments.
     """
     out = output_folder(args, command)
-    logger = run_logger(args, out, command, config if config is not None else {k: v for k, v in vars(args).items() if k != "handler"})
+    logger = run_logger(
+        args, out, command, config if config is not None else {k: v for k, v in vars(args).items() if k != "handler"}
+    )
     try:
         yield out, logger
     finally:

@@ -8,46 +8,80 @@ import json
 
 def register(commands) -> None:
     """Add the ``dataset`` subcommands to ``commands`` (an argparse subparsers object)."""
-    dataset = commands.add_parser("dataset", help="build, thin, list and inspect Minari datasets", description="Build, thin, list and inspect Minari datasets.")
+    dataset = commands.add_parser(
+        "dataset",
+        help="build, thin, list and inspect Minari datasets",
+        description="Build, thin, list and inspect Minari datasets.",
+    )
     dataset_commands = dataset.add_subparsers(dest="subcommand", required=True, metavar="{build,thin,info,list}")
 
-    build = dataset_commands.add_parser("build", help="build a D4RL-style Minari dataset from SB3 policies", description="Build a D4RL-style Minari dataset from SB3 policies.")
+    build = dataset_commands.add_parser(
+        "build",
+        help="build a D4RL-style Minari dataset from SB3 policies",
+        description="Build a D4RL-style Minari dataset from SB3 policies.",
+    )
     build.add_argument("--env", default="Hopper-v5", help="gymnasium MuJoCo env id (default: Hopper-v5)")
-    build.add_argument("--kind", default="medium-replay", choices=["random", "medium", "medium-replay", "medium-expert"])
+    build.add_argument(
+        "--kind", default="medium-replay", choices=["random", "medium", "medium-replay", "medium-expert"]
+    )
     build.add_argument("--dataset-id", default=None, help="Minari id (default: ctflow/<env>/<kind>-v0)")
     build.add_argument("--out", default=None, help="datasets root folder (default: Minari's root)")
-    build.add_argument("--steps", type=int, default=300_000, help="transitions to record (upper bound for medium-replay)")
+    build.add_argument(
+        "--steps", type=int, default=300_000, help="transitions to record (upper bound for medium-replay)"
+    )
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--policy", default=None, help="SB3 model zip for medium / medium-expert")
     build.add_argument("--expert-policy", default=None, help="SB3 model zip for medium-expert")
     build.add_argument("--policy-algo", default="SAC", help="SB3 class that saved the policies (default: SAC)")
     build.add_argument("--deterministic", action="store_true", help="act with the policy mode instead of sampling")
-    build.add_argument("--target-return", type=float, default=None, help="medium-replay: stop once SAC evaluates at this return")
+    build.add_argument(
+        "--target-return", type=float, default=None, help="medium-replay: stop once SAC evaluates at this return"
+    )
     build.add_argument("--min-steps", type=int, default=100_000, help="medium-replay: record at least this many steps")
     build.add_argument("--eval-every", type=int, default=5_000)
     build.add_argument("--max-minutes", type=float, default=None, help="medium-replay: wall-clock budget for SAC")
-    build.add_argument("--sac-kwargs", type=json.loads, default=None, help='medium-replay: JSON of extra SAC arguments, e.g. \'{"policy_kwargs": {"net_arch": [128, 128]}}\'')
+    build.add_argument(
+        "--sac-kwargs",
+        type=json.loads,
+        default=None,
+        help='medium-replay: JSON of extra SAC arguments, e.g. \'{"policy_kwargs": {"net_arch": [128, 128]}}\'',
+    )
     build.add_argument("--device", default="auto", help="torch device for SAC (auto, cpu, cuda)")
     build.add_argument("--overwrite", action="store_true")
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(handler=_build)
 
-    thin = dataset_commands.add_parser("thin", help="copy a dataset keeping evenly spaced episodes", description="Copy a dataset keeping every k-th episode, or the fewest evenly spaced episodes that hold at least N steps.")
+    thin = dataset_commands.add_parser(
+        "thin",
+        help="copy a dataset keeping evenly spaced episodes",
+        description=(
+            "Copy a dataset keeping every k-th episode, or the fewest evenly spaced episodes that hold "
+            "at least N steps."
+        ),
+    )
     thin.add_argument("dataset", help="Minari id or path")
     how = thin.add_mutually_exclusive_group(required=True)
     how.add_argument("--keep-every", type=int, help="keep episodes 0, k, 2k, ...")
-    how.add_argument("--target-steps", type=int, help="keep the fewest evenly spaced episodes with at least this many steps")
+    how.add_argument(
+        "--target-steps", type=int, help="keep the fewest evenly spaced episodes with at least this many steps"
+    )
     thin.add_argument("--out", required=True, help="datasets root folder to write into")
     thin.add_argument("--dataset-id", default=None, help="id of the copy (default: the source's)")
     thin.add_argument("--overwrite", action="store_true")
     thin.add_argument("--no-progress", action="store_true")
     thin.set_defaults(handler=_thin)
 
-    info = dataset_commands.add_parser("info", help="summarise a dataset", description="Episodes, steps, returns and how a dataset was made.")
+    info = dataset_commands.add_parser(
+        "info", help="summarise a dataset", description="Episodes, steps, returns and how a dataset was made."
+    )
     info.add_argument("dataset", help="Minari id or path")
     info.set_defaults(handler=_info)
 
-    listing = dataset_commands.add_parser("list", help="list the shipped and the local Minari datasets", description="List the shipped dataset and the datasets under Minari's root.")
+    listing = dataset_commands.add_parser(
+        "list",
+        help="list the shipped and the local Minari datasets",
+        description="List the shipped dataset and the datasets under Minari's root.",
+    )
     listing.set_defaults(handler=_list)
 
 
@@ -83,8 +117,13 @@ def _thin(args: argparse.Namespace) -> int:
     from ctflow_gym.data import thin_dataset
 
     path = thin_dataset(
-        args.dataset, args.keep_every, args.out, args.dataset_id, args.overwrite,
-        target_steps=args.target_steps, progress_bar=not args.no_progress,
+        args.dataset,
+        args.keep_every,
+        args.out,
+        args.dataset_id,
+        args.overwrite,
+        target_steps=args.target_steps,
+        progress_bar=not args.no_progress,
     )
     print(f"dataset written to {path}")
     return 0

@@ -66,14 +66,50 @@ class DemoConfig:
 
 def register(commands) -> None:
     """Add the ``demo`` subcommand to ``commands``."""
-    demo = commands.add_parser("demo", parents=[common_flags()], help="the whole workflow on the shipped data (about 2 minutes on a 2-core CPU)", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo = commands.add_parser(
+        "demo",
+        parents=[common_flags()],
+        help="the whole workflow on the shipped data (about 2 minutes on a 2-core CPU)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     defaults = DemoConfig()
-    demo.add_argument("--refiner-steps", type=int, default=defaults.refiner_steps, help=f"refiner autoencoder/flow steps (default: {defaults.refiner_steps})")
-    demo.add_argument("--held-out-windows", type=int, default=defaults.held_out_windows, help=f"held-out windows replayed (default: {defaults.held_out_windows})")
-    demo.add_argument("--strength", type=float, default=defaults.strength, help=f"refinement strength alpha (default: {defaults.strength})")
-    demo.add_argument("--episodes", type=int, default=defaults.episodes, help=f"policy episodes in the wrapper (default: {defaults.episodes})")
-    demo.add_argument("--gtp-steps", type=int, default=defaults.gtp_steps, help=f"GTPAgent gradient steps (default: {defaults.gtp_steps})")
-    demo.add_argument("--eval-episodes", type=int, default=defaults.eval_episodes, help=f"GTPAgent evaluation episodes (default: {defaults.eval_episodes})")
+    demo.add_argument(
+        "--refiner-steps",
+        type=int,
+        default=defaults.refiner_steps,
+        help=f"refiner autoencoder/flow steps (default: {defaults.refiner_steps})",
+    )
+    demo.add_argument(
+        "--held-out-windows",
+        type=int,
+        default=defaults.held_out_windows,
+        help=f"held-out windows replayed (default: {defaults.held_out_windows})",
+    )
+    demo.add_argument(
+        "--strength",
+        type=float,
+        default=defaults.strength,
+        help=f"refinement strength alpha (default: {defaults.strength})",
+    )
+    demo.add_argument(
+        "--episodes",
+        type=int,
+        default=defaults.episodes,
+        help=f"policy episodes in the wrapper (default: {defaults.episodes})",
+    )
+    demo.add_argument(
+        "--gtp-steps",
+        type=int,
+        default=defaults.gtp_steps,
+        help=f"GTPAgent gradient steps (default: {defaults.gtp_steps})",
+    )
+    demo.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=defaults.eval_episodes,
+        help=f"GTPAgent evaluation episodes (default: {defaults.eval_episodes})",
+    )
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(handler=_demo)
 
@@ -98,11 +134,26 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     dataset = load_dataset(DEFAULT_DATASET_ID)
     env_id = dataset.env_spec.id
     policy = load_sb3_policy(default_policy_path(), device=config.device, env=env_id)
-    print(f"[demo] 1/5 dataset {dataset.id}: {dataset.total_episodes} episodes, {dataset.total_steps} steps ({env_id})", flush=True)
+    print(
+        f"[demo] 1/5 dataset {dataset.id}: {dataset.total_episodes} episodes, {dataset.total_steps} steps ({env_id})",
+        flush=True,
+    )
 
     print(f"[demo] 2/5 fitting a TrajectoryRefiner ({config.refiner_steps} autoencoder + flow steps)", flush=True)
     t = time.perf_counter()
-    refiner = fit_refiner(dataset, 16, 3, config.refiner_steps, config.refiner_steps, max(1, config.refiner_steps // 3), "return", config.seed, config.device, logger, progress_bar)
+    refiner = fit_refiner(
+        dataset,
+        16,
+        3,
+        config.refiner_steps,
+        config.refiner_steps,
+        max(1, config.refiner_steps // 3),
+        "return",
+        config.seed,
+        config.device,
+        logger,
+        progress_bar,
+    )
     refiner.save(out / "refiner")
     windows = held_out_windows(refiner, dataset, config.held_out_windows, config.seed)
     offline = evaluate_refinement(refiner, windows, strength=config.strength)
@@ -110,7 +161,10 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     logger.log({f"demo/heldout_{k}": v["mean"] for k, v in offline.items() if isinstance(v, dict) and "mean" in v})
     t = lap("refiner_s", t)
 
-    print(f"[demo] 3/5 running the shipped SAC policy in RefinementWrapper(replay=True) for {config.episodes} episodes", flush=True)
+    print(
+        f"[demo] 3/5 running the shipped SAC policy in RefinementWrapper(replay=True) for {config.episodes} episodes",
+        flush=True,
+    )
     wrapped = run_wrapped_episodes(env_id, refiner, policy, config.episodes, config.strength, config.seed, logger)
     t = lap("wrapper_s", t)
 
@@ -129,7 +183,13 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     logger.log_image("demo/returns", out / "returns.png")
     summary = {
         "config": asdict(config),
-        "dataset": {"id": dataset.id, "episodes": int(dataset.total_episodes), "steps": int(dataset.total_steps), "return_min": float(dataset_returns.min()), "return_max": float(dataset_returns.max())},
+        "dataset": {
+            "id": dataset.id,
+            "episodes": int(dataset.total_episodes),
+            "steps": int(dataset.total_steps),
+            "return_min": float(dataset_returns.min()),
+            "return_max": float(dataset_returns.max()),
+        },
         "refiner_heldout": {
             "windows": offline["windows"],
             "strength": config.strength,
@@ -139,8 +199,15 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
             "source_return": offline.get("source_return"),
         },
         "wrapper": wrapped,
-        "sac_policy": {"mean_return": float(np.mean(wrapped["episode_returns"])), "normalized_score": float(np.mean(policy_scores))},
-        "gtp": {"steps": agent.num_timesteps, "sampling_steps": agent.sampling_steps, **{k: gtp[k] for k in ("returns", "mean_return", "std_return", "normalized_score", "normalized_score_std")}},
+        "sac_policy": {
+            "mean_return": float(np.mean(wrapped["episode_returns"])),
+            "normalized_score": float(np.mean(policy_scores)),
+        },
+        "gtp": {
+            "steps": agent.num_timesteps,
+            "sampling_steps": agent.sampling_steps,
+            **{k: gtp[k] for k in ("returns", "mean_return", "std_return", "normalized_score", "normalized_score_std")},
+        },
         "timings_s": {**timings, "total_s": round(time.perf_counter() - started, 1)},
         "files": {
             "refiner": str(out / "refiner"),
@@ -163,15 +230,26 @@ def plot_returns(dataset_returns: np.ndarray, wrapped: dict[str, Any], gtp: dict
     import matplotlib.pyplot as plt
 
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    left.plot(np.arange(len(dataset_returns)), dataset_returns, ".", markersize=3, color="grey", label="dataset episodes")
-    left.axhline(np.mean(wrapped["episode_returns"]), color="black", label=f"shipped SAC policy ({np.mean(wrapped['episode_returns']):.0f})")
+    left.plot(
+        np.arange(len(dataset_returns)), dataset_returns, ".", markersize=3, color="grey", label="dataset episodes"
+    )
+    left.axhline(
+        np.mean(wrapped["episode_returns"]),
+        color="black",
+        label=f"shipped SAC policy ({np.mean(wrapped['episode_returns']):.0f})",
+    )
     left.axhline(gtp["mean_return"], color="red", label=f"GTPAgent, short run ({gtp['mean_return']:.0f})")
     left.set_xlabel("dataset episode (collection order)")
     left.set_ylabel("episode return")
     left.set_title("returns")
     left.legend(fontsize=8)
     right.set_title(f"refined windows replayed in MuJoCo (strength {wrapped['strength']:g})")
-    right.bar(["proxy (predicted)", "realised (replayed)"], [wrapped["mean_proxy_gain"], wrapped["mean_realized_gain"]], yerr=[0.0, wrapped["realized_gain_se"]], color=["lightgrey", "tab:red"])
+    right.bar(
+        ["proxy (predicted)", "realised (replayed)"],
+        [wrapped["mean_proxy_gain"], wrapped["mean_realized_gain"]],
+        yerr=[0.0, wrapped["realized_gain_se"]],
+        color=["lightgrey", "tab:red"],
+    )
     right.axhline(0.0, color="black", linewidth=0.8)
     right.set_ylabel("mean gain per window (return)")
     figure.tight_layout()
@@ -190,13 +268,34 @@ def print_summary(summary: dict[str, Any]) -> None:
     lines = [
         "",
         "ctflow demo: what was done and what it measured",
-        f"  data      {summary['dataset']['id']}: {summary['dataset']['episodes']} episodes, {summary['dataset']['steps']} steps, returns {summary['dataset']['return_min']:.0f} to {summary['dataset']['return_max']:.0f}",
-        f"  refiner   {heldout['windows']} held-out windows at strength {heldout['strength']:g}: proxy gain {proxy['mean']:+.3f}, "
-        f"realised gain when replayed in MuJoCo {real['mean']:+.3f} +- {real['se']:.3f} per window ({100 * (heldout.get('realized_gain_positive_fraction') or float('nan')):.0f}% improved)",
-        f"  wrapper   SAC policy, {len(wrapper['episode_returns'])} episodes (return {summary['sac_policy']['mean_return']:.1f}, D4RL score {summary['sac_policy']['normalized_score']:.1f}); "
-        f"{wrapper['windows_refined']} windows refined and replayed: proxy {wrapper['mean_proxy_gain']:+.3f}, realised {wrapper['mean_realized_gain']:+.3f} per window",
-        f"  GTPAgent  {gtp['steps']} gradient steps, K={gtp['sampling_steps']}: return {gtp['mean_return']:.1f} +- {gtp['std_return']:.1f}, D4RL score {gtp['normalized_score']:.1f}",
-        f"  time      {summary['timings_s']['total_s']:.0f} s ({', '.join(f'{k[:-2]} {v:.0f} s' for k, v in summary['timings_s'].items() if k != 'total_s')})",
+        (
+            f"  data      {summary['dataset']['id']}: {summary['dataset']['episodes']} episodes, "
+            f"{summary['dataset']['steps']} steps, returns {summary['dataset']['return_min']:.0f} to "
+            f"{summary['dataset']['return_max']:.0f}"
+        ),
+        (
+            f"  refiner   {heldout['windows']} held-out windows at strength {heldout['strength']:g}: "
+            f"proxy gain {proxy['mean']:+.3f}, "
+            f"realised gain when replayed in MuJoCo {real['mean']:+.3f} +- {real['se']:.3f} per window "
+            f"({100 * (heldout.get('realized_gain_positive_fraction') or float('nan')):.0f}% improved)"
+        ),
+        (
+            f"  wrapper   SAC policy, {len(wrapper['episode_returns'])} episodes (return "
+            f"{summary['sac_policy']['mean_return']:.1f}, D4RL score "
+            f"{summary['sac_policy']['normalized_score']:.1f}); "
+            f"{wrapper['windows_refined']} windows refined and replayed: proxy "
+            f"{wrapper['mean_proxy_gain']:+.3f}, realised {wrapper['mean_realized_gain']:+.3f} per "
+            "window"
+        ),
+        (
+            f"  GTPAgent  {gtp['steps']} gradient steps, K={gtp['sampling_steps']}: return "
+            f"{gtp['mean_return']:.1f} +- {gtp['std_return']:.1f}, D4RL score "
+            f"{gtp['normalized_score']:.1f}"
+        ),
+        (
+            f"  time      {summary['timings_s']['total_s']:.0f} s "
+            f"({', '.join(f'{k[:-2]} {v:.0f} s' for k, v in summary['timings_s'].items() if k != 'total_s')})"
+        ),
         "  files",
     ]
     lines += [f"    {name:<20} {path}" for name, path in summary["files"].items() if path]

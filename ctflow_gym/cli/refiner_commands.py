@@ -9,10 +9,19 @@ from ctflow_gym.cli.common import command_run, common_flags, device_of, write_js
 
 def register(commands) -> None:
     """Add the ``refiner`` subcommands to ``commands``."""
-    refiner = commands.add_parser("refiner", help="fit and evaluate a TrajectoryRefiner", description="Fit and evaluate a TrajectoryRefiner.")
+    refiner = commands.add_parser(
+        "refiner", help="fit and evaluate a TrajectoryRefiner", description="Fit and evaluate a TrajectoryRefiner."
+    )
     sub = refiner.add_subparsers(dest="subcommand", required=True, metavar="{fit,evaluate}")
 
-    fit = sub.add_parser("fit", parents=[common_flags()], help="fit a refiner on a dataset", description="Fit a TrajectoryRefiner; saves it to OUT/refiner and a refinement-path plot to OUT/refinement_path.png.")
+    fit = sub.add_parser(
+        "fit",
+        parents=[common_flags()],
+        help="fit a refiner on a dataset",
+        description=(
+            "Fit a TrajectoryRefiner; saves it to OUT/refiner and a refinement-path plot to OUT/refinement_path.png."
+        ),
+    )
     fit.add_argument("--dataset", default=None, help="Minari id or path (default: the shipped dataset)")
     fit.add_argument("--window", type=int, default=16, help="window length H (default: 16)")
     fit.add_argument("--k", type=int, default=3, help="latent neighbours searched for a better target (default: 3)")
@@ -23,19 +32,47 @@ def register(commands) -> None:
     fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(handler=_fit)
 
-    evaluate = sub.add_parser("evaluate", parents=[common_flags()], help="closed-loop gain of a saved refiner", description="Refine held-out windows of a dataset and replay them in MuJoCo from their recorded start states.")
+    evaluate = sub.add_parser(
+        "evaluate",
+        parents=[common_flags()],
+        help="closed-loop gain of a saved refiner",
+        description="Refine held-out windows of a dataset and replay them in MuJoCo from their recorded start states.",
+    )
     evaluate.add_argument("refiner", help="folder written by `ctflow refiner fit` (OUT/refiner)")
     evaluate.add_argument("--dataset", default=None, help="Minari id or path (default: the shipped dataset)")
-    evaluate.add_argument("--windows", type=int, default=500, help="held-out windows to refine and replay (default: 500)")
+    evaluate.add_argument(
+        "--windows", type=int, default=500, help="held-out windows to refine and replay (default: 500)"
+    )
     evaluate.add_argument("--strength", type=float, default=1.0, help="refinement strength alpha (default: 1.0)")
     evaluate.set_defaults(handler=_evaluate)
 
 
-def fit_refiner(dataset, window: int, k: int, ae_steps: int, flow_steps: int, predictor_steps: int, feedback: str, seed: int, device: str, logger, progress_bar: bool):
+def fit_refiner(
+    dataset,
+    window: int,
+    k: int,
+    ae_steps: int,
+    flow_steps: int,
+    predictor_steps: int,
+    feedback: str,
+    seed: int,
+    device: str,
+    logger,
+    progress_bar: bool,
+):
     """A :class:`TrajectoryRefiner` fitted with the given budget (shared with the demo)."""
     from ctflow_gym import TrajectoryRefiner
 
-    refiner = TrajectoryRefiner(window=window, k=k, ae_steps=ae_steps, flow_steps=flow_steps, predictor_steps=predictor_steps, feedback=feedback, seed=seed, device=device)
+    refiner = TrajectoryRefiner(
+        window=window,
+        k=k,
+        ae_steps=ae_steps,
+        flow_steps=flow_steps,
+        predictor_steps=predictor_steps,
+        feedback=feedback,
+        seed=seed,
+        device=device,
+    )
     return refiner.fit(dataset, logger=logger, progress_bar=progress_bar)
 
 
@@ -43,7 +80,9 @@ def plot_path(refiner, windows, out_file, strength: float = 1.0, logger=None) ->
     """Plot the refinement path of the first window of ``windows`` and log it as an image."""
     from ctflow_gym.refine.plotting import plot_refinement_path
 
-    path = refiner.path(windows.observations[:1], windows.actions[:1], strength=strength, times=[0.0, 0.25, 0.5, 0.75, 1.0])
+    path = refiner.path(
+        windows.observations[:1], windows.actions[:1], strength=strength, times=[0.0, 0.25, 0.5, 0.75, 1.0]
+    )
     plot_refinement_path(path, out_file, title="refinement path of one dataset window")
     if logger is not None:
         logger.log_image("refiner/refinement_path", out_file)
@@ -61,7 +100,19 @@ def _fit(args: argparse.Namespace) -> int:
     device = device_of(args)
     dataset = _dataset_arg(args)
     with command_run(args, "refiner-fit") as (out, logger):
-        refiner = fit_refiner(dataset, args.window, args.k, args.ae_steps, args.flow_steps, args.predictor_steps, args.feedback, args.seed, device, logger, not args.no_progress)
+        refiner = fit_refiner(
+            dataset,
+            args.window,
+            args.k,
+            args.ae_steps,
+            args.flow_steps,
+            args.predictor_steps,
+            args.feedback,
+            args.seed,
+            device,
+            logger,
+            not args.no_progress,
+        )
         refiner.save(out / "refiner")
         windows = held_out_windows(refiner, dataset, 1, args.seed)
         plot_path(refiner, windows, out / "refinement_path.png", logger=logger)
@@ -86,7 +137,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     proxy = report.get("proxy_gain", {})
     print(
         f"{report['windows']} held-out windows at strength {args.strength}: realised (replayed) gain per window "
-        f"{gain.get('mean', float('nan')):+.3f} +- {gain.get('se', float('nan')):.3f}, proxy gain {proxy.get('mean', float('nan')):+.3f}; "
+        f"{gain.get('mean', float('nan')):+.3f} +- {gain.get('se', float('nan')):.3f}, proxy gain "
+        f"{proxy.get('mean', float('nan')):+.3f}; "
         f"report {out / 'evaluation.json'}"
     )
     return 0

@@ -25,7 +25,12 @@ def register(commands) -> None:
         "wrap",
         parents=[common_flags()],
         help="run a policy in RefinementWrapper and check every refined window in MuJoCo",
-        description="Run an SB3 policy on an env wrapped in RefinementWrapper(replay=True): every window is refined and the refined actions are replayed from the window's start state. In shadow mode (default) the policy's own episodes are left as they were; in commit mode a refined window that scores higher is kept.",
+        description=(
+            "Run an SB3 policy on an env wrapped in RefinementWrapper(replay=True): every window is "
+            "refined and the refined actions are replayed from the window's start state. In shadow "
+            "mode (default) the policy's own episodes are left as they were; in commit mode a refined "
+            "window that scores higher is kept."
+        ),
     )
     wrap.add_argument("refiner", help="folder written by `ctflow refiner fit` (OUT/refiner)")
     wrap.add_argument("--policy", default=None, help="SB3 model zip (default: the shipped SAC policy)")
@@ -33,12 +38,23 @@ def register(commands) -> None:
     wrap.add_argument("--env", default=None, help="env id (default: the refiner's)")
     wrap.add_argument("--episodes", type=int, default=3)
     wrap.add_argument("--strength", type=float, default=0.5, help="refinement strength alpha (default: 0.5)")
-    wrap.add_argument("--mode", choices=["shadow", "commit"], default="shadow", help="shadow: measure only (default); commit: keep refined windows that score higher")
-    wrap.add_argument("--critic-tail", action="store_true", help="score windows by return + gamma^H x the policy's critic value of the end state (SAC/TD3 policies)")
+    wrap.add_argument(
+        "--mode",
+        choices=["shadow", "commit"],
+        default="shadow",
+        help="shadow: measure only (default); commit: keep refined windows that score higher",
+    )
+    wrap.add_argument(
+        "--critic-tail",
+        action="store_true",
+        help="score windows by return + gamma^H x the policy's critic value of the end state (SAC/TD3 policies)",
+    )
     wrap.set_defaults(handler=_wrap)
 
 
-def run_wrapped_episodes(env_id: str, refiner, policy, episodes: int, strength: float, seed: int, logger, mode: str = "shadow", value_fn=None) -> dict[str, Any]:
+def run_wrapped_episodes(
+    env_id: str, refiner, policy, episodes: int, strength: float, seed: int, logger, mode: str = "shadow", value_fn=None
+) -> dict[str, Any]:
     """Run ``policy`` for ``episodes`` episodes in a replaying :class:`RefinementWrapper`.
 
     Returns the episode returns (the policy's own in shadow mode; with committed
@@ -49,10 +65,18 @@ def run_wrapped_episodes(env_id: str, refiner, policy, episodes: int, strength: 
 
     from ctflow_gym.wrappers import RefinementWrapper, run_episodes
 
-    env = RefinementWrapper(gym.make(env_id), refiner, strength=strength, replay=True, mode=mode, logger=logger, value_fn=value_fn)
+    env = RefinementWrapper(
+        gym.make(env_id), refiner, strength=strength, replay=True, mode=mode, logger=logger, value_fn=value_fn
+    )
     returns = run_episodes(env, policy, episodes, seed)
     env.close()
-    return {"episode_returns": returns, **env.totals.summary(), "mode": mode, "critic_tail": value_fn is not None, "strength": strength}
+    return {
+        "episode_returns": returns,
+        **env.totals.summary(),
+        "mode": mode,
+        "critic_tail": value_fn is not None,
+        "strength": strength,
+    }
 
 
 def _wrap(args: argparse.Namespace) -> int:
@@ -76,12 +100,17 @@ def _wrap(args: argparse.Namespace) -> int:
         except TypeError as error:
             raise UserError(f"--critic-tail needs a SAC or TD3 policy with a Q critic: {error}") from error
     with command_run(args, "wrap") as (out, logger):
-        result = run_wrapped_episodes(env_id, refiner, policy, args.episodes, args.strength, args.seed, logger, args.mode, value_fn)
+        result = run_wrapped_episodes(
+            env_id, refiner, policy, args.episodes, args.strength, args.seed, logger, args.mode, value_fn
+        )
         write_json(out / "wrap.json", result)
     committed = f", {result['windows_committed']} committed" if args.mode == "commit" else ""
     print(
-        f"{args.episodes} episodes ({args.mode} mode, returns {np.mean(result['episode_returns']):.1f}); {result['windows_refined']} windows refined and replayed{committed}: "
-        f"mean proxy gain {result['mean_proxy_gain']:+.3f}, mean realised gain {result['mean_realized_gain']:+.3f} per window "
+        f"{args.episodes} episodes ({args.mode} mode, returns "
+        f"{np.mean(result['episode_returns']):.1f}); {result['windows_refined']} windows refined "
+        f"and replayed{committed}: "
+        f"mean proxy gain {result['mean_proxy_gain']:+.3f}, mean realised gain "
+        f"{result['mean_realized_gain']:+.3f} per window "
         f"({100 * result['improved_fraction']:.0f}% improved); report {out / 'wrap.json'}"
     )
     return 0

@@ -25,7 +25,6 @@ not resumable: it is restarted from scratch, which the seed makes reproducible.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
@@ -43,8 +42,8 @@ from ctflow_gym.atomic import move_into_place, scratch_folder
 from ctflow_gym.data.minari_io import BUILD_METADATA_KEY, POLICY_FILE, compact_hdf5, minari_root, minari_root_at
 from ctflow_gym.data.sb3_policies import load_sb3_policy
 from ctflow_gym.data.scores import d4rl_reference_returns
-from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
 from ctflow_gym.data.validation import require_continuous_actions
+from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
 
 DATASET_KINDS = ("random", "medium", "medium-replay", "medium-expert")
 
@@ -123,8 +122,7 @@ class BuildConfig:
             raise ValueError("expert_policy (an SB3 model zip) is required for kind='medium-expert'")
         if self.kind == "medium-replay" and self.min_steps > self.n_steps:
             raise ValueError(
-                f"min_steps ({self.min_steps}) must not exceed n_steps ({self.n_steps}) "
-                "for kind='medium-replay'"
+                f"min_steps ({self.min_steps}) must not exceed n_steps ({self.n_steps}) for kind='medium-replay'"
             )
         for name in ("policy", "expert_policy"):
             path = getattr(self, name)
@@ -222,7 +220,14 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
             if self.num_timesteps % config.eval_every:
                 return True
             mean, std = evaluate_policy(self.model, eval_env, n_eval_episodes=config.eval_episodes, deterministic=True)
-            history.append({"step": self.num_timesteps, "eval_return_mean": float(mean), "eval_return_std": float(std), "best_recorded_return": best_episode[0]})
+            history.append(
+                {
+                    "step": self.num_timesteps,
+                    "eval_return_mean": float(mean),
+                    "eval_return_std": float(std),
+                    "best_recorded_return": best_episode[0],
+                }
+            )
             print(
                 f"[medium-replay] step {self.num_timesteps}: eval return {mean:.1f} +- {std:.1f}, "
                 f"best recorded episode {best_episode[0]:.1f}",
@@ -280,7 +285,9 @@ def build_dataset(config: BuildConfig) -> Path:
     root = Path(config.root) if config.root else minari_root()
     final_path = root / dataset_id
     if final_path.exists() and not config.overwrite:
-        raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it")
+        raise FileExistsError(
+            f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it"
+        )
     started = time.time()
     with scratch_folder(root, ".ctflow-build-") as scratch:
         with minari_root_at(scratch):

@@ -117,7 +117,12 @@ def load_dataset(dataset: MinariDataset | str | os.PathLike, download: bool = Fa
     if path.exists():
         folder = _data_folder(path)
         if folder is None:
-            raise FileNotFoundError(f"dataset: {str(path)!r} exists but holds no Minari dataset (no metadata.json in it or in its data/ folder)")
+            raise FileNotFoundError(
+                (
+                    f"dataset: {str(path)!r} exists but holds no Minari dataset (no metadata.json in it or in "
+                    "its data/ folder)"
+                )
+            )
         return MinariDataset(folder)
     name = str(dataset)
     if name == DEFAULT_DATASET_ID:
@@ -157,7 +162,9 @@ def dataset_summary(dataset: MinariDataset) -> dict[str, Any]:
         "has_sim_states": record is not None and "sim_state_spec" in record,
     }
     if record is not None:
-        summary["build"] = {key: record[key] for key in ("config", "wall_time_s", "command", "versions") if key in record}
+        summary["build"] = {
+            key: record[key] for key in ("config", "wall_time_s", "command", "versions") if key in record
+        }
         for key in ("sac_steps", "target_return", "target_reached", "stop_reason", "thinned"):
             if key in record:
                 summary["build"][key] = record[key]

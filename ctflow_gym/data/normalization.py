@@ -79,4 +79,9 @@ class NormalizationStats:
         missing = {"obs_mean", "obs_std", "act_mean", "act_std"} - set(values)
         if missing:
             raise ValueError(f"normalisation statistics lack {sorted(missing)}")
-        return cls(**{name: np.asarray(values[name], dtype=np.float32) for name in ("obs_mean", "obs_std", "act_mean", "act_std")})
+        return cls(
+            **{
+                name: np.asarray(values[name], dtype=np.float32)
+                for name in ("obs_mean", "obs_std", "act_mean", "act_std")
+            }
+        )

@@ -30,9 +30,7 @@ def require_finite(array: np.ndarray, argument: str, where: str = "") -> None:
     if not finite.all():
         first = tuple(int(i) for i in np.argwhere(~finite)[0])
         location = f" in {where}" if where else ""
-        raise ValueError(
-            f"{argument} must be finite; found {np.asarray(array)[first]} at index {first}{location}"
-        )
+        raise ValueError(f"{argument} must be finite; found {np.asarray(array)[first]} at index {first}{location}")
 
 
 def require_strength(strength: float) -> float:

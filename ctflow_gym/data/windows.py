@@ -25,8 +25,8 @@ from minari import MinariDataset
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ctflow_gym.data.minari_io import build_record, load_dataset
-from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 from ctflow_gym.data.validation import require_continuous_actions, require_finite, require_flat_observations
+from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
 FeedbackFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 FEEDBACK_KINDS = ("return", "return_to_go")
@@ -72,7 +72,9 @@ class Windows:
             if isinstance(value, np.ndarray) and len(value) != n:
                 raise ValueError(f"{field.name} has {len(value)} rows; expected {n} like observations")
         if self.actions.shape[1] != self.observations.shape[1]:
-            raise ValueError(f"actions have window length {self.actions.shape[1]}; observations have {self.observations.shape[1]}")
+            raise ValueError(
+                f"actions have window length {self.actions.shape[1]}; observations have {self.observations.shape[1]}"
+            )
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -102,7 +104,9 @@ class Windows:
         return replace(self, **picked)
 
 
-def iter_episode_arrays(dataset: MinariDataset, episodes: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
+def iter_episode_arrays(
+    dataset: MinariDataset, episodes: Sequence[int] | None = None
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
     """Yield ``(episode_id, observations, actions, rewards, sim_states)`` per episode.
 
     ``episodes`` limits the iteration to those episode ids (default: all).
@@ -121,7 +125,9 @@ def iter_episode_arrays(dataset: MinariDataset, episodes: Sequence[int] | None =
         yield int(episode.id), observations, actions, rewards, sim_states
 
 
-def _feedback(kind: str | FeedbackFn, observations, actions, rewards, episode_rewards, starts, gamma: float) -> np.ndarray:
+def _feedback(
+    kind: str | FeedbackFn, observations, actions, rewards, episode_rewards, starts, gamma: float
+) -> np.ndarray:
     if callable(kind):
         values = np.asarray(kind(observations, actions, rewards), dtype=np.float64)
         if values.shape != (len(observations),):
@@ -168,7 +174,12 @@ def make_windows(
         episodes = np.unique(np.asarray(episodes, dtype=np.int64))
         outside = episodes[~np.isin(episodes, dataset.episode_indices)]
         if len(outside):
-            raise ValueError(f"episodes: ids {outside[:5].tolist()} are not episodes of dataset {dataset.id!r} ({dataset.total_episodes} episodes)")
+            raise ValueError(
+                (
+                    f"episodes: ids {outside[:5].tolist()} are not episodes of dataset {dataset.id!r} "
+                    f"({dataset.total_episodes} episodes)"
+                )
+            )
 
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "fb", "ep", "start", "sim")}
     longest = 0

@@ -11,7 +11,15 @@ from torch import nn
 class MLP(nn.Sequential):
     """``in_dim -> hidden x layers -> out_dim`` with SiLU (or ReLU) activations and optional LayerNorm."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: int = 256, layers: int = 2, layer_norm: bool = False, activation: type[nn.Module] = nn.SiLU):
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: int = 256,
+        layers: int = 2,
+        layer_norm: bool = False,
+        activation: type[nn.Module] = nn.SiLU,
+    ):
         if layers < 1:
             raise ValueError(f"layers must be >= 1; got {layers}")
         modules: list[nn.Module] = []

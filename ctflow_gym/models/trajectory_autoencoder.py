@@ -18,7 +18,9 @@ class TrajectoryAutoencoder(nn.Module):
     numbers, states first then actions (see :meth:`flatten`).
     """
 
-    def __init__(self, window: int, obs_dim: int, act_dim: int, latent_dim: int = 16, hidden: int = 512, layers: int = 2):
+    def __init__(
+        self, window: int, obs_dim: int, act_dim: int, latent_dim: int = 16, hidden: int = 512, layers: int = 2
+    ):
         super().__init__()
         self.window, self.obs_dim, self.act_dim = window, obs_dim, act_dim
         flat = window * (obs_dim + act_dim)

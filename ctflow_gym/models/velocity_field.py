@@ -1,4 +1,4 @@
-"""The source-conditioned velocity field v_theta(z_t, t, z_src) of counterfactual transport flows (CTF paper, section 2.3)."""
+"""The source-conditioned velocity field v_theta(z_t, t, z_src) of the CTF paper (section 2.3)."""
 
 from __future__ import annotations
 

@@ -35,9 +35,16 @@ class TrainingBank:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The bank as named arrays (for saving)."""
-        return {"latents": self.latents, "feedback": self.feedback, "observations": self.observations, "actions": self.actions}
+        return {
+            "latents": self.latents,
+            "feedback": self.feedback,
+            "observations": self.observations,
+            "actions": self.actions,
+        }
 
-    def replace(self, codec: LatentCodec, z_src: torch.Tensor, method: str, margin: float, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def replace(
+        self, codec: LatentCodec, z_src: torch.Tensor, method: str, margin: float, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Latents and normalised windows of the bank windows that replace each source.
 
         A new window's own feedback is unknown: the feedback of its nearest bank window

@@ -81,10 +81,17 @@ class LatentCodec:
             observations, actions = observations[None], actions[None]
         shape = (self.window, self.obs_dim)
         if observations.ndim != 3 or observations.shape[1:] != shape:
-            raise ValueError(f"observations must have shape (N, {shape[0]}, {shape[1]}) or ({shape[0]}, {shape[1]}); got {observations.shape}")
+            raise ValueError(
+                (
+                    f"observations must have shape (N, {shape[0]}, {shape[1]}) or ({shape[0]}, {shape[1]}); got "
+                    f"{observations.shape}"
+                )
+            )
         act_shape = (self.window, self.act_dim)
         if actions.ndim != 3 or actions.shape[1:] != act_shape or len(actions) != len(observations):
-            raise ValueError(f"actions must have shape ({len(observations)}, {act_shape[0]}, {act_shape[1]}); got {actions.shape}")
+            raise ValueError(
+                f"actions must have shape ({len(observations)}, {act_shape[0]}, {act_shape[1]}); got {actions.shape}"
+            )
         require_finite(observations, "observations")
         require_finite(actions, "actions")
         return observations, actions
@@ -116,9 +123,13 @@ class LatentCodec:
 
     def to_raw(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Normalised tensors -> raw observations and clipped raw actions."""
-        return self.stats.denormalize_observations(obs.cpu().numpy()), self.clip(self.stats.denormalize_actions(act.cpu().numpy()))
+        return self.stats.denormalize_observations(obs.cpu().numpy()), self.clip(
+            self.stats.denormalize_actions(act.cpu().numpy())
+        )
 
-    def decode_refined(self, z_ref: torch.Tensor, z_src: torch.Tensor, src_obs: np.ndarray, src_act: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    def decode_refined(
+        self, z_ref: torch.Tensor, z_src: torch.Tensor, src_obs: np.ndarray, src_act: np.ndarray, mode: str
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Refined windows in raw units.
 
         ``mode="direct"`` is the paper's D(z_ref). ``"residual"`` is
@@ -135,7 +146,9 @@ class LatentCodec:
 
     def action_deviation(self, refined_actions: np.ndarray, source_actions: torch.Tensor) -> np.ndarray:
         """RMS over steps of || refined - source || per window, in normalised action units."""
-        step_distance = np.linalg.norm(self.stats.normalize_actions(refined_actions) - source_actions.cpu().numpy(), axis=-1)
+        step_distance = np.linalg.norm(
+            self.stats.normalize_actions(refined_actions) - source_actions.cpu().numpy(), axis=-1
+        )
         return np.sqrt((step_distance**2).mean(-1)).astype(np.float64)
 
     # ------------------------------------------------------------- persistence
@@ -156,8 +169,20 @@ class LatentCodec:
         }
 
     @classmethod
-    def from_saved(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], autoencoder: TrajectoryAutoencoder) -> "LatentCodec":
+    def from_saved(
+        cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], autoencoder: TrajectoryAutoencoder
+    ) -> "LatentCodec":
         """Inverse of :meth:`meta` / :meth:`tensors`; ``autoencoder`` is built (untrained) by the caller."""
-        autoencoder.load_state_dict({k[len("autoencoder.") :]: v for k, v in tensors.items() if k.startswith("autoencoder.")})
-        bounds = [None if meta[key] is None else np.asarray(meta[key], np.float32) for key in ("action_low", "action_high")]
-        return cls(NormalizationStats.from_dict(meta["stats"]), autoencoder, tensors["latent_mean"], tensors["latent_std"], *bounds)
+        autoencoder.load_state_dict(
+            {k[len("autoencoder.") :]: v for k, v in tensors.items() if k.startswith("autoencoder.")}
+        )
+        bounds = [
+            None if meta[key] is None else np.asarray(meta[key], np.float32) for key in ("action_low", "action_high")
+        ]
+        return cls(
+            NormalizationStats.from_dict(meta["stats"]),
+            autoencoder,
+            tensors["latent_mean"],
+            tensors["latent_std"],
+            *bounds,
+        )

@@ -70,7 +70,20 @@ class RefinerConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range."""
-        positive = ("window", "stride", "latent_dim", "k", "ae_hidden", "ae_layers", "ae_steps", "flow_hidden", "flow_layers", "flow_steps", "batch_size", "euler_steps")
+        positive = (
+            "window",
+            "stride",
+            "latent_dim",
+            "k",
+            "ae_hidden",
+            "ae_layers",
+            "ae_steps",
+            "flow_hidden",
+            "flow_layers",
+            "flow_steps",
+            "batch_size",
+            "euler_steps",
+        )
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

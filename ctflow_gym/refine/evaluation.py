@@ -49,7 +49,8 @@ def held_out_windows(refiner: Refiner, dataset: MinariDataset, count: int, seed:
     elif len(held_out) == 0:
         raise ValueError(
             f"refiner: it records no held-out episode of {dataset.id!r} (fitted with held_out_fraction=0, or on "
-            "windows rather than a dataset): every window may have been trained on; evaluate on another dataset or refit"
+            "windows rather than a dataset): every window may have been trained on; evaluate on "
+            "another dataset or refit"
         )
     else:
         windows = make_windows(dataset, refiner.window, episodes=held_out)
@@ -76,7 +77,11 @@ def evaluate_refinement(
     if (closed_loop or validity) and env_id is None:
         raise ValueError("windows.env_id is unknown; closed-loop and validity checks need the env")
     result = refiner.refine(windows.observations, windows.actions, strength=strength, **refine_options)
-    report: dict[str, Any] = {"method": refine_options.get("method", "flow"), "strength": strength, "windows": len(windows)}
+    report: dict[str, Any] = {
+        "method": refine_options.get("method", "flow"),
+        "strength": strength,
+        "windows": len(windows),
+    }
     for name in ("action_deviation", "latent_deviation"):
         if getattr(result, name) is not None:
             report[name] = mean_se(getattr(result, name))

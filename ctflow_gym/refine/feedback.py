@@ -58,8 +58,16 @@ class FeedbackModel:
         model = cls(inputs.shape[1], inputs.device, mean, std)
         target = torch.as_tensor((feedback - mean) / std, dtype=torch.float32, device=inputs.device)
         loss = train_minibatch(
-            model.network.parameters(), lambda b: feedback_regression_loss(model.network, inputs[b], target[b]),
-            len(inputs), steps, batch_size, lr, generator, name, logger, progress_bar,
+            model.network.parameters(),
+            lambda b: feedback_regression_loss(model.network, inputs[b], target[b]),
+            len(inputs),
+            steps,
+            batch_size,
+            lr,
+            generator,
+            name,
+            logger,
+            progress_bar,
         )
         model.network.eval()
         return model, loss
@@ -78,9 +86,13 @@ class FeedbackModel:
         return {"in_dim": int(self.network[0].in_features), "mean": self.mean, "std": self.std}
 
     @classmethod
-    def from_saved(cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str, device: torch.device | str) -> "FeedbackModel":
+    def from_saved(
+        cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str, device: torch.device | str
+    ) -> "FeedbackModel":
         """Inverse of :meth:`meta` / :meth:`tensors`."""
         model = cls(meta["in_dim"], device, meta["mean"], meta["std"])
-        model.network.load_state_dict({k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")})
+        model.network.load_state_dict(
+            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        )
         model.network.eval()
         return model

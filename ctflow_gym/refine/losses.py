@@ -12,7 +12,9 @@ from ctflow_gym.models.trajectory_autoencoder import TrajectoryAutoencoder
 from ctflow_gym.models.velocity_field import SourceConditionedVelocity
 
 
-def autoencoder_loss(autoencoder: TrajectoryAutoencoder, observations: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+def autoencoder_loss(
+    autoencoder: TrajectoryAutoencoder, observations: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
     """|| D(E(tau)) - tau ||^2 averaged over window entries (appendix A.2), on normalised windows."""
     flat = autoencoder.flatten(observations, actions)
     return (autoencoder.decoder(autoencoder.encoder(flat)) - flat).pow(2).mean()
@@ -29,7 +31,9 @@ def flow_matching_loss(velocity: SourceConditionedVelocity, z_src: torch.Tensor,
     return (velocity(z_t, t, z_src) - target_velocity).pow(2).sum(-1).mean()
 
 
-def feedback_regression_loss(model: torch.nn.Module, inputs: torch.Tensor, standardized_feedback: torch.Tensor) -> torch.Tensor:
+def feedback_regression_loss(
+    model: torch.nn.Module, inputs: torch.Tensor, standardized_feedback: torch.Tensor
+) -> torch.Tensor:
     """Mean squared error of a scalar feedback model on standardised targets.
 
     Used for the start-value baseline V(s_1) of ``feedback="advantage"`` (inputs: the

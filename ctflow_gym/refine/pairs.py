@@ -71,7 +71,9 @@ def nearest_neighbours(
         values, indices = torch.topk(distances, candidates, dim=1, largest=False)
         values, indices = values.clamp_min(0).sqrt().numpy(), indices.numpy()
         own = np.arange(rows.start, rows.stop)[:, None]
-        overlapping = (episode_ids[indices] == episode_ids[own]) & (np.abs(start_steps[indices] - start_steps[own]) < window)
+        overlapping = (episode_ids[indices] == episode_ids[own]) & (
+            np.abs(start_steps[indices] - start_steps[own]) < window
+        )
         # Stable sort keeps distance order among the eligible candidates.
         order = np.argsort(overlapping, axis=1, kind="stable")[:, :k]
         kept_values = np.take_along_axis(values, order, 1)

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 
-def plot_refinement_path(path: dict[str, np.ndarray], out_file: str | os.PathLike, window_index: int = 0, title: str | None = None) -> Path:
+def plot_refinement_path(
+    path: dict[str, np.ndarray], out_file: str | os.PathLike, window_index: int = 0, title: str | None = None
+) -> Path:
     """Write a PNG with one panel per action dimension of window ``window_index``.
 
     ``path`` is what :meth:`TrajectoryRefiner.path` returns. The source (t = 0) is
@@ -35,8 +37,13 @@ def plot_refinement_path(path: dict[str, np.ndarray], out_file: str | os.PathLik
         axis.plot(steps, actions[0, window_index, :, d], color="black", linewidth=2, label=f"source (t = {times[0]:g})")
         for j in range(1, len(times)):
             final = j == len(times) - 1
-            axis.plot(steps, actions[j, window_index, :, d], color="red" if final else colours[j - 1], linewidth=2 if final else 1,
-                      label=f"refined (t = {times[j]:g})" if final else f"t = {times[j]:g}")
+            axis.plot(
+                steps,
+                actions[j, window_index, :, d],
+                color="red" if final else colours[j - 1],
+                linewidth=2 if final else 1,
+                label=f"refined (t = {times[j]:g})" if final else f"t = {times[j]:g}",
+            )
         axis.set_ylabel(f"action {d}")
     axes[-1, 0].set_xlabel("step in window")
     axes[0, 0].legend(fontsize=7, ncol=min(len(times), 4), loc="upper right")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import torch
-from ctflow_gym.progress import progress_bar as make_progress_bar
 
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
+from ctflow_gym.progress import progress_bar as make_progress_bar
 
 
 def train_minibatch(

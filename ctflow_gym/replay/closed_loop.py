@@ -17,7 +17,9 @@ from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, mujoco_handles
 from ctflow_gym.replay.stepping import replay_actions
 
 
-def closed_loop_returns(env_id: str, sim_states: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC) -> tuple[np.ndarray, np.ndarray]:
+def closed_loop_returns(
+    env_id: str, sim_states: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC
+) -> tuple[np.ndarray, np.ndarray]:
     """Realised return of each window of ``actions`` replayed from ``sim_states``.
 
     Returns ``(returns (N,), terminated (N,) bool)``.

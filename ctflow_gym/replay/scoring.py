@@ -27,8 +27,13 @@ def require_value_fn(value_fn: ValueFn | None, gamma: float) -> None:
         raise ValueError(f"gamma must be in [0, 1]; got {gamma}")
 
 
-def window_score(window_return: float, end_observation, terminated: bool, value_fn: ValueFn | None, gamma: float, horizon: int) -> float:
-    """``window_return + gamma**horizon * value_fn(end_observation)``; the return alone without ``value_fn`` or after a termination."""
+def window_score(
+    window_return: float, end_observation, terminated: bool, value_fn: ValueFn | None, gamma: float, horizon: int
+) -> float:
+    """``window_return + gamma**horizon * value_fn(end_observation)``.
+
+    The return alone without ``value_fn`` or after a termination.
+    """
     if value_fn is None or terminated:
         return float(window_return)
     return float(window_return) + gamma**horizon * float(value_fn(end_observation))

@@ -83,8 +83,7 @@ def set_sim_state(env: gym.Env, state: np.ndarray, spec: int = REPLAY_STATE_SPEC
     expected = mujoco.mj_stateSize(model, spec)
     if state.shape != (expected,):
         raise ValueError(
-            f"state must be a float64 vector of length {expected} for this env and "
-            f"spec {spec}; got shape {state.shape}"
+            f"state must be a float64 vector of length {expected} for this env and spec {spec}; got shape {state.shape}"
         )
     mujoco.mj_resetData(model, data)
     mujoco.mj_setState(model, data, state, spec)

@@ -14,7 +14,12 @@ def policy_action_fn(policy: Any, deterministic: bool = True) -> Callable[[np.nd
         return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
     if callable(policy):
         return policy
-    raise TypeError(f"policy must be an SB3-style model (with predict(obs, deterministic=...)) or a callable; got {type(policy).__name__}")
+    raise TypeError(
+        (
+            "policy must be an SB3-style model (with predict(obs, deterministic=...)) or a callable; "
+            f"got {type(policy).__name__}"
+        )
+    )
 
 
 def run_episodes(env: gym.Env, policy: Any, episodes: int, seed: int = 0, deterministic: bool = True) -> list[float]:

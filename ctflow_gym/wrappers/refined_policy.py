@@ -60,19 +60,35 @@ class RefinedPolicy:
         gamma: discount of ``value_fn``.
     """
 
-    def __init__(self, policy, refiner, env: gym.Env, strength: float = 1.0, verify: bool = True, deterministic: bool = True, value_fn: ValueFn | None = None, gamma: float = 0.99):
+    def __init__(
+        self,
+        policy,
+        refiner,
+        env: gym.Env,
+        strength: float = 1.0,
+        verify: bool = True,
+        deterministic: bool = True,
+        value_fn: ValueFn | None = None,
+        gamma: float = 0.99,
+    ):
         require_value_fn(value_fn, gamma)
         self._snapshots = has_simulator(env)
         if not self._snapshots:
             if verify:
                 raise TypeError(
                     f"env: verify=True replays from a MuJoCo snapshot; {type(env.unwrapped).__name__} has none. "
-                    "Pass verify=False for refinement without replay (the look-ahead then runs in a deep copy of the env)"
+                    "Pass verify=False for refinement without replay (the look-ahead then runs in a deep copy "
+                    "of the env)"
                 )
             try:
                 copy.deepcopy(env.unwrapped)
             except Exception as error:
-                raise TypeError(f"env: {type(env.unwrapped).__name__} has no MuJoCo state and cannot be deep-copied for the look-ahead ({error})") from error
+                raise TypeError(
+                    (
+                        f"env: {type(env.unwrapped).__name__} has no MuJoCo state and cannot be deep-copied for the "
+                        f"look-ahead ({error})"
+                    )
+                ) from error
         require_env_matches_refiner(env, refiner)
         self.base: Callable[[np.ndarray], np.ndarray] = policy_action_fn(policy, deterministic)
         self.refiner = refiner
@@ -119,9 +135,15 @@ class RefinedPolicy:
                 return actions
             result = self.refiner.refine(np.stack(observations)[None], np.stack(actions)[None], strength=self.strength)
             refined = list(result.actions[0])
-            record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards)), "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0])}
+            record: dict[str, Any] = {
+                "refined": True,
+                "source_return": float(np.sum(rewards)),
+                "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0]),
+            }
             if self.verify:
-                source_score = window_score(record["source_return"], obs, terminated, self.value_fn, self.gamma, self.window)
+                source_score = window_score(
+                    record["source_return"], obs, terminated, self.value_fn, self.gamma, self.window
+                )
                 replayed = replay_window(self.env, start, refined, self.value_fn, self.gamma)
                 record["refined_return"] = replayed.window_return
                 if replayed.score <= source_score:
@@ -133,4 +155,3 @@ class RefinedPolicy:
         finally:
             if start is not None:
                 restore_snapshot(self.env, start)
-
