@@ -83,8 +83,16 @@ class Refiner(Protocol):
 
 def require_refiner(refiner: Any, argument: str = "refiner") -> None:
     """Raise naming ``argument`` unless it follows :class:`Refiner` and is fitted."""
-    missing = [name for name in ("window", "obs_dim", "act_dim", "env_id", "is_fitted", "refine", "save", "load") if not hasattr(refiner, name)]
+    missing = [
+        name
+        for name in ("window", "obs_dim", "act_dim", "env_id", "is_fitted", "refine", "save", "load")
+        if not hasattr(refiner, name)
+    ]
     if missing:
-        raise TypeError(f"{argument} must follow the ctflow_gym.refine.Refiner contract; {type(refiner).__name__} lacks {missing}")
+        raise TypeError(
+            f"{argument} must follow the ctflow_gym.refine.Refiner contract; {type(refiner).__name__} lacks {missing}"
+        )
     if not refiner.is_fitted:
-        raise ValueError(f"{argument} must be fitted (e.g. TrajectoryRefiner.fit or load_refiner) before use with an env")
+        raise ValueError(
+            f"{argument} must be fitted (e.g. TrajectoryRefiner.fit or load_refiner) before use with an env"
+        )

@@ -156,15 +156,29 @@ class TrajectoryRefiner:
         act = torch.as_tensor(stats.normalize_actions(train.actions), dtype=torch.float32, device=self.device)
 
         # (1) trajectory autoencoder, appendix A.2; latents standardised (appendix A.7)
-        autoencoder = TrajectoryAutoencoder(cfg.window, train.obs_dim, train.act_dim, cfg.latent_dim, cfg.ae_hidden, cfg.ae_layers).to(self.device)
+        autoencoder = TrajectoryAutoencoder(
+            cfg.window, train.obs_dim, train.act_dim, cfg.latent_dim, cfg.ae_hidden, cfg.ae_layers
+        ).to(self.device)
         ae_loss = train_minibatch(
-            autoencoder.parameters(), lambda b: autoencoder_loss(autoencoder, obs[b], act[b]),
-            len(train), cfg.ae_steps, cfg.batch_size, cfg.lr, generator, "refiner/ae_loss", logger, progress_bar,
+            autoencoder.parameters(),
+            lambda b: autoencoder_loss(autoencoder, obs[b], act[b]),
+            len(train),
+            cfg.ae_steps,
+            cfg.batch_size,
+            cfg.lr,
+            generator,
+            "refiner/ae_loss",
+            logger,
+            progress_bar,
         )
         autoencoder.eval()
         with torch.no_grad():
             raw_latents = batched(lambda o, a: autoencoder.encode(o, a), obs, act)
-        low, high = (None, None) if action_space is None else (np.asarray(action_space.low, np.float32), np.asarray(action_space.high, np.float32))
+        low, high = (
+            (None, None)
+            if action_space is None
+            else (np.asarray(action_space.low, np.float32), np.asarray(action_space.high, np.float32))
+        )
         self.codec = LatentCodec(stats, autoencoder, raw_latents.mean(0), raw_latents.std(0).clamp_min(1e-6), low, high)
         latents = (raw_latents - self.codec.latent_mean) / self.codec.latent_std
 
@@ -188,8 +202,16 @@ class TrajectoryRefiner:
         sources = latents[torch.as_tensor(pairs.sources, device=self.device)]
         targets = latents[torch.as_tensor(pairs.targets, device=self.device)]
         flow_loss = train_minibatch(
-            self.velocity.parameters(), lambda b: flow_matching_loss(self.velocity, sources[b], targets[b]),
-            len(pairs), cfg.flow_steps, cfg.batch_size, cfg.lr, generator, "refiner/flow_loss", logger, progress_bar,
+            self.velocity.parameters(),
+            lambda b: flow_matching_loss(self.velocity, sources[b], targets[b]),
+            len(pairs),
+            cfg.flow_steps,
+            cfg.batch_size,
+            cfg.lr,
+            generator,
+            "refiner/flow_loss",
+            logger,
+            progress_bar,
         )
         self.velocity.eval()
 
@@ -198,8 +220,15 @@ class TrajectoryRefiner:
         if held_out is not None:
             held_latents = self.codec.encode(*self.codec.normalized_tensors(held_out.observations, held_out.actions))
             self.predictor, predictor_loss = FeedbackModel.fit(
-                held_latents, held_out.feedback, cfg.predictor_steps, cfg.batch_size, cfg.lr, generator,
-                "refiner/predictor_loss", logger, progress_bar,
+                held_latents,
+                held_out.feedback,
+                cfg.predictor_steps,
+                cfg.batch_size,
+                cfg.lr,
+                generator,
+                "refiner/predictor_loss",
+                logger,
+                progress_bar,
             )
 
         self.bank = TrainingBank(z_np, feedback.astype(np.float64), train.observations, train.actions)
@@ -229,7 +258,9 @@ class TrajectoryRefiner:
         cfg = self.config
         if isinstance(data, Windows):
             if data.window != cfg.window:
-                raise ValueError(f"data: windows have length {data.window}; this refiner is configured for window={cfg.window}")
+                raise ValueError(
+                    f"data: windows have length {data.window}; this refiner is configured for window={cfg.window}"
+                )
             for name in ("observations", "actions", "feedback"):
                 require_finite(getattr(data, name), f"data.{name}")
             return data, data.action_space or _action_space_of(data.env_id), None
@@ -244,8 +275,15 @@ class TrajectoryRefiner:
             return feedback
         start_obs = obs[:, 0]
         baseline, _ = FeedbackModel.fit(
-            start_obs, feedback, self.config.predictor_steps, self.config.batch_size, self.config.lr, generator,
-            "refiner/start_value_loss", logger, progress_bar,
+            start_obs,
+            feedback,
+            self.config.predictor_steps,
+            self.config.batch_size,
+            self.config.lr,
+            generator,
+            "refiner/start_value_loss",
+            logger,
+            progress_bar,
         )
         return feedback - baseline.predict(start_obs)
 
@@ -259,7 +297,9 @@ class TrajectoryRefiner:
         self._require_fitted()
         if self.predictor is None:
             raise RuntimeError("no return predictor: the refiner was fitted with held_out_fraction=0")
-        return self.predictor.predict(self.codec.encode(*self.codec.normalized_tensors(*self.codec.check_windows(observations, actions))))
+        return self.predictor.predict(
+            self.codec.encode(*self.codec.normalized_tensors(*self.codec.check_windows(observations, actions)))
+        )
 
     @torch.no_grad()
     def refine(
@@ -309,7 +349,10 @@ class TrajectoryRefiner:
             refined_obs, refined_act = codec.to_raw(*codec.decode(z_src))
         else:
             if self.bank is None:
-                raise RuntimeError(f"method={method!r} needs the training bank; it is kept after fit() and saved with save(path, include_bank=True)")
+                raise RuntimeError(
+                    f"method={method!r} needs the training bank; it is kept after fit() and saved with "
+                    "save(path, include_bank=True)"
+                )
             z_ref, new_obs, new_act = self.bank.replace(codec, z_src, method, self.margin, seed)
             refined_obs, refined_act = codec.to_raw(new_obs, new_act)
         predicted_gain = None
@@ -329,7 +372,9 @@ class TrajectoryRefiner:
         )
 
     @torch.no_grad()
-    def path(self, observations, actions, strength: float = 1.0, times=None, steps: int | None = None) -> dict[str, np.ndarray]:
+    def path(
+        self, observations, actions, strength: float = 1.0, times=None, steps: int | None = None
+    ) -> dict[str, np.ndarray]:
         """The refinement path: windows decoded at ``times`` in [0, strength].
 
         Returns ``{"times": (T,), "latents": (T, N, d), "observations": (T, N, H, obs_dim),
@@ -389,9 +434,13 @@ class TrajectoryRefiner:
         cfg = refiner.config
         tensors = load_tensors(path, device=refiner.device)
         codec_meta = meta["codec"]
-        autoencoder = TrajectoryAutoencoder(cfg.window, codec_meta["obs_dim"], codec_meta["act_dim"], cfg.latent_dim, cfg.ae_hidden, cfg.ae_layers).to(refiner.device)
+        autoencoder = TrajectoryAutoencoder(
+            cfg.window, codec_meta["obs_dim"], codec_meta["act_dim"], cfg.latent_dim, cfg.ae_hidden, cfg.ae_layers
+        ).to(refiner.device)
         refiner.codec = LatentCodec.from_saved(codec_meta, tensors, autoencoder)
-        refiner.velocity = SourceConditionedVelocity(cfg.latent_dim, cfg.flow_hidden, cfg.flow_layers).to(refiner.device)
+        refiner.velocity = SourceConditionedVelocity(cfg.latent_dim, cfg.flow_hidden, cfg.flow_layers).to(
+            refiner.device
+        )
         load_module_tensors({"velocity": refiner.velocity}, tensors, path)
         refiner.velocity.eval()
         if meta["predictor"] is not None:

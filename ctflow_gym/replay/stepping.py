@@ -33,7 +33,9 @@ def step_open_loop(env: gym.Env, actions) -> tuple[float, bool, np.ndarray | Non
     return float(sum(rewards)), bool(terminated), observation, rewards
 
 
-def replay_actions(env: gym.Env, state: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC) -> tuple[np.ndarray, bool]:
+def replay_actions(
+    env: gym.Env, state: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC
+) -> tuple[np.ndarray, bool]:
     """Restore the recorded ``state`` in ``env`` and apply ``actions`` open loop (see :func:`step_open_loop`).
 
     Returns the rewards obtained (as many as steps taken) and whether the env terminated.
@@ -61,7 +63,9 @@ class WindowReplay:
     score: float
 
 
-def replay_window(env: gym.Env, start: EnvSnapshot, actions, value_fn: ValueFn | None = None, gamma: float = 0.99) -> WindowReplay:
+def replay_window(
+    env: gym.Env, start: EnvSnapshot, actions, value_fn: ValueFn | None = None, gamma: float = 0.99
+) -> WindowReplay:
     """Restore ``start`` and step ``actions`` open loop; the env is left at the window's end.
 
     The horizon of the value tail is ``len(actions)``. The caller decides where the env

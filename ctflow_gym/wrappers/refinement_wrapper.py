@@ -138,7 +138,10 @@ class RefinementWrapper(gym.Wrapper):
         if mode == "commit" and not replay:
             raise ValueError("mode='commit' needs replay=True: only a replayed refinement can be committed")
         if replay and not has_simulator(env):
-            raise TypeError(f"replay=True needs a MuJoCo env with a simulator state to snapshot; {type(env.unwrapped).__name__} has none")
+            raise TypeError(
+                "replay=True needs a MuJoCo env with a simulator state to snapshot; "
+                f"{type(env.unwrapped).__name__} has none"
+            )
         self.refiner = refiner
         self.strength = require_strength(strength)
         self.replay = replay
@@ -185,7 +188,10 @@ class RefinementWrapper(gym.Wrapper):
         if len(self._actions) < self.window:
             return obs, reward, terminated, truncated, info
         report, committed_obs = self._close_window()
-        self.logger.log({f"wrapper/{k}": float(v) for k, v in report.items() if isinstance(v, (bool, int, float))}, step=self.totals.windows_refined)
+        self.logger.log(
+            {f"wrapper/{k}": float(v) for k, v in report.items() if isinstance(v, (bool, int, float))},
+            step=self.totals.windows_refined,
+        )
         info = dict(info)
         info["refinement"] = report
         if committed_obs is not None:
@@ -226,7 +232,9 @@ class RefinementWrapper(gym.Wrapper):
         finally:
             if keep_refined:
                 # The time-limit counters and RNG stay the user's: the window had H steps either way.
-                restore_snapshot(self.env, EnvSnapshot(capture_snapshot(self.env).sim_state, end.elapsed_steps, end.rng_state))
+                restore_snapshot(
+                    self.env, EnvSnapshot(capture_snapshot(self.env).sim_state, end.elapsed_steps, end.rng_state)
+                )
             else:
                 restore_snapshot(self.env, end)
         report.update(
