@@ -21,8 +21,14 @@ import numpy as np
 from minari import DataCollector
 
 from ctflow_gym import TrajectoryRefiner, load_refiner
-from ctflow_gym.data import BUILD_METADATA_KEY, DEFAULT_DATASET_ID, default_policy_path, load_dataset, load_sb3_policy
-from ctflow_gym.data import make_windows
+from ctflow_gym.data import (
+    BUILD_METADATA_KEY,
+    DEFAULT_DATASET_ID,
+    default_policy_path,
+    load_dataset,
+    load_sb3_policy,
+    make_windows,
+)
 from ctflow_gym.data.minari_io import minari_root_at
 from ctflow_gym.replay import REPLAY_STATE_SPEC, SimStateRecorder, closed_loop_returns
 from ctflow_gym.wrappers import COMMITTED_INFO_KEY, RefinementStepData, RefinementWrapper

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import json
-import os
 import pickle
 import subprocess
 import sys
@@ -36,8 +34,8 @@ MAX_STEPS = 40
 @pytest.fixture(scope="module")
 def refiner(random_dataset):
     """A fitted refiner that exists only in memory (never saved)."""
-    config = dict(window=8, ae_steps=150, flow_steps=150, predictor_steps=50, ae_hidden=64, flow_hidden=64)
-    return TrajectoryRefiner(**config).fit(random_dataset, progress_bar=False)
+    sizes = {"ae_steps": 150, "flow_steps": 150, "predictor_steps": 50, "ae_hidden": 64, "flow_hidden": 64}
+    return TrajectoryRefiner(window=8, **sizes).fit(random_dataset, progress_bar=False)
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +168,9 @@ def test_spec_of_an_in_memory_refiner_says_so(refiner, tmp_path):
         "try:\n    gym.make(EnvSpec.from_json(sys.stdin.read()))\n"
         "except ValueError as error:\n    print(error)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], input=text, capture_output=True, text=True, timeout=120, check=False
+    )
     assert "refiner: the env spec records <in-memory TrajectoryRefiner" in result.stdout, result.stderr
     assert "existed only in the memory" in result.stdout and "refiner.save(folder)" in result.stdout
     # Once saved, the same wrapper records the folder.
@@ -202,7 +202,7 @@ def _vector_run(venv, steps: int = 60) -> list:
 
 
 def test_gymnasium_vector_envs(refiner, refiner_folder):
-    kwargs = dict(strength=1.0, replay=True, mode="commit")
+    kwargs = {"strength": 1.0, "replay": True, "mode": "commit"}
     sync = gym.vector.SyncVectorEnv([partial(_wrapped, refiner, **kwargs)] * 2)
     expected = _vector_run(sync)
     # The in-memory refiner is pickled to each spawned worker.
@@ -228,7 +228,7 @@ def test_sb3_vec_envs_with_evaluate_policy(refiner, sac_policy):
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
-    kwargs = dict(strength=1.0, replay=True, mode="commit")
+    kwargs = {"strength": 1.0, "replay": True, "mode": "commit"}
 
     def evaluate(venv):
         reports = []
@@ -268,7 +268,7 @@ def _collect(refiner, root, inside: bool, episodes: int = 3, policy=None) -> tup
     """Record commit-mode episodes with Minari; the recorder outside (recommended) or inside the wrapper."""
     from minari import DataCollector
 
-    kwargs = dict(strength=1.0, replay=True, mode="commit")
+    kwargs = {"strength": 1.0, "replay": True, "mode": "commit"}
     if inside:
         env = RefinementWrapper(SimStateRecorder(gym.make("Hopper-v5", max_episode_steps=48)), refiner, **kwargs)
     else:

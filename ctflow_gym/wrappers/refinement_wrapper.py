@@ -188,14 +188,14 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         refine_options: dict[str, Any] | None = None,
     ):
         gym.Wrapper.__init__(self, env)
-        self._refiner_handle: str | None = None
-        self._value_fn_handle: str | None = None
+        self._handles: dict[str, tuple[Any, str]] = {}  # argument -> (object, its in-memory handle)
         refiner = self._resolve_refiner(refiner)
         if is_in_memory_handle(value_fn):
-            self._value_fn_handle = value_fn
+            handle = value_fn
             value_fn = resolve_in_memory(
-                value_fn, "value_fn", "Rebuild the wrapper there with RefinementWrapper(env, refiner, value_fn=...)."
+                handle, "value_fn", "Rebuild the wrapper there with RefinementWrapper(env, refiner, value_fn=...)."
             )
+            self._handles["value_fn"] = (value_fn, handle)
         require_env_matches_refiner(env, refiner)
         require_value_fn(value_fn, gamma)
         if refine_options is not None and not isinstance(refine_options, dict):
@@ -227,13 +227,15 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _resolve_refiner(self, refiner):
         """The refiner object for the ``refiner`` argument: itself, loaded from a folder, or an in-memory handle's."""
         if is_in_memory_handle(refiner):
-            self._refiner_handle = refiner
-            return resolve_in_memory(
-                refiner,
+            handle = refiner
+            refiner = resolve_in_memory(
+                handle,
                 "refiner",
                 "Save the refiner (refiner.save(folder)) or load it with ctflow_gym.load_refiner(folder) before "
                 "reading env.spec: the spec then records that folder.",
             )
+            self._handles["refiner"] = (refiner, handle)
+            return refiner
         if isinstance(refiner, (str, os.PathLike)):
             try:
                 return load_refiner(refiner)
@@ -249,26 +251,23 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
         Computed when read, so a refiner saved after wrapping is recorded by its folder.
         """
-        refiner = refiner_checkpoint_path(self.refiner)
-        if refiner is None:
-            if self._refiner_handle is None:
-                self._refiner_handle = in_memory_handle(self.refiner)
-            refiner = self._refiner_handle
-        value_fn = None
-        if self.value_fn is not None:
-            if self._value_fn_handle is None:
-                self._value_fn_handle = in_memory_handle(self.value_fn)
-            value_fn = self._value_fn_handle
         return {
-            "refiner": refiner,
+            "refiner": refiner_checkpoint_path(self.refiner) or self._in_memory("refiner", self.refiner),
             "strength": self.strength,
             "replay": self.replay,
             "mode": self.mode,
             "steps": self.steps,
-            "value_fn": value_fn,
-            "gamma": self.gamma,
+            "value_fn": None if self.value_fn is None else self._in_memory("value_fn", self.value_fn),
+            "gamma": float(self.gamma),
             "refine_options": copy.deepcopy(self._refine_options_given),
         }
+
+    def _in_memory(self, argument: str, obj: Any) -> str:
+        """The in-memory handle recorded for ``argument`` (one per object, kept while the object stays the same)."""
+        known = self._handles.get(argument)
+        if known is None or known[0] is not obj:
+            known = self._handles[argument] = (obj, in_memory_handle(obj))
+        return known[1]
 
     @property
     def spec(self):
