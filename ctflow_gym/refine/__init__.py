@@ -10,7 +10,7 @@
 """
 
 from ctflow_gym.refine.config import METHODS, RefinerConfig
-from ctflow_gym.refine.contract import RefinementResult, Refiner, require_refiner
+from ctflow_gym.refine.contract import RefinementResult, Refiner, refiner_checkpoint_path, require_refiner
 from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nearest_neighbours, nonlocal_pairs
 from ctflow_gym.refine.refiner import TrajectoryRefiner
 from ctflow_gym.refine.registry import REFINERS, load_refiner, refiner_kind, register_refiner
@@ -27,6 +27,7 @@ __all__ = [
     "local_pairs",
     "nearest_neighbours",
     "nonlocal_pairs",
+    "refiner_checkpoint_path",
     "refiner_kind",
     "register_refiner",
     "require_refiner",

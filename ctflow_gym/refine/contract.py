@@ -62,6 +62,14 @@ class Refiner(Protocol):
     ``save(path)`` writes a checkpoint folder with :func:`ctflow_gym.checkpoint.save_checkpoint`
     and kind ``"refiner:<class name>"``; ``load(path, device=None)`` is its class-method
     inverse, so :func:`ctflow_gym.refine.load_refiner` can dispatch on the kind.
+
+    Optional attribute ``checkpoint_path`` (str or None; not required by
+    :func:`require_refiner`): the checkpoint folder whose contents equal the refiner's
+    current state, i.e. where it was last saved to or loaded from, and None once it
+    changes in memory (e.g. by fitting). :func:`ctflow_gym.refine.load_refiner` sets it
+    on whatever it loads; a family's own ``save`` should set it too.
+    ``RefinementWrapper`` records it in ``env.spec`` so that ``gym.make(env.spec)`` can
+    load the refiner again (see :func:`refiner_checkpoint_path`).
     """
 
     window: int
@@ -96,3 +104,11 @@ def require_refiner(refiner: Any, argument: str = "refiner") -> None:
         raise ValueError(
             f"{argument} must be fitted (e.g. TrajectoryRefiner.fit or load_refiner) before use with an env"
         )
+
+
+def refiner_checkpoint_path(refiner: Any) -> str | None:
+    """The refiner's optional ``checkpoint_path`` (see :class:`Refiner`) if it names an existing folder, else None."""
+    path = getattr(refiner, "checkpoint_path", None)
+    if path is None or not Path(path).is_dir():
+        return None
+    return str(path)

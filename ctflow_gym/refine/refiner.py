@@ -81,6 +81,11 @@ class TrajectoryRefiner:
     statistics, action bounds), ``velocity`` (the flow's velocity field), ``predictor``
     (the proxy return predictor, when episodes were held out), ``bank`` (training
     windows for the replacement baselines), ``pairs`` (after ``fit`` only), ``margin``.
+
+    ``checkpoint_path``: the folder it was last saved to or loaded from (absolute), None
+    after ``fit``; ``RefinementWrapper`` records it in ``env.spec``. A fitted refiner
+    pickles (it crosses to the worker processes of vector envs) and refines identically
+    after unpickling.
     """
 
     def __init__(self, config: RefinerConfig | None = None, **overrides: Any):
@@ -100,6 +105,7 @@ class TrajectoryRefiner:
         self.margin: float | None = None
         self.env_id: str | None = None
         self.fit_info: dict[str, Any] = {}
+        self.checkpoint_path: str | None = None
 
     # --------------------------------------------------------------- contract
     @property
@@ -141,6 +147,7 @@ class TrajectoryRefiner:
         improving pair exists (with the number of windows, k and margin).
         """
         cfg = self.config
+        self.checkpoint_path = None  # the weights about to change are no longer those of any saved folder
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
         windows, action_space, dataset_id = self._windows_from(data)
@@ -403,7 +410,8 @@ class TrajectoryRefiner:
         """Write the refiner to the checkpoint folder ``path`` (:mod:`ctflow_gym.checkpoint`).
 
         ``include_bank`` also stores the training windows the ``"nearest"`` and
-        ``"random"`` baselines draw from (large: N x H x (obs + act) floats).
+        ``"random"`` baselines draw from (large: N x H x (obs + act) floats). Returns the
+        folder and sets ``checkpoint_path`` to it.
         """
         self._require_fitted()
         tensors = {**self.codec.tensors(), **module_tensors({"velocity": self.velocity})}
@@ -420,7 +428,9 @@ class TrajectoryRefiner:
             "env_id": self.env_id,
             "fit_info": self.fit_info,
         }
-        return save_checkpoint(path, refiner_kind(type(self)), meta, tensors, extra_tensors=extra)
+        saved = save_checkpoint(path, refiner_kind(type(self)), meta, tensors, extra_tensors=extra)
+        self.checkpoint_path = str(Path(saved).resolve())
+        return saved
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> "TrajectoryRefiner":
@@ -450,4 +460,5 @@ class TrajectoryRefiner:
         refiner.fit_info = meta["fit_info"]
         if (Path(path) / "bank.safetensors").is_file():
             refiner.bank = TrainingBank(**{k: v.numpy() for k, v in load_tensors(path, "bank").items()})
+        refiner.checkpoint_path = str(Path(path).resolve())
         return refiner

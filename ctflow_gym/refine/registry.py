@@ -8,6 +8,7 @@ itself with the :func:`register_refiner` decorator where it is defined.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ctflow_gym.checkpoint import CheckpointError, read_checkpoint_meta
 from ctflow_gym.refine.contract import Refiner
@@ -34,7 +35,11 @@ def register_refiner(cls: type) -> type:
 
 
 def load_refiner(path: str | os.PathLike, device: str | None = None) -> Refiner:
-    """Load any registered refiner from its checkpoint folder, by the kind it records."""
+    """Load any registered refiner from its checkpoint folder, by the kind it records.
+
+    The returned refiner's ``checkpoint_path`` is the folder's absolute path (the
+    contract's optional attribute, recorded by ``RefinementWrapper`` in ``env.spec``).
+    """
     meta = read_checkpoint_meta(path, family="refiner")
     name = meta["kind"].split(":", 1)[1]
     cls = REFINERS.get(name)
@@ -43,4 +48,9 @@ def load_refiner(path: str | os.PathLike, device: str | None = None) -> Refiner:
             f"{path}: holds a refiner of kind {meta['kind']!r}, which is not registered (known: {sorted(REFINERS)}); "
             "import the module that defines it first"
         )
-    return cls.load(path, device=device)
+    refiner = cls.load(path, device=device)
+    try:
+        refiner.checkpoint_path = str(Path(path).resolve())
+    except AttributeError:  # a family whose instances take no new attributes (__slots__)
+        pass
+    return refiner

@@ -6,7 +6,8 @@ replay; the caller restores the env (:mod:`ctflow_gym.replay.snapshot`) around i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -22,15 +23,21 @@ def step_open_loop(env: gym.Env, actions) -> tuple[float, bool, np.ndarray | Non
     Returns ``(summed reward, terminated, last observation, rewards)``, the rewards in
     step order (summed in that order, as an episode accumulates them).
     """
+    window_return, terminated, observation, rewards, _ = _step_open_loop(env, actions)
+    return window_return, terminated, observation, rewards
+
+
+def _step_open_loop(env: gym.Env, actions) -> tuple[float, bool, np.ndarray | None, list[float], dict[str, Any]]:
+    """:func:`step_open_loop`, plus the ``info`` of the last step taken (empty when no step was)."""
     base = env.unwrapped
     rewards: list[float] = []
-    observation, terminated = None, False
+    observation, terminated, info = None, False, {}
     for action in actions:
-        observation, reward, terminated, _, _ = base.step(np.asarray(action, dtype=np.float32))
+        observation, reward, terminated, _, info = base.step(np.asarray(action, dtype=np.float32))
         rewards.append(float(reward))
         if terminated:
             break
-    return float(sum(rewards)), bool(terminated), observation, rewards
+    return float(sum(rewards)), bool(terminated), observation, rewards, dict(info)
 
 
 def replay_actions(
@@ -55,12 +62,15 @@ class WindowReplay:
         end_observation: the observation after the last step taken.
         score: ``window_return`` plus gamma^H x V(end observation) when a value function
             was given and the window did not terminate (:func:`~ctflow_gym.replay.scoring.window_score`).
+        end_info: the unwrapped env's ``info`` of the last step taken (what the env says
+            about the state it is left in, e.g. Hopper's ``x_position``).
     """
 
     window_return: float
     terminated: bool
     end_observation: np.ndarray | None
     score: float
+    end_info: dict[str, Any] = field(default_factory=dict)
 
 
 def replay_window(
@@ -72,6 +82,6 @@ def replay_window(
     goes next (back to the user's state, or on from the replayed end).
     """
     restore_snapshot(env, start)
-    window_return, terminated, end_observation, _ = step_open_loop(env, actions)
+    window_return, terminated, end_observation, _, end_info = _step_open_loop(env, actions)
     score = window_score(window_return, end_observation, terminated, value_fn, gamma, len(actions))
-    return WindowReplay(window_return, terminated, end_observation, score)
+    return WindowReplay(window_return, terminated, end_observation, score, end_info)

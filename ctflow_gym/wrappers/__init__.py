@@ -1,5 +1,6 @@
 """Environment integration: ``RefinementWrapper`` (refine any policy's rollout, check it by
-replay) and ``RefinedPolicy`` (a refiner attached after any policy).
+replay), ``RefinedPolicy`` (a refiner attached after any policy) and
+``RefinementStepData`` (record a wrapped env's episodes with Minari's ``DataCollector``).
 
 Replay itself (snapshots, stepping, window scores, value functions) lives in
 :mod:`ctflow_gym.replay`; its public names are re-exported here for convenience.
@@ -7,12 +8,15 @@ Replay itself (snapshots, stepping, window scores, value functions) lives in
 
 from ctflow_gym.replay import EnvSnapshot, capture_snapshot, restore_snapshot, sb3_value_function, window_score
 from ctflow_gym.wrappers.episodes import run_episodes
+from ctflow_gym.wrappers.recording import COMMITTED_INFO_KEY, RefinementStepData
 from ctflow_gym.wrappers.refined_policy import RefinedPolicy
 from ctflow_gym.wrappers.refinement_wrapper import RefinementTotals, RefinementWrapper
 
 __all__ = [
+    "COMMITTED_INFO_KEY",
     "EnvSnapshot",
     "RefinedPolicy",
+    "RefinementStepData",
     "RefinementTotals",
     "RefinementWrapper",
     "capture_snapshot",

@@ -33,10 +33,54 @@ Modes:
 
 If refinement or replay raises, the env is first restored to where the user's
 episode was (``try/finally``) and the exception propagates.
+
+In commit mode the closing step's ``info`` describes the state the episode continues
+from: the unwrapped env's keys (Hopper's ``x_position``, ...) are those of the refined
+window's last replayed step, and a ``info["sim_state"]`` put there by a
+:class:`~ctflow_gym.replay.SimStateRecorder` *inside* this wrapper is re-read after the
+commit. The recommended order for recording is the recorder outside
+(``SimStateRecorder(RefinementWrapper(env, ...))``), which reads the state after this
+wrapper is done in any case.
+
+Env specs (``env.spec``, ``gym.make(env.spec)``, gymnasium's ``check_env``, the env
+spec Minari stores with a dataset): the wrapper records its constructor arguments.
+
+- ``refiner``: the checkpoint folder it was last saved to or loaded from (its optional
+  ``checkpoint_path``; :func:`ctflow_gym.load_refiner` and ``TrajectoryRefiner.save``
+  set it), read when ``env.spec`` is read. ``gym.make(env.spec)`` then loads it with
+  :func:`ctflow_gym.load_refiner`; the constructor also takes such a folder in place
+  of a refiner. A refiner that exists only in memory (fitted, never saved, or changed
+  since) is recorded as a handle ``"<in-memory TrajectoryRefiner 3f2a...>"``: valid
+  JSON that says so, which rebuilds the env in the same process while the refiner
+  lives (so ``check_env`` passes), and anywhere else makes ``gym.make`` raise a
+  ``ValueError`` naming ``refiner`` and saying to save it (see
+  :mod:`ctflow_gym.wrappers.spec_args`).
+- ``value_fn``: None, or likewise an in-memory handle (a function cannot be written
+  to JSON): in another process ``gym.make`` raises naming ``value_fn``; rebuild with
+  ``RefinementWrapper(env, refiner_folder, value_fn=...)`` there.
+- ``logger`` is not recorded: it changes no step, and an env rebuilt from the spec
+  (by ``check_env``, ``gym.make`` or ``dataset.recover_environment()``) logs nowhere
+  instead of into the original run; set ``env.logger`` on the rebuilt env to log.
+- ``strength``, ``replay``, ``mode``, ``steps``, ``gamma``, ``refine_options`` are
+  recorded as given (``refine_options`` must hold JSON values for ``to_json``).
+
+Vector envs: the wrapper works inside ``gymnasium.vector.SyncVectorEnv`` /
+``AsyncVectorEnv`` and SB3's ``DummyVecEnv`` / ``SubprocVecEnv``; reports reach the
+caller in the vector env's infos (``infos["refinement"]`` with the ``"_refinement"``
+mask in gymnasium, ``infos[i]["refinement"]`` in SB3). A fitted ``TrajectoryRefiner``
+pickles to worker processes; passing the checkpoint folder instead lets each worker
+load its own copy. Start worker processes with ``"spawn"`` or ``"forkserver"``
+(``AsyncVectorEnv(..., context="spawn")``; SB3's ``SubprocVecEnv`` uses
+``"forkserver"`` by default): with Linux's default ``"fork"``, a worker that refines
+deadlocks once the parent process has run torch on more than one thread. With SB3, put
+``Monitor`` outside this wrapper so that episode returns include what committed windows
+earned (``make_vec_env(wrapper_class=...)`` puts it inside).
 """
 
 from __future__ import annotations
 
+import copy
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +89,17 @@ import numpy as np
 
 from ctflow_gym.data.validation import require_strength
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
+from ctflow_gym.refine.contract import refiner_checkpoint_path
+from ctflow_gym.refine.registry import load_refiner
 from ctflow_gym.replay import (
+    REPLAY_STATE_SPEC,
+    SIM_STATE_INFO_KEY,
     EnvSnapshot,
+    SimStateRecorder,
     ValueFn,
+    WindowReplay,
     capture_snapshot,
+    get_sim_state,
     has_simulator,
     replay_window,
     require_value_fn,
@@ -56,6 +107,7 @@ from ctflow_gym.replay import (
     window_score,
 )
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
+from ctflow_gym.wrappers.spec_args import in_memory_handle, is_in_memory_handle, resolve_in_memory
 
 WRAPPER_MODES = ("shadow", "commit")
 
@@ -95,14 +147,18 @@ class RefinementTotals:
         }
 
 
-class RefinementWrapper(gym.Wrapper):
+class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Buffers windows of any policy's rollout, refines them, optionally replays them.
+
+    Records its arguments for ``env.spec`` (see the module docstring), so that
+    ``gym.make(env.spec)`` rebuilds it and gymnasium's ``check_env`` passes.
 
     Args:
         env: a gymnasium env with 1-D Box observations and continuous actions whose
             sizes match the refiner's.
         refiner: a fitted refiner (any :class:`ctflow_gym.refine.Refiner`, e.g. a
-            :class:`ctflow_gym.TrajectoryRefiner`).
+            :class:`ctflow_gym.TrajectoryRefiner`), or the checkpoint folder of one
+            (loaded with :func:`ctflow_gym.load_refiner`).
         strength: refinement strength alpha >= 0.
         replay: replay each refined window in MuJoCo from its start snapshot.
         mode: ``"shadow"`` or ``"commit"`` (see the module docstring).
@@ -113,6 +169,7 @@ class RefinementWrapper(gym.Wrapper):
         value_fn: optional V(observation) -> float; with replay, each window is also
             scored as return + gamma^H * V(end state) (``source_score`` and
             ``refined_score`` in the report), and commit mode commits by that score.
+            Not serialisable: ``env.spec`` records it as an in-memory handle.
         gamma: discount of ``value_fn``.
         refine_options: further keyword arguments of ``refiner.refine``.
     """
@@ -130,9 +187,21 @@ class RefinementWrapper(gym.Wrapper):
         gamma: float = 0.99,
         refine_options: dict[str, Any] | None = None,
     ):
-        super().__init__(env)
+        gym.Wrapper.__init__(self, env)
+        self._handles: dict[str, tuple[Any, str]] = {}  # argument -> (object, its in-memory handle)
+        refiner = self._resolve_refiner(refiner)
+        if is_in_memory_handle(value_fn):
+            handle = value_fn
+            value_fn = resolve_in_memory(
+                handle, "value_fn", "Rebuild the wrapper there with RefinementWrapper(env, refiner, value_fn=...)."
+            )
+            self._handles["value_fn"] = (value_fn, handle)
         require_env_matches_refiner(env, refiner)
         require_value_fn(value_fn, gamma)
+        if refine_options is not None and not isinstance(refine_options, dict):
+            raise TypeError(
+                f"refine_options must be a dict of keyword arguments or None; got {type(refine_options).__name__}"
+            )
         if mode not in WRAPPER_MODES:
             raise ValueError(f"mode must be one of {WRAPPER_MODES}; got {mode!r}")
         if mode == "commit" and not replay:
@@ -147,6 +216,7 @@ class RefinementWrapper(gym.Wrapper):
         self.replay = replay
         self.mode = mode
         self.steps = steps
+        self._refine_options_given = copy.deepcopy(refine_options)
         self.refine_options = dict(refine_options or {})
         if steps is not None:
             self.refine_options["steps"] = steps
@@ -156,6 +226,61 @@ class RefinementWrapper(gym.Wrapper):
         self.window = refiner.window
         self.totals = RefinementTotals()
         self._clear()
+
+    def _resolve_refiner(self, refiner):
+        """The refiner object for the ``refiner`` argument: itself, loaded from a folder, or an in-memory handle's."""
+        if is_in_memory_handle(refiner):
+            handle = refiner
+            refiner = resolve_in_memory(
+                handle,
+                "refiner",
+                "Save the refiner (refiner.save(folder)) or load it with ctflow_gym.load_refiner(folder) before "
+                "reading env.spec: the spec then records that folder.",
+            )
+            self._handles["refiner"] = (refiner, handle)
+            return refiner
+        if isinstance(refiner, (str, os.PathLike)):
+            try:
+                return load_refiner(refiner)
+            except FileNotFoundError as error:
+                message = f"refiner: {str(refiner)!r} is not a refiner checkpoint folder ({error})"
+                raise FileNotFoundError(message) from error
+        return refiner
+
+    # ------------------------------------------------------------------ env spec
+    @property
+    def _saved_kwargs(self) -> dict[str, Any]:
+        """The constructor arguments ``env.spec`` records (gymnasium's ``RecordConstructorArgs`` reads this name).
+
+        Computed when read, so a refiner saved after wrapping is recorded by its folder.
+        """
+        return {
+            "refiner": refiner_checkpoint_path(self.refiner) or self._in_memory("refiner", self.refiner),
+            "strength": self.strength,
+            "replay": self.replay,
+            "mode": self.mode,
+            "steps": self.steps,
+            "value_fn": None if self.value_fn is None else self._in_memory("value_fn", self.value_fn),
+            "gamma": float(self.gamma),
+            "refine_options": copy.deepcopy(self._refine_options_given),
+        }
+
+    def _in_memory(self, argument: str, obj: Any) -> str:
+        """The in-memory handle recorded for ``argument`` (one per object, kept while the object stays the same)."""
+        known = self._handles.get(argument)
+        if known is None or known[0] is not obj:
+            known = self._handles[argument] = (obj, in_memory_handle(obj))
+        return known[1]
+
+    @property
+    def spec(self):
+        """The inner env's spec with this wrapper's ``WrapperSpec`` appended (None when the env has no spec).
+
+        Re-read on every access (gymnasium caches it), so that it names the refiner's
+        checkpoint folder once the refiner has been saved.
+        """
+        self._cached_spec = None
+        return super().spec
 
     def _clear(self) -> None:
         self._observations: list[np.ndarray] = []
@@ -187,20 +312,33 @@ class RefinementWrapper(gym.Wrapper):
             return obs, reward, terminated, truncated, info
         if len(self._actions) < self.window:
             return obs, reward, terminated, truncated, info
-        report, committed_obs = self._close_window()
+        report, committed = self._close_window()
         self.logger.log(
             {f"wrapper/{k}": float(v) for k, v in report.items() if isinstance(v, (bool, int, float))},
             step=self.totals.windows_refined,
         )
         info = dict(info)
-        info["refinement"] = report
-        if committed_obs is not None:
-            obs = committed_obs
+        if committed is not None:
+            obs = np.asarray(committed.end_observation)
             reward = float(reward) + report["realized_gain"]
-            self._last_obs = np.asarray(obs)
+            self._last_obs = obs
+            info.update(committed.end_info)
+            if SIM_STATE_INFO_KEY in info:
+                info[SIM_STATE_INFO_KEY] = get_sim_state(self.env, self._inner_sim_state_spec())
+        info["refinement"] = report
         return obs, reward, terminated, truncated, info
 
-    def _close_window(self) -> tuple[dict[str, Any], np.ndarray | None]:
+    def _inner_sim_state_spec(self) -> int:
+        """The state spec of the first :class:`SimStateRecorder` inside this wrapper (default ``REPLAY_STATE_SPEC``)."""
+        env = self.env
+        while isinstance(env, gym.Wrapper):
+            if isinstance(env, SimStateRecorder):
+                return env.state_spec
+            env = env.env
+        return REPLAY_STATE_SPEC
+
+    def _close_window(self) -> tuple[dict[str, Any], WindowReplay | None]:
+        """Refine (and replay) the closed window: its report, and its replay when it was committed."""
         observations = np.stack(self._observations)[None]
         actions = np.stack(self._actions)[None]
         source_return = float(np.sum(self._rewards))
@@ -249,5 +387,5 @@ class RefinementWrapper(gym.Wrapper):
         self.totals.realized_gains.append(report["realized_gain"])
         if keep_refined:
             self.totals.windows_committed += 1
-            return report, np.asarray(refined.end_observation)
+            return report, refined
         return report, None
