@@ -106,6 +106,7 @@ from ctflow_gym.replay import (
     restore_snapshot,
     window_score,
 )
+from ctflow_gym.statistics import mean_se
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.spec_args import in_memory_handle, is_in_memory_handle, resolve_in_memory
 
@@ -142,7 +143,7 @@ class RefinementTotals:
             "windows_committed": self.windows_committed,
             "mean_proxy_gain": self.mean_predicted_gain,
             "mean_realized_gain": self.mean_realized_gain,
-            "realized_gain_se": float(gains.std(ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else float("nan"),
+            "realized_gain_se": mean_se(gains)["se"] if len(gains) else float("nan"),
             "improved_fraction": float(np.mean(gains > 0)) if len(gains) else float("nan"),
         }
 
