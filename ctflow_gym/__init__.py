@@ -9,6 +9,8 @@ refiners :mod:`ctflow_gym.refine`, env integration :mod:`ctflow_gym.wrappers`.
 """
 
 from ctflow_gym.refine import (
+    DatasetValueFunction,
+    GaussianPerturbation,
     RefinementResult,
     Refiner,
     RefinerConfig,
@@ -21,6 +23,8 @@ from ctflow_gym.wrappers import RefinedPolicy, RefinementWrapper
 __version__ = "0.1.0"
 
 __all__ = [
+    "DatasetValueFunction",
+    "GaussianPerturbation",
     "RefinedPolicy",
     "RefinementResult",
     "RefinementWrapper",

@@ -90,7 +90,7 @@ committed = np.array(
     ]
 )
 plain = windows.subset(~committed)
-returns, _ = closed_loop_returns(plain.env_id, plain.sim_states, plain.actions, spec=plain.sim_state_spec)
+returns, _, _ = closed_loop_returns(plain.env_id, plain.sim_states, plain.actions, spec=plain.sim_state_spec)
 exact = returns == plain.rewards.sum(axis=1)
 print(
     f"{len(windows)} windows, {committed.sum()} with a committed jump; "

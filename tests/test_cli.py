@@ -181,7 +181,7 @@ def test_evaluation_windows_come_from_held_out_episodes(random_dataset, tmp_path
     from ctflow_gym import TrajectoryRefiner
     from ctflow_gym.refine.evaluation import held_out_windows
 
-    tiny = dict(window=8, ae_steps=20, flow_steps=20, predictor_steps=10, seed=1)
+    tiny = dict(window=8, ae_steps=20, flow_steps=20, predictor_steps=10, inverse_dynamics_steps=20, seed=1)
     refiner = TrajectoryRefiner(**tiny).fit(random_dataset, progress_bar=False)
     windows = held_out_windows(refiner, random_dataset, 15, seed=0)
     assert len(windows) == 15 and set(windows.episode_ids) <= set(refiner.held_out_episodes.tolist())

@@ -328,7 +328,7 @@ def test_minari_records_committed_episodes_that_replay(refiner_folder, sac_polic
     for i, (episode_id, start) in enumerate(zip(windows.episode_ids, windows.start_steps)):
         episode = next(iter(dataset.iterate_episodes([int(episode_id)])))
         committed[i] = np.asarray(episode.infos[COMMITTED_INFO_KEY])[1 + start : 1 + start + 8].any()
-    returns, _ = closed_loop_returns(windows.env_id, windows.sim_states, windows.actions)
+    returns, _, _ = closed_loop_returns(windows.env_id, windows.sim_states, windows.actions)
     recorded = windows.rewards.sum(axis=1)
     # Windows of plain-env steps replay bit for bit from their recorded sim_state, including
     # those that start where a committed window put the episode.

@@ -13,7 +13,13 @@ from ctflow_gym.wrappers import RefinedPolicy
 @pytest.fixture(scope="module")
 def refiner(random_dataset):
     return TrajectoryRefiner(
-        window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64
+        window=8,
+        ae_steps=200,
+        flow_steps=200,
+        predictor_steps=100,
+        inverse_dynamics_steps=300,
+        ae_hidden=64,
+        flow_hidden=64,
     ).fit(random_dataset, progress_bar=False)
 
 
@@ -104,7 +110,14 @@ def test_non_mujoco_env_gets_refinement_without_replay():
         start_steps=(np.arange(300) % 10) * 4,
     )
     refiner = TrajectoryRefiner(
-        window=4, latent_dim=4, ae_steps=100, flow_steps=100, predictor_steps=50, ae_hidden=32, flow_hidden=32
+        window=4,
+        latent_dim=4,
+        ae_steps=100,
+        flow_steps=100,
+        predictor_steps=50,
+        inverse_dynamics_steps=50,
+        ae_hidden=32,
+        flow_hidden=32,
     ).fit(windows, progress_bar=False)
     env = gym.make("Pendulum-v1", max_episode_steps=12)
     base = lambda observation: np.array([0.5], dtype=np.float32)  # noqa: E731

@@ -12,7 +12,13 @@ from ctflow_gym.wrappers import RefinementWrapper
 @pytest.fixture(scope="module")
 def refiner(random_dataset):
     return TrajectoryRefiner(
-        window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64
+        window=8,
+        ae_steps=200,
+        flow_steps=200,
+        predictor_steps=100,
+        inverse_dynamics_steps=300,
+        ae_hidden=64,
+        flow_hidden=64,
     ).fit(random_dataset, progress_bar=False)
 
 
@@ -79,12 +85,23 @@ def test_window_report_and_replay_truth(refiner):
     np.testing.assert_array_equal(report["source_actions"], actions)
     assert report["actions"].shape == (8, 3) and report["observations"].shape == (8, 11)
     assert report["realized_gain"] == pytest.approx(report["realized_return"] - report["source_return"])
-    # The refined return is what a fresh env gives for those actions from the same start.
+    # The refined return is what a fresh env gives for the executed actions from the same start.
     check = gym.make("Hopper-v5")
     check.reset(seed=1)
-    expected = sum(check.step(a)[1] for a in report["actions"])
+    expected = sum(check.step(a)[1] for a in report["executed_actions"])
     assert report["realized_return"] == expected
     assert np.isfinite(env.totals.mean_realized_gain)
+    # Tracked execution (the default with an inverse-dynamics model) corrects the planned actions.
+    assert not np.array_equal(report["executed_actions"], report["actions"])
+
+
+def test_open_loop_execution_replays_the_refined_actions(refiner):
+    env = RefinementWrapper(gym.make("Hopper-v5"), refiner, strength=1.0, replay=True, execution="open_loop")
+    env.reset(seed=1)
+    for action in _actions(8, seed=3):
+        _, _, _, _, info = env.step(action)
+    report = info["refinement"]
+    np.testing.assert_array_equal(report["executed_actions"], report["actions"])
 
 
 def test_strength_zero_realizes_zero_gain(refiner):

@@ -7,7 +7,15 @@ from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import Windows, make_windows
 from ctflow_gym.refine import local_pairs, nearest_neighbours, nonlocal_pairs
 
-SMALL = dict(ae_steps=300, flow_steps=300, predictor_steps=150, ae_hidden=128, flow_hidden=128, batch_size=128)
+SMALL = dict(
+    ae_steps=300,
+    flow_steps=300,
+    predictor_steps=150,
+    inverse_dynamics_steps=300,
+    ae_hidden=128,
+    flow_hidden=128,
+    batch_size=128,
+)
 
 
 @pytest.fixture(scope="module")

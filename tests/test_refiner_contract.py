@@ -26,6 +26,9 @@ from ctflow_gym.checkpoint import load_tensors, read_checkpoint_meta, save_check
 from ctflow_gym.data import make_windows
 from ctflow_gym.refine import REFINERS, refiner_kind
 from ctflow_gym.refine.evaluation import evaluate_refinement
+from ctflow_gym.refine.perturbation import GaussianPerturbation
+
+FAMILIES = ["TrajectoryRefiner", "ShiftTowardTarget", "GaussianPerturbation"]
 
 
 @register_refiner
@@ -59,9 +62,16 @@ def refiners(random_dataset):
     """A fitted instance of every refiner family (one per registered class)."""
     return {
         "TrajectoryRefiner": TrajectoryRefiner(
-            window=8, ae_steps=150, flow_steps=150, predictor_steps=50, ae_hidden=64, flow_hidden=64
+            window=8,
+            ae_steps=150,
+            flow_steps=150,
+            predictor_steps=50,
+            inverse_dynamics_steps=150,
+            ae_hidden=64,
+            flow_hidden=64,
         ).fit(random_dataset, progress_bar=False),
         "ShiftTowardTarget": ShiftTowardTarget(np.array([0.3, -0.2, 0.1], np.float32)),
+        "GaussianPerturbation": GaussianPerturbation("Hopper-v5", window=8, sigma=0.2),
     }
 
 
@@ -74,7 +84,7 @@ def test_every_registered_refiner_is_tested(refiners):
     assert set(REFINERS) == set(refiners)
 
 
-@pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_contract(name, refiners, windows, tmp_path):
     refiner = refiners[name]
     assert isinstance(refiner, Refiner) and refiner.is_fitted and refiner.window == 8
@@ -90,7 +100,7 @@ def test_contract(name, refiners, windows, tmp_path):
     )
 
 
-@pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_closed_loop_evaluation(name, refiners, windows):
     refiner = refiners[name]
     at_zero = evaluate_refinement(refiner, windows, strength=0.0, validity=False)
@@ -99,7 +109,7 @@ def test_closed_loop_evaluation(name, refiners, windows):
     assert np.isfinite(report["realized_gain"]["mean"]) and "dynamics_error" in report
 
 
-@pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])
+@pytest.mark.parametrize("name", FAMILIES)
 @pytest.mark.parametrize("mode", ["shadow", "commit"])
 def test_refinement_wrapper(name, mode, refiners):
     env = RefinementWrapper(gym.make("Hopper-v5"), refiners[name], strength=1.0, replay=True, mode=mode)
@@ -114,7 +124,7 @@ def test_refinement_wrapper(name, mode, refiners):
     assert env.totals.windows_replayed == len(reports)
 
 
-@pytest.mark.parametrize("name", ["TrajectoryRefiner", "ShiftTowardTarget"])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_refined_policy(name, refiners):
     env = gym.make("Hopper-v5")
     policy = RefinedPolicy(lambda obs: np.zeros(3, np.float32), refiners[name], env, strength=1.0, verify=True)
@@ -142,3 +152,51 @@ def test_run_episodes_takes_models_and_callables_and_refuses_others():
         run_episodes(env, zero, 0)
     with pytest.raises(TypeError, match="policy must be"):
         run_episodes(env, object(), 1)
+
+
+@pytest.mark.parametrize("name", ["TrajectoryRefiner", "GaussianPerturbation"])
+def test_candidates_are_replayed_and_the_best_is_chosen(name, refiners):
+    env = RefinementWrapper(gym.make("Hopper-v5"), refiners[name], strength=1.0, replay=True, candidates=3)
+    env.reset(seed=0)
+    for _ in range(8):
+        _, _, _, _, info = env.step(np.zeros(3, np.float32))
+    report = info["refinement"]
+    scores = report["candidate_scores"]
+    assert len(scores) == 3 and report["chosen_candidate"] == int(np.argmax(scores))
+    assert report["strength"] == pytest.approx((report["chosen_candidate"] + 1) / 3)
+    assert report["refined_score"] == max(scores)
+
+    policy_env = gym.make("Hopper-v5")
+    policy = RefinedPolicy(lambda obs: np.zeros(3, np.float32), refiners[name], policy_env, candidates=4)
+    obs, _ = policy_env.reset(seed=0)
+    for _ in range(8):
+        obs, *_ = policy_env.step(policy.predict(obs)[0])
+    # One look-ahead of H steps and four replayed candidates of H steps: every step is counted.
+    assert policy.simulator_steps == 8 + 4 * 8
+
+
+def test_bad_candidate_counts_and_execution_modes_are_refused(refiners):
+    env = gym.make("Hopper-v5")
+    zero = lambda obs: np.zeros(3, np.float32)  # noqa: E731
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="candidates must be an integer >= 1"):
+            RefinedPolicy(zero, refiners["TrajectoryRefiner"], env, candidates=bad)
+    with pytest.raises(ValueError, match="candidates=2 needs verify=True"):
+        RefinedPolicy(zero, refiners["TrajectoryRefiner"], env, candidates=2, verify=False)
+    with pytest.raises(ValueError, match="candidates=2 needs replay=True"):
+        RefinementWrapper(gym.make("Hopper-v5"), refiners["TrajectoryRefiner"], candidates=2)
+    # Tracking needs an inverse-dynamics model; these families have none.
+    for name in ("ShiftTowardTarget", "GaussianPerturbation"):
+        with pytest.raises(ValueError, match="execution='tracked' needs an inverse-dynamics model"):
+            RefinedPolicy(zero, refiners[name], env, execution="tracked")
+    with pytest.raises(ValueError, match="execution must be one of"):
+        RefinementWrapper(gym.make("Hopper-v5"), refiners["TrajectoryRefiner"], execution="closed")
+
+
+def test_a_value_function_returning_nan_is_named(refiners):
+    env = gym.make("Hopper-v5")
+    nan_value = lambda obs: float("nan")  # noqa: E731
+    policy = RefinedPolicy(lambda obs: np.zeros(3, np.float32), refiners["ShiftTowardTarget"], env, value_fn=nan_value)
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(ValueError, match="value_fn returned nan"):
+        policy.predict(obs)

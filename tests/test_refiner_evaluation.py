@@ -15,14 +15,20 @@ def setup(random_dataset):
     windows = make_windows(random_dataset, window=8)
     train, held = split_episodes(windows, 0.3, seed=2)
     refiner = TrajectoryRefiner(
-        window=8, ae_steps=200, flow_steps=200, predictor_steps=100, ae_hidden=64, flow_hidden=64
+        window=8,
+        ae_steps=200,
+        flow_steps=200,
+        predictor_steps=100,
+        inverse_dynamics_steps=300,
+        ae_hidden=64,
+        flow_hidden=64,
     ).fit(train, progress_bar=False)
     return refiner, held.subset(slice(0, 60))
 
 
 def test_source_actions_replay_to_their_recorded_returns(setup):
     _, held = setup
-    returns, terminated = closed_loop_returns("Hopper-v5", held.sim_states, held.actions, held.sim_state_spec)
+    returns, terminated, _ = closed_loop_returns("Hopper-v5", held.sim_states, held.actions, held.sim_state_spec)
     np.testing.assert_array_equal(returns, held.rewards.sum(axis=1))
     assert terminated.dtype == bool
 

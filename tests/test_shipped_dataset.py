@@ -43,10 +43,12 @@ def test_shipped_files_stay_under_30_mb():
 def test_shipped_windows_replay_exactly():
     windows = make_windows(DEFAULT_DATASET_ID, window=16, stride=64)
     picked = np.random.default_rng(0).choice(len(windows), 20, replace=False)
-    returns, _ = closed_loop_returns(
+    returns, _, ends = closed_loop_returns(
         "Hopper-v5", windows.sim_states[picked], windows.actions[picked], windows.sim_state_spec
     )
     np.testing.assert_array_equal(returns, windows.rewards[picked].sum(axis=1))
+    # The recorded end observation s_H is where the replayed window arrives.
+    np.testing.assert_array_equal(ends.astype(np.float32), windows.end_observations[picked])
 
 
 def test_shipped_policy_acts_in_the_env():

@@ -22,7 +22,14 @@ from ctflow_gym.data.sb3_policies import SB3_ALGORITHMS, load_sb3_policy
 from ctflow_gym.data.scores import D4RL_REFERENCE_RETURNS, d4rl_reference_returns, normalized_score
 from ctflow_gym.data.thinning import thin_dataset
 from ctflow_gym.data.transitions import Transitions, load_transitions
-from ctflow_gym.data.windows import FEEDBACK_KINDS, Windows, iter_episode_arrays, make_windows, split_episodes
+from ctflow_gym.data.windows import (
+    FEEDBACK_KINDS,
+    EpisodeArrays,
+    Windows,
+    iter_episode_arrays,
+    make_windows,
+    split_episodes,
+)
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SimStateRecorder, get_sim_state, set_sim_state
 
 __all__ = [
@@ -47,6 +54,7 @@ __all__ = [
     "default_policy_path",
     "get_sim_state",
     "iter_episode_arrays",
+    "EpisodeArrays",
     "load_dataset",
     "load_sb3_policy",
     "load_transitions",

@@ -43,7 +43,7 @@ class NormalizationStats:
     def from_dataset(cls, dataset: MinariDataset | str) -> "NormalizationStats":
         """Statistics over every transition of ``dataset`` (observations before each action)."""
         observations, actions = [], []
-        for _, obs, act, _, _ in iter_episode_arrays(load_dataset(dataset)):
+        for _, obs, act, *_ in iter_episode_arrays(load_dataset(dataset)):
             observations.append(obs[: len(act)])
             actions.append(act)
         return cls.from_arrays(np.concatenate(observations), np.concatenate(actions))

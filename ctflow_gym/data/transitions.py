@@ -9,6 +9,7 @@ D4RL "timeouts" convention without losing the last transition.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from minari import MinariDataset
@@ -49,8 +50,10 @@ class Transitions:
         return np.array([self.rewards[s : e + 1].sum(dtype=np.float64) for s, e in zip(starts, ends)])
 
 
-def load_transitions(dataset: MinariDataset | str) -> Transitions:
+def load_transitions(dataset: MinariDataset | str, episodes: Sequence[int] | None = None) -> Transitions:
     """Every transition of ``dataset`` (a Minari dataset, id or path), checked.
+
+    ``episodes`` limits them to those episode ids (e.g. a refiner's training episodes).
 
     Raises ``TypeError`` for a discrete action space or non-flat observations and
     ``ValueError`` naming the episode for NaN or inf values.
@@ -59,7 +62,12 @@ def load_transitions(dataset: MinariDataset | str) -> Transitions:
     require_continuous_actions(dataset.action_space, "dataset")
     require_flat_observations(dataset.observation_space, "dataset")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next", "term", "end")}
-    for episode in dataset.iterate_episodes():
+    if episodes is not None:
+        episodes = [int(e) for e in np.unique(np.asarray(episodes, dtype=np.int64))]
+        outside = sorted(set(episodes) - {int(e) for e in dataset.episode_indices})
+        if outside:
+            raise ValueError(f"episodes: ids {outside[:5]} are not episodes of dataset {dataset.id!r}")
+    for episode in dataset.iterate_episodes(episodes):
         obs, act, rew = (np.asarray(v) for v in (episode.observations, episode.actions, episode.rewards))
         where = f"episode {episode.id} of dataset {dataset.id!r}"
         require_finite(obs, "dataset observations", where)

@@ -17,7 +17,7 @@ window also carries the state at its first step, from which it can be replayed.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -47,6 +47,10 @@ class Windows:
         env_id: the dataset's env id, when known.
         sim_state_spec: ``mjtState`` mask of ``sim_states``, when present.
         action_space: the dataset's action space (its bounds clip refined actions), when known.
+        end_observations: (N, obs_dim) float32, the observation after each window's last
+            action (s_H, where a bootstrapped feedback evaluates V), or None.
+        end_terminated: (N,) bool, True where the window's last step ended its episode in a
+            terminal state (then V(s_H) is 0), or None.
     """
 
     observations: np.ndarray
@@ -59,6 +63,8 @@ class Windows:
     env_id: str | None = None
     sim_state_spec: int | None = None
     action_space: gym.spaces.Box | None = None
+    end_observations: np.ndarray | None = None
+    end_terminated: np.ndarray | None = None
 
     def __post_init__(self):
         n = len(self.observations)
@@ -104,15 +110,25 @@ class Windows:
         return replace(self, **picked)
 
 
-def iter_episode_arrays(
-    dataset: MinariDataset, episodes: Sequence[int] | None = None
-) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]]:
-    """Yield ``(episode_id, observations, actions, rewards, sim_states)`` per episode.
+class EpisodeArrays(NamedTuple):
+    """One episode as arrays (see :func:`iter_episode_arrays`)."""
+
+    episode_id: int
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    sim_states: np.ndarray | None
+    terminated: bool
+
+
+def iter_episode_arrays(dataset: MinariDataset, episodes: Sequence[int] | None = None) -> Iterator[EpisodeArrays]:
+    """Yield :class:`EpisodeArrays` ``(episode_id, observations, actions, rewards, sim_states, terminated)``.
 
     ``episodes`` limits the iteration to those episode ids (default: all).
     ``observations`` and ``sim_states`` have one more row than ``actions``
-    (the state after the last action). Raises ``ValueError`` naming the episode on
-    NaN or inf.
+    (the state after the last action); ``terminated`` says whether the episode ended
+    in a terminal state (rather than a time limit). Raises ``ValueError`` naming the
+    episode on NaN or inf.
     """
     for episode in dataset.iterate_episodes(None if episodes is None else [int(e) for e in episodes]):
         observations = np.asarray(episode.observations)
@@ -122,7 +138,8 @@ def iter_episode_arrays(
             require_finite(values, name, where=f"episode {episode.id} of dataset {dataset.id!r}")
         infos = episode.infos or {}
         sim_states = np.asarray(infos[SIM_STATE_INFO_KEY], dtype=np.float64) if SIM_STATE_INFO_KEY in infos else None
-        yield int(episode.id), observations, actions, rewards, sim_states
+        terminated = bool(np.asarray(episode.terminations)[-1]) if len(actions) else False
+        yield EpisodeArrays(int(episode.id), observations, actions, rewards, sim_states, terminated)
 
 
 def _feedback(
@@ -181,10 +198,12 @@ def make_windows(
                 )
             )
 
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "fb", "ep", "start", "sim")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("obs", "act", "rew", "fb", "ep", "start", "sim", "end_obs", "end_term")
+    }
     longest = 0
     has_states = True
-    for episode_id, observations, actions, rewards, sim_states in iter_episode_arrays(dataset, episodes):
+    for episode_id, observations, actions, rewards, sim_states, terminated in iter_episode_arrays(dataset, episodes):
         length = len(actions)
         longest = max(longest, length)
         if length < window:
@@ -200,6 +219,8 @@ def make_windows(
         parts["fb"].append(_feedback(feedback, obs, act, rew, rewards, starts, gamma))
         parts["ep"].append(np.full(len(starts), episode_id, dtype=np.int64))
         parts["start"].append(starts.astype(np.int64))
+        parts["end_obs"].append(observations[starts + window].astype(np.float32))
+        parts["end_term"].append(terminated & (starts + window == length))
         if sim_states is None:
             has_states = False
         else:
@@ -221,6 +242,8 @@ def make_windows(
         env_id=dataset.env_spec.id if dataset.env_spec is not None else None,
         sim_state_spec=record.get("sim_state_spec") if (record and has_states) else None,
         action_space=dataset.action_space,
+        end_observations=np.concatenate(parts["end_obs"]),
+        end_terminated=np.concatenate(parts["end_term"]),
     )
 
 

@@ -6,16 +6,29 @@
   families by name and one loader that dispatches on a checkpoint's kind;
 - :class:`TrajectoryRefiner`: counterfactual transport flows (autoencoder, local pairs,
   source-conditioned flow matching, the paper's baselines);
+- :class:`GaussianPerturbation`: blind search as a family, the baseline to beat;
+- :class:`DatasetValueFunction`: V fitted on logged data (verification, bootstrapped feedback);
+- :mod:`~ctflow_gym.refine.execution` with :class:`InverseDynamics`: open-loop or tracked execution;
 - :mod:`~ctflow_gym.refine.evaluation`: proxy, deviations and the closed-loop truth.
 """
 
 from ctflow_gym.refine.config import METHODS, RefinerConfig
 from ctflow_gym.refine.contract import RefinementResult, Refiner, refiner_checkpoint_path, require_refiner
+from ctflow_gym.refine.execution import EXECUTIONS, resolve_execution
+from ctflow_gym.refine.inverse_dynamics import InverseDynamics
 from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nearest_neighbours, nonlocal_pairs
+from ctflow_gym.refine.perturbation import GaussianPerturbation
 from ctflow_gym.refine.refiner import TrajectoryRefiner
 from ctflow_gym.refine.registry import REFINERS, load_refiner, refiner_kind, register_refiner
+from ctflow_gym.refine.value_function import DatasetValueFunction, ValueFunctionConfig
 
 __all__ = [
+    "EXECUTIONS",
+    "DatasetValueFunction",
+    "GaussianPerturbation",
+    "InverseDynamics",
+    "ValueFunctionConfig",
+    "resolve_execution",
     "METHODS",
     "REFINERS",
     "PreferencePairs",

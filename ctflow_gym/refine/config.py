@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-REFINER_FEEDBACKS = ("return", "return_to_go", "advantage")
+REFINER_FEEDBACKS = ("return", "return_to_go", "advantage", "bootstrapped_advantage")
 DECODE_MODES = ("residual", "direct")
 TARGET_MODES = ("local", "nonlocal")
 METHODS = ("flow", "nearest", "random", "reconstruction")
@@ -26,8 +26,13 @@ class RefinerConfig:
         feedback: ``"return"`` (window return, the paper's), ``"return_to_go"``
             (discounted, to the episode end) or ``"advantage"``: window return minus
             a learned value of the window's start observation, which credits the
-            window's decisions rather than the state it started in.
-        gamma: discount of ``"return_to_go"``.
+            window's decisions rather than the state it started in, or
+            ``"bootstrapped_advantage"``: sum_t gamma^t r_t + gamma^H V(s_H) - V(s_1) with V
+            a :class:`~ctflow_gym.refine.value_function.DatasetValueFunction` fitted on the
+            training episodes, which also charges a window for the state it leaves
+            behind (window return alone rewards buying speed with a posture that falls
+            later).
+        gamma: discount of ``"return_to_go"`` and ``"bootstrapped_advantage"``.
         decode: ``"residual"`` decodes refined = source + D(z_alpha) - D(z_src), so
             strength 0 returns the source exactly and the autoencoder's error does
             not touch every window (a closed-loop probe found direct decoding lowered
@@ -37,6 +42,9 @@ class RefinerConfig:
         ae_hidden, ae_layers, ae_steps: autoencoder MLP width, depth, Adam steps.
         flow_hidden, flow_layers, flow_steps: velocity MLP width, depth, Adam steps.
         predictor_steps: Adam steps of the held-out return predictor (proxy metric).
+        inverse_dynamics_steps: Adam steps of the inverse-dynamics model g(s_t, s_{t+1})
+            that tracked execution uses (:mod:`~ctflow_gym.refine.inverse_dynamics`);
+            0 fits none (then only open-loop execution is possible).
         batch_size, lr: minibatch size and Adam learning rate of all three.
         euler_steps: default Euler steps of refinement (appendix A.7: fixed-step).
         held_out_fraction: share of episodes kept out of pair and flow training to
@@ -61,6 +69,7 @@ class RefinerConfig:
     flow_layers: int = 3
     flow_steps: int = 4000
     predictor_steps: int = 2000
+    inverse_dynamics_steps: int = 4000
     batch_size: int = 256
     lr: float = 3e-4
     euler_steps: int = 10
@@ -88,6 +97,8 @@ class RefinerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        if not isinstance(self.inverse_dynamics_steps, int) or self.inverse_dynamics_steps < 0:
+            raise ValueError(f"inverse_dynamics_steps must be an integer >= 0; got {self.inverse_dynamics_steps!r}")
         if self.margin is not None and self.margin < 0:
             raise ValueError(f"margin must be >= 0 or None; got {self.margin}")
         for name, allowed in (("feedback", REFINER_FEEDBACKS), ("decode", DECODE_MODES), ("targets", TARGET_MODES)):

@@ -3,8 +3,9 @@
 - proxy feedback gain: the refiner's own estimate (for :class:`TrajectoryRefiner`, the
   held-out return predictor's P(E(refined)) - P(E(source)), appendix A.5);
 - action and latent deviation between refined and source windows;
-- closed-loop gain (what the paper could not report): the refined actions are
-  replayed open loop in MuJoCo from the source window's recorded start state and the
+- closed-loop gain (what the paper could not report): the refined window is
+  executed in MuJoCo (open loop or tracked, :mod:`~ctflow_gym.refine.execution`) from
+  the source window's recorded start state and the
   realised window return is compared with the source's realised return (the source
   replays bit for bit, so that is its recorded return). A termination inside the
   window ends the replay: the lost reward counts against the refinement
@@ -25,7 +26,9 @@ from minari import MinariDataset
 
 from ctflow_gym.data.windows import Windows, make_windows
 from ctflow_gym.refine.contract import Refiner, require_refiner
+from ctflow_gym.refine.execution import execution_plans, resolve_execution
 from ctflow_gym.replay.closed_loop import closed_loop_returns, dynamics_error
+from ctflow_gym.replay.scoring import ValueFn, require_value_fn, window_score
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC
 from ctflow_gym.statistics import mean_se
 
@@ -58,21 +61,41 @@ def held_out_windows(refiner: Refiner, dataset: MinariDataset, count: int, seed:
     return windows.subset(np.sort(chosen))
 
 
+def _scores(returns, ends, terminated, value_fn: ValueFn, gamma: float, horizon: int) -> np.ndarray:
+    """Window return + gamma^H V(end), 0 tail after a termination (:func:`window_score`, batched)."""
+    return np.array([window_score(r, e, t, value_fn, gamma, horizon) for r, e, t in zip(returns, ends, terminated)])
+
+
+def _source_scores(windows: Windows, returns: np.ndarray, value_fn: ValueFn, gamma: float) -> np.ndarray:
+    if windows.end_observations is None or windows.end_terminated is None:
+        raise ValueError("windows: a value_fn score needs each window's end observation (make_windows records it)")
+    return _scores(returns, windows.end_observations, windows.end_terminated, value_fn, gamma, windows.window)
+
+
 def evaluate_refinement(
     refiner: Refiner,
     windows: Windows,
     strength: float = 1.0,
     closed_loop: bool = True,
     validity: bool = True,
+    execution: str = "auto",
+    value_fn: ValueFn | None = None,
+    gamma: float = 0.99,
     **refine_options: Any,
 ) -> dict[str, Any]:
     """Refine ``windows`` and measure everything above; returns mean and SE per metric.
 
     ``windows`` should come from episodes the refiner did not train on (see
-    :func:`held_out_windows`). ``refine_options`` go to ``refiner.refine`` (for
-    :class:`TrajectoryRefiner`: ``method``, ``steps``, ``seed``); the report records the method.
+    :func:`held_out_windows`). ``execution`` says how refined windows are replayed
+    (:mod:`~ctflow_gym.refine.execution`). With ``value_fn`` the report also has
+    ``realized_score_gain``: the gain in window return + gamma^H V(end state) (0 after a
+    termination), which also charges a refinement for the state it leaves behind.
+    ``refine_options`` go to ``refiner.refine`` (for :class:`TrajectoryRefiner`:
+    ``method``, ``steps``, ``seed``); the report records the method and execution.
     """
     require_refiner(refiner)
+    require_value_fn(value_fn, gamma)
+    execution = resolve_execution(refiner, execution)
     env_id = windows.env_id or refiner.env_id
     if (closed_loop or validity) and env_id is None:
         raise ValueError("windows.env_id is unknown; closed-loop and validity checks need the env")
@@ -80,6 +103,7 @@ def evaluate_refinement(
     report: dict[str, Any] = {
         "method": refine_options.get("method", "flow"),
         "strength": strength,
+        "execution": execution,
         "windows": len(windows),
     }
     for name in ("action_deviation", "latent_deviation"):
@@ -89,13 +113,21 @@ def evaluate_refinement(
         report["proxy_gain"] = mean_se(result.predicted_gain)
     if closed_loop:
         spec = windows.sim_state_spec or REPLAY_STATE_SPEC
-        refined_returns, terminated = closed_loop_returns(env_id, windows.sim_states, result.actions, spec)
+        plans = execution_plans(refiner, result.observations, result.actions, execution)
+        refined_returns, terminated, ends = closed_loop_returns(
+            env_id, windows.sim_states, plans, spec, start_observations=windows.observations[:, 0]
+        )
         source_returns = windows.rewards.astype(np.float64).sum(axis=1)
         gain = refined_returns - source_returns
         report["realized_gain"] = mean_se(gain)
         report["realized_gain_positive_fraction"] = float(np.mean(gain > 0))
         report["refined_terminated_fraction"] = float(terminated.mean())
         report["source_return"] = mean_se(source_returns)
+        if value_fn is not None:
+            report["realized_score_gain"] = mean_se(
+                _scores(refined_returns, ends, terminated, value_fn, gamma, windows.window)
+                - _source_scores(windows, source_returns, value_fn, gamma)
+            )
     if validity:
         report["dynamics_error"] = mean_se(dynamics_error(env_id, result.observations, result.actions))
         report["source_dynamics_error"] = mean_se(dynamics_error(env_id, windows.observations, windows.actions))

@@ -13,11 +13,9 @@ latent to t = strength and decodes. The paper's replacement baselines
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
@@ -29,10 +27,9 @@ from ctflow_gym.checkpoint import (
     require_meta_keys,
     save_checkpoint,
 )
-from ctflow_gym.data.minari_io import load_dataset
 from ctflow_gym.data.normalization import NormalizationStats
-from ctflow_gym.data.validation import require_finite, require_strength
-from ctflow_gym.data.windows import Windows, make_windows, split_episodes
+from ctflow_gym.data.validation import require_strength
+from ctflow_gym.data.windows import Windows, split_episodes
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.models import SourceConditionedVelocity, TrajectoryAutoencoder
 from ctflow_gym.refine.baselines import TrainingBank
@@ -40,29 +37,14 @@ from ctflow_gym.refine.codec import LatentCodec, batched
 from ctflow_gym.refine.config import METHODS, RefinerConfig
 from ctflow_gym.refine.contract import RefinementResult
 from ctflow_gym.refine.feedback import FeedbackModel
+from ctflow_gym.refine.fit_inputs import training_feedback, window_transitions, windows_to_fit
 from ctflow_gym.refine.integration import integrate
+from ctflow_gym.refine.inverse_dynamics import InverseDynamics
 from ctflow_gym.refine.losses import autoencoder_loss, flow_matching_loss
 from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nonlocal_pairs
 from ctflow_gym.refine.registry import refiner_kind, register_refiner
 from ctflow_gym.refine.training import train_minibatch
-
-
-def _action_space_of(env_id: str | None) -> gym.Space | None:
-    """The action space of registered env ``env_id``; None (with a warning) when it cannot be known."""
-    if env_id is not None:
-        try:
-            env = gym.make(env_id)
-        except gym.error.Error:
-            pass
-        else:
-            env.close()
-            return env.action_space
-    warnings.warn(
-        f"data: the windows carry no action space and their env {env_id!r} cannot be made; refined actions "
-        "will not be clipped to the env's action bounds",
-        stacklevel=3,
-    )
-    return None
+from ctflow_gym.refine.value_function import DatasetValueFunction
 
 
 @register_refiner
@@ -80,7 +62,10 @@ class TrajectoryRefiner:
     Parts, set by ``fit`` or ``load``: ``codec`` (normalisation, autoencoder, latent
     statistics, action bounds), ``velocity`` (the flow's velocity field), ``predictor``
     (the proxy return predictor, when episodes were held out), ``bank`` (training
-    windows for the replacement baselines), ``pairs`` (after ``fit`` only), ``margin``.
+    windows for the replacement baselines), ``pairs`` (after ``fit`` only), ``margin``,
+    ``inverse_dynamics`` (g(s_t, s_{t+1}) for tracked execution, unless
+    ``inverse_dynamics_steps=0``) and ``value_function`` (the dataset V of
+    ``feedback="bootstrapped_advantage"``, usable as a verification ``value_fn``).
 
     ``checkpoint_path``: the folder it was last saved to or loaded from (absolute), None
     after ``fit``; ``RefinementWrapper`` records it in ``env.spec``. A fitted refiner
@@ -100,6 +85,8 @@ class TrajectoryRefiner:
         self.codec: LatentCodec | None = None
         self.velocity: SourceConditionedVelocity | None = None
         self.predictor: FeedbackModel | None = None
+        self.inverse_dynamics: InverseDynamics | None = None
+        self.value_function: DatasetValueFunction | None = None
         self.bank: TrainingBank | None = None
         self.pairs: PreferencePairs | None = None
         self.margin: float | None = None
@@ -150,7 +137,8 @@ class TrajectoryRefiner:
         self.checkpoint_path = None  # the weights about to change are no longer those of any saved folder
         torch.manual_seed(cfg.seed)
         generator = torch.Generator().manual_seed(cfg.seed)
-        windows, action_space, dataset_id = self._windows_from(data)
+        windows, action_space, dataset = windows_to_fit(data, cfg)
+        dataset_id = None if dataset is None else dataset.id
         if len(windows) < 2:
             raise ValueError(f"data: at least 2 windows are needed to fit; got {len(windows)}")
         if cfg.held_out_fraction > 0 and len(np.unique(windows.episode_ids)) >= 2:
@@ -190,7 +178,7 @@ class TrajectoryRefiner:
         latents = (raw_latents - self.codec.latent_mean) / self.codec.latent_std
 
         # (2) local preference pairs, section 2.2 / appendix A.3
-        feedback = self._training_feedback(train, obs, generator, logger, progress_bar)
+        feedback, self.value_function = training_feedback(train, obs, dataset, cfg, generator, logger, progress_bar)
         self.margin = float(cfg.margin) if cfg.margin is not None else 0.1 * float(np.std(feedback))
         z_np = latents.cpu().numpy()
         if cfg.targets == "local":
@@ -238,6 +226,23 @@ class TrajectoryRefiner:
                 progress_bar,
             )
 
+        # (5) inverse dynamics for tracked execution of refined windows (not in the paper)
+        inverse_dynamics_loss = None
+        self.inverse_dynamics = None
+        if cfg.inverse_dynamics_steps > 0:
+            self.inverse_dynamics = InverseDynamics(
+                stats.obs_mean, stats.obs_std, stats.act_mean, stats.act_std, low, high, self.device
+            )
+            inverse_dynamics_loss = self.inverse_dynamics.fit(
+                *window_transitions(train),
+                cfg.inverse_dynamics_steps,
+                cfg.batch_size,
+                cfg.lr,
+                generator,
+                logger,
+                progress_bar,
+            )
+
         self.bank = TrainingBank(z_np, feedback.astype(np.float64), train.observations, train.actions)
         self.fit_info = {
             "dataset_id": dataset_id,
@@ -251,48 +256,10 @@ class TrajectoryRefiner:
             "ae_loss": ae_loss,
             "flow_loss": flow_loss,
             "predictor_loss": predictor_loss,
+            "inverse_dynamics_loss": inverse_dynamics_loss,
         }
         logger.log({f"refiner/fit_{k}": v for k, v in self.fit_info.items() if isinstance(v, (int, float))})
         return self
-
-    def _windows_from(self, data) -> tuple[Windows, gym.Space | None, str | None]:
-        """Windows to fit on, the action space (for the bounds) and the dataset id, from ``data``.
-
-        Windows made by :func:`make_windows` carry their dataset's action space; for
-        windows built by hand it comes from their ``env_id``. Without either, refined
-        actions cannot be clipped to the env's bounds, and a warning says so.
-        """
-        cfg = self.config
-        if isinstance(data, Windows):
-            if data.window != cfg.window:
-                raise ValueError(
-                    f"data: windows have length {data.window}; this refiner is configured for window={cfg.window}"
-                )
-            for name in ("observations", "actions", "feedback"):
-                require_finite(getattr(data, name), f"data.{name}")
-            return data, data.action_space or _action_space_of(data.env_id), None
-        dataset = load_dataset(data)
-        feedback = "return" if cfg.feedback == "advantage" else cfg.feedback
-        return make_windows(dataset, cfg.window, cfg.stride, feedback, cfg.gamma), dataset.action_space, dataset.id
-
-    def _training_feedback(self, train: Windows, obs: torch.Tensor, generator, logger, progress_bar) -> np.ndarray:
-        """R(tau) per training window; for ``"advantage"``, minus the start-value baseline V(s_1)."""
-        feedback = train.feedback.astype(np.float64)
-        if self.config.feedback != "advantage":
-            return feedback
-        start_obs = obs[:, 0]
-        baseline, _ = FeedbackModel.fit(
-            start_obs,
-            feedback,
-            self.config.predictor_steps,
-            self.config.batch_size,
-            self.config.lr,
-            generator,
-            "refiner/start_value_loss",
-            logger,
-            progress_bar,
-        )
-        return feedback - baseline.predict(start_obs)
 
     # ---------------------------------------------------------------- inference
     def _require_fitted(self) -> None:
@@ -417,6 +384,10 @@ class TrajectoryRefiner:
         tensors = {**self.codec.tensors(), **module_tensors({"velocity": self.velocity})}
         if self.predictor is not None:
             tensors.update(self.predictor.tensors("predictor"))
+        if self.inverse_dynamics is not None:
+            tensors.update(self.inverse_dynamics.tensors("inverse_dynamics"))
+        if self.value_function is not None:
+            tensors.update(self.value_function.tensors("value_function"))
         extra = {}
         if include_bank and self.bank is not None:
             extra["bank"] = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in self.bank.arrays().items()}
@@ -424,6 +395,8 @@ class TrajectoryRefiner:
             "config": self.config.to_dict(),
             "codec": self.codec.meta(),
             "predictor": None if self.predictor is None else self.predictor.meta(),
+            "inverse_dynamics": None if self.inverse_dynamics is None else self.inverse_dynamics.meta(),
+            "value_function": None if self.value_function is None else self.value_function.meta(),
             "margin": self.margin,
             "env_id": self.env_id,
             "fit_info": self.fit_info,
@@ -455,6 +428,14 @@ class TrajectoryRefiner:
         refiner.velocity.eval()
         if meta["predictor"] is not None:
             refiner.predictor = FeedbackModel.from_saved(meta["predictor"], tensors, "predictor", refiner.device)
+        if meta.get("inverse_dynamics") is not None:
+            refiner.inverse_dynamics = InverseDynamics.from_saved(
+                meta["inverse_dynamics"], tensors, "inverse_dynamics", refiner.device
+            )
+        if meta.get("value_function") is not None:
+            refiner.value_function = DatasetValueFunction.from_saved(
+                meta["value_function"], tensors, "value_function", refiner.device
+            )
         refiner.margin = meta["margin"]
         refiner.env_id = meta["env_id"]
         refiner.fit_info = meta["fit_info"]

@@ -18,11 +18,17 @@ from ctflow_gym.replay.stepping import replay_actions
 
 
 def closed_loop_returns(
-    env_id: str, sim_states: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC
-) -> tuple[np.ndarray, np.ndarray]:
+    env_id: str,
+    sim_states: np.ndarray,
+    actions,
+    spec: int = REPLAY_STATE_SPEC,
+    start_observations: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Realised return of each window of ``actions`` replayed from ``sim_states``.
 
-    Returns ``(returns (N,), terminated (N,) bool)``.
+    ``actions``: (N, H, act_dim) replayed open loop, or N :class:`ActionPlan` objects
+    (then ``start_observations`` (N, obs_dim) gives each window's first observation).
+    Returns ``(returns (N,), terminated (N,) bool, end observations (N, obs_dim))``.
     """
     if sim_states is None:
         raise ValueError(
@@ -33,11 +39,14 @@ def closed_loop_returns(
     env.reset(seed=0)
     returns = np.empty(len(actions))
     terminated = np.zeros(len(actions), dtype=bool)
+    ends = []
     for i, (state, window_actions) in enumerate(zip(sim_states, actions)):
-        rewards, terminated[i] = replay_actions(env, state, window_actions, spec)
+        start = None if start_observations is None else start_observations[i]
+        rewards, terminated[i], end = replay_actions(env, state, window_actions, spec, start)
         returns[i] = rewards.sum()
+        ends.append(end)
     env.close()
-    return returns, terminated
+    return returns, terminated, np.asarray(ends)
 
 
 def dynamics_error(env_id: str, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:

@@ -32,11 +32,15 @@ def window_score(
 ) -> float:
     """``window_return + gamma**horizon * value_fn(end_observation)``.
 
-    The return alone without ``value_fn`` or after a termination.
+    The return alone without ``value_fn`` or after a termination. Raises ``ValueError``
+    naming ``value_fn`` when it returns NaN or inf.
     """
     if value_fn is None or terminated:
         return float(window_return)
-    return float(window_return) + gamma**horizon * float(value_fn(end_observation))
+    value = float(value_fn(end_observation))
+    if not np.isfinite(value):
+        raise ValueError(f"value_fn returned {value} for an observation; it must return finite numbers")
+    return float(window_return) + gamma**horizon * value
 
 
 def sb3_value_function(model) -> ValueFn:

@@ -1,4 +1,10 @@
-"""Open-loop stepping of a MuJoCo env: apply a window of actions from where the simulator is.
+"""Stepping a MuJoCo env through a window from where the simulator is: open loop, or by a plan.
+
+A window is either a sequence of H actions (open loop) or an :class:`ActionPlan`: an
+object with ``len(plan)`` steps and ``plan.action(observation, t)`` that chooses each
+action from the observation actually reached (for example tracked execution of a
+refined window, :mod:`ctflow_gym.refine.execution`). A plan needs the observation the
+window starts from (``start_observation``).
 
 Everything steps ``env.unwrapped``, so time limits and other wrappers stay out of a
 replay; the caller restores the env (:mod:`ctflow_gym.replay.snapshot`) around it.
@@ -7,7 +13,7 @@ replay; the caller restores the env (:mod:`ctflow_gym.replay.snapshot`) around i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -17,39 +23,69 @@ from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, set_sim_state
 from ctflow_gym.replay.snapshot import EnvSnapshot, restore_snapshot
 
 
-def step_open_loop(env: gym.Env, actions) -> tuple[float, bool, np.ndarray | None, list[float]]:
-    """Apply ``actions`` to the unwrapped env from its current state, stopping at a termination.
+@runtime_checkable
+class ActionPlan(Protocol):
+    """A window executed in closed loop: ``len(plan)`` steps, each action chosen from the state reached."""
+
+    def __len__(self) -> int:
+        """Number of steps H."""
+
+    def action(self, observation: np.ndarray, t: int) -> np.ndarray:
+        """The action at step ``t`` given the observation reached before it."""
+
+
+Window = Sequence[np.ndarray] | np.ndarray | ActionPlan
+
+
+def require_start_observation(actions: Window, start_observation) -> None:
+    """Raise naming ``start_observation`` when ``actions`` is a plan and it is missing."""
+    if isinstance(actions, ActionPlan) and start_observation is None:
+        raise ValueError("start_observation: executing an ActionPlan needs the observation its window starts from")
+
+
+def step_open_loop(
+    env: gym.Env, actions: Window, start_observation=None
+) -> tuple[float, bool, np.ndarray | None, list[float]]:
+    """Apply ``actions`` (a sequence, or an :class:`ActionPlan`) to the unwrapped env, stopping at a termination.
 
     Returns ``(summed reward, terminated, last observation, rewards)``, the rewards in
     step order (summed in that order, as an episode accumulates them).
     """
-    window_return, terminated, observation, rewards, _ = _step_open_loop(env, actions)
+    window_return, terminated, observation, rewards, _, _ = _step_open_loop(env, actions, start_observation)
     return window_return, terminated, observation, rewards
 
 
-def _step_open_loop(env: gym.Env, actions) -> tuple[float, bool, np.ndarray | None, list[float], dict[str, Any]]:
-    """:func:`step_open_loop`, plus the ``info`` of the last step taken (empty when no step was)."""
+def _step_open_loop(
+    env: gym.Env, actions: Window, start_observation=None
+) -> tuple[float, bool, np.ndarray | None, list[float], dict[str, Any], np.ndarray]:
+    """:func:`step_open_loop`, plus the last step's ``info`` (empty when no step was) and the actions applied."""
+    require_start_observation(actions, start_observation)
     base = env.unwrapped
     rewards: list[float] = []
-    observation, terminated, info = None, False, {}
-    for action in actions:
-        observation, reward, terminated, _, info = base.step(np.asarray(action, dtype=np.float32))
+    observation, terminated, info = start_observation, False, {}
+    plan = actions if isinstance(actions, ActionPlan) else None
+    applied = []
+    for t in range(len(actions)):
+        action = np.asarray(plan.action(observation, t) if plan is not None else actions[t], dtype=np.float32)
+        applied.append(action)
+        observation, reward, terminated, _, info = base.step(action)
         rewards.append(float(reward))
         if terminated:
             break
-    return float(sum(rewards)), bool(terminated), observation, rewards, dict(info)
+    return float(sum(rewards)), bool(terminated), observation, rewards, dict(info), np.asarray(applied)
 
 
 def replay_actions(
-    env: gym.Env, state: np.ndarray, actions: np.ndarray, spec: int = REPLAY_STATE_SPEC
-) -> tuple[np.ndarray, bool]:
-    """Restore the recorded ``state`` in ``env`` and apply ``actions`` open loop (see :func:`step_open_loop`).
+    env: gym.Env, state: np.ndarray, actions: Window, spec: int = REPLAY_STATE_SPEC, start_observation=None
+) -> tuple[np.ndarray, bool, np.ndarray | None]:
+    """Restore the recorded ``state`` in ``env`` and apply ``actions`` (see :func:`step_open_loop`).
 
-    Returns the rewards obtained (as many as steps taken) and whether the env terminated.
+    Returns the rewards obtained (as many as steps taken), whether the env terminated,
+    and the last observation.
     """
     set_sim_state(env, state, spec)
-    _, terminated, _, rewards = step_open_loop(env, actions)
-    return np.asarray(rewards), terminated
+    _, terminated, observation, rewards = step_open_loop(env, actions, start_observation)
+    return np.asarray(rewards), terminated, observation
 
 
 @dataclass(frozen=True)
@@ -64,6 +100,7 @@ class WindowReplay:
             was given and the window did not terminate (:func:`~ctflow_gym.replay.scoring.window_score`).
         end_info: the unwrapped env's ``info`` of the last step taken (what the env says
             about the state it is left in, e.g. Hopper's ``x_position``).
+        actions: (steps taken, act_dim) the actions applied (for a tracked plan, not the planned ones).
     """
 
     window_return: float
@@ -71,17 +108,25 @@ class WindowReplay:
     end_observation: np.ndarray | None
     score: float
     end_info: dict[str, Any] = field(default_factory=dict)
+    actions: np.ndarray | None = None
 
 
 def replay_window(
-    env: gym.Env, start: EnvSnapshot, actions, value_fn: ValueFn | None = None, gamma: float = 0.99
+    env: gym.Env,
+    start: EnvSnapshot,
+    actions: Window,
+    value_fn: ValueFn | None = None,
+    gamma: float = 0.99,
+    start_observation=None,
 ) -> WindowReplay:
-    """Restore ``start`` and step ``actions`` open loop; the env is left at the window's end.
+    """Restore ``start`` and step ``actions`` (open loop, or an :class:`ActionPlan` from ``start_observation``).
 
-    The horizon of the value tail is ``len(actions)``. The caller decides where the env
-    goes next (back to the user's state, or on from the replayed end).
+    The env is left at the window's end. The horizon of the value tail is
+    ``len(actions)``. The caller decides where the env goes next (back to the user's
+    state, or on from the replayed end).
     """
+    require_start_observation(actions, start_observation)
     restore_snapshot(env, start)
-    window_return, terminated, end_observation, _, end_info = _step_open_loop(env, actions)
+    window_return, terminated, end_observation, _, end_info, applied = _step_open_loop(env, actions, start_observation)
     score = window_score(window_return, end_observation, terminated, value_fn, gamma, len(actions))
-    return WindowReplay(window_return, terminated, end_observation, score, end_info)
+    return WindowReplay(window_return, terminated, end_observation, score, end_info, applied)

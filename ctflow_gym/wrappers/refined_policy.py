@@ -1,12 +1,16 @@
 """``RefinedPolicy``: a refiner attached after any policy, with SB3's ``predict``.
 
 At the start of each window it looks ahead in a snapshot of the simulator: the base
-policy is rolled forward H steps from the current state, that window is refined, and,
-with ``verify=True``, the refined actions are replayed from the same snapshot and kept
-only if their realised return is higher (otherwise the base window is kept). The env
-is then restored exactly and the chosen H actions are executed one per ``predict``.
-If the look-ahead episode ends inside the window there is no full window to refine
-and the base actions are used.
+policy is rolled forward H steps from the current state, that window is refined
+(``candidates`` times, :mod:`~ctflow_gym.wrappers.candidates`), and, with
+``verify=True``, each refined window is replayed from the same snapshot and the best
+is kept only if its score (return, plus a value tail with ``value_fn``) beats the base
+window's (otherwise the base window is kept). The env is then restored exactly and the
+chosen window is executed one step per ``predict``: open loop, or tracked toward its
+planned states (``execution``, :mod:`~ctflow_gym.refine.execution`), exactly as it was
+replayed. If the look-ahead episode ends inside the window there is no full window to
+refine and the base actions are used. ``simulator_steps`` counts every look-ahead and
+replayed step (the verification budget).
 
 On a MuJoCo env the look-ahead runs in the env itself between an exact snapshot and
 its restore. Any other env gets refinement without replay: ``verify`` must be False,
@@ -25,16 +29,18 @@ import gymnasium as gym
 import numpy as np
 
 from ctflow_gym.data.validation import require_strength
+from ctflow_gym.refine.execution import resolve_execution
 from ctflow_gym.replay import (
     ValueFn,
     capture_snapshot,
     has_simulator,
-    replay_window,
     require_value_fn,
     restore_snapshot,
     sb3_value_function,
     window_score,
 )
+from ctflow_gym.replay.stepping import ActionPlan
+from ctflow_gym.wrappers.candidates import refine_candidates, replay_candidates, require_candidates
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.episodes import policy_action_fn
 
@@ -58,6 +64,11 @@ class RefinedPolicy:
             :mod:`ctflow_gym.replay.scoring`; recommended).
             :func:`sb3_value_function` makes one from an SB3 SAC/TD3 critic.
         gamma: discount of ``value_fn``.
+        candidates: refined windows per window (strength ladder; see
+            :mod:`~ctflow_gym.wrappers.candidates`); more than one needs ``verify=True``.
+        execution: ``"auto"`` (tracked when the refiner has an inverse-dynamics
+            model), ``"open_loop"`` or ``"tracked"``.
+        refine_options: further keyword arguments of ``refiner.refine``.
     """
 
     def __init__(
@@ -70,8 +81,12 @@ class RefinedPolicy:
         deterministic: bool = True,
         value_fn: ValueFn | None = None,
         gamma: float = 0.99,
+        candidates: int = 1,
+        execution: str = "auto",
+        refine_options: dict[str, Any] | None = None,
     ):
         require_value_fn(value_fn, gamma)
+        self.candidates = require_candidates(candidates, verify, "verify")
         self._snapshots = has_simulator(env)
         if not self._snapshots:
             if verify:
@@ -97,8 +112,12 @@ class RefinedPolicy:
         self.verify = verify
         self.value_fn = value_fn
         self.gamma = gamma
+        self.execution = resolve_execution(refiner, execution)
+        self.refine_options = dict(refine_options or {})
         self.window = refiner.window
-        self._plan: list[np.ndarray] = []
+        self._plan: Any = None
+        self._step = 0
+        self.simulator_steps = 0
         self.history: list[dict[str, Any]] = []
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
@@ -107,14 +126,17 @@ class RefinedPolicy:
         batched = observation.ndim == 2
         if batched and observation.shape[0] != 1:
             raise ValueError(f"observation: RefinedPolicy drives one env; got a batch of {observation.shape[0]}")
+        obs = observation[0] if batched else observation
         if episode_start is not None and np.any(episode_start):
-            self._plan = []
-        if not self._plan:
-            self._plan = self._plan_window(observation[0] if batched else observation)
-        action = self._plan.pop(0)
+            self._plan = None
+        if self._plan is None or self._step >= len(self._plan):
+            self._plan, self._step = self._plan_window(obs), 0
+        plan, t = self._plan, self._step
+        action = plan.action(obs, t) if isinstance(plan, ActionPlan) else plan[t]
+        self._step += 1
         return (action[None] if batched else action), state
 
-    def _plan_window(self, observation: np.ndarray) -> list[np.ndarray]:
+    def _plan_window(self, observation: np.ndarray):
         if self._snapshots:
             base, start = self.env.unwrapped, capture_snapshot(self.env)
         else:
@@ -130,28 +152,38 @@ class RefinedPolicy:
                 rewards.append(float(reward))
                 if terminated:
                     break
+            if self._snapshots:
+                self.simulator_steps += len(actions)
             if len(actions) < self.window:
                 self.history.append({"refined": False, "reason": "episode ends inside the look-ahead"})
                 return actions
-            result = self.refiner.refine(np.stack(observations)[None], np.stack(actions)[None], strength=self.strength)
-            refined = list(result.actions[0])
-            record: dict[str, Any] = {
-                "refined": True,
-                "source_return": float(np.sum(rewards)),
-                "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0]),
-            }
+            made = refine_candidates(
+                self.refiner,
+                np.stack(observations)[None],
+                np.stack(actions)[None],
+                self.strength,
+                self.candidates,
+                self.execution,
+                self.refine_options,
+            )
+            chosen = made[0]
+            record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards))}
             if self.verify:
                 source_score = window_score(
                     record["source_return"], obs, terminated, self.value_fn, self.gamma, self.window
                 )
-                replayed = replay_window(self.env, start, refined, self.value_fn, self.gamma)
-                record["refined_return"] = replayed.window_return
-                if replayed.score <= source_score:
-                    record["refined"] = False
-                    record["reason"] = "verification kept the base window"
-                    refined = actions
+                best, replays, _ = replay_candidates(self.env, start, made, observation, self.value_fn, self.gamma)
+                self.simulator_steps += sum(len(c.plan) for c in made)
+                chosen = made[best]
+                record.update(refined_return=replays[best].window_return, strength=chosen.strength)
+                if replays[best].terminated or replays[best].score <= source_score:
+                    record.update(refined=False, reason="verification kept the base window")
+                    self.history.append(record)
+                    return actions
+            gain = chosen.result.predicted_gain
+            record["predicted_gain"] = None if gain is None else float(gain[0])
             self.history.append(record)
-            return refined
+            return chosen.plan
         finally:
             if start is not None:
                 restore_snapshot(self.env, start)

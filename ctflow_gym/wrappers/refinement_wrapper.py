@@ -90,6 +90,7 @@ import numpy as np
 from ctflow_gym.data.validation import require_strength
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.refine.contract import refiner_checkpoint_path
+from ctflow_gym.refine.execution import resolve_execution
 from ctflow_gym.refine.registry import load_refiner
 from ctflow_gym.replay import (
     REPLAY_STATE_SPEC,
@@ -101,12 +102,12 @@ from ctflow_gym.replay import (
     capture_snapshot,
     get_sim_state,
     has_simulator,
-    replay_window,
     require_value_fn,
     restore_snapshot,
     window_score,
 )
 from ctflow_gym.statistics import mean_se
+from ctflow_gym.wrappers.candidates import refine_candidates, replay_candidates, require_candidates
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.spec_args import in_memory_handle, is_in_memory_handle, resolve_in_memory
 
@@ -173,6 +174,12 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             Not serialisable: ``env.spec`` records it as an in-memory handle.
         gamma: discount of ``value_fn``.
         refine_options: further keyword arguments of ``refiner.refine``.
+        candidates: refined windows per window (strength ladder, see
+            :mod:`~ctflow_gym.wrappers.candidates`); with replay the best by score is
+            reported (and committed in commit mode). More than one needs ``replay=True``.
+        execution: how a refined window is replayed: ``"auto"`` (tracked when the
+            refiner has an inverse-dynamics model), ``"open_loop"`` or ``"tracked"``
+            (:mod:`~ctflow_gym.refine.execution`).
     """
 
     def __init__(
@@ -187,6 +194,8 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         value_fn: ValueFn | None = None,
         gamma: float = 0.99,
         refine_options: dict[str, Any] | None = None,
+        candidates: int = 1,
+        execution: str = "auto",
     ):
         gym.Wrapper.__init__(self, env)
         self._handles: dict[str, tuple[Any, str]] = {}  # argument -> (object, its in-memory handle)
@@ -212,6 +221,9 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 "replay=True needs a MuJoCo env with a simulator state to snapshot; "
                 f"{type(env.unwrapped).__name__} has none"
             )
+        self.candidates = require_candidates(candidates, replay, "replay")
+        self.execution = execution
+        self._execution = resolve_execution(refiner, execution)
         self.refiner = refiner
         self.strength = require_strength(strength)
         self.replay = replay
@@ -264,6 +276,8 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             "value_fn": None if self.value_fn is None else self._in_memory("value_fn", self.value_fn),
             "gamma": float(self.gamma),
             "refine_options": copy.deepcopy(self._refine_options_given),
+            "candidates": self.candidates,
+            "execution": self.execution,
         }
 
     def _in_memory(self, argument: str, obj: Any) -> str:
@@ -345,38 +359,41 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         source_return = float(np.sum(self._rewards))
         start = self._start
         self._observations, self._actions, self._rewards = [], [], []
-        result = self.refiner.refine(observations, actions, strength=self.strength, **self.refine_options)
+        made = refine_candidates(
+            self.refiner, observations, actions, self.strength, self.candidates, self._execution, self.refine_options
+        )
         report: dict[str, Any] = {
             "source_actions": actions[0],
-            "actions": result.actions[0],
-            "observations": result.observations[0],
-            "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0]),
-            "action_deviation": None if result.action_deviation is None else float(result.action_deviation[0]),
-            "latent_deviation": None if result.latent_deviation is None else float(result.latent_deviation[0]),
             "source_return": source_return,
             "committed": False,
         }
         self.totals.windows_refined += 1
-        if report["predicted_gain"] is not None:
-            self.totals.predicted_gains.append(report["predicted_gain"])
         if not self.replay:
+            report.update(self._refined_fields(made[0]))
+            if report["predicted_gain"] is not None:
+                self.totals.predicted_gains.append(report["predicted_gain"])
             return report, None
         end = capture_snapshot(self.env)
         keep_refined = False
         try:
             # The user's window closed without terminating (a terminated window is discarded).
             source_score = window_score(source_return, self._last_obs, False, self.value_fn, self.gamma, self.window)
-            refined = replay_window(self.env, start, result.actions[0], self.value_fn, self.gamma)
+            best, replays, ends = replay_candidates(
+                self.env, start, made, observations[0, 0], self.value_fn, self.gamma
+            )
+            refined = replays[best]
             keep_refined = self.mode == "commit" and not refined.terminated and refined.score > source_score
         finally:
             if keep_refined:
                 # The time-limit counters and RNG stay the user's: the window had H steps either way.
-                restore_snapshot(
-                    self.env, EnvSnapshot(capture_snapshot(self.env).sim_state, end.elapsed_steps, end.rng_state)
-                )
+                restore_snapshot(self.env, EnvSnapshot(ends[best].sim_state, end.elapsed_steps, end.rng_state))
             else:
                 restore_snapshot(self.env, end)
+        report.update(self._refined_fields(made[best]))
+        if report["predicted_gain"] is not None:
+            self.totals.predicted_gains.append(report["predicted_gain"])
         report.update(
+            executed_actions=refined.actions,
             realized_return=refined.window_return,
             realized_gain=refined.window_return - source_return,
             refined_terminated=refined.terminated,
@@ -384,9 +401,24 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             refined_score=refined.score,
             committed=keep_refined,
         )
+        if self.candidates > 1:
+            report.update(chosen_candidate=best, candidate_scores=[r.score for r in replays])
         self.totals.windows_replayed += 1
         self.totals.realized_gains.append(report["realized_gain"])
         if keep_refined:
             self.totals.windows_committed += 1
             return report, refined
         return report, None
+
+    @staticmethod
+    def _refined_fields(candidate) -> dict[str, Any]:
+        """The report's fields describing one refined candidate."""
+        result = candidate.result
+        return {
+            "actions": result.actions[0],
+            "observations": result.observations[0],
+            "strength": candidate.strength,
+            "predicted_gain": None if result.predicted_gain is None else float(result.predicted_gain[0]),
+            "action_deviation": None if result.action_deviation is None else float(result.action_deviation[0]),
+            "latent_deviation": None if result.latent_deviation is None else float(result.latent_deviation[0]),
+        }

@@ -1,0 +1,106 @@
+"""The dataset value function, bootstrapped feedback, inverse dynamics and tracked execution."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from ctflow_gym import DatasetValueFunction, RefinedPolicy, TrajectoryRefiner
+from ctflow_gym.checkpoint import CheckpointError
+from ctflow_gym.data import load_transitions, make_windows
+from ctflow_gym.refine.evaluation import evaluate_refinement, held_out_windows
+from ctflow_gym.refine.value_function import lambda_returns
+
+TINY = dict(window=8, ae_steps=100, flow_steps=100, predictor_steps=50, ae_hidden=64, flow_hidden=64)
+
+
+def test_lambda_returns_match_a_hand_computation():
+    rewards = np.array([1.0, 2.0, 3.0, 10.0, 20.0])
+    next_values = np.array([5.0, 6.0, 7.0, 8.0, 9.0])  # V(s_{t+1}) of each transition
+    terminations = np.array([0, 0, 1, 0, 0])  # episode 1 terminates at step 2; episode 2 is truncated
+    ends = np.array([False, False, True, False, True])
+    g = lambda_returns(rewards, next_values, terminations, ends, gamma=0.5, lam=0.5)
+    g2 = 3.0  # terminal: no bootstrap
+    g1 = 2.0 + 0.5 * (0.5 * 6.0 + 0.5 * g2)
+    g0 = 1.0 + 0.5 * (0.5 * 5.0 + 0.5 * g1)
+    g4 = 20.0 + 0.5 * 9.0  # truncated: bootstraps on V(s_T)
+    g3 = 10.0 + 0.5 * (0.5 * 8.0 + 0.5 * g4)
+    np.testing.assert_allclose(g, [g0, g1, g2, g3, g4])
+
+
+@pytest.fixture(scope="module")
+def value_fn(random_dataset):
+    return DatasetValueFunction(rounds=2, steps_per_round=300, hidden=64).fit(random_dataset, progress_bar=False)
+
+
+def test_value_function_ranks_states_by_what_follows_and_round_trips(value_fn, random_dataset, tmp_path):
+    transitions = load_transitions(random_dataset)
+    values = value_fn.values(transitions.observations)
+    assert values.shape == (len(transitions),) and np.all(np.isfinite(values))
+    # States just before a fall are worth less than the average state (random actions: falls are the signal).
+    before_fall = np.flatnonzero(transitions.terminations)
+    assert values[before_fall].mean() < values.mean()
+    loaded = DatasetValueFunction.load(value_fn.save(tmp_path / "v"))
+    np.testing.assert_array_equal(loaded.values(transitions.observations[:50]), values[:50])
+    assert loaded(transitions.observations[0]) == pytest.approx(values[0])
+    with pytest.raises(ValueError, match=r"observations must have shape \(N, 11\)"):
+        value_fn.values(np.zeros((2, 5)))
+    with pytest.raises(CheckpointError, match="expected a kind 'value:"):
+        DatasetValueFunction.load(
+            TrajectoryRefiner(**TINY).fit(random_dataset, progress_bar=False).save(tmp_path / "r")
+        )
+
+
+def test_value_function_verifies_any_policy(value_fn):
+    env = gym.make("Hopper-v5")
+    refiner_free_policy = RefinedPolicy(
+        lambda obs: np.zeros(3, np.float32),
+        TrajectoryRefiner(**TINY, inverse_dynamics_steps=0).fit(
+            make_windows("ctflow/hopper/medium-replay-v1", 8, stride=97), progress_bar=False
+        ),
+        env,
+        value_fn=value_fn,
+    )
+    obs, _ = env.reset(seed=0)
+    for _ in range(8):
+        obs, *_ = env.step(refiner_free_policy.predict(obs)[0])
+    assert refiner_free_policy.history and refiner_free_policy.execution == "open_loop"
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(random_dataset):
+    return TrajectoryRefiner(**TINY, feedback="bootstrapped_advantage", inverse_dynamics_steps=300).fit(
+        random_dataset, progress_bar=False
+    )
+
+
+def test_bootstrapped_feedback_fits_v_on_training_episodes_and_saves_it(bootstrapped, tmp_path):
+    assert bootstrapped.value_function is not None and bootstrapped.inverse_dynamics is not None
+    loaded = TrajectoryRefiner.load(bootstrapped.save(tmp_path / "boot"))
+    obs = np.random.default_rng(0).normal(size=(4, 11)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.value_function.values(obs), bootstrapped.value_function.values(obs))
+    np.testing.assert_array_equal(
+        loaded.inverse_dynamics.predict(obs, obs + 0.1), bootstrapped.inverse_dynamics.predict(obs, obs + 0.1)
+    )
+
+
+def test_bootstrapped_feedback_needs_a_dataset(random_dataset):
+    with pytest.raises(ValueError, match="bootstrapped_advantage.? fits V on whole episodes"):
+        TrajectoryRefiner(**TINY, feedback="bootstrapped_advantage").fit(
+            make_windows(random_dataset, 8), progress_bar=False
+        )
+
+
+def test_tracked_execution_replays_an_unrefined_window_exactly(bootstrapped, random_dataset):
+    windows = held_out_windows(bootstrapped, random_dataset, 40)
+    for execution in ("open_loop", "tracked"):
+        report = evaluate_refinement(bootstrapped, windows, 0.0, validity=False, execution=execution)
+        assert report["realized_gain"] == {"mean": 0.0, "se": 0.0} and report["execution"] == execution
+    refined = evaluate_refinement(bootstrapped, windows, 1.0, validity=False, value_fn=bootstrapped.value_function)
+    assert refined["execution"] == "tracked" and np.isfinite(refined["realized_score_gain"]["mean"])
+
+
+def test_inverse_dynamics_recovers_recorded_actions(bootstrapped, random_dataset):
+    transitions = load_transitions(random_dataset)
+    predicted = bootstrapped.inverse_dynamics.predict(transitions.observations, transitions.next_observations)
+    error = np.mean((predicted - transitions.actions) ** 2)
+    assert error < 0.5 * np.mean((transitions.actions - transitions.actions.mean(0)) ** 2)
