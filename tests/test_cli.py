@@ -119,6 +119,8 @@ def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
                 "50",
                 "--predictor-steps",
                 "20",
+                "--inverse-dynamics-steps",
+                "50",
                 "--out",
                 str(fit_out),
                 "--device",
@@ -172,7 +174,7 @@ def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
         == 0
     )
     committed = json.loads((commit_out / "wrap.json").read_text())
-    assert committed["mode"] == "commit" and committed["critic_tail"] is True
+    assert committed["mode"] == "commit" and committed["value_tail"] is True
     assert 0 <= committed["windows_committed"] <= committed["windows_replayed"] > 0
     assert "commit mode" in capsys.readouterr().out
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import minari
 import numpy as np
+import pytest
 
 from ctflow_gym.data import (
     DEFAULT_DATASET_ID,
@@ -18,6 +19,7 @@ from ctflow_gym.data import (
     load_sb3_policy,
     make_windows,
     shipped_datasets_root,
+    shipped_policy_path,
 )
 from ctflow_gym.replay import closed_loop_returns
 
@@ -57,6 +59,26 @@ def test_shipped_policy_acts_in_the_env():
     obs, _ = env.reset(seed=0)
     action, _ = policy.predict(obs, deterministic=True)
     assert env.action_space.contains(action.astype(np.float32))
+
+
+def _episode(policy, seed: int) -> tuple[float, bool]:
+    env = gym.make("Hopper-v5")
+    obs, _ = env.reset(seed=seed)
+    total, done, terminated = 0.0, False, False
+    while not done:
+        obs, reward, terminated, truncated, _ = env.step(policy.predict(obs, deterministic=True)[0])
+        total, done = total + float(reward), terminated or truncated
+    return total, terminated
+
+
+def test_shipped_policies_by_name_are_medium_and_near_expert():
+    assert shipped_policy_path() == default_policy_path()
+    medium = load_sb3_policy(shipped_policy_path("medium"))
+    medium_return, _ = _episode(medium, seed=1000)
+    final_return, _ = _episode(load_sb3_policy(shipped_policy_path("final")), seed=1000)
+    assert 700 < medium_return < 2000 < final_return  # D4RL's medium band, and the near-expert one above it
+    with pytest.raises(ValueError, match=r"name: no shipped policy called 'expert'; the shipped policies are"):
+        shipped_policy_path("expert")
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:

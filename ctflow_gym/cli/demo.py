@@ -153,6 +153,7 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
         config.device,
         logger,
         progress_bar,
+        inverse_dynamics_steps=config.refiner_steps,
     )
     refiner.save(out / "refiner")
     windows = held_out_windows(refiner, dataset, config.held_out_windows, config.seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ctflow_gym.cli.common import command_run, common_flags, device_of, write_json
+from ctflow_gym.cli.common import UserError, command_run, common_flags, device_of, write_json
 
 
 def register(commands) -> None:
@@ -28,7 +28,15 @@ def register(commands) -> None:
     fit.add_argument("--ae-steps", type=int, default=4000, help="autoencoder gradient steps (default: 4000)")
     fit.add_argument("--flow-steps", type=int, default=4000, help="flow-matching gradient steps (default: 4000)")
     fit.add_argument("--predictor-steps", type=int, default=2000, help="proxy return predictor steps (default: 2000)")
-    fit.add_argument("--feedback", default="return", choices=["return", "return_to_go", "advantage"])
+    fit.add_argument(
+        "--feedback", default="return", choices=["return", "return_to_go", "advantage", "bootstrapped_advantage"]
+    )
+    fit.add_argument(
+        "--inverse-dynamics-steps",
+        type=int,
+        default=4000,
+        help="steps of the inverse-dynamics model for tracked execution; 0: none (default: 4000)",
+    )
     fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(handler=_fit)
 
@@ -44,6 +52,12 @@ def register(commands) -> None:
         "--windows", type=int, default=500, help="held-out windows to refine and replay (default: 500)"
     )
     evaluate.add_argument("--strength", type=float, default=1.0, help="refinement strength alpha (default: 1.0)")
+    evaluate.add_argument(
+        "--execution",
+        choices=["auto", "open_loop", "tracked"],
+        default="auto",
+        help="how refined windows are replayed: auto (tracked when possible), open_loop, tracked",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
 
@@ -59,6 +73,7 @@ def fit_refiner(
     device: str,
     logger,
     progress_bar: bool,
+    inverse_dynamics_steps: int = 4000,
 ):
     """A :class:`TrajectoryRefiner` fitted with the given budget (shared with the demo)."""
     from ctflow_gym import TrajectoryRefiner
@@ -70,6 +85,7 @@ def fit_refiner(
         flow_steps=flow_steps,
         predictor_steps=predictor_steps,
         feedback=feedback,
+        inverse_dynamics_steps=inverse_dynamics_steps,
         seed=seed,
         device=device,
     )
@@ -112,6 +128,7 @@ def _fit(args: argparse.Namespace) -> int:
             device,
             logger,
             not args.no_progress,
+            args.inverse_dynamics_steps,
         )
         refiner.save(out / "refiner")
         windows = held_out_windows(refiner, dataset, 1, args.seed)
@@ -130,13 +147,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     dataset = _dataset_arg(args)
     with command_run(args, "refiner-evaluate") as (out, logger):
         windows = held_out_windows(refiner, dataset, args.windows, args.seed)
-        report = evaluate_refinement(refiner, windows, strength=args.strength)
+        try:
+            report = evaluate_refinement(refiner, windows, strength=args.strength, execution=args.execution)
+        except ValueError as error:
+            raise UserError(f"--execution: {error}") from error
         logger.log({f"refiner_eval/{k}": v["mean"] for k, v in report.items() if isinstance(v, dict) and "mean" in v})
         write_json(out / "evaluation.json", report)
     gain = report.get("realized_gain", {})
     proxy = report.get("proxy_gain", {})
     print(
-        f"{report['windows']} held-out windows at strength {args.strength}: realised (replayed) gain per window "
+        f"{report['windows']} held-out windows at strength {args.strength} ({report['execution']} execution): "
+        "realised (replayed) gain per window "
         f"{gain.get('mean', float('nan')):+.3f} +- {gain.get('se', float('nan')):.3f}, proxy gain "
         f"{proxy.get('mean', float('nan')):+.3f}; "
         f"report {out / 'evaluation.json'}"

@@ -49,11 +49,35 @@ def register(commands) -> None:
         action="store_true",
         help="score windows by return + gamma^H x the policy's critic value of the end state (SAC/TD3 policies)",
     )
+    wrap.add_argument(
+        "--value-tail",
+        action="store_true",
+        help="score windows by return + gamma^H x a value function fitted on the refiner's dataset (any policy)",
+    )
+    wrap.add_argument(
+        "--candidates", type=int, default=1, help="refined candidates per window, best replayed one kept (default: 1)"
+    )
+    wrap.add_argument(
+        "--execution",
+        choices=["auto", "open_loop", "tracked"],
+        default="auto",
+        help="how refined windows are replayed: auto (tracked when the refiner can), open_loop, tracked",
+    )
     wrap.set_defaults(handler=_wrap)
 
 
 def run_wrapped_episodes(
-    env_id: str, refiner, policy, episodes: int, strength: float, seed: int, logger, mode: str = "shadow", value_fn=None
+    env_id: str,
+    refiner,
+    policy,
+    episodes: int,
+    strength: float,
+    seed: int,
+    logger,
+    mode: str = "shadow",
+    value_fn=None,
+    candidates: int = 1,
+    execution: str = "auto",
 ) -> dict[str, Any]:
     """Run ``policy`` for ``episodes`` episodes in a replaying :class:`RefinementWrapper`.
 
@@ -66,7 +90,15 @@ def run_wrapped_episodes(
     from ctflow_gym.wrappers import RefinementWrapper, run_episodes
 
     env = RefinementWrapper(
-        gym.make(env_id), refiner, strength=strength, replay=True, mode=mode, logger=logger, value_fn=value_fn
+        gym.make(env_id),
+        refiner,
+        strength=strength,
+        replay=True,
+        mode=mode,
+        logger=logger,
+        value_fn=value_fn,
+        candidates=candidates,
+        execution=execution,
     )
     returns = run_episodes(env, policy, episodes, seed)
     env.close()
@@ -74,8 +106,10 @@ def run_wrapped_episodes(
         "episode_returns": returns,
         **env.totals.summary(),
         "mode": mode,
-        "critic_tail": value_fn is not None,
+        "value_tail": value_fn is not None,
         "strength": strength,
+        "candidates": candidates,
+        "execution": env.execution,
     }
 
 
@@ -92,6 +126,16 @@ def _wrap(args: argparse.Namespace) -> int:
         raise UserError("--env is needed: the refiner does not record its env")
     policy = load_sb3_policy(args.policy or default_policy_path(), args.policy_algo, device=device, env=env_id)
     value_fn = None
+    if args.critic_tail and args.value_tail:
+        raise UserError("--critic-tail and --value-tail are two value functions; pass one")
+    if args.value_tail:
+        value_fn = getattr(refiner, "value_function", None)
+        if value_fn is None:
+            from ctflow_gym.data import DEFAULT_DATASET_ID
+            from ctflow_gym.refine import DatasetValueFunction
+
+            dataset_id = getattr(refiner, "fit_info", {}).get("dataset_id") or DEFAULT_DATASET_ID
+            value_fn = DatasetValueFunction(device=device).fit(dataset_id, progress_bar=False)
     if args.critic_tail:
         from ctflow_gym.wrappers import sb3_value_function
 
@@ -100,9 +144,22 @@ def _wrap(args: argparse.Namespace) -> int:
         except TypeError as error:
             raise UserError(f"--critic-tail needs a SAC or TD3 policy with a Q critic: {error}") from error
     with command_run(args, "wrap") as (out, logger):
-        result = run_wrapped_episodes(
-            env_id, refiner, policy, args.episodes, args.strength, args.seed, logger, args.mode, value_fn
-        )
+        try:
+            result = run_wrapped_episodes(
+                env_id,
+                refiner,
+                policy,
+                args.episodes,
+                args.strength,
+                args.seed,
+                logger,
+                args.mode,
+                value_fn,
+                args.candidates,
+                args.execution,
+            )
+        except ValueError as error:
+            raise UserError(str(error)) from error
         write_json(out / "wrap.json", result)
     committed = f", {result['windows_committed']} committed" if args.mode == "commit" else ""
     print(

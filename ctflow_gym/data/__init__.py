@@ -9,6 +9,7 @@ from ctflow_gym.data.minari_io import (
     BUILD_METADATA_KEY,
     DEFAULT_DATASET_ID,
     POLICY_FILE,
+    SHIPPED_POLICIES,
     build_record,
     dataset_summary,
     default_dataset_path,
@@ -16,6 +17,7 @@ from ctflow_gym.data.minari_io import (
     load_dataset,
     minari_root,
     shipped_datasets_root,
+    shipped_policy_path,
 )
 from ctflow_gym.data.normalization import NormalizationStats
 from ctflow_gym.data.sb3_policies import SB3_ALGORITHMS, load_sb3_policy
@@ -52,6 +54,8 @@ __all__ = [
     "dataset_summary",
     "default_dataset_path",
     "default_policy_path",
+    "shipped_policy_path",
+    "SHIPPED_POLICIES",
     "get_sim_state",
     "iter_episode_arrays",
     "EpisodeArrays",

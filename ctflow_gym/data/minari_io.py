@@ -90,9 +90,32 @@ def default_dataset_path() -> Path:
     return shipped_datasets_root() / DEFAULT_DATASET_ID
 
 
+SHIPPED_POLICIES = {"final": POLICY_FILE, "medium": "medium_policy.zip"}
+"""Policies shipped beside the default dataset, by name -> file in its folder.
+
+- ``"final"``: the SB3 SAC model at the end of the training run that recorded the
+  dataset (near-expert on Hopper-v5, deterministic return about 3000);
+- ``"medium"``: an SB3 SAC checkpoint at medium level (deterministic return about
+  1000-1600, every episode ends in a fall), from a separate run with the recording
+  run's settings (``scripts/train_medium_policy.py`` says how it was made and chosen).
+"""
+
+
 def default_policy_path() -> Path:
-    """The SB3 SAC checkpoint of the medium policy that made the shipped dataset."""
+    """The SB3 SAC checkpoint of the training run that recorded the shipped dataset (``"final"``)."""
     return default_dataset_path() / POLICY_FILE
+
+
+def shipped_policy_path(name: str = "final") -> Path:
+    """The SB3 checkpoint of the shipped policy ``name`` (see :data:`SHIPPED_POLICIES`).
+
+    Raises ``ValueError`` naming ``name`` and the known names for any other name.
+    """
+    if name not in SHIPPED_POLICIES:
+        raise ValueError(
+            f"name: no shipped policy called {name!r}; the shipped policies are {sorted(SHIPPED_POLICIES)}"
+        )
+    return default_dataset_path() / SHIPPED_POLICIES[name]
 
 
 def _data_folder(path: Path) -> Path | None:
