@@ -15,7 +15,10 @@ deterministic policy), so differences are paired. Configurations:
   is executed when it beats the policy's own window;
 - ``gaussian, n verified``: the same with ``GaussianPerturbation(sigma)`` candidates:
   random search at the same simulator budget (every look-ahead and replayed step is
-  counted in ``sim steps / step``).
+  counted in ``sim steps / step``);
+- ``... +L steps``: verification continues the policy L steps after each replayed
+  window before scoring (``RefinedPolicy(continuation=L)``), so a window that makes the
+  policy fall soon after is charged for it.
 
 The refiner is ``TrajectoryRefiner(seed=0).fit(shipped dataset)`` with package defaults
 (tracked execution), or ``--refiner FOLDER``. V is a ``DatasetValueFunction(seed=0)``
@@ -42,12 +45,19 @@ from ctflow_gym.data import DEFAULT_DATASET_ID, load_sb3_policy, shipped_policy_
 from ctflow_gym.statistics import mean_se
 
 
-def configurations(candidates: list[int]) -> dict[str, dict | None]:
+def configurations(candidates: list[int], continuations: list[int]) -> dict[str, dict | None]:
     """Name -> RefinedPolicy settings (None: the policy alone)."""
     configs: dict[str, dict | None] = {"alone": None, "refiner, unverified": {"family": "refiner", "verify": False}}
-    for family in ("refiner", "gaussian"):
-        for n in candidates:
-            configs[f"{family}, {n} verified"] = {"family": family, "verify": True, "candidates": n}
+    for continuation in continuations:
+        suffix = f" +{continuation} steps" if continuation else ""
+        for family in ("refiner", "gaussian"):
+            for n in candidates:
+                configs[f"{family}, {n} verified{suffix}"] = {
+                    "family": family,
+                    "verify": True,
+                    "candidates": n,
+                    "continuation": continuation,
+                }
     return configs
 
 
@@ -56,10 +66,10 @@ def prepare(work: Path, refiner_folder: str | None) -> tuple[str, str]:
     work.mkdir(parents=True, exist_ok=True)
     refiner_path = Path(refiner_folder) if refiner_folder else work / "refiner_seed0"
     if not refiner_path.exists():
-        TrajectoryRefiner(seed=0).fit(DEFAULT_DATASET_ID).save(refiner_path)
+        TrajectoryRefiner(seed=0).fit(DEFAULT_DATASET_ID, progress_bar=False).save(refiner_path)
     value_path = work / "value_seed0"
     if not value_path.exists():
-        DatasetValueFunction(seed=0).fit(DEFAULT_DATASET_ID).save(value_path)
+        DatasetValueFunction(seed=0).fit(DEFAULT_DATASET_ID, progress_bar=False).save(value_path)
     return str(refiner_path), str(value_path)
 
 
@@ -88,6 +98,7 @@ def run_episode(job: tuple) -> dict:
             verify=config["verify"],
             value_fn=value_fn,
             candidates=config.get("candidates", 1),
+            continuation=config.get("continuation", 0),
         )
     obs, _ = env.reset(seed=seed)
     total, steps, done, terminated = 0.0, 0, False, False
@@ -197,12 +208,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seed0", type=int, default=1000)
     parser.add_argument("--candidates", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument(
+        "--continuations", type=int, nargs="+", default=[0, 48], help="policy steps after each scored window"
+    )
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--sigma", type=float, default=0.1)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--refiner", default=None, help="refiner checkpoint folder (default: fit seed 0)")
     parser.add_argument("--work", default="/tmp/ctflow_bench")
     parser.add_argument("--only", nargs="*", default=None, help="run only these configuration names")
+    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. for another refiner)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     shipped_policy_path(args.policy)  # a clear error for an unknown name, before anything is fitted
@@ -218,10 +233,10 @@ def main() -> None:
     }
     results: dict[str, dict] = {}
     started = time.perf_counter()
-    for name, config in configurations(args.candidates).items():
+    for name, config in configurations(args.candidates, args.continuations).items():
         if args.only is not None and name not in args.only and name != "alone":
             continue
-        key = f"{args.policy}__{name.replace(', ', '_').replace(' ', '_')}"
+        key = f"{args.policy}{args.tag}__{name.replace(', ', '_').replace(' ', '_').replace('+', '')}"
         run = cache.get(key, settings)
         if run is None:
             jobs = [
@@ -251,7 +266,7 @@ def main() -> None:
         "wall_minutes": sum(r["wall_seconds"] for r in results.values()) / 60,
         "this_run_minutes": (time.perf_counter() - started) / 60,
     }
-    name = f"refined_policy_{args.policy}"
+    name = f"refined_policy_{args.policy}{args.tag}"
     write_atomic(out / f"{name}.json", json.dumps({"meta": meta, "results": results}, indent=2))
     write_atomic(out / f"{name}.md", markdown(args.policy, results, meta))
     print((out / f"{name}.md").read_text())

@@ -173,6 +173,13 @@ def test_candidates_are_replayed_and_the_best_is_chosen(name, refiners):
         obs, *_ = policy_env.step(policy.predict(obs)[0])
     # One look-ahead of H steps and four replayed candidates of H steps: every step is counted.
     assert policy.simulator_steps == 8 + 4 * 8
+    # With a continuation each scored window (the base one and every candidate) runs 5 more policy steps.
+    continued = RefinedPolicy(
+        lambda obs: np.zeros(3, np.float32), refiners[name], policy_env, candidates=4, continuation=5
+    )
+    obs, _ = policy_env.reset(seed=0)
+    obs, *_ = policy_env.step(continued.predict(obs)[0])
+    assert continued.simulator_steps == (8 + 5) + 4 * (8 + 5)
 
 
 def test_bad_candidate_counts_and_execution_modes_are_refused(refiners):
@@ -183,6 +190,10 @@ def test_bad_candidate_counts_and_execution_modes_are_refused(refiners):
             RefinedPolicy(zero, refiners["TrajectoryRefiner"], env, candidates=bad)
     with pytest.raises(ValueError, match="candidates=2 needs verify=True"):
         RefinedPolicy(zero, refiners["TrajectoryRefiner"], env, candidates=2, verify=False)
+    with pytest.raises(ValueError, match="continuation must be an integer >= 0"):
+        RefinedPolicy(zero, refiners["TrajectoryRefiner"], env, continuation=-1)
+    with pytest.raises(ValueError, match="continuation=4 needs verify=True"):
+        RefinedPolicy(zero, refiners["TrajectoryRefiner"], env, continuation=4, verify=False)
     with pytest.raises(ValueError, match="candidates=2 needs replay=True"):
         RefinementWrapper(gym.make("Hopper-v5"), refiners["TrajectoryRefiner"], candidates=2)
     # Tracking needs an inverse-dynamics model; these families have none.

@@ -2,13 +2,15 @@
 
 With no arguments and no network it:
 
-1. loads the shipped Hopper-v5 medium-replay dataset and its SB3 SAC policy;
+1. loads the shipped Hopper-v5 medium-replay dataset and the shipped *medium* SB3 SAC
+   policy (``shipped_policy_path("medium")``, return about 1100);
 2. fits a :class:`~ctflow_gym.TrajectoryRefiner` (small budget) and measures it on
    held-out windows: the proxy gain the paper reports and the realised gain when
    the refined actions are replayed in MuJoCo from each window's recorded state;
 3. plots the refinement path of one window (``refinement_path.png``);
-4. runs the SAC policy inside :class:`~ctflow_gym.wrappers.RefinementWrapper` with
-   replay for a few episodes, so every window it produces is refined and checked;
+4. runs the medium policy inside :class:`~ctflow_gym.wrappers.RefinementWrapper` with
+   replay for a few episodes, so every window it produces is refined and checked
+   (tracked execution, the default);
 5. trains a short :class:`agents.GTPAgent` and evaluates it (D4RL-normalised score);
 6. plots returns (``returns.png``), writes ``summary.json`` and prints a summary.
 
@@ -39,7 +41,7 @@ class DemoConfig:
         refiner_steps: autoencoder and flow gradient steps each (predictor: a third).
         held_out_windows: held-out dataset windows refined and replayed.
         strength: refinement strength alpha for the held-out windows and the wrapper.
-        episodes: episodes of the SAC policy run inside the wrapper.
+        episodes: episodes of the medium SAC policy run inside the wrapper.
         gtp_steps: GTPAgent gradient steps.
         eval_episodes: GTPAgent evaluation episodes.
         seed: seeds everything.
@@ -119,7 +121,7 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     from agents import agent_class
     from ctflow_gym.cli.refiner_commands import fit_refiner, plot_path
     from ctflow_gym.cli.wrap_command import run_wrapped_episodes
-    from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_dataset, load_sb3_policy, normalized_score
+    from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_sb3_policy, normalized_score, shipped_policy_path
     from ctflow_gym.refine.evaluation import evaluate_refinement, held_out_windows
 
     config.validate()
@@ -133,7 +135,7 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
 
     dataset = load_dataset(DEFAULT_DATASET_ID)
     env_id = dataset.env_spec.id
-    policy = load_sb3_policy(default_policy_path(), device=config.device, env=env_id)
+    policy = load_sb3_policy(shipped_policy_path("medium"), device=config.device, env=env_id)
     print(
         f"[demo] 1/5 dataset {dataset.id}: {dataset.total_episodes} episodes, {dataset.total_steps} steps ({env_id})",
         flush=True,
@@ -163,7 +165,8 @@ def run_demo(config: DemoConfig, out: Path, logger, progress_bar: bool = True) -
     t = lap("refiner_s", t)
 
     print(
-        f"[demo] 3/5 running the shipped SAC policy in RefinementWrapper(replay=True) for {config.episodes} episodes",
+        f"[demo] 3/5 running the shipped medium SAC policy in RefinementWrapper(replay=True) for {config.episodes} "
+        "episodes",
         flush=True,
     )
     wrapped = run_wrapped_episodes(env_id, refiner, policy, config.episodes, config.strength, config.seed, logger)
@@ -237,7 +240,7 @@ def plot_returns(dataset_returns: np.ndarray, wrapped: dict[str, Any], gtp: dict
     left.axhline(
         np.mean(wrapped["episode_returns"]),
         color="black",
-        label=f"shipped SAC policy ({np.mean(wrapped['episode_returns']):.0f})",
+        label=f"shipped medium SAC policy ({np.mean(wrapped['episode_returns']):.0f})",
     )
     left.axhline(gtp["mean_return"], color="red", label=f"GTPAgent, short run ({gtp['mean_return']:.0f})")
     left.set_xlabel("dataset episode (collection order)")
@@ -281,7 +284,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"({100 * (heldout.get('realized_gain_positive_fraction') or float('nan')):.0f}% improved)"
         ),
         (
-            f"  wrapper   SAC policy, {len(wrapper['episode_returns'])} episodes (return "
+            f"  wrapper   medium SAC policy, {len(wrapper['episode_returns'])} episodes (return "
             f"{summary['sac_policy']['mean_return']:.1f}, D4RL score "
             f"{summary['sac_policy']['normalized_score']:.1f}); "
             f"{wrapper['windows_refined']} windows refined and replayed: proxy "

@@ -4,7 +4,8 @@
 (i = 0..n-1) is refined at strength ``strength * (i + 1) / n`` (a ladder up to the
 given strength, so that one of them can be mild where a strong refinement would
 overshoot) and, for refiners whose ``refine`` takes a ``seed`` (sampling families such
-as :class:`~ctflow_gym.refine.perturbation.GaussianPerturbation`), with ``seed=i``.
+as :class:`~ctflow_gym.refine.perturbation.GaussianPerturbation`), with
+``seed = window_index * n + i``, so every window gets fresh, reproducible draws.
 With verification each is replayed from the window's start snapshot and scored
 (:mod:`ctflow_gym.replay.scoring`); the best one is used when it beats the source's
 score. Every replayed step counts toward the simulator budget (n x H per window, plus
@@ -66,15 +67,17 @@ def refine_candidates(
     candidates: int,
     execution: str,
     options: dict[str, Any],
+    window_index: int = 0,
 ) -> list[Candidate]:
     """Refine one window (1, H, ...) ``candidates`` times (see the module docstring).
 
-    ``execution`` must be resolved (``"open_loop"`` or ``"tracked"``); ``options`` go to ``refine``.
+    ``execution`` must be resolved (``"open_loop"`` or ``"tracked"``); ``options`` go to
+    ``refine``; ``window_index`` (the caller's count of windows so far) seeds sampling families.
     """
-    seeded = candidates > 1 and "seed" not in options and _takes_seed(refiner)
+    seeded = "seed" not in options and _takes_seed(refiner)
     made = []
     for i, value in enumerate(candidate_strengths(strength, candidates)):
-        extra = {"seed": i} if seeded else {}
+        extra = {"seed": window_index * candidates + i} if seeded else {}
         result = refiner.refine(observations, actions, strength=value, **options, **extra)
         plan = execution_plans(refiner, result.observations, result.actions, execution)[0]
         made.append(Candidate(value, result, plan))

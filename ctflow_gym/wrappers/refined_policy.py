@@ -34,13 +34,14 @@ from ctflow_gym.replay import (
     ValueFn,
     capture_snapshot,
     has_simulator,
+    replay_window,
     require_value_fn,
     restore_snapshot,
     sb3_value_function,
     window_score,
 )
 from ctflow_gym.replay.stepping import ActionPlan
-from ctflow_gym.wrappers.candidates import refine_candidates, replay_candidates, require_candidates
+from ctflow_gym.wrappers.candidates import refine_candidates, require_candidates
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.episodes import policy_action_fn
 
@@ -69,6 +70,12 @@ class RefinedPolicy:
         execution: ``"auto"`` (tracked when the refiner has an inverse-dynamics
             model), ``"open_loop"`` or ``"tracked"``.
         refine_options: further keyword arguments of ``refiner.refine``.
+        continuation: steps of the base policy run after each replayed window (the
+            base window and every candidate alike) before it is scored: score =
+            return of the H + ``continuation`` steps + gamma^(H + continuation) V(end).
+            A window that leaves the policy in a state it falls from soon after is then
+            charged for the fall, which a value function fitted on other data may not
+            foresee. Costs ``continuation`` simulator steps per scored window.
     """
 
     def __init__(
@@ -84,8 +91,14 @@ class RefinedPolicy:
         candidates: int = 1,
         execution: str = "auto",
         refine_options: dict[str, Any] | None = None,
+        continuation: int = 0,
     ):
         require_value_fn(value_fn, gamma)
+        if isinstance(continuation, bool) or not isinstance(continuation, (int, np.integer)) or continuation < 0:
+            raise ValueError(f"continuation must be an integer >= 0; got {continuation!r}")
+        if continuation and not verify:
+            raise ValueError(f"continuation={continuation} needs verify=True: it lengthens the verification replay")
+        self.continuation = int(continuation)
         self.candidates = require_candidates(candidates, verify, "verify")
         self._snapshots = has_simulator(env)
         if not self._snapshots:
@@ -136,6 +149,18 @@ class RefinedPolicy:
         self._step += 1
         return (action[None] if batched else action), state
 
+    def _score(self, window_return: float, observation, terminated: bool) -> float:
+        """Score a replayed window whose env is left at its end: run the continuation, add the value tail."""
+        total, steps = window_return, self.window
+        base = self.env.unwrapped
+        for _ in range(0 if terminated else self.continuation):
+            observation, reward, terminated, _, _ = base.step(np.asarray(self.base(observation), dtype=np.float32))
+            total, steps = total + float(reward), steps + 1
+            self.simulator_steps += 1
+            if terminated:
+                break
+        return window_score(total, observation, terminated, self.value_fn, self.gamma, steps)
+
     def _plan_window(self, observation: np.ndarray):
         if self._snapshots:
             base, start = self.env.unwrapped, capture_snapshot(self.env)
@@ -165,18 +190,26 @@ class RefinedPolicy:
                 self.candidates,
                 self.execution,
                 self.refine_options,
+                window_index=len(self.history),
             )
             chosen = made[0]
             record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards))}
             if self.verify:
-                source_score = window_score(
-                    record["source_return"], obs, terminated, self.value_fn, self.gamma, self.window
-                )
-                best, replays, _ = replay_candidates(self.env, start, made, observation, self.value_fn, self.gamma)
-                self.simulator_steps += sum(len(c.plan) for c in made)
+                source_score = self._score(float(np.sum(rewards)), obs, terminated)
+                scores, returns = [], []
+                for candidate in made:
+                    replayed = replay_window(self.env, start, candidate.plan, None, self.gamma, observation)
+                    self.simulator_steps += len(replayed.actions)
+                    returns.append(replayed.window_return)
+                    scores.append(
+                        -np.inf
+                        if replayed.terminated
+                        else self._score(replayed.window_return, replayed.end_observation, False)
+                    )
+                best = int(np.argmax(scores))
                 chosen = made[best]
-                record.update(refined_return=replays[best].window_return, strength=chosen.strength)
-                if replays[best].terminated or replays[best].score <= source_score:
+                record.update(refined_return=returns[best], strength=chosen.strength)
+                if scores[best] <= source_score:
                     record.update(refined=False, reason="verification kept the base window")
                     self.history.append(record)
                     return actions

@@ -360,7 +360,14 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         start = self._start
         self._observations, self._actions, self._rewards = [], [], []
         made = refine_candidates(
-            self.refiner, observations, actions, self.strength, self.candidates, self._execution, self.refine_options
+            self.refiner,
+            observations,
+            actions,
+            self.strength,
+            self.candidates,
+            self._execution,
+            self.refine_options,
+            window_index=self.totals.windows_refined,
         )
         report: dict[str, Any] = {
             "source_actions": actions[0],
