@@ -7,7 +7,7 @@ import pytest
 from ctflow_gym import DatasetValueFunction, RefinedPolicy, TrajectoryRefiner
 from ctflow_gym.checkpoint import CheckpointError
 from ctflow_gym.data import load_transitions, make_windows
-from ctflow_gym.refine.evaluation import evaluate_refinement, held_out_windows
+from ctflow_gym.refine.evaluation import choose_strength, evaluate_refinement, held_out_windows
 from ctflow_gym.refine.value_function import lambda_returns
 
 TINY = dict(window=8, ae_steps=100, flow_steps=100, predictor_steps=50, ae_hidden=64, flow_hidden=64)
@@ -68,9 +68,9 @@ def test_value_function_verifies_any_policy(value_fn):
 
 @pytest.fixture(scope="module")
 def bootstrapped(random_dataset):
-    return TrajectoryRefiner(**TINY, feedback="bootstrapped_advantage", inverse_dynamics_steps=300).fit(
-        random_dataset, progress_bar=False
-    )
+    return TrajectoryRefiner(
+        **TINY, feedback="bootstrapped_advantage", inverse_dynamics_steps=300, value_steps=200
+    ).fit(random_dataset, progress_bar=False)
 
 
 def test_bootstrapped_feedback_fits_v_on_training_episodes_and_saves_it(bootstrapped, tmp_path):
@@ -104,3 +104,15 @@ def test_inverse_dynamics_recovers_recorded_actions(bootstrapped, random_dataset
     predicted = bootstrapped.inverse_dynamics.predict(transitions.observations, transitions.next_observations)
     error = np.mean((predicted - transitions.actions) ** 2)
     assert error < 0.5 * np.mean((transitions.actions - transitions.actions.mean(0)) ** 2)
+
+
+def test_strength_is_chosen_on_validation_episodes_disjoint_from_test(bootstrapped, random_dataset):
+    validation = held_out_windows(bootstrapped, random_dataset, 1000, part="validation")
+    test = held_out_windows(bootstrapped, random_dataset, 1000, part="test")
+    assert not set(validation.episode_ids) & set(test.episode_ids)
+    assert set(validation.episode_ids) | set(test.episode_ids) <= set(bootstrapped.held_out_episodes.tolist())
+    best, reports = choose_strength(bootstrapped, random_dataset, strengths=(0.0, 1.0), windows=30)
+    assert set(reports) == {"0.0", "1.0"} and reports["0.0"]["realized_gain"]["mean"] == 0.0
+    assert best == max((0.0, 1.0), key=lambda a: reports[str(a)]["realized_gain"]["mean"])
+    with pytest.raises(ValueError, match="part must be one of"):
+        held_out_windows(bootstrapped, random_dataset, 10, part="train")

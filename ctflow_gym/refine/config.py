@@ -10,6 +10,20 @@ TARGET_MODES = ("local", "nonlocal")
 METHODS = ("flow", "nearest", "random", "reconstruction")
 
 
+def configured(config, overrides: dict, owner: str):
+    """``config`` with the keyword ``overrides`` set, validated; ``TypeError`` naming an unknown keyword.
+
+    The constructors of :class:`~ctflow_gym.refine.TrajectoryRefiner` and
+    :class:`~ctflow_gym.refine.DatasetValueFunction` take their config's fields as keywords.
+    """
+    for name, value in overrides.items():
+        if not hasattr(config, name):
+            raise TypeError(f"{owner} got an unknown argument {name!r}; see {type(config).__name__}")
+        setattr(config, name, value)
+    config.validate()
+    return config
+
+
 @dataclass
 class RefinerConfig:
     """Every knob of counterfactual transport flows, with the defaults we chose.
@@ -42,6 +56,9 @@ class RefinerConfig:
         ae_hidden, ae_layers, ae_steps: autoencoder MLP width, depth, Adam steps.
         flow_hidden, flow_layers, flow_steps: velocity MLP width, depth, Adam steps.
         predictor_steps: Adam steps of the held-out return predictor (proxy metric).
+        value_steps: Adam steps per round of the dataset value function of
+            ``feedback="bootstrapped_advantage"`` (5 rounds; see
+            :class:`~ctflow_gym.refine.value_function.ValueFunctionConfig`).
         inverse_dynamics_steps: Adam steps of the inverse-dynamics model g(s_t, s_{t+1})
             that tracked execution uses (:mod:`~ctflow_gym.refine.inverse_dynamics`);
             0 fits none (then only open-loop execution is possible).
@@ -69,6 +86,7 @@ class RefinerConfig:
     flow_layers: int = 3
     flow_steps: int = 4000
     predictor_steps: int = 2000
+    value_steps: int = 2000
     inverse_dynamics_steps: int = 4000
     batch_size: int = 256
     lr: float = 3e-4
@@ -92,6 +110,7 @@ class RefinerConfig:
             "flow_steps",
             "batch_size",
             "euler_steps",
+            "value_steps",
         )
         for name in positive:
             value = getattr(self, name)

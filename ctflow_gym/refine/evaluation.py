@@ -32,9 +32,16 @@ from ctflow_gym.replay.scoring import ValueFn, require_value_fn, window_score
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC
 from ctflow_gym.statistics import mean_se
 
+HELD_OUT_PARTS = ("all", "validation", "test")
 
-def held_out_windows(refiner: Refiner, dataset: MinariDataset, count: int, seed: int = 0) -> Windows:
+
+def held_out_windows(refiner: Refiner, dataset: MinariDataset, count: int, seed: int = 0, part: str = "all") -> Windows:
     """Up to ``count`` windows of ``dataset``, drawn with ``seed``, that ``refiner`` never trained on.
+
+    ``part`` splits the held-out episodes in two fixed halves (by a permutation seeded
+    with 0, the same for every ``seed``): ``"validation"`` to choose settings such as the
+    strength on (:func:`choose_strength`), ``"test"`` to report on, never both from one
+    half; ``"all"`` uses every held-out episode.
 
     On the dataset it was fitted on: windows of the episodes it held out (its
     ``fit_info["held_out_episodes"]``; only those episodes are read). On another dataset
@@ -45,16 +52,27 @@ def held_out_windows(refiner: Refiner, dataset: MinariDataset, count: int, seed:
     """
     if not isinstance(count, (int, np.integer)) or count < 1:
         raise ValueError(f"count must be a positive integer; got {count!r}")
+    if part not in HELD_OUT_PARTS:
+        raise ValueError(f"part must be one of {HELD_OUT_PARTS}; got {part!r}")
     info = getattr(refiner, "fit_info", {}) or {}
     held_out = np.asarray(info.get("held_out_episodes", []), dtype=np.int64)
-    if info.get("dataset_id") not in (None, dataset.id):
-        windows = make_windows(dataset, refiner.window)
+    other_dataset = info.get("dataset_id") not in (None, dataset.id)
+    if other_dataset:
+        held_out = np.asarray(dataset.episode_indices, dtype=np.int64)
     elif len(held_out) == 0:
         raise ValueError(
             f"refiner: it records no held-out episode of {dataset.id!r} (fitted with held_out_fraction=0, or on "
             "windows rather than a dataset): every window may have been trained on; evaluate on "
             "another dataset or refit"
         )
+    if part != "all":
+        if len(held_out) < 2:
+            raise ValueError(f"part={part!r}: at least 2 held-out episodes are needed to split; got {len(held_out)}")
+        shuffled = np.random.default_rng(0).permutation(np.sort(held_out))
+        half = len(shuffled) // 2
+        held_out = np.sort(shuffled[:half] if part == "validation" else shuffled[half:])
+    if other_dataset and part == "all":
+        windows = make_windows(dataset, refiner.window)
     else:
         windows = make_windows(dataset, refiner.window, episodes=held_out)
     chosen = np.random.default_rng(seed).choice(len(windows), size=min(count, len(windows)), replace=False)
@@ -132,3 +150,35 @@ def evaluate_refinement(
         report["dynamics_error"] = mean_se(dynamics_error(env_id, result.observations, result.actions))
         report["source_dynamics_error"] = mean_se(dynamics_error(env_id, windows.observations, windows.actions))
     return report
+
+
+def choose_strength(
+    refiner: Refiner,
+    dataset: MinariDataset,
+    strengths=(0.25, 0.5, 1.0, 1.5, 2.0),
+    windows: int = 300,
+    execution: str = "auto",
+    value_fn: ValueFn | None = None,
+    gamma: float = 0.99,
+    seed: int = 0,
+) -> tuple[float, dict[str, dict[str, Any]]]:
+    """The strength with the highest realised gain on *validation* windows, and every report.
+
+    Honest model selection: the strength is chosen by closed-loop replay (never by the
+    proxy) on the ``"validation"`` half of the held-out episodes, so the ``"test"`` half
+    stays clean for reporting. With ``value_fn`` the criterion is the score gain (window
+    return + gamma^H V(end)), which also charges the state a refinement leaves behind;
+    without, the window-return gain. Returns ``(strength, {str(strength): report})``.
+    """
+    if not len(strengths) or any(not np.isfinite(a) or a < 0 for a in strengths):
+        raise ValueError(f"strengths must be a non-empty sequence of numbers >= 0; got {strengths!r}")
+    chosen = held_out_windows(refiner, dataset, windows, seed=seed, part="validation")
+    reports = {
+        str(a): evaluate_refinement(
+            refiner, chosen, a, validity=False, execution=execution, value_fn=value_fn, gamma=gamma
+        )
+        for a in strengths
+    }
+    key = "realized_score_gain" if value_fn is not None else "realized_gain"
+    best = max(strengths, key=lambda a: reports[str(a)][key]["mean"])
+    return float(best), reports

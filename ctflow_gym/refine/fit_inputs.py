@@ -110,9 +110,9 @@ def training_feedback(
         return feedback, None
     if train.end_observations is None or train.end_terminated is None:
         raise ValueError("data: bootstrapped_advantage needs each window's end observation (make_windows records it)")
-    value_fn = DatasetValueFunction(gamma=cfg.gamma, seed=cfg.seed, device=cfg.device).fit(
-        load_transitions(dataset, episodes=np.unique(train.episode_ids)), logger, progress_bar
-    )
+    value_fn = DatasetValueFunction(
+        gamma=cfg.gamma, steps_per_round=cfg.value_steps, seed=cfg.seed, device=cfg.device
+    ).fit(load_transitions(dataset, episodes=np.unique(train.episode_ids)), logger, progress_bar)
     tail = np.where(train.end_terminated, 0.0, value_fn.values(train.end_observations))
     start = value_fn.values(train.observations[:, 0])
     return discounted_window_returns(train.rewards, cfg.gamma) + cfg.gamma**train.window * tail - start, value_fn

@@ -34,7 +34,7 @@ from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.models import SourceConditionedVelocity, TrajectoryAutoencoder
 from ctflow_gym.refine.baselines import TrainingBank
 from ctflow_gym.refine.codec import LatentCodec, batched
-from ctflow_gym.refine.config import METHODS, RefinerConfig
+from ctflow_gym.refine.config import METHODS, RefinerConfig, configured
 from ctflow_gym.refine.contract import RefinementResult
 from ctflow_gym.refine.feedback import FeedbackModel
 from ctflow_gym.refine.fit_inputs import training_feedback, window_transitions, windows_to_fit
@@ -74,13 +74,7 @@ class TrajectoryRefiner:
     """
 
     def __init__(self, config: RefinerConfig | None = None, **overrides: Any):
-        config = config or RefinerConfig()
-        for name, value in overrides.items():
-            if not hasattr(config, name):
-                raise TypeError(f"TrajectoryRefiner got an unknown argument {name!r}; see RefinerConfig")
-            setattr(config, name, value)
-        config.validate()
-        self.config = config
+        self.config = config = configured(config or RefinerConfig(), overrides, "TrajectoryRefiner")
         self.device = torch.device(config.device)
         self.codec: LatentCodec | None = None
         self.velocity: SourceConditionedVelocity | None = None

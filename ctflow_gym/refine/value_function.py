@@ -40,6 +40,7 @@ from ctflow_gym.data.validation import require_finite
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.models import MLP
 from ctflow_gym.refine.codec import batched
+from ctflow_gym.refine.config import configured
 from ctflow_gym.refine.losses import feedback_regression_loss
 from ctflow_gym.refine.training import train_minibatch
 
@@ -122,13 +123,7 @@ class DatasetValueFunction:
     """
 
     def __init__(self, config: ValueFunctionConfig | None = None, **overrides: Any):
-        config = config or ValueFunctionConfig()
-        for name, value in overrides.items():
-            if not hasattr(config, name):
-                raise TypeError(f"DatasetValueFunction got an unknown argument {name!r}; see ValueFunctionConfig")
-            setattr(config, name, value)
-        config.validate()
-        self.config = config
+        self.config = config = configured(config or ValueFunctionConfig(), overrides, "DatasetValueFunction")
         self.network: MLP | None = None
         self.obs_mean = self.obs_std = None
         self.value_mean, self.value_std = 0.0, 1.0
