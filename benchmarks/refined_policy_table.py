@@ -22,7 +22,8 @@ deterministic policy), so differences are paired. Configurations:
 
 The refiner is ``TrajectoryRefiner(seed=0).fit(shipped dataset)`` with package defaults
 (tracked execution), or ``--refiner FOLDER``. V is a ``DatasetValueFunction(seed=0)``
-fitted on the whole shipped dataset (no policy-specific critic). Both are cached in
+fitted on the whole shipped dataset (no policy-specific critic), or with ``--value
+critic`` the SB3 policy's own critic (``sb3_value_function``). Both are cached in
 ``--work``. Writes ``refined_policy_<policy>.md`` / ``.json``; finished configurations
 are cached in ``<out>/refined_policy_runs/`` so a rerun resumes.
 """
@@ -42,6 +43,7 @@ from common import RunCache, machine_info, markdown_table, write_atomic  # bench
 
 from ctflow_gym import DatasetValueFunction, GaussianPerturbation, RefinedPolicy, TrajectoryRefiner, load_refiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_sb3_policy, shipped_policy_path
+from ctflow_gym.replay import sb3_value_function
 from ctflow_gym.statistics import mean_se
 
 
@@ -75,11 +77,9 @@ def prepare(work: Path, refiner_folder: str | None) -> tuple[str, str]:
 
 @lru_cache(maxsize=None)
 def _parts(policy_name: str, refiner_path: str, value_path: str):
-    return (
-        load_sb3_policy(shipped_policy_path(policy_name), env="Hopper-v5"),
-        load_refiner(refiner_path),
-        DatasetValueFunction.load(value_path),
-    )
+    policy = load_sb3_policy(shipped_policy_path(policy_name), env="Hopper-v5")
+    value_fn = sb3_value_function(policy) if value_path == "critic" else DatasetValueFunction.load(value_path)
+    return policy, load_refiner(refiner_path), value_fn
 
 
 def run_episode(job: tuple) -> dict:
@@ -184,8 +184,13 @@ def markdown(policy: str, results: dict, meta: dict) -> str:
                     f"{meta['episodes']} paired episodes (reset seeds {meta['seed0']}..{last_seed}), "
                     f"deterministic policy, strength {meta['strength']} (candidates: a ladder up to it), "
                     "Gaussian sigma "
-                    f"{meta['sigma']}, verification score = window return + 0.99^16 V(end), V = DatasetValueFunction "
-                    f"fitted on the shipped dataset. Refiner: `{meta['refiner']}`. Machine: {meta['machine']}. "
+                    f"{meta['sigma']}, verification score = return + 0.99^steps V(end), V = "
+                    + (
+                        "the policy's own SAC critic"
+                        if meta.get("value") == "critic"
+                        else "DatasetValueFunction fitted on the shipped dataset"
+                    )
+                    + f". Refiner: `{meta['refiner']}`. Machine: {meta['machine']}. "
                     f"Wall time {meta['wall_minutes']:.0f} min ({meta['workers']} worker processes)."
                 ),
                 "",
@@ -218,11 +223,19 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/ctflow_bench")
     parser.add_argument("--only", nargs="*", default=None, help="run only these configuration names")
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. for another refiner)")
+    parser.add_argument(
+        "--value",
+        choices=["dataset", "critic"],
+        default="dataset",
+        help="V of the verification score: fitted on the dataset, or the SB3 policy's own critic",
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     shipped_policy_path(args.policy)  # a clear error for an unknown name, before anything is fitted
     out = Path(args.out)
     refiner_path, value_path = prepare(Path(args.work), args.refiner)
+    if args.value == "critic":
+        value_path = "critic"
     cache = RunCache(out / "refined_policy_runs")
     settings = {
         "episodes": args.episodes,
@@ -230,6 +243,7 @@ def main() -> None:
         "strength": args.strength,
         "sigma": args.sigma,
         "refiner": args.refiner or "default fit, seed 0",
+        "value": args.value,
     }
     results: dict[str, dict] = {}
     started = time.perf_counter()

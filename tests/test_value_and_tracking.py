@@ -116,3 +116,15 @@ def test_strength_is_chosen_on_validation_episodes_disjoint_from_test(bootstrapp
     assert best == max((0.0, 1.0), key=lambda a: reports[str(a)]["realized_gain"]["mean"])
     with pytest.raises(ValueError, match="part must be one of"):
         held_out_windows(bootstrapped, random_dataset, 10, part="train")
+
+
+def test_latent_noise_samples_around_the_refinement(bootstrapped, random_dataset):
+    windows = held_out_windows(bootstrapped, random_dataset, 5)
+    obs, act = windows.observations, windows.actions
+    np.testing.assert_array_equal(bootstrapped.refine(obs, act, strength=0.0, noise=1.0, seed=3).actions, act)
+    plain = bootstrapped.refine(obs, act, strength=1.0).actions
+    first, again, other = (bootstrapped.refine(obs, act, strength=1.0, noise=0.5, seed=s).actions for s in (1, 1, 2))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other) and not np.array_equal(first, plain)
+    with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
+        bootstrapped.refine(obs, act, noise=-0.1)

@@ -278,6 +278,7 @@ class TrajectoryRefiner:
         steps: int | None = None,
         method: str = "flow",
         seed: int = 0,
+        noise: float = 0.0,
     ) -> RefinementResult:
         """Refine a batch of windows (or one window of shape (H, dim)).
 
@@ -291,7 +292,12 @@ class TrajectoryRefiner:
             method: ``"flow"`` (ours), ``"nearest"`` (nearest improved neighbour in the
                 training bank replaces the source), ``"random"`` (a random improved
                 training window replaces it), ``"reconstruction"`` (D(E(tau))).
-            seed: seeds ``"random"``.
+            seed: seeds ``"random"`` and ``noise``.
+            noise: sampling (``"flow"`` only): the flow starts from z_src + strength *
+                noise * eps, eps ~ N(0, I) drawn with ``seed`` in standardised latent
+                units, so several seeds give several samples around the learned
+                refinement (candidates to verify); 0 (default) is deterministic, and
+                strength 0 still returns the source.
         """
         self._require_fitted()
         if isinstance(observations, Windows):
@@ -309,8 +315,15 @@ class TrajectoryRefiner:
         obs, act = codec.normalized_tensors(src_obs, src_act)
         z_src = codec.encode(obs, act)
 
+        if not np.isfinite(noise) or noise < 0:
+            raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
         if method == "flow":
-            z_ref = batched(lambda z: integrate(self.velocity, z, strength, steps)[0], z_src)
+            z_start = z_src
+            if noise > 0 and strength > 0:
+                generator = torch.Generator(device="cpu").manual_seed(int(seed))
+                eps = torch.randn(z_src.shape, generator=generator).to(z_src)
+                z_start = z_src + strength * noise * eps
+            z_ref = batched(lambda z: integrate(self.velocity, z, strength, steps)[0], z_start)
             refined_obs, refined_act = codec.decode_refined(z_ref, z_src, src_obs, src_act, self.config.decode)
         elif method == "reconstruction":
             z_ref = z_src
