@@ -84,7 +84,7 @@ def _parts(policy_name: str, refiner_path: str, value_path: str):
 
 def run_episode(job: tuple) -> dict:
     """One episode of one configuration: return, fall, length, simulator steps, seconds."""
-    policy_name, refiner_path, value_path, config, seed, strength, sigma = job
+    policy_name, refiner_path, value_path, config, seed, strength, sigma, noise = job
     policy, refiner, value_fn = _parts(policy_name, refiner_path, value_path)
     env = gym.make("Hopper-v5")
     actor = policy
@@ -99,6 +99,7 @@ def run_episode(job: tuple) -> dict:
             value_fn=value_fn,
             candidates=config.get("candidates", 1),
             continuation=config.get("continuation", 0),
+            refine_options={"noise": noise} if noise and config["family"] == "refiner" else None,
         )
     obs, _ = env.reset(seed=seed)
     total, steps, done, terminated = 0.0, 0, False, False
@@ -182,7 +183,8 @@ def markdown(policy: str, results: dict, meta: dict) -> str:
                 "",
                 (
                     f"{meta['episodes']} paired episodes (reset seeds {meta['seed0']}..{last_seed}), "
-                    f"deterministic policy, strength {meta['strength']} (candidates: a ladder up to it), "
+                    f"deterministic policy, strength {meta['strength']} (candidates: a ladder up to it; refiner "
+                    f"latent noise {meta.get('noise', 0.0)}), "
                     "Gaussian sigma "
                     f"{meta['sigma']}, verification score = return + 0.99^steps V(end), V = "
                     + (
@@ -218,6 +220,9 @@ def main() -> None:
     )
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--sigma", type=float, default=0.1)
+    parser.add_argument(
+        "--noise", type=float, default=0.0, help="refiner latent noise (samples around the refinement; default 0)"
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--refiner", default=None, help="refiner checkpoint folder (default: fit seed 0)")
     parser.add_argument("--work", default="/tmp/ctflow_bench")
@@ -244,6 +249,7 @@ def main() -> None:
         "sigma": args.sigma,
         "refiner": args.refiner or "default fit, seed 0",
         "value": args.value,
+        "noise": args.noise,
     }
     results: dict[str, dict] = {}
     started = time.perf_counter()
@@ -254,7 +260,7 @@ def main() -> None:
         run = cache.get(key, settings)
         if run is None:
             jobs = [
-                (args.policy, refiner_path, value_path, config, args.seed0 + i, args.strength, args.sigma)
+                (args.policy, refiner_path, value_path, config, args.seed0 + i, args.strength, args.sigma, args.noise)
                 for i in range(args.episodes)
             ]
             config_started = time.perf_counter()

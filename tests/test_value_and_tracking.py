@@ -8,6 +8,7 @@ from ctflow_gym import DatasetValueFunction, RefinedPolicy, TrajectoryRefiner
 from ctflow_gym.checkpoint import CheckpointError
 from ctflow_gym.data import load_transitions, make_windows
 from ctflow_gym.refine.evaluation import choose_strength, evaluate_refinement, held_out_windows
+from ctflow_gym.refine.fit_inputs import windows_as_transitions
 from ctflow_gym.refine.value_function import lambda_returns
 
 TINY = dict(window=8, ae_steps=100, flow_steps=100, predictor_steps=50, ae_hidden=64, flow_hidden=64)
@@ -83,11 +84,18 @@ def test_bootstrapped_feedback_fits_v_on_training_episodes_and_saves_it(bootstra
     )
 
 
-def test_bootstrapped_feedback_needs_a_dataset(random_dataset):
-    with pytest.raises(ValueError, match="bootstrapped_advantage.? fits V on whole episodes"):
-        TrajectoryRefiner(**TINY, feedback="bootstrapped_advantage").fit(
-            make_windows(random_dataset, 8), progress_bar=False
-        )
+def test_windows_give_back_their_episodes_transitions(random_dataset):
+    windows = make_windows(random_dataset, 8)
+    from_windows = windows_as_transitions(windows)
+    long_enough = [e.id for e in random_dataset.iterate_episodes() if len(e.actions) >= 8]
+    direct = load_transitions(random_dataset, episodes=long_enough)
+    for field in ("observations", "actions", "rewards", "next_observations", "terminations", "episode_ends"):
+        np.testing.assert_array_equal(getattr(from_windows, field), getattr(direct, field), err_msg=field)
+    # Fitting on such Windows (not the dataset) works with the bootstrapped feedback too.
+    refiner = TrajectoryRefiner(**TINY, feedback="bootstrapped_advantage", value_steps=50).fit(
+        windows, progress_bar=False
+    )
+    assert refiner.value_function is not None
 
 
 def test_tracked_execution_replays_an_unrefined_window_exactly(bootstrapped, random_dataset):

@@ -24,7 +24,7 @@ import torch
 from minari import MinariDataset
 
 from ctflow_gym.data.minari_io import load_dataset
-from ctflow_gym.data.transitions import load_transitions
+from ctflow_gym.data.transitions import Transitions, load_transitions
 from ctflow_gym.data.validation import require_finite
 from ctflow_gym.data.windows import Windows, make_windows
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
@@ -65,10 +65,10 @@ def windows_to_fit(data, cfg: RefinerConfig) -> tuple[Windows, gym.Space | None,
             )
         for name in ("observations", "actions", "feedback"):
             require_finite(getattr(data, name), f"data.{name}")
-        if cfg.feedback == "bootstrapped_advantage":
+        if cfg.feedback == "bootstrapped_advantage" and (data.end_observations is None or data.end_terminated is None):
             raise ValueError(
-                "data: feedback='bootstrapped_advantage' fits V on whole episodes; pass the Minari dataset (or its "
-                "id or path) rather than Windows"
+                "data: feedback='bootstrapped_advantage' needs each window's end observation and termination "
+                "(Windows from make_windows have them); pass the Minari dataset or such Windows"
             )
         return data, data.action_space or _action_space_of(data.env_id), None
     dataset = load_dataset(data)
@@ -112,10 +112,50 @@ def training_feedback(
         raise ValueError("data: bootstrapped_advantage needs each window's end observation (make_windows records it)")
     value_fn = DatasetValueFunction(
         gamma=cfg.gamma, steps_per_round=cfg.value_steps, seed=cfg.seed, device=cfg.device
-    ).fit(load_transitions(dataset, episodes=np.unique(train.episode_ids)), logger, progress_bar)
+    ).fit(
+        windows_as_transitions(train)
+        if dataset is None
+        else load_transitions(dataset, episodes=np.unique(train.episode_ids)),
+        logger,
+        progress_bar,
+    )
     tail = np.where(train.end_terminated, 0.0, value_fn.values(train.end_observations))
     start = value_fn.values(train.observations[:, 0])
     return discounted_window_returns(train.rewards, cfg.gamma) + cfg.gamma**train.window * tail - start, value_fn
+
+
+def windows_as_transitions(windows: Windows) -> Transitions:
+    """The distinct steps covered by ``windows`` as :class:`Transitions`, in episode order.
+
+    Every (episode, step) inside some window becomes one transition (next observation:
+    the window's next row, or its end observation after its last step). Where an
+    episode's covered steps have a gap (stride > 1 with stride > H, or episodes cut
+    short) the recursion of a value fit restarts there, bootstrapping (not terminal);
+    a window whose last step terminated its episode marks that step terminal.
+    """
+    n, h = len(windows), windows.window
+    episodes = np.repeat(windows.episode_ids, h)
+    steps = (windows.start_steps[:, None] + np.arange(h)[None]).reshape(-1)
+    next_obs = np.concatenate([windows.observations[:, 1:], windows.end_observations[:, None]], axis=1)
+    terminal = np.zeros((n, h), dtype=np.float32)
+    terminal[:, -1] = windows.end_terminated
+    order = np.lexsort((steps, episodes))
+    keys = np.stack([episodes[order], steps[order]], axis=1)
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = np.any(keys[1:] != keys[:-1], axis=1)  # first of each duplicated (episode, step)
+    picked = order[keep]
+    episodes, steps = episodes[picked], steps[picked]
+    ends = np.ones(len(picked), dtype=bool)
+    ends[:-1] = (episodes[1:] != episodes[:-1]) | (steps[1:] != steps[:-1] + 1)
+    flat = lambda a: a.reshape(n * h, *a.shape[2:])[picked]  # noqa: E731
+    return Transitions(
+        observations=flat(windows.observations).astype(np.float32),
+        actions=flat(windows.actions).astype(np.float32),
+        rewards=flat(windows.rewards).astype(np.float32),
+        next_observations=flat(next_obs).astype(np.float32),
+        terminations=flat(terminal),
+        episode_ends=ends,
+    )
 
 
 def window_transitions(windows: Windows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
