@@ -148,6 +148,8 @@ def test_spec_records_the_refiner_folder_and_rebuilds_an_identical_env(refiner_f
         "value_fn": None,
         "gamma": 0.99,
         "refine_options": {"steps": 4},
+        "candidates": 1,
+        "execution": "auto",
     }  # the logger is not recorded
     text = env.spec.to_json()
     rebuilt = gym.make(EnvSpec.from_json(text))
