@@ -32,6 +32,9 @@ from ctflow_gym.data import DEFAULT_DATASET_ID, default_policy_path, load_sb3_po
 from ctflow_gym.statistics import mean_se
 from ctflow_gym.wrappers import RefinedPolicy, RefinementWrapper, sb3_value_function
 
+OPEN = "open_loop"
+"""The committed results replay decoded actions open loop (tracked execution: refined_policy_table.py)."""
+
 
 def run_episodes(make_policy, episodes: int, wrap=None) -> dict:
     """Episodes with seeds 1000 + i of ``make_policy(env)`` on Hopper-v5, optionally ``wrap(env)``-ped."""
@@ -115,13 +118,15 @@ def main() -> None:
     rows = {"base policy": run_episodes(lambda env: sac, args.episodes)}
     for strength in args.strengths:
         rows[f"strength {strength}, no verification"] = run_episodes(
-            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=False), args.episodes
+            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=False, execution=OPEN), args.episodes
         )
         rows[f"strength {strength}, replay verification"] = run_episodes(
-            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True), args.episodes
+            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True, execution=OPEN), args.episodes
         )
         rows[f"strength {strength}, verification + SAC critic tail"] = run_episodes(
-            lambda env: RefinedPolicy(sac, refiner, env, strength, verify=True, value_fn=sb3_value_function(sac)),
+            lambda env: RefinedPolicy(
+                sac, refiner, env, strength, verify=True, value_fn=sb3_value_function(sac), execution=OPEN
+            ),
             args.episodes,
         )
         if strength == args.wrapper_strength:
@@ -130,7 +135,7 @@ def main() -> None:
                     lambda env: sac,
                     args.episodes,
                     wrap=lambda env, v=value_fn: RefinementWrapper(
-                        env, refiner, strength, replay=True, mode="commit", value_fn=v
+                        env, refiner, strength, replay=True, mode="commit", value_fn=v, execution=OPEN
                     ),
                 )
         print(f"strength {strength} done", flush=True)

@@ -52,7 +52,9 @@ def run_seed(dataset, seed: int, args) -> dict:
         )
         fit_seconds = time.perf_counter() - started
         reports = {
-            str(a): evaluate_refinement(refiner, eval_windows, strength=a, seed=seed, validity=False)
+            str(a): evaluate_refinement(
+                refiner, eval_windows, strength=a, seed=seed, validity=False, execution="open_loop"
+            )
             for a in args.strengths
         }
         result["by_feedback"][feedback] = {

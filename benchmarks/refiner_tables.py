@@ -101,7 +101,8 @@ def main() -> None:
         return refiner, time.perf_counter() - started
 
     def evaluate(refiner, **kwargs) -> dict:
-        return evaluate_refinement(refiner, eval_windows, seed=args.seed, **kwargs)
+        # Open loop: the committed tables measure the paper's decoded actions (tracked: refiner_levers.py).
+        return evaluate_refinement(refiner, eval_windows, seed=args.seed, execution="open_loop", **kwargs)
 
     ours, fit_seconds = fit()
     print(f"fit {fit_seconds:.1f}s: {ours.fit_info}", flush=True)
