@@ -25,10 +25,11 @@ from ctflow_gym import (
 from ctflow_gym.checkpoint import load_tensors, read_checkpoint_meta, save_checkpoint
 from ctflow_gym.data import make_windows
 from ctflow_gym.refine import REFINERS, refiner_kind
+from ctflow_gym.refine.ensemble import RefinerEnsemble
 from ctflow_gym.refine.evaluation import evaluate_refinement
 from ctflow_gym.refine.perturbation import GaussianPerturbation
 
-FAMILIES = ["TrajectoryRefiner", "ShiftTowardTarget", "GaussianPerturbation"]
+FAMILIES = ["TrajectoryRefiner", "ShiftTowardTarget", "GaussianPerturbation", "RefinerEnsemble"]
 
 
 @register_refiner
@@ -60,18 +61,21 @@ class ShiftTowardTarget:
 @pytest.fixture(scope="module")
 def refiners(random_dataset):
     """A fitted instance of every refiner family (one per registered class)."""
+    flow = TrajectoryRefiner(
+        window=8,
+        ae_steps=150,
+        flow_steps=150,
+        predictor_steps=50,
+        inverse_dynamics_steps=150,
+        ae_hidden=64,
+        flow_hidden=64,
+    ).fit(random_dataset, progress_bar=False)
+    shift = ShiftTowardTarget(np.array([0.3, -0.2, 0.1], np.float32))
     return {
-        "TrajectoryRefiner": TrajectoryRefiner(
-            window=8,
-            ae_steps=150,
-            flow_steps=150,
-            predictor_steps=50,
-            inverse_dynamics_steps=150,
-            ae_hidden=64,
-            flow_hidden=64,
-        ).fit(random_dataset, progress_bar=False),
-        "ShiftTowardTarget": ShiftTowardTarget(np.array([0.3, -0.2, 0.1], np.float32)),
+        "TrajectoryRefiner": flow,
+        "ShiftTowardTarget": shift,
         "GaussianPerturbation": GaussianPerturbation("Hopper-v5", window=8, sigma=0.2),
+        "RefinerEnsemble": RefinerEnsemble([flow, shift]),
     }
 
 
@@ -211,3 +215,17 @@ def test_a_value_function_returning_nan_is_named(refiners):
     obs, _ = env.reset(seed=0)
     with pytest.raises(ValueError, match="value_fn returned nan"):
         policy.predict(obs)
+
+
+def test_an_ensemble_refines_with_the_member_its_seed_names(refiners, windows):
+    ensemble = refiners["RefinerEnsemble"]
+    obs, act = windows.observations, windows.actions
+    for seed, member in ((0, "TrajectoryRefiner"), (1, "ShiftTowardTarget"), (4, "TrajectoryRefiner")):
+        np.testing.assert_array_equal(
+            ensemble.refine(obs, act, strength=1.0, seed=seed).actions,
+            refiners[member].refine(obs, act, strength=1.0).actions,
+        )
+    with pytest.raises(ValueError, match="members: an ensemble needs at least 2 refiners"):
+        RefinerEnsemble([refiners["TrajectoryRefiner"]])
+    with pytest.raises(ValueError, match="members must share window"):
+        RefinerEnsemble([refiners["TrajectoryRefiner"], GaussianPerturbation("Hopper-v5", window=4)])

@@ -14,6 +14,7 @@
 
 from ctflow_gym.refine.config import METHODS, RefinerConfig
 from ctflow_gym.refine.contract import RefinementResult, Refiner, refiner_checkpoint_path, require_refiner
+from ctflow_gym.refine.ensemble import RefinerEnsemble
 from ctflow_gym.refine.execution import EXECUTIONS, resolve_execution
 from ctflow_gym.refine.inverse_dynamics import InverseDynamics
 from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nearest_neighbours, nonlocal_pairs
@@ -27,6 +28,7 @@ __all__ = [
     "DatasetValueFunction",
     "GaussianPerturbation",
     "InverseDynamics",
+    "RefinerEnsemble",
     "ValueFunctionConfig",
     "resolve_execution",
     "METHODS",
