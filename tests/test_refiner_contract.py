@@ -229,3 +229,11 @@ def test_an_ensemble_refines_with_the_member_its_seed_names(refiners, windows):
         RefinerEnsemble([refiners["TrajectoryRefiner"]])
     with pytest.raises(ValueError, match="members must share window"):
         RefinerEnsemble([refiners["TrajectoryRefiner"], GaussianPerturbation("Hopper-v5", window=4)])
+
+
+def test_an_ensemble_is_fitted_from_seeds(random_dataset):
+    tiny = dict(window=8, ae_steps=30, flow_steps=30, predictor_steps=10, inverse_dynamics_steps=30, ae_hidden=32)
+    ensemble = RefinerEnsemble.fit(random_dataset, seeds=(3, 4), progress_bar=False, **tiny)
+    assert [m.config.seed for m in ensemble.members] == [3, 4] and ensemble.inverse_dynamics is not None
+    with pytest.raises(ValueError, match="seeds: an ensemble needs at least 2 distinct seeds"):
+        RefinerEnsemble.fit(random_dataset, seeds=(1, 1), **tiny)

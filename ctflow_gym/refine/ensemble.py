@@ -1,5 +1,11 @@
 """``RefinerEnsemble``: several fitted refiners as one, the member chosen by the seed.
 
+Example (the setting measured in ``benchmarks/results/closed_loop_refinement_analysis.md``)::
+
+    ensemble = RefinerEnsemble.fit(DEFAULT_DATASET_ID, seeds=(0, 1, 2), feedback="bootstrapped_advantage")
+    policy = RefinedPolicy(sb3_model, ensemble, env, candidates=4, continuation=48,
+                           value_fn=sb3_value_function(sb3_model))
+
 Fit-seed variance dominates what a single refiner does to whole episodes
 (``benchmarks/results/closed_loop_refinement_analysis.md``). An ensemble lets the
 candidates of a verified window come from different fits: ``refine(..., seed=s)``
@@ -45,6 +51,23 @@ class RefinerEnsemble:
         self.env_id = members[0].env_id
         self.inverse_dynamics = getattr(members[0], "inverse_dynamics", None)
         self.checkpoint_path: str | None = None
+
+    @classmethod
+    def fit(cls, data, seeds=(0, 1, 2), progress_bar: bool = True, **refiner_kwargs) -> "RefinerEnsemble":
+        """Fit one :class:`~ctflow_gym.refine.TrajectoryRefiner` per seed on ``data`` and ensemble them.
+
+        ``refiner_kwargs`` are :class:`~ctflow_gym.refine.RefinerConfig` fields shared by every
+        member (e.g. ``feedback="bootstrapped_advantage"``, the setting under which the
+        ensemble was measured). Each member holds out its own episodes (its seed's split).
+        """
+        from ctflow_gym.refine.refiner import TrajectoryRefiner
+
+        seeds = list(seeds)
+        if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds: an ensemble needs at least 2 distinct seeds; got {seeds!r}")
+        if "seed" in refiner_kwargs:
+            raise TypeError("pass the members' seeds as seeds=..., not seed=")
+        return cls([TrajectoryRefiner(seed=s, **refiner_kwargs).fit(data, progress_bar=progress_bar) for s in seeds])
 
     @property
     def is_fitted(self) -> bool:
