@@ -136,3 +136,14 @@ def test_latent_noise_samples_around_the_refinement(bootstrapped, random_dataset
     assert not np.array_equal(first, other) and not np.array_equal(first, plain)
     with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
         bootstrapped.refine(obs, act, noise=-0.1)
+
+
+def test_value_function_weights_that_do_not_fit_name_the_file(value_fn, tmp_path):
+    import json
+
+    folder = value_fn.save(tmp_path / "v")
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    meta["config"]["hidden"] = 32  # the saved network is 64 wide
+    (folder / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"weights.safetensors: the tensors of 'network' do not fit"):
+        DatasetValueFunction.load(folder)

@@ -12,11 +12,13 @@ Two are used, both instances of :class:`FeedbackModel`:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import torch
 
+from ctflow_gym.checkpoint import load_module_tensors, module_tensors
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.models import MLP
 from ctflow_gym.refine.codec import batched
@@ -79,7 +81,7 @@ class FeedbackModel:
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         """The network's tensors keyed ``"<prefix>.<parameter>"``."""
-        return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        return module_tensors({prefix: self.network})
 
     def meta(self) -> dict[str, Any]:
         """JSON-ready metadata: input size and standardisation."""
@@ -87,12 +89,15 @@ class FeedbackModel:
 
     @classmethod
     def from_saved(
-        cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str, device: torch.device | str
+        cls,
+        meta: dict[str, Any],
+        tensors: dict[str, torch.Tensor],
+        prefix: str,
+        device: torch.device | str,
+        path: str | os.PathLike,
     ) -> "FeedbackModel":
-        """Inverse of :meth:`meta` / :meth:`tensors`."""
+        """Inverse of :meth:`meta` / :meth:`tensors`; ``path`` (the checkpoint) is named if the tensors do not fit."""
         model = cls(meta["in_dim"], device, meta["mean"], meta["std"])
-        model.network.load_state_dict(
-            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-        )
+        load_module_tensors({prefix: model.network}, tensors, path)
         model.network.eval()
         return model

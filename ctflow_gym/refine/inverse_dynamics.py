@@ -21,11 +21,13 @@ error), while on refined windows both realise about the same return.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import torch
 
+from ctflow_gym.checkpoint import load_module_tensors, module_tensors
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.models import MLP
 from ctflow_gym.refine.training import train_minibatch
@@ -124,7 +126,7 @@ class InverseDynamics:
 
     def tensors(self, prefix: str) -> dict[str, torch.Tensor]:
         """The network's tensors keyed ``"<prefix>.<parameter>"``."""
-        return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        return module_tensors({prefix: self.network})
 
     def meta(self) -> dict[str, Any]:
         """JSON-ready normalisation and bounds."""
@@ -139,14 +141,17 @@ class InverseDynamics:
 
     @classmethod
     def from_saved(
-        cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str, device: torch.device | str
+        cls,
+        meta: dict[str, Any],
+        tensors: dict[str, torch.Tensor],
+        prefix: str,
+        device: torch.device | str,
+        path: str | os.PathLike,
     ) -> "InverseDynamics":
-        """Inverse of :meth:`meta` / :meth:`tensors`."""
+        """Inverse of :meth:`meta` / :meth:`tensors`; ``path`` (the checkpoint) is named if the tensors do not fit."""
         model = cls(
             meta["obs_mean"], meta["obs_std"], meta["act_mean"], meta["act_std"], meta["low"], meta["high"], device
         )
-        model.network.load_state_dict(
-            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-        )
+        load_module_tensors({prefix: model.network}, tensors, path)
         model.network.eval()
         return model

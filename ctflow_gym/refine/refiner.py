@@ -434,14 +434,14 @@ class TrajectoryRefiner:
         load_module_tensors({"velocity": refiner.velocity}, tensors, path)
         refiner.velocity.eval()
         if meta["predictor"] is not None:
-            refiner.predictor = FeedbackModel.from_saved(meta["predictor"], tensors, "predictor", refiner.device)
+            refiner.predictor = FeedbackModel.from_saved(meta["predictor"], tensors, "predictor", refiner.device, path)
         if meta.get("inverse_dynamics") is not None:
             refiner.inverse_dynamics = InverseDynamics.from_saved(
-                meta["inverse_dynamics"], tensors, "inverse_dynamics", refiner.device
+                meta["inverse_dynamics"], tensors, "inverse_dynamics", refiner.device, path
             )
         if meta.get("value_function") is not None:
             refiner.value_function = DatasetValueFunction.from_saved(
-                meta["value_function"], tensors, "value_function", refiner.device
+                meta["value_function"], tensors, path, "value_function", refiner.device
             )
         refiner.margin = meta["margin"]
         refiner.env_id = meta["env_id"]

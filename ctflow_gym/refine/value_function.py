@@ -29,8 +29,9 @@ import numpy as np
 import torch
 
 from ctflow_gym.checkpoint import (
-    CheckpointError,
+    load_module_tensors,
     load_tensors,
+    module_tensors,
     read_checkpoint_meta,
     require_meta_keys,
     save_checkpoint,
@@ -214,7 +215,7 @@ class DatasetValueFunction:
 
     def tensors(self, prefix: str = "network") -> dict[str, torch.Tensor]:
         """The network's tensors keyed ``"<prefix>.<parameter>"`` (for embedding in another checkpoint)."""
-        return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
+        return module_tensors({prefix: self.network})
 
     def meta(self) -> dict[str, Any]:
         """JSON-ready configuration and normalisation (inverse: :meth:`from_saved`)."""
@@ -229,9 +230,14 @@ class DatasetValueFunction:
 
     @classmethod
     def from_saved(
-        cls, meta: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str = "network", device: str | None = None
+        cls,
+        meta: dict[str, Any],
+        tensors: dict[str, torch.Tensor],
+        path: str | os.PathLike,
+        prefix: str = "network",
+        device: str | None = None,
     ) -> "DatasetValueFunction":
-        """Rebuild from :meth:`meta` and :meth:`tensors`."""
+        """Rebuild from :meth:`meta` and :meth:`tensors`; errors name the checkpoint ``path``."""
         known = {f.name for f in fields(ValueFunctionConfig)}
         config = ValueFunctionConfig(**{k: v for k, v in meta["config"].items() if k in known})
         if device is not None:
@@ -242,9 +248,7 @@ class DatasetValueFunction:
         value_fn.value_mean, value_fn.value_std = float(meta["value_mean"]), float(meta["value_std"])
         value_fn.dataset_id = meta.get("dataset_id")
         value_fn.network = MLP(len(value_fn.obs_mean), 1, config.hidden, config.layers).to(config.device)
-        value_fn.network.load_state_dict(
-            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-        )
+        load_module_tensors({prefix: value_fn.network}, tensors, path)
         value_fn.network.eval()
         return value_fn
 
@@ -261,10 +265,6 @@ class DatasetValueFunction:
         """Read a value function written by :meth:`save` (JSON and safetensors only)."""
         meta = read_checkpoint_meta(path, family="value", kinds=[VALUE_KIND])
         require_meta_keys(path, meta, ("config", "obs_mean", "obs_std", "value_mean", "value_std"))
-        tensors = load_tensors(path)
-        try:
-            value_fn = cls.from_saved(meta, tensors, device=device)
-        except RuntimeError as error:
-            raise CheckpointError(f"{Path(path) / 'weights.safetensors'}: the tensors do not fit ({error})") from error
+        value_fn = cls.from_saved(meta, load_tensors(path), path, device=device)
         value_fn.checkpoint_path = str(Path(path).resolve())
         return value_fn
