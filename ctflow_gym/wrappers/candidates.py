@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -91,16 +91,22 @@ def replay_candidates(
     start_observation: np.ndarray,
     value_fn: ValueFn | None,
     gamma: float,
-) -> tuple[int, list[WindowReplay], list[EnvSnapshot]]:
-    """Replay each candidate from ``start``: (index of the best by score, every replay, every end snapshot).
+    rescore: Callable[[WindowReplay], float] | None = None,
+) -> tuple[int, list[WindowReplay], list[float], list[EnvSnapshot]]:
+    """Replay each candidate from ``start``: (index of the best, every replay, every score, every end snapshot).
 
-    A candidate whose replay terminated ranks below every one that did not. The env is
-    left at the end of the *last* replay; the caller restores it (or restores the best's
+    A candidate's score is its replay's (window return + gamma^H ``value_fn``), or, when
+    ``rescore`` is given, ``rescore(replay)`` called with the env still at the replay's
+    end (e.g. to run a continuation; it is not called after a termination). A candidate
+    whose replay terminated ranks below every one that did not. The env is left wherever
+    the last replay (and rescore) took it; the caller restores it (or restores the best's
     end snapshot to continue from there).
     """
-    replays, ends = [], []
+    replays, scores, ends = [], [], []
     for candidate in made:
-        replays.append(replay_window(env, start, candidate.plan, value_fn, gamma, start_observation))
+        replayed = replay_window(env, start, candidate.plan, value_fn, gamma, start_observation)
         ends.append(capture_snapshot(env))
-    best = max(range(len(replays)), key=lambda i: (not replays[i].terminated, replays[i].score))
-    return best, replays, ends
+        replays.append(replayed)
+        scores.append(replayed.score if rescore is None or replayed.terminated else rescore(replayed))
+    best = max(range(len(replays)), key=lambda i: (not replays[i].terminated, scores[i]))
+    return best, replays, scores, ends

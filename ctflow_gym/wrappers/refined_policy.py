@@ -34,14 +34,13 @@ from ctflow_gym.replay import (
     ValueFn,
     capture_snapshot,
     has_simulator,
-    replay_window,
     require_value_fn,
     restore_snapshot,
     sb3_value_function,
     window_score,
 )
 from ctflow_gym.replay.stepping import ActionPlan
-from ctflow_gym.wrappers.candidates import refine_candidates, require_candidates
+from ctflow_gym.wrappers.candidates import refine_candidates, replay_candidates, require_candidates
 from ctflow_gym.wrappers.checks import require_env_matches_refiner
 from ctflow_gym.wrappers.episodes import policy_action_fn
 
@@ -196,20 +195,19 @@ class RefinedPolicy:
             record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards))}
             if self.verify:
                 source_score = self._score(float(np.sum(rewards)), obs, terminated)
-                scores, returns = [], []
-                for candidate in made:
-                    replayed = replay_window(self.env, start, candidate.plan, None, self.gamma, observation)
-                    self.simulator_steps += len(replayed.actions)
-                    returns.append(replayed.window_return)
-                    scores.append(
-                        -np.inf
-                        if replayed.terminated
-                        else self._score(replayed.window_return, replayed.end_observation, False)
-                    )
-                best = int(np.argmax(scores))
+                best, replays, scores, _ = replay_candidates(
+                    self.env,
+                    start,
+                    made,
+                    observation,
+                    None,
+                    self.gamma,
+                    rescore=lambda r: self._score(r.window_return, r.end_observation, False),
+                )
+                self.simulator_steps += sum(len(r.actions) for r in replays)
                 chosen = made[best]
-                record.update(refined_return=returns[best], strength=chosen.strength)
-                if scores[best] <= source_score:
+                record.update(refined_return=replays[best].window_return, strength=chosen.strength)
+                if replays[best].terminated or scores[best] <= source_score:
                     record.update(refined=False, reason="verification kept the base window")
                     self.history.append(record)
                     return actions

@@ -385,7 +385,7 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         try:
             # The user's window closed without terminating (a terminated window is discarded).
             source_score = window_score(source_return, self._last_obs, False, self.value_fn, self.gamma, self.window)
-            best, replays, ends = replay_candidates(
+            best, replays, _, ends = replay_candidates(
                 self.env, start, made, observations[0, 0], self.value_fn, self.gamma
             )
             refined = replays[best]
