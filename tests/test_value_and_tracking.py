@@ -89,6 +89,8 @@ def test_windows_give_back_their_episodes_transitions(random_dataset):
     from_windows = windows_as_transitions(windows)
     long_enough = [e.id for e in random_dataset.iterate_episodes() if len(e.actions) >= 8]
     direct = load_transitions(random_dataset, episodes=long_enough)
+    with pytest.raises(ValueError, match=r"episodes: ids \[100000\] are not episodes of dataset"):
+        load_transitions(random_dataset, episodes=[100000])
     for field in ("observations", "actions", "rewards", "next_observations", "terminations", "episode_ends"):
         np.testing.assert_array_equal(getattr(from_windows, field), getattr(direct, field), err_msg=field)
     # Fitting on such Windows (not the dataset) works with the bootstrapped feedback too.

@@ -15,7 +15,12 @@ import numpy as np
 from minari import MinariDataset
 
 from ctflow_gym.data.minari_io import load_dataset
-from ctflow_gym.data.validation import require_continuous_actions, require_finite, require_flat_observations
+from ctflow_gym.data.validation import (
+    require_continuous_actions,
+    require_episode_ids,
+    require_finite,
+    require_flat_observations,
+)
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,7 @@ def load_transitions(dataset: MinariDataset | str, episodes: Sequence[int] | Non
     require_flat_observations(dataset.observation_space, "dataset")
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "act", "rew", "next", "term", "end")}
     if episodes is not None:
-        episodes = [int(e) for e in np.unique(np.asarray(episodes, dtype=np.int64))]
-        outside = sorted(set(episodes) - {int(e) for e in dataset.episode_indices})
-        if outside:
-            raise ValueError(f"episodes: ids {outside[:5]} are not episodes of dataset {dataset.id!r}")
+        episodes = [int(e) for e in require_episode_ids(episodes, dataset)]
     for episode in dataset.iterate_episodes(episodes):
         obs, act, rew = (np.asarray(v) for v in (episode.observations, episode.actions, episode.rewards))
         where = f"episode {episode.id} of dataset {dataset.id!r}"

@@ -38,3 +38,15 @@ def require_strength(strength: float) -> float:
     if not np.isfinite(strength) or strength < 0:
         raise ValueError(f"strength must be a finite number >= 0; got {strength}")
     return float(strength)
+
+
+def require_episode_ids(episodes, dataset) -> np.ndarray:
+    """``episodes`` as sorted unique int64 ids; ``ValueError`` naming ``episodes`` if one is not in ``dataset``."""
+    episodes = np.unique(np.asarray(episodes, dtype=np.int64))
+    outside = episodes[~np.isin(episodes, dataset.episode_indices)]
+    if len(outside):
+        raise ValueError(
+            f"episodes: ids {outside[:5].tolist()} are not episodes of dataset {dataset.id!r} "
+            f"({dataset.total_episodes} episodes)"
+        )
+    return episodes

@@ -25,7 +25,12 @@ from minari import MinariDataset
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ctflow_gym.data.minari_io import build_record, load_dataset
-from ctflow_gym.data.validation import require_continuous_actions, require_finite, require_flat_observations
+from ctflow_gym.data.validation import (
+    require_continuous_actions,
+    require_episode_ids,
+    require_finite,
+    require_flat_observations,
+)
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
 FeedbackFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -188,15 +193,7 @@ def make_windows(
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1]; got {gamma}")
     if episodes is not None:
-        episodes = np.unique(np.asarray(episodes, dtype=np.int64))
-        outside = episodes[~np.isin(episodes, dataset.episode_indices)]
-        if len(outside):
-            raise ValueError(
-                (
-                    f"episodes: ids {outside[:5].tolist()} are not episodes of dataset {dataset.id!r} "
-                    f"({dataset.total_episodes} episodes)"
-                )
-            )
+        episodes = require_episode_ids(episodes, dataset)
 
     parts: dict[str, list[np.ndarray]] = {
         k: [] for k in ("obs", "act", "rew", "fb", "ep", "start", "sim", "end_obs", "end_term")
