@@ -237,3 +237,15 @@ def test_an_ensemble_is_fitted_from_seeds(random_dataset):
     assert [m.config.seed for m in ensemble.members] == [3, 4] and ensemble.inverse_dynamics is not None
     with pytest.raises(ValueError, match="seeds: an ensemble needs at least 2 distinct seeds"):
         RefinerEnsemble.fit(random_dataset, seeds=(1, 1), **tiny)
+
+
+def test_gaussian_perturbation_treats_one_window_as_a_batch_of_one_and_checks_shapes(refiners, windows):
+    noise = refiners["GaussianPerturbation"]
+    one = noise.refine(windows.observations[0], windows.actions[0], strength=1.0, seed=5)
+    batch = noise.refine(windows.observations[:1], windows.actions[:1], strength=1.0, seed=5)
+    assert one.actions.shape == (1, 8, 3) and one.observations.shape == (1, 8, 11)
+    np.testing.assert_array_equal(one.actions, batch.actions)
+    with pytest.raises(ValueError, match=r"actions must have shape \(N, 8, 3\)"):
+        noise.refine(windows.observations, windows.actions[:, :4])
+    with pytest.raises(ValueError, match=r"observations must have shape \(12, 8, 11\)"):
+        noise.refine(windows.observations[:, :, :5], windows.actions)

@@ -57,20 +57,23 @@ class GaussianPerturbation:
         self.checkpoint_path: str | None = None
 
     def refine(self, observations, actions=None, strength: float = 1.0, seed: int = 0) -> RefinementResult:
-        """Perturb (N, H, act_dim) actions (or one (H, act_dim) window); ``seed`` draws the noise."""
+        """Perturb (N, H, act_dim) actions (one (H, dim) window counts as N = 1, as for every family).
+
+        ``seed`` draws the noise. Raises ``ValueError`` naming the argument for a wrong shape.
+        """
         require_strength(strength)
+        observations = np.asarray(observations, dtype=np.float32)
         actions = np.asarray(actions, dtype=np.float32)
-        single = actions.ndim == 2
-        if single:
-            actions, observations = actions[None], np.asarray(observations, np.float32)[None]
-        if actions.shape[1:] != (self.window, self.act_dim):
+        if observations.ndim == 2 and actions.ndim == 2:
+            observations, actions = observations[None], actions[None]
+        if actions.ndim != 3 or actions.shape[1:] != (self.window, self.act_dim):
             raise ValueError(f"actions must have shape (N, {self.window}, {self.act_dim}); got {actions.shape}")
+        expected = (len(actions), self.window, self.obs_dim)
+        if observations.shape != expected:
+            raise ValueError(f"observations must have shape {expected}; got {observations.shape}")
         noise = np.random.default_rng(seed).standard_normal(actions.shape).astype(np.float32)
         refined = np.clip(actions + strength * self.sigma * noise, self.low, self.high) if strength else actions.copy()
         deviation = np.sqrt((np.linalg.norm(refined - actions, axis=-1) ** 2).mean(-1))
-        observations = np.asarray(observations, np.float32)
-        if single:
-            return RefinementResult(observations=observations[0], actions=refined[0], action_deviation=deviation[:1])
         return RefinementResult(observations=observations, actions=refined, action_deviation=deviation)
 
     def save(self, path: str | os.PathLike) -> Path:
