@@ -37,7 +37,7 @@ from minari import MinariDataset
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import Logger
 
-from agents.evaluation import evaluate_predict, monitored_vec_env
+from agents.evaluation import evaluate_predict, evaluation_vec_env, monitored_vec_env, require_vectorization
 from agents.persistence import (
     config_from_meta,
     holds_something,
@@ -210,6 +210,7 @@ class OfflineAgent:
         reset_num_timesteps: bool = True,
         eval_freq: int = 0,
         n_eval_episodes: int = 10,
+        n_eval_envs: int = 1,
         checkpoint_path: str | os.PathLike | None = None,
         checkpoint_freq: int = 0,
         resume: bool = False,
@@ -228,6 +229,7 @@ class OfflineAgent:
             progress_bar: show a tqdm bar.
             eval_freq: evaluate in the env every this many steps (0: never) with
                 ``n_eval_episodes`` episodes; results in ``eval_history`` and the log.
+            n_eval_envs: envs those episodes run in at once (see :meth:`evaluate`).
             checkpoint_path: folder for checkpoints (written every ``checkpoint_freq``
                 steps and at the end; also where the last good state goes if a loss
                 becomes NaN).
@@ -243,6 +245,7 @@ class OfflineAgent:
             raise ValueError("this agent has no dataset to learn from; pass dataset= to the constructor or to load()")
         if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 0:
             raise ValueError(f"total_timesteps must be a non-negative integer; got {total_timesteps!r}")
+        require_vectorization(n_eval_envs, "sync", "n_eval_envs")
         logger = run_logger or self.run_logger
         checkpoint = None if checkpoint_path is None else Path(checkpoint_path)
         if checkpoint is not None and checkpoint.exists() and not checkpoint.is_dir():
@@ -286,7 +289,7 @@ class OfflineAgent:
                     self._record(logger, averaged)
                     sums, since_log = {}, 0
                 if eval_freq and self.num_timesteps % eval_freq == 0:
-                    self._record(logger, self._evaluation_metrics(n_eval_episodes))
+                    self._record(logger, self._evaluation_metrics(n_eval_episodes, n_eval_envs))
                 if checkpoint_path is not None and checkpoint_freq and self.num_timesteps % checkpoint_freq == 0:
                     self.save(checkpoint_path)
                 callback.update_locals(locals())
@@ -319,8 +322,8 @@ class OfflineAgent:
             self.logger.record(key, value)
         self.logger.dump(self.num_timesteps)
 
-    def _evaluation_metrics(self, n_episodes: int) -> dict[str, float]:
-        result = self.evaluate(n_episodes)
+    def _evaluation_metrics(self, n_episodes: int, n_envs: int = 1) -> dict[str, float]:
+        result = self.evaluate(n_episodes, n_envs=n_envs)
         entry = {"step": self.num_timesteps, **{k: v for k, v in result.items() if k != "returns"}}
         self.eval_history.append(entry)
         if self.verbose:
@@ -375,7 +378,13 @@ class OfflineAgent:
         return None
 
     def evaluate(
-        self, n_episodes: int = 10, deterministic: bool = True, seed: int | None = None, **options: Any
+        self,
+        n_episodes: int = 10,
+        deterministic: bool = True,
+        seed: int | None = None,
+        n_envs: int = 1,
+        vectorization: str = "sync",
+        **options: Any,
     ) -> dict[str, Any]:
         """Run ``n_episodes`` in the env with SB3's ``evaluate_policy``.
 
@@ -383,9 +392,25 @@ class OfflineAgent:
         envs with D4RL reference returns, the D4RL ``normalized_score`` (mean) and
         its std. ``seed`` (default: the agent's seed + the step count) seeds resets;
         ``options`` go to :meth:`predict`.
+
+        ``n_envs`` > 1 runs the episodes in that many envs at once
+        (:func:`agents.evaluation.evaluation_vec_env`; ``vectorization`` ``"sync"`` or
+        ``"async"``), with one batched ``predict`` per step for all of them: 10 episodes
+        then cost about the network calls of the longest one. The episodes are other
+        ones than with ``n_envs=1`` (env i starts from ``seed + i``), as seeded and
+        reproducible; the default 1 keeps the single env of :meth:`get_env`.
         """
         seed = self.seed + self.num_timesteps if seed is None else seed
-        return evaluate_predict(self.predict, self.get_env(), self.env_id, n_episodes, deterministic, seed, **options)
+        require_vectorization(n_envs, vectorization)
+        if n_envs == 1 and vectorization == "sync":
+            vec_env, owned = self.get_env(), False
+        else:
+            vec_env, owned = evaluation_vec_env(self.env, n_envs, vectorization), True
+        try:
+            return evaluate_predict(self.predict, vec_env, self.env_id, n_episodes, deterministic, seed, **options)
+        finally:
+            if owned:
+                vec_env.close()
 
     # ---------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> Path:

@@ -22,6 +22,46 @@ def monitored_vec_env(env: gym.Env):
     return DummyVecEnv([lambda: Monitor(env)])
 
 
+VECTORIZATIONS = ("sync", "async")
+
+
+def require_vectorization(n_envs: Any, vectorization: Any, argument: str = "n_envs") -> None:
+    """Raise ``ValueError`` naming ``argument`` (an integer >= 1) or ``vectorization`` (``"sync"`` / ``"async"``)."""
+    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
+        raise ValueError(f"{argument} must be an integer >= 1; got {n_envs!r}")
+    if vectorization not in VECTORIZATIONS:
+        raise ValueError(f"vectorization must be one of {VECTORIZATIONS}; got {vectorization!r}")
+
+
+def evaluation_vec_env(env: gym.Env, n_envs: int, vectorization: str = "sync"):
+    """``n_envs`` copies of ``env`` (made again from its spec), each in a ``Monitor``, as one SB3 VecEnv.
+
+    ``"sync"``: ``DummyVecEnv``, every env in this process; the policy is still called
+    once per step for all envs together (one batched forward instead of ``n_envs``),
+    which is where the time of an evaluation goes for a network policy on a CPU.
+    ``"async"``: ``SubprocVecEnv``, one worker process per env (started with
+    ``"forkserver"``, ``"spawn"`` where that is missing: forking a process that has
+    run torch on several threads can deadlock), for envs slower than the policy.
+    """
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    require_vectorization(n_envs, vectorization)
+    if env.spec is None:
+        raise ValueError(
+            "n_envs > 1 makes the evaluation envs again from the env's spec, and this env has none; "
+            "pass an env made with gymnasium.make (or n_envs=1)"
+        )
+    spec = env.spec
+    makers = [lambda: Monitor(gym.make(spec))] * int(n_envs)
+    if vectorization == "sync":
+        return DummyVecEnv(makers)
+    import multiprocessing
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return SubprocVecEnv(makers, start_method=method)
+
+
 def return_summary(returns: Any, env_id: str | None) -> dict[str, Any]:
     """Episode ``returns`` with their mean and std, and the D4RL-normalised score (mean, std).
 
@@ -53,7 +93,10 @@ def evaluate_predict(
 ) -> dict[str, Any]:
     """Run ``n_episodes`` of the SB3-style ``predict`` (called with ``options``) in ``vec_env``.
 
-    Resets are seeded with ``seed``. Returns :func:`return_summary` of the episode returns.
+    Resets are seeded with ``seed`` (env i of the VecEnv with ``seed + i``; SB3's
+    ``evaluate_policy`` gives env i a fixed share of the episodes, so the set of
+    episodes depends only on ``seed`` and the number of envs, not on their timing).
+    Returns :func:`return_summary` of the episode returns.
     """
     from stable_baselines3.common.evaluation import evaluate_policy
 

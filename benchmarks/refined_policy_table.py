@@ -10,6 +10,8 @@ deterministic policy), so differences are paired. Configurations:
 
 - ``alone``: the policy;
 - ``refiner, unverified``: ``RefinedPolicy(policy, refiner, env, strength, verify=False)``;
+- ``gaussian, unverified``: the same with ``GaussianPerturbation(sigma)`` (blind perturbation:
+  what changing the policy's windows at random does to whole episodes);
 - ``refiner, n verified``: n candidates (strength ladder up to ``--strength``), each
   replayed from a snapshot and scored by window return + gamma^16 V(end state); the best
   is executed when it beats the policy's own window;
@@ -43,13 +45,45 @@ from common import RunCache, machine_info, markdown_table, write_atomic  # bench
 
 from ctflow_gym import DatasetValueFunction, GaussianPerturbation, RefinedPolicy, TrajectoryRefiner, load_refiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_sb3_policy, shipped_policy_path
+from ctflow_gym.refine.ensemble import EnsembleRefinement
 from ctflow_gym.replay import sb3_value_function
 from ctflow_gym.statistics import mean_se
 
 
+class RandomlyGated:
+    """Control for an agreement gate: refines each window with probability ``rate``, chosen blindly.
+
+    Delegates everything else to ``refiner``. With the same refiner ungated inside, it
+    says whether a gate helps by choosing *which* windows to refine or only by refining
+    fewer of them.
+    """
+
+    def __init__(self, refiner, rate: float, seed: int):
+        self.refiner, self.rate = refiner, rate
+        self.rng = np.random.default_rng(seed)
+
+    def __getattr__(self, name):
+        return getattr(self.refiner, name)
+
+    def refine(self, observations, actions=None, strength: float = 1.0, **options):
+        result = self.refiner.refine(observations, actions, strength=strength, **options)
+        gated = self.rng.random(len(result.actions)) >= self.rate
+        source_obs = np.asarray(observations, np.float32).reshape(result.observations.shape)
+        source_act = np.asarray(actions, np.float32).reshape(result.actions.shape)
+        return EnsembleRefinement(
+            np.where(gated[:, None, None], source_obs, result.observations),
+            np.where(gated[:, None, None], source_act, result.actions),
+            gated=gated,
+        )
+
+
 def configurations(candidates: list[int], continuations: list[int]) -> dict[str, dict | None]:
     """Name -> RefinedPolicy settings (None: the policy alone)."""
-    configs: dict[str, dict | None] = {"alone": None, "refiner, unverified": {"family": "refiner", "verify": False}}
+    configs: dict[str, dict | None] = {
+        "alone": None,
+        "refiner, unverified": {"family": "refiner", "verify": False},
+        "gaussian, unverified": {"family": "gaussian", "verify": False},
+    }
     for continuation in continuations:
         suffix = f" +{continuation} steps" if continuation else ""
         for family in ("refiner", "gaussian"):
@@ -84,8 +118,10 @@ def _parts(policy_name: str, refiner_path: str, value_path: str):
 
 def run_episode(job: tuple) -> dict:
     """One episode of one configuration: return, fall, length, simulator steps, seconds."""
-    policy_name, refiner_path, value_path, config, seed, strength, sigma, noise = job
+    policy_name, refiner_path, value_path, config, seed, strength, sigma, noise, replan_every, random_gate = job
     policy, refiner, value_fn = _parts(policy_name, refiner_path, value_path)
+    if random_gate is not None:
+        refiner = RandomlyGated(refiner, random_gate, seed)
     env = gym.make("Hopper-v5")
     actor = policy
     if config is not None:
@@ -100,6 +136,7 @@ def run_episode(job: tuple) -> dict:
             candidates=config.get("candidates", 1),
             continuation=config.get("continuation", 0),
             refine_options={"noise": noise} if noise and config["family"] == "refiner" else None,
+            replan_every=replan_every,
         )
     obs, _ = env.reset(seed=seed)
     total, steps, done, terminated = 0.0, 0, False, False
@@ -192,7 +229,14 @@ def markdown(policy: str, results: dict, meta: dict) -> str:
                         if meta.get("value") == "critic"
                         else "DatasetValueFunction fitted on the shipped dataset"
                     )
-                    + f". Refiner: `{meta['refiner']}`. Machine: {meta['machine']}. "
+                    + f". Refiner: `{meta['refiner']}`"
+                    + (f", replanning every {meta['replan_every']} steps" if meta.get("replan_every") else "")
+                    + (
+                        f", each window refined with probability {meta['random_gate']} only (random gate)"
+                        if meta.get("random_gate") is not None
+                        else ""
+                    )
+                    + f". Machine: {meta['machine']}. "
                     f"Wall time {meta['wall_minutes']:.0f} min ({meta['workers']} worker processes)."
                 ),
                 "",
@@ -223,6 +267,15 @@ def main() -> None:
     parser.add_argument(
         "--noise", type=float, default=0.0, help="refiner latent noise (samples around the refinement; default 0)"
     )
+    parser.add_argument(
+        "--replan-every", type=int, default=None, help="receding horizon: steps executed per plan (default: H)"
+    )
+    parser.add_argument(
+        "--random-gate",
+        type=float,
+        default=None,
+        help="control: refine each window with this probability only, chosen at random (default: off)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--refiner", default=None, help="refiner checkpoint folder (default: fit seed 0)")
     parser.add_argument("--work", default="/tmp/ctflow_bench")
@@ -251,6 +304,10 @@ def main() -> None:
         "value": args.value,
         "noise": args.noise,
     }
+    if args.replan_every is not None:  # only when set, so runs cached before the option still match
+        settings["replan_every"] = args.replan_every
+    if args.random_gate is not None:
+        settings["random_gate"] = args.random_gate
     results: dict[str, dict] = {}
     started = time.perf_counter()
     for name, config in configurations(args.candidates, args.continuations).items():
@@ -260,7 +317,18 @@ def main() -> None:
         run = cache.get(key, settings)
         if run is None:
             jobs = [
-                (args.policy, refiner_path, value_path, config, args.seed0 + i, args.strength, args.sigma, args.noise)
+                (
+                    args.policy,
+                    refiner_path,
+                    value_path,
+                    config,
+                    args.seed0 + i,
+                    args.strength,
+                    args.sigma,
+                    args.noise,
+                    args.replan_every,
+                    args.random_gate,
+                )
                 for i in range(args.episodes)
             ]
             config_started = time.perf_counter()

@@ -229,6 +229,17 @@ def test_evaluate_with_sb3_and_d4rl_scores(name, trained):
     result = agent.evaluate(n_episodes=2, seed=0)
     assert len(result["returns"]) == 2 and result["normalized_score"] is not None
     assert result == agent.evaluate(n_episodes=2, seed=0)  # seeded
+    # Several envs at once: env i starts from seed + i, one batched predict per step for all.
+    vectorised = agent.evaluate(n_episodes=4, seed=0, n_envs=2)
+    assert len(vectorised["returns"]) == 4 and vectorised == agent.evaluate(n_episodes=4, seed=0, n_envs=2)
+    assert vectorised == agent.evaluate(n_episodes=4, seed=0, n_envs=2, vectorization="async")  # same episodes
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="n_envs must be an integer >= 1"):
+            agent.evaluate(n_episodes=2, n_envs=bad)
+    with pytest.raises(ValueError, match="vectorization must be one of"):
+        agent.evaluate(n_episodes=2, n_envs=2, vectorization="threads")
+    with pytest.raises(ValueError, match="n_eval_envs must be an integer >= 1"):
+        agent.learn(1, eval_freq=1, n_eval_envs=0)
 
 
 # ------------------------------------------------------------------ bad input

@@ -179,6 +179,24 @@ def test_refiner_fit_evaluate_and_wrap(random_dataset_path, tmp_path, capsys):
     assert "commit mode" in capsys.readouterr().out
 
 
+def test_refiner_fit_makes_an_ensemble_that_evaluates_on_shared_held_out_episodes(random_dataset_path, tmp_path):
+    from ctflow_gym import load_refiner
+
+    out = tmp_path / "ensemble"
+    tiny = ["--window", "8", "--ae-steps", "30", "--flow-steps", "30", "--predictor-steps", "10"]
+    argv = ["refiner", "fit", "--dataset", str(random_dataset_path), *tiny, "--inverse-dynamics-steps", "30"]
+    argv += ["--ensemble-seeds", "4", "5", "--combine", "mean", "--agreement-gate", "0.5", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    ensemble = load_refiner(out / "refiner")
+    assert type(ensemble).__name__ == "RefinerEnsemble" and (ensemble.combine, ensemble.agreement_gate) == ("mean", 0.5)
+    info = json.loads((out / "fit_info.json").read_text())
+    assert [m["held_out_episodes"] for m in info["members"]] == [info["held_out_episodes"]] * 2
+    eval_out = tmp_path / "eval"
+    evaluate = ["refiner", "evaluate", str(out / "refiner"), "--dataset", str(random_dataset_path), "--windows", "10"]
+    assert main([*evaluate, "--out", str(eval_out)]) == 0
+    assert json.loads((eval_out / "evaluation.json").read_text())["windows"] == 10
+
+
 def test_evaluation_windows_come_from_held_out_episodes(random_dataset, tmp_path):
     from ctflow_gym import TrajectoryRefiner
     from ctflow_gym.refine.evaluation import held_out_windows
@@ -218,6 +236,8 @@ def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
     assert "GTPAgent, 1 episodes, K=2" in capsys.readouterr().out
     assert main(evaluate) == 0
     assert "K=5" in capsys.readouterr().out  # the saved K
+    assert main([*evaluate[:4], "2", "--envs", "2", *evaluate[5:]]) == 0  # 2 episodes in 2 envs at once
+    assert len(json.loads((tmp_path / "eval" / "evaluation.json").read_text())["returns"]) == 2
     with pytest.raises(SystemExit) as exit_info:
         main(["agent", "train", "--agent", "nope", *common])
     err = capsys.readouterr().err
@@ -254,8 +274,14 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random
             "wandb login",
         )
     )
+    fit = ["refiner", "fit", "--dataset", str(random_dataset_path)]
+    cases.append(([*fit, "--combine", "mean", "--out", str(tmp_path / "c")], "pass --ensemble-seeds too"))
+    cases.append(([*fit, "--ensemble-seeds", "1", "1", "--out", str(tmp_path / "s")], "at least 2 distinct seeds"))
+    gate = ["--ensemble-seeds", "1", "2", "--agreement-gate", "2"]
+    cases.append(([*fit, *gate, "--out", str(tmp_path / "g")], "--agreement-gate must be in [0, 1]"))
     no_model = ["agent", "evaluate", str(tmp_path / "no-model"), "--out", str(tmp_path / "e")]
     cases.append((no_model, "no checkpoint folder"))
+    cases.append(([*no_model[:3], "--envs", "0", *no_model[3:]], "--envs must be >= 1"))
     for argv, expected in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err

@@ -131,3 +131,19 @@ def test_non_mujoco_env_gets_refinement_without_replay():
     assert policy.history[-1]["refined"] and action.shape == (1,)
     returns, _ = evaluate_policy(policy, env, n_eval_episodes=1, warn=False)
     assert np.isfinite(returns)
+
+
+def test_receding_horizon_replans_every_m_steps(refiner, sac):
+    env = gym.make("Hopper-v5", max_episode_steps=30)
+    env.reset(seed=11)
+    base = _episode_returns(sac, env, n=1)
+    env = gym.make("Hopper-v5", max_episode_steps=30)
+    env.reset(seed=11)
+    policy = RefinedPolicy(sac, refiner, env, strength=0.0, verify=False, replan_every=3)
+    attached = _episode_returns(policy, env, n=1)
+    np.testing.assert_array_equal(base[0], attached[0])  # strength 0: the base policy exactly, replanned or not
+    assert len(policy.history) == -(-int(attached[1][0]) // 3)  # one plan per 3 executed steps
+    assert policy.simulator_steps >= 8 * (len(policy.history) - 1)  # each plan looked ahead a whole window
+    for bad in (0, 9, 2.5, True):
+        with pytest.raises(ValueError, match=r"replan_every must be None or an integer in \[1, 8\]"):
+            RefinedPolicy(sac, refiner, gym.make("Hopper-v5"), replan_every=bad)

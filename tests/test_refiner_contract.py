@@ -25,8 +25,8 @@ from ctflow_gym import (
 from ctflow_gym.checkpoint import load_tensors, read_checkpoint_meta, save_checkpoint
 from ctflow_gym.data import make_windows
 from ctflow_gym.refine import REFINERS, refiner_kind
-from ctflow_gym.refine.ensemble import RefinerEnsemble
-from ctflow_gym.refine.evaluation import evaluate_refinement
+from ctflow_gym.refine.ensemble import RefinerEnsemble, agreement
+from ctflow_gym.refine.evaluation import evaluate_refinement, held_out_windows
 from ctflow_gym.refine.perturbation import GaussianPerturbation
 
 FAMILIES = ["TrajectoryRefiner", "ShiftTowardTarget", "GaussianPerturbation", "RefinerEnsemble"]
@@ -233,10 +233,72 @@ def test_an_ensemble_refines_with_the_member_its_seed_names(refiners, windows):
 
 def test_an_ensemble_is_fitted_from_seeds(random_dataset):
     tiny = dict(window=8, ae_steps=30, flow_steps=30, predictor_steps=10, inverse_dynamics_steps=30, ae_hidden=32)
-    ensemble = RefinerEnsemble.fit(random_dataset, seeds=(3, 4), progress_bar=False, **tiny)
+    ensemble = RefinerEnsemble.fit(random_dataset, seeds=(3, 4), progress_bar=False, combine="mean", **tiny)
     assert [m.config.seed for m in ensemble.members] == [3, 4] and ensemble.inverse_dynamics is not None
+    assert ensemble.combine == "mean" and [m.config.split_seed for m in ensemble.members] == [3, 3]
+    # Every member held out the same episodes, so the ensemble has held-out windows none trained on.
+    held_out = ensemble.members[0].fit_info["held_out_episodes"]
+    assert held_out and ensemble.fit_info["held_out_episodes"] == sorted(held_out)
+    assert ensemble.members[1].fit_info["held_out_episodes"] == held_out
+    windows = held_out_windows(ensemble, random_dataset, count=20)
+    assert set(np.unique(windows.episode_ids)) <= set(held_out)
     with pytest.raises(ValueError, match="seeds: an ensemble needs at least 2 distinct seeds"):
         RefinerEnsemble.fit(random_dataset, seeds=(1, 1), **tiny)
+
+
+def test_agreement_is_one_for_equal_moves_and_zero_for_opposite_ones():
+    source = np.zeros((1, 2, 3), np.float32)
+    move = np.ones((1, 2, 3), np.float32)
+    np.testing.assert_allclose(agreement(source, np.stack([move, move])), [1.0])
+    np.testing.assert_allclose(agreement(source, np.stack([move, -move])), [0.0], atol=1e-7)
+    np.testing.assert_allclose(agreement(source, np.stack([source, source])), [1.0])  # nobody moves
+    right_angle = np.zeros_like(move)
+    right_angle[0, 0, :2] = np.sqrt(3.0), -np.sqrt(3.0)  # as long as move, at right angles to it
+    np.testing.assert_allclose(agreement(source, np.stack([move, right_angle])), [1.0 / np.sqrt(2.0)], rtol=1e-6)
+
+
+def test_an_ensemble_mean_and_its_agreement_gate(refiners, windows, tmp_path):
+    flow, shift = refiners["TrajectoryRefiner"], refiners["ShiftTowardTarget"]
+    obs, act = windows.observations, windows.actions
+    members = [flow.refine(obs, act, strength=1.0), shift.refine(obs, act, strength=1.0)]
+    mean = RefinerEnsemble([flow, shift], combine="mean").refine(obs, act, strength=1.0)
+    np.testing.assert_allclose(mean.actions, (members[0].actions + members[1].actions) / 2, rtol=1e-6)
+    np.testing.assert_allclose(mean.observations, (members[0].observations + members[1].observations) / 2, rtol=1e-6)
+    assert not mean.gated.any() and mean.agreement.shape == (len(windows),)
+    # A gate above every window's agreement leaves every window exactly as it was.
+    strict = RefinerEnsemble([flow, shift], combine="mean", agreement_gate=1.0)
+    gated = strict.refine(obs, act, strength=1.0)
+    assert (mean.agreement < 1.0).all() and gated.gated.all()
+    np.testing.assert_array_equal(gated.actions, act)
+    np.testing.assert_array_equal(gated.observations, obs)
+    # Gating a rotating ensemble keeps the chosen member's refinement where members agree.
+    threshold = float(np.median(mean.agreement))
+    rotating = RefinerEnsemble([flow, shift], agreement_gate=threshold).refine(obs, act, strength=1.0, seed=1)
+    keep = mean.agreement >= threshold
+    np.testing.assert_array_equal(rotating.actions[keep], members[1].actions[keep])
+    np.testing.assert_array_equal(rotating.actions[~keep], act[~keep])
+    loaded = load_refiner(strict.save(tmp_path / "strict"))
+    assert (loaded.combine, loaded.agreement_gate) == ("mean", 1.0)
+    with pytest.raises(ValueError, match="combine must be one of"):
+        RefinerEnsemble([flow, shift], combine="vote")
+    for bad in (-0.1, 1.5, "high", True):
+        with pytest.raises(ValueError, match="agreement_gate must be"):
+            RefinerEnsemble([flow, shift], agreement_gate=bad)
+
+
+def test_a_gated_window_runs_the_base_policy_and_says_so(refiners):
+    env = gym.make("Hopper-v5", max_episode_steps=20)
+    strict = RefinerEnsemble([refiners["TrajectoryRefiner"], refiners["ShiftTowardTarget"]], agreement_gate=1.0)
+    zero = lambda obs: np.zeros(3, np.float32)  # noqa: E731
+    policy = RefinedPolicy(zero, strict, env, verify=False)
+    obs, _ = env.reset(seed=2)
+    action, _ = policy.predict(obs)
+    np.testing.assert_array_equal(action, np.zeros(3, np.float32))
+    assert policy.history[-1] == {
+        "refined": False,
+        "source_return": policy.history[-1]["source_return"],
+        "reason": "the refiner's agreement gate kept the base window",
+    }
 
 
 def test_gaussian_perturbation_treats_one_window_as_a_batch_of_one_and_checks_shapes(refiners, windows):

@@ -194,9 +194,13 @@ class GTPAgent(OfflineAgent):
             metrics.update(
                 critic_loss=loss_q.item(),
                 q_mean=q.mean().item(),
+                td_error=(q - target).abs().mean().item(),
                 advantage_std=advantage.std().item(),
+                advantage_positive_fraction=(advantage > 0).float().mean().item(),
                 weight_mean=weights.mean().item(),
                 weight_max=weights.max().item(),
+                weight_clipped_fraction=(weights >= cfg.max_weight * (1 - 1e-6)).float().mean().item(),
+                policy_action_saturation=(policy_actions.abs() >= 1.0).float().mean().item(),
             )
 
         t, u, tau = sample_consistency_times(obs.shape[0], self._grid(), self.generator)

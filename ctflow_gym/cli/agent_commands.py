@@ -50,6 +50,9 @@ def register(commands) -> None:
         "--eval-freq", type=int, default=0, help="evaluate every N steps during training (default: never)"
     )
     train.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default: 10)")
+    train.add_argument(
+        "--eval-envs", type=int, default=1, help="envs the evaluation episodes run in at once (default: 1)"
+    )
     train.add_argument("--checkpoint-freq", type=int, default=5000, help="checkpoint every N steps (default: 5000)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/model if a checkpoint is there")
     train.add_argument("--no-progress", action="store_true")
@@ -63,6 +66,7 @@ def register(commands) -> None:
     )
     evaluate.add_argument("model", help="folder written by `ctflow agent train` (OUT/model)")
     evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--envs", type=int, default=1, help="envs the episodes run in at once (default: 1)")
     evaluate.add_argument(
         "--sampling-steps", type=int, default=None, help="K, flow-map jumps per action (GTP; default: the saved K)"
     )
@@ -97,6 +101,7 @@ def _train(args: argparse.Namespace) -> int:
 
     device = device_of(args)
     _positive(args.steps, "--steps")
+    _positive(args.eval_envs, "--eval-envs")
     for name in ("batch_size", "sampling_steps"):
         if getattr(args, name) is not None:
             _positive(getattr(args, name), CONFIG_FLAGS[name])
@@ -111,11 +116,12 @@ def _train(args: argparse.Namespace) -> int:
             progress_bar=not args.no_progress,
             eval_freq=args.eval_freq,
             n_eval_episodes=args.eval_episodes,
+            n_eval_envs=args.eval_envs,
             checkpoint_path=out / "model",
             checkpoint_freq=args.checkpoint_freq,
             resume=args.resume,
         )
-        result = agent.evaluate(args.eval_episodes, seed=args.seed)
+        result = agent.evaluate(args.eval_episodes, seed=args.seed, n_envs=args.eval_envs)
         logger.log({f"eval/final_{k}": v for k, v in result.items() if isinstance(v, float)}, step=agent.num_timesteps)
         write_json(out / "evaluation.json", result)
     print(
@@ -130,6 +136,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     device = device_of(args)
     _positive(args.episodes, "--episodes")
+    _positive(args.envs, "--envs")
     agent = load_agent(args.model, device=device)
     options = {}
     if args.sampling_steps is not None:
@@ -137,7 +144,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"--sampling-steps: a {type(agent).__name__} has no sampling steps")
         options["sampling_steps"] = _positive(args.sampling_steps, "--sampling-steps")
     with command_run(args, "agent-evaluate") as (out, logger):
-        result = agent.evaluate(args.episodes, seed=args.seed, **options)
+        result = agent.evaluate(args.episodes, seed=args.seed, n_envs=args.envs, **options)
         logger.log({f"eval/{k}": v for k, v in result.items() if isinstance(v, float)})
         write_json(out / "evaluation.json", result)
     steps = options.get("sampling_steps", getattr(agent.config, "sampling_steps", None))

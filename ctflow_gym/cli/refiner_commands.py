@@ -1,4 +1,4 @@
-"""``ctflow refiner fit | evaluate``: train a TrajectoryRefiner, measure it in closed loop."""
+"""``ctflow refiner fit | evaluate``: train a TrajectoryRefiner (or an ensemble), measure it in closed loop."""
 
 from __future__ import annotations
 
@@ -37,6 +37,25 @@ def register(commands) -> None:
         default=4000,
         help="steps of the inverse-dynamics model for tracked execution; 0: none (default: 4000)",
     )
+    fit.add_argument(
+        "--ensemble-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="fit one refiner per seed (same held-out episodes) and save them as a RefinerEnsemble",
+    )
+    fit.add_argument(
+        "--combine",
+        choices=["rotate", "mean"],
+        default="rotate",
+        help="how the ensemble combines its members: rotate (by candidate seed) or mean (default: rotate)",
+    )
+    fit.add_argument(
+        "--agreement-gate",
+        type=float,
+        default=0.0,
+        help="ensemble only: leave windows whose members' agreement is below this, in [0, 1] (default: 0)",
+    )
     fit.add_argument("--no-progress", action="store_true")
     fit.set_defaults(handler=_fit)
 
@@ -74,6 +93,7 @@ def fit_refiner(
     logger,
     progress_bar: bool,
     inverse_dynamics_steps: int = 4000,
+    split_seed: int | None = None,
 ):
     """A :class:`TrajectoryRefiner` fitted with the given budget (shared with the demo)."""
     from ctflow_gym import TrajectoryRefiner
@@ -87,6 +107,7 @@ def fit_refiner(
         feedback=feedback,
         inverse_dynamics_steps=inverse_dynamics_steps,
         seed=seed,
+        split_seed=split_seed,
         device=device,
     )
     return refiner.fit(dataset, logger=logger, progress_bar=progress_bar)
@@ -111,30 +132,49 @@ def _dataset_arg(args):
 
 
 def _fit(args: argparse.Namespace) -> int:
+    from ctflow_gym.logging import NULL_LOGGER
+    from ctflow_gym.refine import RefinerEnsemble
     from ctflow_gym.refine.evaluation import held_out_windows
 
     device = device_of(args)
+    seeds = [args.seed] if args.ensemble_seeds is None else list(args.ensemble_seeds)
+    if args.ensemble_seeds is not None and (len(seeds) < 2 or len(set(seeds)) != len(seeds)):
+        raise UserError(f"--ensemble-seeds: an ensemble needs at least 2 distinct seeds; got {seeds}")
+    if args.ensemble_seeds is None and (args.combine != "rotate" or args.agreement_gate != 0.0):
+        raise UserError("--combine and --agreement-gate configure an ensemble: pass --ensemble-seeds too")
+    if not 0.0 <= args.agreement_gate <= 1.0:
+        raise UserError(f"--agreement-gate must be in [0, 1]; got {args.agreement_gate}")
     dataset = _dataset_arg(args)
     with command_run(args, "refiner-fit") as (out, logger):
-        refiner = fit_refiner(
-            dataset,
-            args.window,
-            args.k,
-            args.ae_steps,
-            args.flow_steps,
-            args.predictor_steps,
-            args.feedback,
-            args.seed,
-            device,
-            logger,
-            not args.no_progress,
-            args.inverse_dynamics_steps,
-        )
+        members = [
+            fit_refiner(
+                dataset,
+                args.window,
+                args.k,
+                args.ae_steps,
+                args.flow_steps,
+                args.predictor_steps,
+                args.feedback,
+                seed,
+                device,
+                logger if i == 0 else NULL_LOGGER,  # one member's curves: the others would log over the same steps
+                not args.no_progress,
+                args.inverse_dynamics_steps,
+                split_seed=seeds[0],
+            )
+            for i, seed in enumerate(seeds)
+        ]
+        if len(members) == 1:
+            refiner, fit_info = members[0], members[0].fit_info
+        else:
+            refiner = RefinerEnsemble(members, combine=args.combine, agreement_gate=args.agreement_gate)
+            fit_info = {"members": [m.fit_info for m in members], **refiner.fit_info}
         refiner.save(out / "refiner")
         windows = held_out_windows(refiner, dataset, 1, args.seed)
-        plot_path(refiner, windows, out / "refinement_path.png", logger=logger)
-        write_json(out / "fit_info.json", refiner.fit_info)
-    print(f"refiner saved to {out / 'refiner'}; refinement path plot {out / 'refinement_path.png'}")
+        plot_path(members[0], windows, out / "refinement_path.png", logger=logger)
+        write_json(out / "fit_info.json", fit_info)
+    kind = "refiner" if len(members) == 1 else f"ensemble of {len(members)} refiners"
+    print(f"{kind} saved to {out / 'refiner'}; refinement path plot {out / 'refinement_path.png'}")
     return 0
 
 

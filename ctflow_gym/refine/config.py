@@ -71,6 +71,10 @@ class RefinerConfig:
         held_out_fraction: share of episodes kept out of pair and flow training to
             fit the return predictor; 0 disables the proxy gain.
         seed: seeds torch and numpy for reproducible fits on CPU.
+        split_seed: draws the held-out episodes; None (default) uses ``seed``.
+            :meth:`~ctflow_gym.refine.RefinerEnsemble.fit` gives every member the same
+            one, so the members hold out the same episodes and the ensemble can be
+            evaluated on windows none of them trained on.
         device: torch device.
     """
 
@@ -97,6 +101,7 @@ class RefinerConfig:
     euler_steps: int = 10
     held_out_fraction: float = 0.2
     seed: int = 0
+    split_seed: int | None = None
     device: str = "cpu"
 
     def validate(self) -> None:
@@ -129,6 +134,10 @@ class RefinerConfig:
                 raise ValueError(f"{name} must be one of {allowed}; got {getattr(self, name)!r}")
         if not 0.0 <= self.held_out_fraction < 1.0:
             raise ValueError(f"held_out_fraction must be in [0, 1); got {self.held_out_fraction}")
+        if self.split_seed is not None and (
+            isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0
+        ):
+            raise ValueError(f"split_seed must be None or an integer >= 0; got {self.split_seed!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0; got {self.lr}")
 

@@ -136,7 +136,9 @@ class TrajectoryRefiner:
         if len(windows) < 2:
             raise ValueError(f"data: at least 2 windows are needed to fit; got {len(windows)}")
         if cfg.held_out_fraction > 0 and len(np.unique(windows.episode_ids)) >= 2:
-            train, held_out = split_episodes(windows, cfg.held_out_fraction, seed=cfg.seed)
+            train, held_out = split_episodes(
+                windows, cfg.held_out_fraction, seed=cfg.seed if cfg.split_seed is None else cfg.split_seed
+            )
         else:
             train, held_out = windows, None
         self.env_id = windows.env_id

@@ -75,6 +75,11 @@ class RefinedPolicy:
             A window that leaves the policy in a state it falls from soon after is then
             charged for the fall, which a value function fitted on other data may not
             foresee. Costs ``continuation`` simulator steps per scored window.
+        replan_every: receding horizon: execute only the first m steps of each chosen
+            window, then look ahead, refine (and verify) again from the state actually
+            reached. None (default) executes whole windows (m = H). A smaller m plans
+            from where the system is more often, at H/m times the look-ahead (and
+            replay) cost; refined windows are still planned and scored over H steps.
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class RefinedPolicy:
         execution: str = "auto",
         refine_options: dict[str, Any] | None = None,
         continuation: int = 0,
+        replan_every: int | None = None,
     ):
         require_value_fn(value_fn, gamma)
         if isinstance(continuation, bool) or not isinstance(continuation, (int, np.integer)) or continuation < 0:
@@ -127,6 +133,15 @@ class RefinedPolicy:
         self.execution = resolve_execution(refiner, execution)
         self.refine_options = dict(refine_options or {})
         self.window = refiner.window
+        if replan_every is None:
+            replan_every = self.window
+        if (
+            isinstance(replan_every, bool)
+            or not isinstance(replan_every, (int, np.integer))
+            or not 1 <= replan_every <= self.window
+        ):
+            raise ValueError(f"replan_every must be None or an integer in [1, {self.window}]; got {replan_every!r}")
+        self.replan_every = int(replan_every)
         self._plan: Any = None
         self._step = 0
         self.simulator_steps = 0
@@ -141,7 +156,7 @@ class RefinedPolicy:
         obs = observation[0] if batched else observation
         if episode_start is not None and np.any(episode_start):
             self._plan = None
-        if self._plan is None or self._step >= len(self._plan):
+        if self._plan is None or self._step >= min(len(self._plan), self.replan_every):
             self._plan, self._step = self._plan_window(obs), 0
         plan, t = self._plan, self._step
         action = plan.action(obs, t) if isinstance(plan, ActionPlan) else plan[t]
@@ -193,6 +208,10 @@ class RefinedPolicy:
             )
             chosen = made[0]
             record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards))}
+            if not self.verify and getattr(chosen.result, "gated", None) is not None and chosen.result.gated[0]:
+                record.update(refined=False, reason="the refiner's agreement gate kept the base window")
+                self.history.append(record)
+                return actions
             if self.verify:
                 source_score = self._score(float(np.sum(rewards)), obs, terminated)
                 best, replays, scores, _ = replay_candidates(

@@ -1,0 +1,230 @@
+"""GTP's training, watched: learning curves and the quantities that explain seed variance.
+
+Usage::
+
+    python benchmarks/gtp_diagnostics.py [--seeds 0 1 2] [--steps 50000] [--eval-every 5000]
+        [--episodes 10] [--envs 10] [--work /tmp/ctflow_gtp] [--out benchmarks/results]
+
+Each seed trains ``GTPAgent`` (package defaults: the GTP paper's hopper-medium-replay
+row, eta 5, lr 3e-4, gradient-norm clip 4) on the shipped dataset for ``--steps``
+gradient steps, in one ``learn`` call (so the noise-level schedule of Eq. 76 is planned
+for the whole run), checkpointed every ``--eval-every`` steps into ``--work``: an
+interrupted run resumes where its last checkpoint was. Every ``--eval-every`` steps the
+policy is evaluated with K = 5 (the agent's default) and K = 2 flow-map jumps,
+``--episodes`` episodes in ``--envs`` envs at once (seeded with the agent's seed + the
+step). Training metrics (averaged over 1000 steps) are kept: critic loss, Q of the data
+actions, TD error, advantage statistics, the advantage weights (mean, max, fraction at
+the clip), saturation of the policy's actions, consistency and flow losses, gradient
+norms. The score of a run is the mean of its last 5 evaluations (D4RL-normalised), as
+the offline RL literature reports.
+
+Writes ``gtp_diagnostics.md`` / ``.json`` and ``gtp_diagnostics.png`` (score and
+diagnostics against steps, one line per seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from common import machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+
+from agents import GTPAgent
+from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
+
+WATCHED = (
+    "critic_loss",
+    "q_mean",
+    "td_error",
+    "advantage_std",
+    "advantage_positive_fraction",
+    "weight_mean",
+    "weight_max",
+    "weight_clipped_fraction",
+    "policy_action_saturation",
+    "consistency_loss",
+    "flow_loss",
+    "critic_grad_norm",
+    "actor_grad_norm",
+)
+
+
+class MetricsFile:
+    """A run logger that keeps every logged record in a JSON file (one entry per step, the last kept)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        """Merge ``metrics`` into the record of ``step`` and write the file (atomically)."""
+        self.records.setdefault(str(step), {}).update({k: float(v) for k, v in metrics.items()})
+        write_atomic(self.path, json.dumps(self.records))
+
+    def log_image(self, *args, **kwargs) -> None:
+        """No images here."""
+
+    def update_config(self, values: dict) -> None:
+        """Nothing to record."""
+
+    def finish(self) -> None:
+        """Nothing to close."""
+
+
+def run_seed(dataset, seed: int, args) -> dict:
+    """Train (or resume) one seed; returns its curve and metrics."""
+    folder = Path(args.work) / f"seed{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics = MetricsFile(folder / "metrics.json")
+    agent = GTPAgent(dataset.env_spec.id, dataset, seed=seed)
+
+    def evaluate_k2(local_vars, global_vars) -> bool:
+        step = agent.num_timesteps
+        if step % args.eval_every == 0 and "eval_k2/normalized_score" not in metrics.records.get(str(step), {}):
+            result = agent.evaluate(args.episodes, n_envs=args.envs, sampling_steps=2)
+            metrics.log({"eval_k2/normalized_score": result["normalized_score"]}, step=step)
+        return True
+
+    started = time.perf_counter()
+    agent.learn(
+        args.steps,
+        callback=evaluate_k2,
+        log_interval=1000,
+        eval_freq=args.eval_every,
+        n_eval_episodes=args.episodes,
+        n_eval_envs=args.envs,
+        checkpoint_path=folder / "model",
+        checkpoint_freq=args.eval_every,
+        resume=True,
+        run_logger=metrics,
+    )
+    curve = [
+        {
+            "step": e["step"],
+            "k5": e["normalized_score"],
+            "k2": metrics.records[str(e["step"])]["eval_k2/normalized_score"],
+        }
+        for e in agent.eval_history
+    ]
+    train = {
+        int(step): {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("train/")}
+        for step, record in metrics.records.items()
+    }
+    return {
+        "seed": seed,
+        "curve": curve,
+        "train": {str(step): values for step, values in sorted(train.items()) if values},
+        "score_k5": float(np.mean([c["k5"] for c in curve[-5:]])),
+        "score_k2": float(np.mean([c["k2"] for c in curve[-5:]])),
+        "this_call_seconds": time.perf_counter() - started,
+    }
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    """Score (K=5 solid, K=2 dashed) and four diagnostics against steps, one colour per seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = ("score", "q_mean", "td_error", "weight_clipped_fraction", "advantage_positive_fraction", "flow_loss")
+    figure, axes = plt.subplots(2, 3, figsize=(15, 8))
+    for i, run in enumerate(runs):
+        colour = f"C{i}"
+        steps = [c["step"] for c in run["curve"]]
+        axes[0, 0].plot(steps, [c["k5"] for c in run["curve"]], colour, label=f"seed {run['seed']} K=5")
+        axes[0, 0].plot(steps, [c["k2"] for c in run["curve"]], colour, linestyle="--", label=f"seed {run['seed']} K=2")
+        train_steps = sorted(int(s) for s in run["train"])
+        for ax, name in zip(axes.flat[1:], panels[1:]):
+            ax.plot(train_steps, [run["train"][str(s)].get(name, np.nan) for s in train_steps], colour)
+    for ax, name in zip(axes.flat, panels):
+        ax.set_title("D4RL score (last-5 mean reported)" if name == "score" else name)
+        ax.set_xlabel("gradient step")
+    axes[0, 0].legend(fontsize=7)
+    figure.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    figure.savefig(tmp, dpi=80)
+    tmp.replace(path)
+    plt.close(figure)
+
+
+def markdown(runs: list[dict], meta: dict) -> str:
+    """Per-seed scores and the diagnostics at the end of training."""
+    rows = []
+    for run in runs:
+        last = run["train"][max(run["train"], key=int)]
+        rows.append(
+            [str(run["seed"]), f"{run['score_k5']:.1f}", f"{run['score_k2']:.1f}"]
+            + [f"{last.get(name, float('nan')):.3g}" for name in WATCHED]
+        )
+    k5 = np.array([r["score_k5"] for r in runs])
+    k2 = np.array([r["score_k2"] for r in runs])
+    summary = (
+        f"K=5: median {np.median(k5):.1f}, mean {k5.mean():.1f}, std {k5.std(ddof=1) if len(k5) > 1 else 0:.1f}; "
+        f"K=2: median {np.median(k2):.1f}, mean {k2.mean():.1f}, std {k2.std(ddof=1) if len(k2) > 1 else 0:.1f}."
+    )
+    return "\n".join(
+        [
+            "# GTP training, watched (learning curves and diagnostics)",
+            "",
+            (
+                f"GTPAgent package defaults on `{meta['dataset']}`, {meta['steps']} gradient steps, seeds "
+                f"{meta['seeds']}; evaluation every {meta['eval_every']} steps ({meta['episodes']} episodes in "
+                f"{meta['envs']} envs); score = mean of the last 5 evaluations. Machine: {meta['machine']}."
+            ),
+            "",
+            summary,
+            "",
+            markdown_table(["seed", "score K=5", "score K=2", *WATCHED], rows),
+            "",
+            "Diagnostics are the training means over the last 1000 steps. Curves: `gtp_diagnostics.png`.",
+            "",
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--eval-every", type=int, default=5000)
+    parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--envs", type=int, default=10)
+    parser.add_argument("--work", default="/tmp/ctflow_gtp")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--report-only", action="store_true", help="summarise the seeds in --work, train nothing")
+    args = parser.parse_args()
+    dataset = load_dataset(DEFAULT_DATASET_ID)
+    runs = []
+    for seed in args.seeds:
+        run_file = Path(args.work) / f"seed{seed}" / "run.json"
+        if run_file.exists():
+            runs.append(json.loads(run_file.read_text()))
+            continue
+        if args.report_only:
+            continue
+        run = run_seed(dataset, seed, args)
+        write_atomic(run_file, json.dumps(run))
+        runs.append(run)
+    meta = {
+        "dataset": DEFAULT_DATASET_ID,
+        "steps": args.steps,
+        "seeds": [r["seed"] for r in runs],
+        "eval_every": args.eval_every,
+        "episodes": args.episodes,
+        "envs": args.envs,
+        "machine": machine_info(),
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "gtp_diagnostics.json", json.dumps({"meta": meta, "runs": runs}))
+    write_atomic(out / "gtp_diagnostics.md", markdown(runs, meta))
+    plot(runs, out / "gtp_diagnostics.png")
+    print((out / "gtp_diagnostics.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
