@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +38,7 @@ from minari import MinariDataset
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import Logger
 
+from agents.compilation import compile_backend
 from agents.evaluation import evaluate_predict, evaluation_vec_env, monitored_vec_env, require_vectorization
 from agents.persistence import (
     config_from_meta,
@@ -188,6 +190,11 @@ class OfflineAgent:
         """Actions in [-1, 1] for normalised ``observations`` (B, obs_dim)."""
         raise NotImplementedError
 
+    def _use_compile(self, backend: str | None) -> None:
+        """Compile the loss functions with ``backend`` (None: eager); see :mod:`agents.compilation`."""
+        if backend is not None:
+            warnings.warn(f"compile={backend!r}: {type(self).__name__} has no compiled path; training eagerly")
+
     @staticmethod
     def _checked(name: str, loss: torch.Tensor) -> torch.Tensor:
         """``loss`` itself; raises :class:`NonFiniteLossError` if it is NaN or inf."""
@@ -215,6 +222,7 @@ class OfflineAgent:
         checkpoint_freq: int = 0,
         resume: bool = False,
         run_logger: RunLogger | None = None,
+        compile: bool | str = False,
     ) -> "OfflineAgent":
         """Train for ``total_timesteps`` gradient steps.
 
@@ -240,12 +248,16 @@ class OfflineAgent:
                 that is not a readable checkpoint of this class with these settings is
                 an error (never overwritten); an empty or missing one starts afresh.
             run_logger: overrides the agent's metrics logger for this call.
+            compile: ``torch.compile`` the loss functions (True: inductor; or a backend
+                name); falls back to eager with a warning where it cannot
+                (:mod:`agents.compilation`, which says why eager is the default).
         """
         if self.transitions is None:
             raise ValueError("this agent has no dataset to learn from; pass dataset= to the constructor or to load()")
         if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 0:
             raise ValueError(f"total_timesteps must be a non-negative integer; got {total_timesteps!r}")
         require_vectorization(n_eval_envs, "sync", "n_eval_envs")
+        self._use_compile(compile_backend(compile))
         logger = run_logger or self.run_logger
         checkpoint = None if checkpoint_path is None else Path(checkpoint_path)
         if checkpoint is not None and checkpoint.exists() and not checkpoint.is_dir():
@@ -393,23 +405,19 @@ class OfflineAgent:
         its std. ``seed`` (default: the agent's seed + the step count) seeds resets;
         ``options`` go to :meth:`predict`.
 
-        ``n_envs`` > 1 runs the episodes in that many envs at once
-        (:func:`agents.evaluation.evaluation_vec_env`; ``vectorization`` ``"sync"`` or
-        ``"async"``), with one batched ``predict`` per step for all of them: 10 episodes
-        then cost about the network calls of the longest one. The episodes are other
-        ones than with ``n_envs=1`` (env i starts from ``seed + i``), as seeded and
-        reproducible; the default 1 keeps the single env of :meth:`get_env`.
+        ``n_envs`` > 1 runs the episodes in that many envs at once, with one batched
+        ``predict`` per step for all (:func:`agents.evaluation.evaluation_vec_env`,
+        ``vectorization`` ``"sync"`` or ``"async"``); env i starts from ``seed + i``, so
+        the episodes differ from ``n_envs=1`` (the default: the env of :meth:`get_env`).
         """
         seed = self.seed + self.num_timesteps if seed is None else seed
         require_vectorization(n_envs, vectorization)
-        if n_envs == 1 and vectorization == "sync":
-            vec_env, owned = self.get_env(), False
-        else:
-            vec_env, owned = evaluation_vec_env(self.env, n_envs, vectorization), True
+        single = n_envs == 1 and vectorization == "sync"
+        vec_env = self.get_env() if single else evaluation_vec_env(self.env, n_envs, vectorization)
         try:
             return evaluate_predict(self.predict, vec_env, self.env_id, n_episodes, deterministic, seed, **options)
         finally:
-            if owned:
+            if not single:
                 vec_env.close()
 
     # ---------------------------------------------------------- persistence

@@ -219,7 +219,6 @@ def main() -> None:
         "machine": machine_info(),
     }
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "gtp_diagnostics.json", json.dumps({"meta": meta, "runs": runs}))
     write_atomic(out / "gtp_diagnostics.md", markdown(runs, meta))
     plot(runs, out / "gtp_diagnostics.png")

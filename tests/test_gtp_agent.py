@@ -184,3 +184,21 @@ def test_config_checks(random_dataset_path):
     with pytest.raises(KeyError, match="no paper settings"):
         GTPConfig.for_dataset("pong-v0")
     assert GTPConfig.for_dataset("hopper-medium-v2").eta == 1.0
+
+
+def _parameters(agent) -> list:
+    return [p.detach().clone() for m in (agent.actor, agent.critic) for p in m.parameters()]
+
+
+def test_compiled_losses_train_like_eager_and_an_impossible_compile_falls_back(random_dataset_path):
+    eager = GTPAgent("Hopper-v5", random_dataset_path, seed=4, **TINY).learn(3)
+    # "aot_eager" traces the losses with dynamo and AOTAutograd (what inductor compiles) without a C++ build.
+    traced = GTPAgent("Hopper-v5", random_dataset_path, seed=4, **TINY).learn(3, compile="aot_eager")
+    for a, b in zip(_parameters(eager), _parameters(traced)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.warns(RuntimeWarning, match="compile='no-such-backend': torch.compile cannot compile here"):
+        fallen = GTPAgent("Hopper-v5", random_dataset_path, seed=4, **TINY).learn(3, compile="no-such-backend")
+    for a, b in zip(_parameters(eager), _parameters(fallen)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)  # eager after the fallback: the same numbers
+    with pytest.raises(ValueError, match="compile must be False, True or a torch.compile backend name"):
+        GTPAgent("Hopper-v5", random_dataset_path, **TINY).learn(1, compile=3)

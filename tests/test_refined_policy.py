@@ -147,3 +147,39 @@ def test_receding_horizon_replans_every_m_steps(refiner, sac):
     for bad in (0, 9, 2.5, True):
         with pytest.raises(ValueError, match=r"replan_every must be None or an integer in \[1, 8\]"):
             RefinedPolicy(sac, refiner, gym.make("Hopper-v5"), replan_every=bad)
+
+
+def test_select_refiners_keeps_what_raised_the_return_on_validation_episodes(refiner, sac):
+    from ctflow_gym.wrappers import run_episodes, select_refiners
+
+    options = dict(strength=1.0, verify=False)
+    selection = select_refiners(
+        sac, [refiner, refiner], "Hopper-v5", episodes=2, seed=5, max_episode_steps=40, **options
+    )
+    base = run_episodes(gym.make("Hopper-v5", max_episode_steps=40), sac, 2, seed=5)
+    assert selection.base_returns == base
+    env = gym.make("Hopper-v5", max_episode_steps=40)
+    again = run_episodes(env, RefinedPolicy(sac, refiner, env, **options), 2, seed=5)
+    first, second = selection.validations
+    assert first.returns == second.returns == again  # seeded: the same refiner gives the same episodes
+    assert first.relative_change == pytest.approx(np.mean(again) / np.mean(base) - 1.0)
+    assert selection.kept == ([0, 1] if first.relative_change > 0 else [])
+    # Strength 0 changes nothing, so nothing is kept.
+    unchanged = select_refiners(sac, [refiner], "Hopper-v5", episodes=1, max_episode_steps=20, strength=0.0)
+    assert unchanged.validations[0].relative_change == 0.0 and unchanged.kept == []
+    with pytest.raises(ValueError, match="refiners: give at least one"):
+        select_refiners(sac, [], "Hopper-v5")
+    with pytest.raises(TypeError, match=r"refiners\[0\] must follow"):
+        select_refiners(sac, [object()], "Hopper-v5")
+
+
+def test_run_episodes_tells_a_refined_policy_of_each_reset(refiner, sac):
+    """A new episode must not finish the previous episode's plan."""
+    from ctflow_gym.wrappers import run_episodes
+
+    env = gym.make("Hopper-v5", max_episode_steps=13)  # episodes end inside an 8-step window
+    policy = RefinedPolicy(sac, refiner, env, strength=1.0, verify=False)
+    returns = run_episodes(env, policy, 2, seed=7)
+    fresh_env = gym.make("Hopper-v5", max_episode_steps=13)
+    fresh = run_episodes(fresh_env, RefinedPolicy(sac, refiner, fresh_env, strength=1.0, verify=False), 1, seed=8)
+    assert returns[1] == fresh[0]

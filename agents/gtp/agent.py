@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from agents.base import OfflineAgent
+from agents.compilation import CompiledOrEager
 from agents.gtp.config import GTPConfig
 from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
 from agents.gtp.networks import FlowMapActor
@@ -63,6 +64,7 @@ class GTPAgent(OfflineAgent):
             self.critic = critic.to(self.device)
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
             self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self._use_compile(None)
         self._grid_cache: tuple[int, torch.Tensor] | None = None
         self._times_cache: dict[tuple, tuple[float, ...]] = {}
 
@@ -159,6 +161,26 @@ class GTPAgent(OfflineAgent):
         samples = policy_actions.shape[0] // observations.shape[0]
         return self.critic.min_q(observations.repeat(samples, 1), policy_actions).view(samples, -1).mean(0)
 
+    def _critic_loss(
+        self, obs: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 16 on the batch, and min_j Q_j(s, a) of the data actions (detached)."""
+        q1, q2 = self.critic(obs, actions)
+        return critic_loss(q1, q2, target), torch.minimum(q1, q2).detach()
+
+    def _actor_losses(self, obs, actions, noise, t, u, tau, weights) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two weighted terms of Eq. 19: L_consistency (Eq. 17) and L_flow (Eq. 18)."""
+        return (
+            consistency_loss(self.actor, self.actor_ema, obs, actions, noise, t, u, tau, weights),
+            flow_loss(self.actor, obs, actions, noise, t, weights),
+        )
+
+    def _use_compile(self, backend: str | None) -> None:
+        self._losses = {
+            "critic": CompiledOrEager(self._critic_loss, backend),
+            "actor": CompiledOrEager(self._actor_losses, backend),
+        }
+
     def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor) -> float:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -182,13 +204,12 @@ class GTPAgent(OfflineAgent):
                 next_actions, policy_actions = self._bootstrap_values(obs, batch["next_observations"])
                 next_value = self._next_value(batch["next_observations"], next_actions)
                 target = td_target(batch["rewards"], batch["terminations"], next_value, cfg.gamma)
-            q1, q2 = self.critic(obs, actions)
-            loss_q = self._checked("critic_loss", critic_loss(q1, q2, target))
+            loss_q, q = self._losses["critic"](obs, actions, target)
+            loss_q = self._checked("critic_loss", loss_q)
             metrics["critic_grad_norm"] = self._step(self.critic_optimizer, self.critic, loss_q)
             with torch.no_grad():
                 # Q of the data actions from the forward pass of the critic loss (one
                 # step stale), V with the updated critic.
-                q = torch.minimum(q1, q2).detach()
                 advantage = q - self._policy_value(obs, policy_actions)
                 weights = advantage_weights(advantage, cfg.eta, cfg.max_weight)
             metrics.update(
@@ -205,10 +226,9 @@ class GTPAgent(OfflineAgent):
 
         t, u, tau = sample_consistency_times(obs.shape[0], self._grid(), self.generator)
         noise = torch.randn(actions.shape, device=self.device, generator=self.generator)
-        loss_consistency = self._checked(
-            "consistency_loss", consistency_loss(self.actor, self.actor_ema, obs, actions, noise, t, u, tau, weights)
-        )
-        loss_flow = self._checked("flow_loss", flow_loss(self.actor, obs, actions, noise, t, weights))
+        loss_consistency, loss_flow = self._losses["actor"](obs, actions, noise, t, u, tau, weights)
+        loss_consistency = self._checked("consistency_loss", loss_consistency)
+        loss_flow = self._checked("flow_loss", loss_flow)
         loss_actor = loss_consistency + cfg.lambda_flow * loss_flow
         metrics["actor_grad_norm"] = self._step(self.actor_optimizer, self.actor, loss_actor)
 

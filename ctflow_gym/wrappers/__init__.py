@@ -1,6 +1,7 @@
 """Environment integration: ``RefinementWrapper`` (refine any policy's rollout, check it by
 replay), ``RefinedPolicy`` (a refiner attached after any policy) and
-``RefinementStepData`` (record a wrapped env's episodes with Minari's ``DataCollector``).
+``RefinementStepData`` (record a wrapped env's episodes with Minari's ``DataCollector``) and
+``select_refiners`` (keep the fitted refiners that help one policy on validation episodes).
 
 Replay itself (snapshots, stepping, window scores, value functions) lives in
 :mod:`ctflow_gym.replay`; its public names are re-exported here for convenience.
@@ -11,6 +12,7 @@ from ctflow_gym.wrappers.episodes import run_episodes
 from ctflow_gym.wrappers.recording import COMMITTED_INFO_KEY, RefinementStepData
 from ctflow_gym.wrappers.refined_policy import RefinedPolicy
 from ctflow_gym.wrappers.refinement_wrapper import RefinementTotals, RefinementWrapper
+from ctflow_gym.wrappers.selection import RefinerSelection, RefinerValidation, select_refiners
 
 __all__ = [
     "COMMITTED_INFO_KEY",
@@ -19,9 +21,12 @@ __all__ = [
     "RefinementStepData",
     "RefinementTotals",
     "RefinementWrapper",
+    "RefinerSelection",
+    "RefinerValidation",
     "capture_snapshot",
     "restore_snapshot",
     "run_episodes",
+    "select_refiners",
     "sb3_value_function",
     "window_score",
 ]
