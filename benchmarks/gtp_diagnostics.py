@@ -44,6 +44,7 @@ WATCHED = (
     "weight_mean",
     "weight_max",
     "weight_clipped_fraction",
+    "weight_ess_fraction",
     "policy_action_saturation",
     "consistency_loss",
     "flow_loss",

@@ -221,6 +221,8 @@ class GTPAgent(OfflineAgent):
                 weight_mean=weights.mean().item(),
                 weight_max=weights.max().item(),
                 weight_clipped_fraction=(weights >= cfg.max_weight * (1 - 1e-6)).float().mean().item(),
+                # Kish's effective sample size of the weighted batch, as a share of the batch.
+                weight_ess_fraction=(weights.sum() ** 2 / (weights**2).sum() / weights.numel()).item(),
                 policy_action_saturation=(policy_actions.abs() >= 1.0).float().mean().item(),
             )
 

@@ -179,6 +179,9 @@ class RefinerEnsemble:
         member_act = np.stack([r.actions for r in results])
         if self.combine == "mean":
             refined_obs, refined_act = member_obs.mean(axis=0), member_act.mean(axis=0)
+            # A mean of equal float32 values can round away from them: keep unmoved windows exactly.
+            unmoved = (member_act == source_act).all(axis=(0, 2, 3)) & (member_obs == source_obs).all(axis=(0, 2, 3))
+            refined_obs[unmoved], refined_act[unmoved] = source_obs[unmoved], source_act[unmoved]
             gains = [r.predicted_gain for r in results]
             gain = None if any(g is None for g in gains) else np.mean(gains, axis=0)
         else:
