@@ -7,12 +7,13 @@ updates and the NaN guard stay eager, so a compiled step updates exactly the sam
 state as an eager one, to float rounding (compiled kernels fuse and reorder
 arithmetic: the numbers agree to about 1e-6, not bit for bit).
 
-Why eager is the default on CPU and on GPU: eager is bit-reproducible across runs and
-machines' torch builds, and compiling costs about 40 s on this project's 2-core CPU
-machine before the first step, for a measured 15-25% faster actor update on one CPU
-thread (``benchmarks/results/gtp_speed.md``). On a GPU, where the gain is expected to be
-larger (fused kernels, fewer launches), compiling is worth trying for long runs; it is
-not measured here (no GPU was lent).
+Why eager is the default on CPU and on GPU: eager is bit-reproducible, and on this
+project's 2-core CPU machine compiling bought little (``benchmarks/results/gtp_speed.md``,
+one thread: a GTP step +6%, a GTP-BC step +15%, a TD3+BC step +1%) for about 40 s of
+compiling before the first step (seconds once inductor's cache is warm). GTP's CPU step
+is bound by its matrix products (2.3x a TD3+BC step's, the measured speed ratio), which
+compiling does not reduce. On a GPU, where fused kernels and fewer launches matter more,
+compiling is worth trying for long runs; it is not measured here (no GPU was lent).
 
 If compiling fails (no C++ compiler for inductor on CPU, an unsupported device or
 Python, an unknown backend name), the first call warns naming the ``compile`` option and

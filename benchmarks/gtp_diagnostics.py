@@ -10,7 +10,9 @@ row, eta 5, lr 3e-4, gradient-norm clip 4) on the shipped dataset for ``--steps`
 gradient steps, in one ``learn`` call (so the noise-level schedule of Eq. 76 is planned
 for the whole run), checkpointed every ``--eval-every`` steps into ``--work``: an
 interrupted run resumes where its last checkpoint was. Every ``--eval-every`` steps the
-policy is evaluated with K = 5 (the agent's default) and K = 2 flow-map jumps,
+policy is evaluated with K = 5 (the agent's default) and K = 2 flow-map jumps from
+a_T = 0 (``deterministic=True``), and with K = 5 from a_T ~ N(0, T^2 I) (stochastic, the
+paper's Eq. 15),
 ``--episodes`` episodes in ``--envs`` envs at once (seeded with the agent's seed + the
 step). Training metrics (averaged over 1000 steps) are kept: critic loss, Q of the data
 actions, TD error, advantage statistics, the advantage weights (mean, max, fraction at
@@ -82,17 +84,19 @@ def run_seed(dataset, seed: int, args) -> dict:
     metrics = MetricsFile(folder / "metrics.json")
     agent = GTPAgent(dataset.env_spec.id, dataset, seed=seed)
 
-    def evaluate_k2(local_vars, global_vars) -> bool:
+    def evaluate_more(local_vars, global_vars) -> bool:
         step = agent.num_timesteps
         if step % args.eval_every == 0 and "eval_k2/normalized_score" not in metrics.records.get(str(step), {}):
-            result = agent.evaluate(args.episodes, n_envs=args.envs, sampling_steps=2)
-            metrics.log({"eval_k2/normalized_score": result["normalized_score"]}, step=step)
+            k2 = agent.evaluate(args.episodes, n_envs=args.envs, sampling_steps=2)
+            stochastic = agent.evaluate(args.episodes, n_envs=args.envs, deterministic=False)
+            scores = {"eval_k2/normalized_score": k2["normalized_score"]}
+            metrics.log({**scores, "eval_stochastic/normalized_score": stochastic["normalized_score"]}, step=step)
         return True
 
     started = time.perf_counter()
     agent.learn(
         args.steps,
-        callback=evaluate_k2,
+        callback=evaluate_more,
         log_interval=1000,
         eval_freq=args.eval_every,
         n_eval_episodes=args.episodes,
@@ -102,14 +106,13 @@ def run_seed(dataset, seed: int, args) -> dict:
         resume=True,
         run_logger=metrics,
     )
-    curve = [
-        {
-            "step": e["step"],
-            "k5": e["normalized_score"],
-            "k2": metrics.records[str(e["step"])]["eval_k2/normalized_score"],
-        }
-        for e in agent.eval_history
-    ]
+    curve = []
+    for entry in agent.eval_history:
+        record = metrics.records[str(entry["step"])]
+        point = {"step": entry["step"], "k5": entry["normalized_score"], "k2": record["eval_k2/normalized_score"]}
+        if "eval_stochastic/normalized_score" in record:
+            point["stochastic_k5"] = record["eval_stochastic/normalized_score"]
+        curve.append(point)
     train = {
         int(step): {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("train/")}
         for step, record in metrics.records.items()
@@ -120,8 +123,23 @@ def run_seed(dataset, seed: int, args) -> dict:
         "train": {str(step): values for step, values in sorted(train.items()) if values},
         "score_k5": float(np.mean([c["k5"] for c in curve[-5:]])),
         "score_k2": float(np.mean([c["k2"] for c in curve[-5:]])),
+        "score_stochastic_k5": float(np.mean([c.get("stochastic_k5", np.nan) for c in curve[-5:]])),
         "this_call_seconds": time.perf_counter() - started,
     }
+
+
+K_SCAN = (1, 2, 3, 5, 8, 12)
+
+
+def k_scan(folder: Path, episodes: int, envs: int) -> dict:
+    """The trained policy at K = 1..12 map steps, from a_T = 0 (deterministic) and a_T ~ N(0, T^2 I)."""
+    agent = GTPAgent.load(folder / "model")
+    scan = {}
+    for steps in K_SCAN:
+        for mode, deterministic in (("deterministic", True), ("stochastic", False)):
+            result = agent.evaluate(episodes, seed=123, n_envs=envs, sampling_steps=steps, deterministic=deterministic)
+            scan[f"{mode} K={steps}"] = {"score": result["normalized_score"], "std": result["normalized_score_std"]}
+    return scan
 
 
 def plot(runs: list[dict], path: Path) -> None:
@@ -138,6 +156,8 @@ def plot(runs: list[dict], path: Path) -> None:
         steps = [c["step"] for c in run["curve"]]
         axes[0, 0].plot(steps, [c["k5"] for c in run["curve"]], colour, label=f"seed {run['seed']} K=5")
         axes[0, 0].plot(steps, [c["k2"] for c in run["curve"]], colour, linestyle="--", label=f"seed {run['seed']} K=2")
+        stochastic = [c.get("stochastic_k5", np.nan) for c in run["curve"]]
+        axes[0, 0].plot(steps, stochastic, colour, linestyle=":", label=f"seed {run['seed']} K=5 stochastic")
         train_steps = sorted(int(s) for s in run["train"])
         for ax, name in zip(axes.flat[1:], panels[1:]):
             ax.plot(train_steps, [run["train"][str(s)].get(name, np.nan) for s in train_steps], colour)
@@ -158,7 +178,12 @@ def markdown(runs: list[dict], meta: dict) -> str:
     for run in runs:
         last = run["train"][max(run["train"], key=int)]
         rows.append(
-            [str(run["seed"]), f"{run['score_k5']:.1f}", f"{run['score_k2']:.1f}"]
+            [
+                str(run["seed"]),
+                f"{run['score_k5']:.1f}",
+                f"{run['score_k2']:.1f}",
+                f"{run.get('score_stochastic_k5', float('nan')):.1f}",
+            ]
             + [f"{last.get(name, float('nan')):.3g}" for name in WATCHED]
         )
     k5 = np.array([r["score_k5"] for r in runs])
@@ -179,9 +204,28 @@ def markdown(runs: list[dict], meta: dict) -> str:
             "",
             summary,
             "",
-            markdown_table(["seed", "score K=5", "score K=2", *WATCHED], rows),
+            markdown_table(["seed", "score K=5", "score K=2", "score K=5 stochastic", *WATCHED], rows),
             "",
-            "Diagnostics are the training means over the last 1000 steps. Curves: `gtp_diagnostics.png`.",
+            (
+                "Diagnostics are the training means over the last 1000 steps; nan: not recorded by the code "
+                "version the seed was trained with. Curves: `gtp_diagnostics.png`."
+            ),
+            "",
+            "## The final policy at other K (20 episodes, reset seeds 123.., D4RL score)",
+            "",
+            "Deterministic starts from a_T = 0 (the prior's mean; what `predict(deterministic=True)` does),",
+            "stochastic from a_T ~ N(0, T^2 I) (the GTP paper's Eq. 15).",
+            "",
+            markdown_table(
+                ["seed", *[f"det K={k}" for k in K_SCAN], *[f"sto K={k}" for k in K_SCAN]],
+                [
+                    [str(run["seed"])]
+                    + [f"{run['k_scan'][f'deterministic K={k}']['score']:.1f}" for k in K_SCAN]
+                    + [f"{run['k_scan'][f'stochastic K={k}']['score']:.1f}" for k in K_SCAN]
+                    for run in runs
+                    if "k_scan" in run
+                ],
+            ),
             "",
         ]
     )
@@ -203,12 +247,15 @@ def main() -> None:
     for seed in args.seeds:
         run_file = Path(args.work) / f"seed{seed}" / "run.json"
         if run_file.exists():
-            runs.append(json.loads(run_file.read_text()))
+            run = json.loads(run_file.read_text())
+        elif args.report_only:
             continue
-        if args.report_only:
-            continue
-        run = run_seed(dataset, seed, args)
-        write_atomic(run_file, json.dumps(run))
+        else:
+            run = run_seed(dataset, seed, args)
+            write_atomic(run_file, json.dumps(run))
+        if "k_scan" not in run and not args.report_only:
+            run["k_scan"] = k_scan(run_file.parent, 2 * args.episodes, args.envs)
+            write_atomic(run_file, json.dumps(run))
         runs.append(run)
     meta = {
         "dataset": DEFAULT_DATASET_ID,
