@@ -82,7 +82,7 @@ def run_seed(dataset, seed: int, args) -> dict:
     folder = Path(args.work) / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     metrics = MetricsFile(folder / "metrics.json")
-    agent = GTPAgent(dataset.env_spec.id, dataset, seed=seed)
+    agent = GTPAgent(dataset.env_spec.id, dataset, seed=seed, tau_sampling=args.tau_sampling)
 
     def evaluate_more(local_vars, global_vars) -> bool:
         step = agent.num_timesteps
@@ -90,6 +90,7 @@ def run_seed(dataset, seed: int, args) -> dict:
             k2 = agent.evaluate(args.episodes, n_envs=args.envs, sampling_steps=2)
             stochastic = agent.evaluate(args.episodes, n_envs=args.envs, deterministic=False)
             scores = {"eval_k2/normalized_score": k2["normalized_score"]}
+            scores.update({f"consistency/{k}": v for k, v in agent.flow_map_consistency().items()})
             metrics.log({**scores, "eval_stochastic/normalized_score": stochastic["normalized_score"]}, step=step)
         return True
 
@@ -112,6 +113,7 @@ def run_seed(dataset, seed: int, args) -> dict:
         point = {"step": entry["step"], "k5": entry["normalized_score"], "k2": record["eval_k2/normalized_score"]}
         if "eval_stochastic/normalized_score" in record:
             point["stochastic_k5"] = record["eval_stochastic/normalized_score"]
+        point.update({k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("consistency/")})
         curve.append(point)
     train = {
         int(step): {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("train/")}
@@ -240,6 +242,7 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=10)
     parser.add_argument("--work", default="/tmp/ctflow_gtp")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--tau-sampling", default="grid", choices=["grid", "time"], help="GTPConfig.tau_sampling")
     parser.add_argument("--report-only", action="store_true", help="summarise the seeds in --work, train nothing")
     args = parser.parse_args()
     dataset = load_dataset(DEFAULT_DATASET_ID)

@@ -75,6 +75,11 @@ def test_schedule_follows_eq_76_and_orders_times():
     t, u, tau = sample_consistency_times(5000, grid, torch.Generator().manual_seed(0))
     assert torch.all(t > u) and torch.all(u >= tau) and torch.all(u > 0)
     assert torch.any(tau == 0) and torch.any(t == 80.0)
+    t2, u2, tau2 = sample_consistency_times(5000, grid, torch.Generator().manual_seed(0), tau_sampling="time")
+    assert torch.equal(t2, t) and torch.equal(u2, u)  # the same draws, only tau differs
+    assert torch.all(u2 >= tau2) and torch.all(tau2 >= 0) and not torch.all(torch.isin(tau2, grid))
+    with pytest.raises(ValueError, match="tau_sampling must be one of"):
+        sample_consistency_times(5, grid, tau_sampling="index")
     with pytest.raises(ValueError, match="count must be an integer >= 2"):
         karras_levels(1, 0.002, 80.0)
 
@@ -179,6 +184,8 @@ def test_overflowing_td_targets_stop_at_the_critic_loss(random_dataset_path):
 def test_config_checks(random_dataset_path):
     with pytest.raises(ValueError, match="sampling_steps"):
         GTPAgent("Hopper-v5", random_dataset_path, sampling_steps=0, **TINY)
+    with pytest.raises(ValueError, match="tau_sampling must be one of"):
+        GTPAgent("Hopper-v5", random_dataset_path, tau_sampling="index", **TINY)
     with pytest.raises(ValueError, match="eta must be >= 0"):
         GTPConfig(eta=-1).validate()
     with pytest.raises(KeyError, match="no paper settings"):
@@ -202,3 +209,11 @@ def test_compiled_losses_train_like_eager_and_an_impossible_compile_falls_back(r
         torch.testing.assert_close(a, b, rtol=0, atol=0)  # eager after the fallback: the same numbers
     with pytest.raises(ValueError, match="compile must be False, True or a torch.compile backend name"):
         GTPAgent("Hopper-v5", random_dataset_path, **TINY).learn(1, compile=3)
+
+
+def test_flow_map_consistency_measures_how_actions_depend_on_k(trained):
+    agent = trained
+    gaps = agent.flow_map_consistency(steps=(1, 12), reference_steps=12, n_states=32)
+    assert set(gaps) == {"stochastic K=1", "stochastic K=12", "deterministic K=1", "deterministic K=12"}
+    assert gaps["stochastic K=12"] == 0.0 and gaps["deterministic K=12"] == 0.0  # K against itself
+    assert gaps["stochastic K=1"] > 0 and gaps == agent.flow_map_consistency(steps=(1, 12), n_states=32)

@@ -125,6 +125,30 @@ class GTPAgent(OfflineAgent):
         """SB3's ``predict``; ``sampling_steps`` (K >= 1) overrides :attr:`sampling_steps`."""
         return super().predict(observation, state, episode_start, deterministic, sampling_steps=sampling_steps)
 
+    def flow_map_consistency(
+        self, steps=(1, 2, 5), reference_steps: int = 12, n_states: int = 256, seed: int = 0
+    ) -> dict[str, float]:
+        """How much the K-step policy's action depends on K: a consistent flow map barely does.
+
+        For ``n_states`` dataset states (drawn with ``seed``) and one draw a_T ~ N(0, T^2 I)
+        each, the root-mean-square distance (in [-1, 1] action units) between the action
+        after K map steps and after ``reference_steps``, for each K in ``steps``
+        (``"stochastic K=k"``), and the same from a_T = 0 (``"deterministic K=k"``).
+        """
+        if self.transitions is None:
+            raise ValueError("flow_map_consistency draws dataset states; this agent has no dataset")
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        index = torch.randint(len(self.transitions), (n_states,), generator=generator, device=self.device)
+        obs = self._data["observations"][index]
+        noise = torch.randn(n_states, self.act_dim, generator=generator, device=self.device)
+        result = {}
+        for mode, start in (("stochastic", noise), ("deterministic", None)):
+            sample = lambda k: self.actor_ema.sample(obs, self._times(k), start).clamp(-1.0, 1.0)  # noqa: E731
+            reference = sample(reference_steps)
+            for k in steps:
+                result[f"{mode} K={k}"] = float(((sample(k) - reference) ** 2).sum(-1).mean().sqrt())
+        return result
+
     # ---------------------------------------------------------------- training
     def _grid(self) -> torch.Tensor:
         cfg = self.config
@@ -226,7 +250,7 @@ class GTPAgent(OfflineAgent):
                 policy_action_saturation=(policy_actions.abs() >= 1.0).float().mean().item(),
             )
 
-        t, u, tau = sample_consistency_times(obs.shape[0], self._grid(), self.generator)
+        t, u, tau = sample_consistency_times(obs.shape[0], self._grid(), self.generator, cfg.tau_sampling)
         noise = torch.randn(actions.shape, device=self.device, generator=self.generator)
         loss_consistency, loss_flow = self._losses["actor"](obs, actions, noise, t, u, tau, weights)
         loss_consistency = self._checked("consistency_loss", loss_consistency)

@@ -57,6 +57,10 @@ class GTPConfig:
             A = Q - V (the paper leaves V open: we take the value of the current
             policy, so A > 0 marks data actions better than what the policy does).
         max_weight: clip of the advantage weights (the paper's "clipped" weighting).
+        tau_sampling: how the consistency loss draws its target level tau below u
+            (:func:`agents.gtp.schedule.sample_consistency_times`; the paper leaves it
+            open): ``"grid"`` (default; uniform over grid points) or ``"time"``
+            (uniform in [0, u]).
     """
 
     eta: float = 5.0
@@ -81,6 +85,7 @@ class GTPConfig:
     train_sampling_steps: int = 2
     value_samples: int = 1
     max_weight: float = 100.0
+    tau_sampling: str = "grid"
 
     @classmethod
     def for_dataset(cls, name: str, **overrides) -> "GTPConfig":
@@ -125,5 +130,9 @@ class GTPConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} (K) must be an integer >= 1; got {value!r}")
+        from agents.gtp.schedule import TAU_SAMPLINGS
+
+        if self.tau_sampling not in TAU_SAMPLINGS:
+            raise ValueError(f"tau_sampling must be one of {TAU_SAMPLINGS}; got {self.tau_sampling!r}")
         if self.grad_norm is not None and self.grad_norm < 0:
             raise ValueError(f"grad_norm must be >= 0 or None; got {self.grad_norm}")

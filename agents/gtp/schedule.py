@@ -71,17 +71,27 @@ def time_grid(
     return torch.tensor([0.0, *reversed(levels)], dtype=torch.float64).float().to(device)
 
 
+TAU_SAMPLINGS = ("grid", "time")
+
+
 def sample_consistency_times(
-    batch: int, grid: torch.Tensor, generator: torch.Generator | None = None
+    batch: int, grid: torch.Tensor, generator: torch.Generator | None = None, tau_sampling: str = "grid"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sample (t, u, tau), each of shape (batch, 1), with t > u >= tau on ``grid``.
+    """Sample (t, u, tau), each of shape (batch, 1), with t > u >= tau.
 
     u ranges over the grid points from ``min_time`` up (index >= 1), t is the next
-    point above u, tau is uniform over the points 0..u.
+    point above u. ``tau_sampling="grid"``: tau is uniform over the grid points 0..u
+    (on the rho-spaced grid most of them lie far below u: long jumps toward the data);
+    ``"time"``: tau is uniform in the interval [0, u] (more jumps of every length
+    between). Both draw the same random numbers.
     """
+    if tau_sampling not in TAU_SAMPLINGS:
+        raise ValueError(f"tau_sampling must be one of {TAU_SAMPLINGS}; got {tau_sampling!r}")
     n = len(grid)  # grid[0] = 0, grid[1] = min_time, grid[n - 1] = T
     u_index = torch.randint(1, n - 1, (batch,), generator=generator, device=grid.device)
     tau_draw = torch.rand(batch, generator=generator, device=grid.device)
-    tau_index = torch.minimum((tau_draw * (u_index + 1)).long(), u_index)
     pick = lambda index: grid[index].unsqueeze(-1)  # noqa: E731
+    if tau_sampling == "time":
+        return pick(u_index + 1), pick(u_index), tau_draw.unsqueeze(-1) * pick(u_index)
+    tau_index = torch.minimum((tau_draw * (u_index + 1)).long(), u_index)
     return pick(u_index + 1), pick(u_index), pick(tau_index)
