@@ -199,7 +199,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
             "# GTP training, watched (learning curves and diagnostics)",
             "",
             (
-                f"GTPAgent package defaults on `{meta['dataset']}`, {meta['steps']} gradient steps, seeds "
+                f"GTPAgent package defaults (tau_sampling {meta['tau_sampling']!r}) on `{meta['dataset']}`, "
+                f"{meta['steps']} gradient steps, seeds "
                 f"{meta['seeds']}; evaluation every {meta['eval_every']} steps ({meta['episodes']} episodes in "
                 f"{meta['envs']} envs); score = mean of the last 5 evaluations. Machine: {meta['machine']}."
             ),
@@ -267,6 +268,7 @@ def main() -> None:
         "eval_every": args.eval_every,
         "episodes": args.episodes,
         "envs": args.envs,
+        "tau_sampling": args.tau_sampling,
         "machine": machine_info(),
     }
     out = Path(args.out)
