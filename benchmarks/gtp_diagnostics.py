@@ -243,7 +243,9 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=10)
     parser.add_argument("--work", default="/tmp/ctflow_gtp")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--tau-sampling", default="grid", choices=["grid", "time"], help="GTPConfig.tau_sampling")
+    parser.add_argument(
+        "--tau-sampling", default="grid", choices=["grid", "time", "grid_zero"], help="GTPConfig.tau_sampling"
+    )
     parser.add_argument("--report-only", action="store_true", help="summarise the seeds in --work, train nothing")
     args = parser.parse_args()
     dataset = load_dataset(DEFAULT_DATASET_ID)

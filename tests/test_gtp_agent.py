@@ -78,6 +78,9 @@ def test_schedule_follows_eq_76_and_orders_times():
     t2, u2, tau2 = sample_consistency_times(5000, grid, torch.Generator().manual_seed(0), tau_sampling="time")
     assert torch.equal(t2, t) and torch.equal(u2, u)  # the same draws, only tau differs
     assert torch.all(u2 >= tau2) and torch.all(tau2 >= 0) and not torch.all(torch.isin(tau2, grid))
+    t3, u3, tau3 = sample_consistency_times(5000, grid, torch.Generator().manual_seed(0), tau_sampling="grid_zero")
+    assert torch.equal(t3, t) and torch.all(u3 >= tau3) and torch.all(torch.isin(tau3, grid))
+    assert (tau3 == 0).float().mean() > (tau == 0).float().mean() + 0.15  # a quarter more jump to 0
     with pytest.raises(ValueError, match="tau_sampling must be one of"):
         sample_consistency_times(5, grid, tau_sampling="index")
     with pytest.raises(ValueError, match="count must be an integer >= 2"):

@@ -59,8 +59,8 @@ class GTPConfig:
         max_weight: clip of the advantage weights (the paper's "clipped" weighting).
         tau_sampling: how the consistency loss draws its target level tau below u
             (:func:`agents.gtp.schedule.sample_consistency_times`; the paper leaves it
-            open): ``"grid"`` (default; uniform over grid points) or ``"time"``
-            (uniform in [0, u]).
+            open): ``"grid"`` (default; uniform over grid points), ``"time"``
+            (uniform in [0, u]) or ``"grid_zero"`` (0 for a quarter of the samples).
     """
 
     eta: float = 5.0

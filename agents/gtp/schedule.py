@@ -71,7 +71,9 @@ def time_grid(
     return torch.tensor([0.0, *reversed(levels)], dtype=torch.float64).float().to(device)
 
 
-TAU_SAMPLINGS = ("grid", "time")
+TAU_SAMPLINGS = ("grid", "time", "grid_zero")
+ZERO_SHARE = 0.25
+"""Share of samples whose tau is 0 under ``tau_sampling="grid_zero"``."""
 
 
 def sample_consistency_times(
@@ -83,7 +85,9 @@ def sample_consistency_times(
     point above u. ``tau_sampling="grid"``: tau is uniform over the grid points 0..u
     (on the rho-spaced grid most of them lie far below u: long jumps toward the data);
     ``"time"``: tau is uniform in the interval [0, u] (more jumps of every length
-    between). Both draw the same random numbers.
+    between); ``"grid_zero"``: tau = 0 (a jump all the way to the data) for a share
+    :data:`ZERO_SHARE` of the samples, uniform over the grid points otherwise. All draw
+    the same random numbers.
     """
     if tau_sampling not in TAU_SAMPLINGS:
         raise ValueError(f"tau_sampling must be one of {TAU_SAMPLINGS}; got {tau_sampling!r}")
@@ -93,5 +97,9 @@ def sample_consistency_times(
     pick = lambda index: grid[index].unsqueeze(-1)  # noqa: E731
     if tau_sampling == "time":
         return pick(u_index + 1), pick(u_index), tau_draw.unsqueeze(-1) * pick(u_index)
+    if tau_sampling == "grid_zero":
+        rescaled = ((tau_draw - ZERO_SHARE) / (1 - ZERO_SHARE)).clamp(min=0.0)
+        tau_index = torch.where(tau_draw < ZERO_SHARE, 0, torch.minimum((rescaled * (u_index + 1)).long(), u_index))
+        return pick(u_index + 1), pick(u_index), pick(tau_index)
     tau_index = torch.minimum((tau_draw * (u_index + 1)).long(), u_index)
     return pick(u_index + 1), pick(u_index), pick(tau_index)
