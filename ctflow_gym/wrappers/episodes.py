@@ -27,19 +27,21 @@ def run_episodes(env: gym.Env, policy: Any, episodes: int, seed: int = 0, determ
 
     ``policy`` is an SB3 model (or anything with ``predict(obs, deterministic=...)``
     returning ``(action, state)``) or a callable from observation to action. The return
-    is the sum of the rewards the env hands out (a model's ``predict`` is told of each
-    episode's first step by ``episode_start``, so a :class:`RefinedPolicy` drops the plan
-    of the previous episode), so in a
+    is the sum of the rewards the env hands out, so in a
     :class:`~ctflow_gym.wrappers.RefinementWrapper` in commit mode it includes what
-    committed windows earned.
+    committed windows earned. A model's ``predict`` gets ``episode_start`` (True on each
+    episode's first step), so a stateful policy such as
+    :class:`~ctflow_gym.wrappers.RefinedPolicy` drops the previous episode's plan.
     """
     if not isinstance(episodes, (int, np.integer)) or episodes < 1:
         raise ValueError(f"episodes must be a positive integer; got {episodes!r}")
-    act = policy_action_fn(policy, deterministic)
-    if hasattr(policy, "predict"):  # SB3's convention: episode_start tells a stateful policy of a reset
-        act = lambda obs, start: policy.predict(obs, episode_start=np.array([start]), deterministic=deterministic)[0]  # noqa: E731
-    else:
-        act = lambda obs, start, plain=act: plain(obs)  # noqa: E731
+    plain = policy_action_fn(policy, deterministic)  # also rejects what is neither a model nor a callable
+
+    def act(obs: np.ndarray, start: bool) -> np.ndarray:
+        if hasattr(policy, "predict"):  # SB3's convention: episode_start tells a stateful policy of a reset
+            return policy.predict(obs, episode_start=np.array([start]), deterministic=deterministic)[0]
+        return plain(obs)
+
     returns = []
     for episode in range(episodes):
         obs, _ = env.reset(seed=seed + episode)
