@@ -97,9 +97,7 @@ def sample_consistency_times(
     pick = lambda index: grid[index].unsqueeze(-1)  # noqa: E731
     if tau_sampling == "time":
         return pick(u_index + 1), pick(u_index), tau_draw.unsqueeze(-1) * pick(u_index)
-    if tau_sampling == "grid_zero":
-        rescaled = ((tau_draw - ZERO_SHARE) / (1 - ZERO_SHARE)).clamp(min=0.0)
-        tau_index = torch.where(tau_draw < ZERO_SHARE, 0, torch.minimum((rescaled * (u_index + 1)).long(), u_index))
-        return pick(u_index + 1), pick(u_index), pick(tau_index)
+    if tau_sampling == "grid_zero":  # draws below ZERO_SHARE clamp to 0, i.e. grid index 0
+        tau_draw = ((tau_draw - ZERO_SHARE) / (1 - ZERO_SHARE)).clamp(min=0.0)
     tau_index = torch.minimum((tau_draw * (u_index + 1)).long(), u_index)
     return pick(u_index + 1), pick(u_index), pick(tau_index)

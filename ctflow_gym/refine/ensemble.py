@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from ctflow_gym.checkpoint import read_checkpoint_meta, require_meta_keys, save_checkpoint
+from ctflow_gym.data.windows import Windows
 from ctflow_gym.refine.contract import RefinementResult, require_refiner
 from ctflow_gym.refine.registry import load_refiner, refiner_kind, register_refiner
 
@@ -170,18 +171,18 @@ class RefinerEnsemble:
         if self.combine == "rotate" and self.agreement_gate == 0.0:
             member = self.members[int(seed) % len(self.members)]
             return member.refine(observations, actions, strength=strength, **options)
-        if hasattr(observations, "observations") and actions is None:  # a Windows batch
+        if isinstance(observations, Windows):
             observations, actions = observations.observations, observations.actions
         results = [m.refine(observations, actions, strength=strength, **options) for m in self.members]
         source_obs = np.asarray(observations, dtype=np.float32).reshape(results[0].observations.shape)
         source_act = np.asarray(actions, dtype=np.float32).reshape(results[0].actions.shape)
         member_obs = np.stack([r.observations for r in results])
         member_act = np.stack([r.actions for r in results])
+        # A window no member moves is returned as the source exactly (a mean of equal
+        # float32 values can round away from them).
+        unmoved = (member_act == source_act).all(axis=(0, 2, 3)) & (member_obs == source_obs).all(axis=(0, 2, 3))
         if self.combine == "mean":
             refined_obs, refined_act = member_obs.mean(axis=0), member_act.mean(axis=0)
-            # A mean of equal float32 values can round away from them: keep unmoved windows exactly.
-            unmoved = (member_act == source_act).all(axis=(0, 2, 3)) & (member_obs == source_obs).all(axis=(0, 2, 3))
-            refined_obs[unmoved], refined_act[unmoved] = source_obs[unmoved], source_act[unmoved]
             gains = [r.predicted_gain for r in results]
             gain = None if any(g is None for g in gains) else np.mean(gains, axis=0)
         else:
@@ -189,8 +190,9 @@ class RefinerEnsemble:
             refined_obs, refined_act, gain = member_obs[chosen], member_act[chosen], results[chosen].predicted_gain
         agree = agreement(source_act, member_act)
         gated = agree < self.agreement_gate
-        refined_obs = np.where(gated[:, None, None], source_obs, refined_obs).astype(np.float32)
-        refined_act = np.where(gated[:, None, None], source_act, refined_act).astype(np.float32)
+        keep = (gated | unmoved)[:, None, None]
+        refined_obs = np.where(keep, source_obs, refined_obs).astype(np.float32)
+        refined_act = np.where(keep, source_act, refined_act).astype(np.float32)
         if gain is not None:
             gain = np.where(gated, 0.0, gain)
         return EnsembleRefinement(refined_obs, refined_act, predicted_gain=gain, agreement=agree, gated=gated)
