@@ -10,6 +10,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +105,23 @@ def fit_and_evaluation_windows(dataset, window: int, seed: int, eval_windows: in
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(eval_pool), min(eval_windows, len(eval_pool)), replace=False))
     return windows, fit_windows, eval_pool.subset(chosen)
+
+
+def interleaved_timings(functions: dict, rounds: int, block: int = 10) -> dict[str, float]:
+    """Median microseconds per call of each function, measured in interleaved blocks.
+
+    Each round times ``block`` calls of every function in turn, so load from other
+    processes hits all of them alike; the medians over rounds are returned, and the
+    ratios the caller forms from them compare like with like.
+    """
+    for function in functions.values():
+        for _ in range(50):
+            function()
+    samples: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            started = time.perf_counter_ns()
+            for _ in range(block):
+                function()
+            samples[name].append((time.perf_counter_ns() - started) / block / 1e3)
+    return {name: float(np.median(values)) for name, values in samples.items()}

@@ -79,9 +79,13 @@ class MetricsFile:
         """Nothing to close."""
 
 
-def run_seed(dataset, seed: int, args) -> dict:
-    """Train (or resume) one seed; returns its curve and metrics."""
-    folder = Path(args.work) / f"seed{seed}"
+def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_options) -> dict:
+    """Train (or resume) one seed in ``folder`` (default ``args.work/seed<k>``); returns its curve and metrics.
+
+    ``args`` needs ``steps``, ``eval_every``, ``episodes``, ``envs``, ``tau_sampling`` and
+    ``action_candidates``; ``agent_options`` are further :class:`GTPConfig` fields (``eta=0``: GTP-BC).
+    """
+    folder = Path(args.work) / f"seed{seed}" if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     metrics = MetricsFile(folder / "metrics.json")
     agent = GTPAgent(
@@ -90,6 +94,7 @@ def run_seed(dataset, seed: int, args) -> dict:
         seed=seed,
         tau_sampling=args.tau_sampling,
         action_candidates=args.action_candidates,
+        **agent_options,
     )
 
     def evaluate_more(local_vars, global_vars) -> bool:

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python benchmarks/gtp_speed.py [--rounds 30] [--block 10] [--threads 1] [--out benchmarks/results]
+    python benchmarks/gtp_speed.py [--rounds 30] [--block 10] [--threads 1] [--device cpu] [--out benchmarks/results]
 
 Every method takes gradient steps on minibatches (256) of the shipped dataset, one torch
-thread (``--threads``), in interleaved blocks (``benchmarks/gtp_vs_peers.py``'s
+thread (``--threads``), in interleaved blocks (``benchmarks/common.py``'s
 ``interleaved_timings``: load from other processes hits every method alike, so the
 ratios compare like with like). Methods:
 
@@ -30,10 +30,9 @@ import time
 from pathlib import Path
 
 import torch
-from common import machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
-from gtp_vs_peers import interleaved_timings
+from common import interleaved_timings, machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
 
-from agents import GTPAgent
+from agents import GTPAgent, GTPConfig
 from agents.compilation import CompiledOrEager
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 from ctflow_gym.models import DoubleQ
@@ -46,8 +45,8 @@ class TD3BCStep:
     def __init__(self, agent: GTPAgent, backend: str | None, alpha: float = 2.5, policy_delay: int = 2):
         obs_dim, act_dim, cfg = agent.obs_dim, agent.act_dim, agent.config
         torch.manual_seed(0)
-        self.actor = MLP(obs_dim, act_dim, cfg.actor_hidden, cfg.actor_layers)
-        self.critic = DoubleQ(obs_dim, act_dim, cfg.critic_hidden, cfg.critic_layers)
+        self.actor = MLP(obs_dim, act_dim, cfg.actor_hidden, cfg.actor_layers).to(agent.device)
+        self.critic = DoubleQ(obs_dim, act_dim, cfg.critic_hidden, cfg.critic_layers).to(agent.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
@@ -89,9 +88,9 @@ class TD3BCStep:
                         t.lerp_(s, 0.005)
 
 
-def gtp_step(dataset, eta: float, backend: str | None):
-    """A callable taking one GTPAgent gradient step (eta 0: GTP-BC)."""
-    agent = GTPAgent(dataset.env_spec.id, dataset, eta=eta, seed=0)
+def gtp_step(dataset, eta: float, backend: str | None, device: str = "cpu"):
+    """A callable taking one GTPAgent gradient step (eta 0: GTP-BC) on ``device``."""
+    agent = GTPAgent(dataset.env_spec.id, dataset, eta=eta, seed=0, device=device)
     agent.target_timesteps = 1_000_000  # the schedule of Eq. 76 as planned for a long run
     agent._use_compile(backend)
 
@@ -107,33 +106,9 @@ def matmul_flops(batch: int, sizes: list[tuple[int, int]], passes: float) -> flo
     return 2.0 * batch * sum(i * o for i, o in sizes) * passes
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--block", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-compile", action="store_true", help="eager only (skips ~3 min of compiling)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    dataset = load_dataset(DEFAULT_DATASET_ID)
-    modes = {"eager": None} if args.no_compile else {"eager": None, "compiled": "inductor"}
-    functions, compile_seconds = {}, {}
-    for mode, backend in modes.items():
-        for name, eta in (("GTP", 5.0), ("GTP-BC", 0.0)):
-            agent, step = gtp_step(dataset, eta, backend)
-            started = time.perf_counter()
-            step()  # compiles, when compiling
-            compile_seconds[f"{name} {mode}"] = time.perf_counter() - started
-            functions[f"{name} {mode}"] = step
-        td3 = TD3BCStep(agent, backend)
-        started = time.perf_counter()
-        td3(), td3()
-        compile_seconds[f"TD3+BC {mode}"] = time.perf_counter() - started
-        functions[f"TD3+BC {mode}"] = td3
-    started = time.perf_counter()
-    micros = interleaved_timings(functions, args.rounds, args.block)
-    o, a, h, b = agent.obs_dim, agent.act_dim, 256, agent.config.batch_size
+def flops_per_step(agent: GTPAgent) -> dict[str, float]:
+    """Counted matrix-product GFLOP of one GTP step and one TD3+BC step of the same sizes."""
+    o, a, h, b = agent.obs_dim, agent.act_dim, agent.config.actor_hidden, agent.config.batch_size
     actor = [(o + a + 32, h), (h, h), (h, h), (h, a)]
     head = [(o + a, h), (h, h), (h, 1)]
     td3_actor = [(o, h), (h, h), (h, h), (h, a)]
@@ -144,6 +119,34 @@ def main() -> None:
     # TD3+BC: target actor + target critic, critic forward+backward; every 2nd step actor and q1 forward+backward.
     td3 = matmul_flops(b, td3_actor, 1) + matmul_flops(b, head, 2) + matmul_flops(b, head, 2 * 3)
     td3 += 0.5 * (matmul_flops(b, td3_actor, 3) + matmul_flops(b, head, 3))
+    return {"GTP": gtp / 1e9, "TD3+BC": td3 / 1e9, "ratio": td3 / gtp}
+
+
+def measure_speed(dataset, device: str, rounds: int, block: int, compile: bool) -> dict:
+    """Steps/s of GTP, GTP-BC and the TD3+BC reference step, eager (and compiled), interleaved.
+
+    Returns ``{"results": {"GTP eager": {...}, ...}, "matmul_gflop_per_step": ..., "timing_minutes": ...}``;
+    each result has ``us_per_step``, ``steps_per_second``, ``first_step_seconds`` (compiling,
+    when compiled) and, for GTP and GTP-BC, ``ratio_to_td3bc_same_mode``. On CUDA every
+    step ends with a synchronisation, so a step's time is its whole time on the device.
+    """
+    modes = {"eager": None, "compiled": "inductor"} if compile else {"eager": None}
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    functions, compile_seconds = {}, {}
+    for mode, backend in modes.items():
+        for name, eta in (("GTP", 5.0), ("GTP-BC", 0.0)):
+            agent, step = gtp_step(dataset, eta, backend, device)
+            started = time.perf_counter()
+            step(), sync()  # compiles, when compiling
+            compile_seconds[f"{name} {mode}"] = time.perf_counter() - started
+            functions[f"{name} {mode}"] = lambda step=step: (step(), sync())
+        td3 = TD3BCStep(agent, backend)
+        started = time.perf_counter()
+        td3(), td3(), sync()
+        compile_seconds[f"TD3+BC {mode}"] = time.perf_counter() - started
+        functions[f"TD3+BC {mode}"] = lambda td3=td3: (td3(), sync())
+    started = time.perf_counter()
+    micros = interleaved_timings(functions, rounds, block)
     results = {
         name: {"us_per_step": us, "steps_per_second": 1e6 / us, "first_step_seconds": compile_seconds[name]}
         for name, us in micros.items()
@@ -151,16 +154,16 @@ def main() -> None:
     for mode in modes:
         for name in ("GTP", "GTP-BC"):
             results[f"{name} {mode}"]["ratio_to_td3bc_same_mode"] = micros[f"TD3+BC {mode}"] / micros[f"{name} {mode}"]
-    meta = {
-        "threads": args.threads,
-        "rounds": args.rounds,
-        "block": args.block,
-        "batch_size": b,
-        "matmul_gflop_per_step": {"GTP": gtp / 1e9, "TD3+BC": td3 / 1e9, "ratio": td3 / gtp},
-        "machine": machine_info(),
+    return {
+        "results": results,
+        "matmul_gflop_per_step": flops_per_step(agent),
         "timing_minutes": (time.perf_counter() - started) / 60,
     }
-    rows = [
+
+
+def speed_rows(results: dict) -> list[list[str]]:
+    """Table rows (method, steps/s, ms/step, ratio to TD3+BC, first step s) of :func:`measure_speed`'s results."""
+    return [
         [
             name,
             f"{r['steps_per_second']:.1f}",
@@ -170,17 +173,45 @@ def main() -> None:
         ]
         for name, r in results.items()
     ]
+
+
+SPEED_HEADER = ["method", "steps/s", "ms/step", "ratio to TD3+BC reference (same mode)", "first step s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--block", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-compile", action="store_true", help="eager only (skips ~3 min of compiling)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dataset = load_dataset(DEFAULT_DATASET_ID)
+    speed = measure_speed(dataset, args.device, args.rounds, args.block, compile=not args.no_compile)
+    results = speed["results"]
+    meta = {
+        "threads": args.threads,
+        "device": args.device,
+        "rounds": args.rounds,
+        "block": args.block,
+        "batch_size": GTPConfig.batch_size,
+        "matmul_gflop_per_step": speed["matmul_gflop_per_step"],
+        "machine": machine_info(),
+        "timing_minutes": speed["timing_minutes"],
+    }
     flops = meta["matmul_gflop_per_step"]
     text = "\n".join(
         [
             "# GTP training speed next to a TD3+BC step of the same sizes (one run, interleaved)",
             "",
             (
-                f"{args.threads} torch thread(s), batch {b}, {args.rounds} rounds of {args.block} steps per method, "
-                f"median per round. Machine: {meta['machine']}."
+                f"Device {args.device}, {args.threads} torch thread(s), batch {meta['batch_size']}, {args.rounds} "
+                f"rounds of {args.block} steps per method, median per round. Machine: {meta['machine']}."
             ),
             "",
-            markdown_table(["method", "steps/s", "ms/step", "ratio to TD3+BC (same mode)", "first step s"], rows),
+            markdown_table(SPEED_HEADER, speed_rows(results)),
             "",
             (
                 f"Matrix-product work per step (forward + backward, counted): GTP {flops['GTP']:.3f} GFLOP, "

@@ -1,23 +1,42 @@
-"""GTP and GTP-BC next to d3rlpy's IQL and TD3+BC on the same data (issue 5).
+"""GTP and GTP-BC next to d3rlpy's IQL and TD3+BC on the same data: scores, learning curves, speed.
 
-Same dataset (the shipped default unless ``--dataset``), same batch size, same number
-of gradient steps, the same seeds; each run is evaluated for ``--episodes`` episodes
-whose first reset is seeded with 10000 + seed. Reported: D4RL-normalised score (mean
-+- std over seeds), gradient steps per second (training only, no evaluation inside),
-and the action latency of the GTP actor at batch 1 and 256 for K = 1, 2, 5 next to a
-plain MLP actor of the same width and depth.
+Same dataset (the shipped default unless ``--dataset``), batch size, number of gradient
+steps and seeds for every method. Sections of the results (``<out>/<name>.md`` / ``.json``
+/ ``.png``; ``--name`` defaults to ``gtp_vs_peers_<steps/1000>k``, ``_final`` added when
+``--eval-every 0``):
+
+- **Scores.** With ``--eval-every N`` (default 10000) every run is evaluated every N
+  gradient steps, ``--episodes`` episodes each, and its score is the mean D4RL score of
+  its last 5 evaluations (how the offline RL literature reports). GTP and GTP-BC train
+  through ``gtp_diagnostics.run_seed`` (the K = 5 / K = 2 policies as
+  ``predict(deterministic=True)`` acts, ``--envs`` envs at once, resets seeded with the
+  agent's seed + the step; checkpoints every N steps in ``--work/<method>/seed<k>``, so an
+  interrupted run resumes); the peers' evaluations reset with 10000 + seed each time
+  (``peer_d3rlpy.py --eval-every``). The table gives median, mean, standard deviation
+  (ddof 1) and per-seed scores. With ``--eval-every 0`` each run is evaluated once at the
+  end (the first protocol of this benchmark, kept to re-render its results).
+- **Learning curves** (``.png``): score against gradient steps per method, the median
+  over seeds as a line and the range of the seeds shaded.
+- **Speed** (measured once per ``--name``, cached): ``gtp_speed.measure_speed``'s
+  interleaved timing of a GTP step, a GTP-BC step and a plain PyTorch TD3+BC step of
+  the same sizes (eager and compiled, unless ``--no-compile``), and d3rlpy's IQL and
+  TD3+BC training steps/s from short runs (``--speed-steps``) in the same invocation,
+  same device and torch threads. The d3rlpy runs are not interleaved with ours: run the
+  speed section on an otherwise idle machine (``--speed-only``).
+- **Action latency** of the GTP actor at batch 1 and 256 for K = 1, 2, 5 next to a
+  plain MLP actor of the same width and depth.
 
 d3rlpy 2.8 pins gymnasium 1.0.0, so it runs in its own virtual environment that this
 script makes (``--peer-venv``, default ``.bench-venvs/d3rlpy``) with torch 2.13.0,
 d3rlpy 2.8.1 and gymnasium[mujoco] 1.0.0, and is handed the same transitions as an
 ``.npz`` (see ``peer_d3rlpy.py``). Our dependencies are untouched.
 
-Every finished run is written to ``<out>/gtp_vs_peers_runs/<method>-seed<k>.json`` and
-skipped when the script runs again, so an interrupted benchmark resumes; the summary
-(``gtp_vs_peers.md`` / ``.json``) is rewritten after every run from what is there.
+Every finished run is written to ``<out>/<name>_runs/<method>-seed<k>.json`` and skipped
+when the script runs again; the summary is rewritten after every run from what is there.
 
-    python benchmarks/gtp_vs_peers.py                      # 50k steps, 3 seeds, 4 methods
-    python benchmarks/gtp_vs_peers.py --steps 2000 --seeds 0 --out /tmp/smoke
+    python benchmarks/gtp_vs_peers.py                          # 200k steps, curves, 3 seeds, 4 methods
+    python benchmarks/gtp_vs_peers.py --steps 50000 --eval-every 0 --report-only   # the first protocol
+    python benchmarks/gtp_vs_peers.py --steps 2000 --eval-every 1000 --seeds 0 --out /tmp/smoke
 """
 
 from __future__ import annotations
@@ -32,14 +51,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import RunCache, machine_info, write_atomic  # benchmarks/ is the script's folder
+from common import (  # benchmarks/ is the script's folder
+    RunCache,
+    interleaved_timings,
+    machine_info,
+    markdown_table,
+    write_atomic,
+)
+from gtp_diagnostics import run_seed
+from gtp_speed import SPEED_HEADER, measure_speed, speed_rows
 
-from agents import agent_class
+from agents import GTPConfig, agent_class
 from agents.gtp.networks import FlowMapActor, plain_mlp_actor
 from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
 
 METHODS = ("gtp", "gtp-bc", "iql", "td3+bc")
+LABELS = {"gtp": "GTP", "gtp-bc": "GTP-BC", "iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"}
+LAST_EVALUATIONS = 5
+"""A run's score is the mean of its last this-many evaluations."""
 PEER_REQUIREMENTS = ("d3rlpy==2.8.1", "gymnasium[mujoco]==1.0.0")
 
 
@@ -72,9 +102,28 @@ def export_transitions(dataset, path: Path) -> None:
 
 
 def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
-    """Train GTP (eta from the paper's hopper-medium-replay row) or GTP-BC (eta = 0)."""
+    """Train GTP (eta from the paper's hopper-medium-replay row) or GTP-BC (eta = 0).
+
+    With ``args.eval_every``: through ``gtp_diagnostics.run_seed`` (curve of K = 5 and
+    K = 2 scores, checkpoints in ``args.work``); else evaluated once at the end, K = 1, 2, 5.
+    """
     eta = 0.0 if method == "gtp-bc" else args.eta
-    agent = agent_class("gtp")(env_id, dataset, eta=eta, batch_size=args.batch_size, device=args.device, seed=seed)
+    run = {"method": method, "seed": seed, "steps": args.steps, "batch_size": args.batch_size, "eta": eta}
+    run["action_candidates"] = args.action_candidates
+    if args.eval_every:
+        folder = Path(args.work) / method / f"seed{seed}"
+        trained = run_seed(dataset, seed, args, folder, eta=eta, batch_size=args.batch_size, device=args.device)
+        curve = [{"step": c["step"], "score": c["k5"], "score_K=2": c["k2"]} for c in trained["curve"]]
+        return {**run, "eval_every": args.eval_every, "curve": curve, "wall_seconds": trained["this_call_seconds"]}
+    agent = agent_class("gtp")(
+        env_id,
+        dataset,
+        eta=eta,
+        batch_size=args.batch_size,
+        action_candidates=args.action_candidates,
+        device=args.device,
+        seed=seed,
+    )
     started = time.perf_counter()
     agent.learn(args.steps, progress_bar=args.progress)
     train_seconds = time.perf_counter() - started
@@ -83,11 +132,7 @@ def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
         result = agent.evaluate(args.episodes, seed=10_000 + seed, sampling_steps=steps)
         by_steps[f"K={steps}"] = {"returns": result["returns"], "normalized_score": result["normalized_score"]}
     return {
-        "method": method,
-        "seed": seed,
-        "steps": args.steps,
-        "batch_size": args.batch_size,
-        "eta": eta,
+        **run,
         "returns": by_steps["K=5"]["returns"],
         "by_sampling_steps": by_steps,
         "train_seconds": train_seconds,
@@ -96,7 +141,7 @@ def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
 
 
 def run_peer(method: str, seed: int, args, env_id: str, python: Path, data_file: Path, work: Path) -> dict:
-    """Run ``peer_d3rlpy.py`` in the peer venv and read its JSON back."""
+    """Run ``peer_d3rlpy.py`` in the peer venv and read its JSON back (scores of its curve normalised)."""
     out = work / f".{method}-seed{seed}.peer.json"
     command = [
         str(python),
@@ -119,34 +164,30 @@ def run_peer(method: str, seed: int, args, env_id: str, python: Path, data_file:
         str(10_000 + seed),
         "--device",
         "cuda:0" if args.device.startswith("cuda") else "cpu:0",
+        "--eval-every",
+        str(args.eval_every),
         "--out",
         str(out),
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    started = time.perf_counter()
     subprocess.run(command, check=True, env=environment, stdout=subprocess.DEVNULL if not args.progress else None)
     result = json.loads(out.read_text())
     out.unlink()
-    return {"method": method, **{k: v for k, v in result.items() if k != "algo"}}
-
-
-def interleaved_timings(functions: dict, rounds: int, block: int = 10) -> dict[str, float]:
-    """Median microseconds per call of each function, measured in interleaved blocks.
-
-    Each round times ``block`` calls of every function in turn, so load from other
-    processes hits all of them alike; the medians over rounds are returned, and the
-    ratios the caller forms from them compare like with like.
-    """
-    for function in functions.values():
-        for _ in range(50):
-            function()
-    samples: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            started = time.perf_counter_ns()
-            for _ in range(block):
-                function()
-            samples[name].append((time.perf_counter_ns() - started) / block / 1e3)
-    return {name: float(np.median(values)) for name, values in samples.items()}
+    run = {"method": method, **{k: v for k, v in result.items() if k not in ("algo", "curve")}}
+    run["wall_seconds"] = time.perf_counter() - started
+    if args.eval_every:
+        run["curve"] = [
+            {
+                "step": c["step"],
+                "score": float(np.mean(normalized_score(env_id, c["returns"]))),
+                "returns": c["returns"],
+            }
+            for c in result["curve"]
+        ]
+    else:
+        run.pop("eval_every", None)
+    return run
 
 
 def action_latency(obs_dim: int, act_dim: int, device: str, rounds: int) -> dict:
@@ -177,72 +218,184 @@ def action_latency(obs_dim: int, act_dim: int, device: str, rounds: int) -> dict
     return rows
 
 
+def run_scores(run: dict, env_id: str) -> dict[str, float]:
+    """A run's scores: ``"score"`` (K = 5 for GTP) and, for GTP runs, ``"score_K=2"`` (and ``"score_K=1"``).
+
+    Runs with a curve: the mean of the last :data:`LAST_EVALUATIONS` evaluations; runs
+    without one (``--eval-every 0``): the final evaluation.
+    """
+    if "curve" in run:
+        last = run["curve"][-LAST_EVALUATIONS:]
+        return {key: float(np.mean([point[key] for point in last])) for key in last[0] if key.startswith("score")}
+    scores = {"score": float(np.mean(normalized_score(env_id, run["returns"])))}
+    for key, result in run.get("by_sampling_steps", {}).items():
+        if key != "K=5":
+            scores[f"score_{key}"] = float(np.mean(normalized_score(env_id, result["returns"])))
+    return scores
+
+
+def seed_statistics(values: list[float]) -> dict:
+    """Median, mean and standard deviation (ddof 1; 0 for one seed) of per-seed scores."""
+    values = np.asarray(values, dtype=float)
+    return {
+        "median": float(np.median(values)),
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "per_seed": values.tolist(),
+    }
+
+
 def summarize(runs: list[dict], env_id: str) -> dict:
-    """Per method: normalised score mean +- std over seeds, steps/s, seeds done."""
+    """Per method: seeds done, seed statistics of each score, wall minutes and (peers) training steps/s."""
     table = {}
     for method in METHODS:
-        mine = [r for r in runs if r["method"] == method]
+        mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
         if not mine:
             continue
-        scores = [float(np.mean(normalized_score(env_id, r["returns"]))) for r in mine]
+        scores = [run_scores(r, env_id) for r in mine]
         entry = {
             "seeds": [r["seed"] for r in mine],
-            "score_per_seed": scores,
-            "score_mean": float(np.mean(scores)),
-            "score_std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0,
-            "score_median": float(np.median(scores)),
-            "return_mean": float(np.mean([np.mean(r["returns"]) for r in mine])),
-            "steps_per_second": float(np.mean([r["steps_per_second"] for r in mine])),
+            "scores": {key: seed_statistics([s[key] for s in scores]) for key in scores[0]},
+            "wall_minutes": sum(r.get("wall_seconds", r.get("train_seconds", 0.0)) for r in mine) / 60,
         }
-        if "by_sampling_steps" in mine[0]:
-            for key in ("K=1", "K=2"):
-                per_seed = [
-                    float(np.mean(normalized_score(env_id, r["by_sampling_steps"][key]["returns"]))) for r in mine
-                ]
-                entry[f"score_mean_{key}"] = float(np.mean(per_seed))
-                entry[f"score_std_{key}"] = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0
+        if all("steps_per_second" in r for r in mine):
+            entry["steps_per_second"] = float(np.mean([r["steps_per_second"] for r in mine]))
         table[method] = entry
     return table
 
 
-def markdown(summary: dict, latency: dict | None, meta: dict) -> str:
-    """The summary table, the latency table and the run details as the results markdown file."""
+def plot_curves(runs: list[dict], path: Path, title: str) -> bool:
+    """Score against gradient steps per method: median over seeds, seeds' range shaded. False: no curves."""
+    curves = [r for r in runs if "curve" in r]
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5))
+    for i, method in enumerate(METHODS):
+        for key, style in (("score", "-"), ("score_K=2", "--")):
+            mine = [r["curve"] for r in curves if r["method"] == method and key in r["curve"][0]]
+            if not mine:
+                continue
+            steps = sorted(set.intersection(*({p["step"] for p in c} for c in mine)))
+            values = np.array([[next(p[key] for p in c if p["step"] == s) for s in steps] for c in mine])
+            label = f"{LABELS[method]}{' K=2' if key != 'score' else ''} ({len(mine)} seeds)"
+            axis.plot(steps, np.median(values, axis=0), style, color=f"C{i}", label=label)
+            if key == "score":
+                axis.fill_between(steps, values.min(axis=0), values.max(axis=0), color=f"C{i}", alpha=0.2)
+    axis.set_xlabel("gradient steps")
+    axis.set_ylabel("D4RL-normalised score")
+    axis.set_title(title)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    temporary = path.with_name(f".{path.stem}.tmp.png")
+    figure.savefig(temporary, dpi=90)
+    os.replace(temporary, path)
+    plt.close(figure)
+    return True
+
+
+def measure_all_speeds(args, dataset, peer_python: Path, data_file: Path, work: Path) -> dict:
+    """Our interleaved step timings and the d3rlpy peers' training steps/s, in one invocation."""
+    ours = measure_speed(dataset, args.device, args.speed_rounds, 10, compile=not args.no_compile)
+    peers = {}
+    for method in ("iql", "td3+bc"):
+        short = argparse.Namespace(**{**vars(args), "steps": args.speed_steps, "eval_every": 0, "episodes": 0})
+        result = run_peer(method, 0, short, dataset.env_spec.id, peer_python, data_file, work)
+        peers[method] = {"steps_per_second": result["steps_per_second"], "steps": args.speed_steps}
+    return {**ours, "peers": peers, "device": args.device, "threads": args.threads, "machine": machine_info()}
+
+
+def speed_markdown(speed: dict) -> list[str]:
+    """The speed section: our interleaved timings, the peers' steps/s and GTP's ratios to them."""
+    results, flops = speed["results"], speed["matmul_gflop_per_step"]
+    rows = speed_rows(results)
+    for method, peer in speed["peers"].items():
+        rows.append([f"{LABELS[method]} ({peer['steps']}-step run)", f"{peer['steps_per_second']:.1f}"])
+        rows[-1] += [f"{1000 / peer['steps_per_second']:.2f}", "-", "-"]
+    gtp = results["GTP eager"]["steps_per_second"]
+    ratios = ", ".join(f"{LABELS[m]} {gtp / p['steps_per_second']:.2f}x" for m, p in speed["peers"].items())
+    return [
+        "## Training speed (gradient steps per second, one invocation)",
+        "",
+        (
+            f"Device {speed['device']}, {speed['threads']} torch thread(s), batch 256, commit "
+            f"{speed['machine']['commit']}. GTP, GTP-BC and the TD3+BC reference step (plain PyTorch, the same "
+            "network sizes, policy delay 2) are timed interleaved (`gtp_speed.measure_speed`); the d3rlpy rows "
+            "are short training runs right after, not interleaved."
+        ),
+        "",
+        markdown_table(SPEED_HEADER, rows),
+        "",
+        (
+            f"GTP eager against d3rlpy: {ratios}. Counted matrix-product work per step: GTP {flops['GTP']:.3f} "
+            f"GFLOP, TD3+BC {flops['TD3+BC']:.3f} GFLOP ({flops['ratio']:.2f}x GTP's)."
+        ),
+    ]
+
+
+def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict) -> str:
+    """The results file: protocol, the score table, the curves' file, speed and latency."""
+    if meta["eval_every"]:
+        protocol = (
+            f"evaluated every {meta['eval_every']} steps, {meta['episodes']} episodes each; score = mean "
+            f"D4RL score of the last {LAST_EVALUATIONS} evaluations. GTP acts as `predict(deterministic=True)`: "
+            f"the best of N = {meta['action_candidates']} samples by the critic (GTP-BC: one sample)"
+        )
+    else:
+        protocol = f"evaluated once at the end, {meta['episodes']} episodes (first reset seeded 10000 + seed)"
+    if meta.get("gtp_before_candidates"):
+        protocol += (
+            " (the GTP runs predate action candidates: they acted as `predict(deterministic=True)` did then, "
+            "one sample from a_T = 0)"
+        )
     lines = [
         "# GTP vs d3rlpy peers on the same data",
         "",
-        f"Dataset `{meta['dataset']}` ({meta['transitions']} transitions), env {meta['env_id']}; "
-        f"{meta['steps']} gradient steps, batch {meta['batch_size']}, seeds {meta['seeds']}, "
-        f"{meta['episodes']} evaluation episodes per run (first reset seeded 10000 + seed). "
-        f"Runs made at commit(s) {', '.join(meta['run_commits'])} on {meta['machine']['cores']} CPU cores "
-        f"(GPU: {meta['machine']['gpu']}), {meta['machine']['torch_threads']} torch thread per run; "
-        f"training time of all runs {meta['train_minutes']:.0f} min.",
+        (
+            f"Dataset `{meta['dataset']}` ({meta['transitions']} transitions), env {meta['env_id']}; "
+            f"{meta['steps']} gradient steps, batch {meta['batch_size']}, seeds {meta['seeds']}; {protocol}. "
+            f"Runs made at commit(s) {', '.join(meta['run_commits'])} on {meta['machine']['cores']} CPU cores "
+            f"(GPU: {meta['machine']['gpu']}), {meta['machine']['torch_threads']} torch thread per run; "
+            f"time of all runs {meta['wall_minutes']:.0f} min (curve runs: training and evaluation, a resumed "
+            "GTP run counting its last call only; final-evaluation runs: training only)."
+        ),
         "",
-        "| method | seeds done | D4RL score (mean +- sample std over seeds) | median | per seed | mean return "
-        "| gradient steps/s |",
-        "|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for method, row in summary.items():
-        label = {"gtp": "GTP (K=5)", "gtp-bc": "GTP-BC (K=5)", "iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"}[method]
-        per_seed = ", ".join(f"{s:.1f}" for s in row["score_per_seed"])
-        lines.append(
-            f"| {label} | {len(row['seeds'])} | {row['score_mean']:.1f} +- {row['score_std']:.1f} "
-            f"| {row['score_median']:.1f} | {per_seed} | {row['return_mean']:.1f} | {row['steps_per_second']:.1f} |"
-        )
-        for key in ("K=1", "K=2"):
-            if f"score_mean_{key}" in row:
-                lines.append(
-                    f"| {label.split(' ')[0]} ({key}) | {len(row['seeds'])} "
-                    f"| {row[f'score_mean_{key}']:.1f} +- {row[f'score_std_{key}']:.1f} | | | | |"
-                )
+        for key, stats in row["scores"].items():
+            label = LABELS[method] + (f" ({key.split('_')[1]})" if key != "score" else "")
+            label += " (K=5)" if method.startswith("gtp") and key == "score" else ""
+            rows.append(
+                [
+                    label,
+                    str(len(row["seeds"])),
+                    f"{stats['median']:.1f}",
+                    f"{stats['mean']:.1f}",
+                    f"{stats['std']:.1f}",
+                    ", ".join(f"{v:.1f}" for v in stats["per_seed"]),
+                    f"{row['wall_minutes']:.0f}" if key == "score" else "",
+                    f"{row['steps_per_second']:.1f}" if key == "score" and "steps_per_second" in row else "",
+                ]
+            )
+    header = ["method", "seeds", "median", "mean", "std", "per seed", "wall min", "train steps/s (in the runs)"]
+    lines += [markdown_table(header, rows), ""]
+    if meta.get("curves_png"):
+        lines += [f"Learning curves: `{meta['curves_png']}` (median over seeds, range shaded; GTP K=2 dashed).", ""]
+    if speed:
+        lines += speed_markdown(speed) + [""]
     if latency:
         lines += [
-            "",
             "## Action latency (median per call of the actor network, torch threads as above)",
             "",
             f"Measured at commit {latency['machine']['commit']} with {latency['machine']['torch_threads']} "
-            "torch thread(s), the calls interleaved in blocks so that",
-            "load from other processes hits all of them alike. Deterministic = `predict(deterministic=True)` "
-            "(a_T = 0, the default); stochastic draws a_T.",
+            "torch thread(s), the calls interleaved in blocks so that load from other processes hits all of "
+            "them alike; one sample per state (no candidates). Deterministic starts from a_T = 0, stochastic "
+            "draws a_T.",
             "",
             "| batch | start | plain MLP | K=1 | K=2 | K=5 | K=2 / MLP |",
             "|---|---|---|---|---|---|---|",
@@ -258,23 +411,33 @@ def markdown(summary: dict, latency: dict | None, meta: dict) -> str:
 
 
 def main() -> None:
-    """Run the missing runs (resumable), measure latency once, rewrite the summary files."""
+    """Run the missing runs (resumable), measure speed and latency once, rewrite the summary files."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default=DEFAULT_DATASET_ID)
-    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--steps", type=int, default=200_000)
+    parser.add_argument("--eval-every", type=int, default=10_000, help="0: one evaluation at the end")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--episodes", type=int, default=10)
+    parser.add_argument("--envs", type=int, default=10, help="GTP's evaluation envs (vectorised)")
     parser.add_argument("--eta", type=float, default=5.0, help="GTP's eta (paper, hopper-medium-replay: 5)")
+    parser.add_argument("--action-candidates", type=int, default=GTPConfig.action_candidates)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (ours and the peers')")
+    parser.add_argument("--name", default=None, help="results' file names (default gtp_vs_peers_<steps/1000>k)")
+    parser.add_argument("--work", default="/tmp/ctflow_gtp_vs_peers", help="GTP checkpoints (curve runs)")
     parser.add_argument(
         "--latency-rounds",
         type=int,
         default=300,
         help="interleaved timing rounds (10 calls each) at batch 1; a tenth at batch 256",
     )
+    parser.add_argument("--speed-rounds", type=int, default=30, help="interleaved rounds of 10 training steps")
+    parser.add_argument("--speed-steps", type=int, default=3000, help="steps of each d3rlpy timing run")
+    parser.add_argument("--no-compile", action="store_true", help="speed: eager only (skips ~3 min of compiling)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the speed section")
+    parser.add_argument("--speed-only", action="store_true", help="measure speed (if missing) and report only")
     parser.add_argument("--peer-venv", default=".bench-venvs/d3rlpy")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results")))
     parser.add_argument("--progress", action="store_true")
@@ -283,11 +446,14 @@ def main() -> None:
         action="store_true",
         help="run nothing; (re)measure latency if its file is missing and rewrite the summary",
     )
+    parser.set_defaults(tau_sampling=GTPConfig.tau_sampling)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    name = args.name or f"gtp_vs_peers_{args.steps // 1000}k" + ("" if args.eval_every else "_final")
+    args.work = str(Path(args.work) / name)
 
     out = Path(args.out)
-    cache = RunCache(out / "gtp_vs_peers_runs")
+    cache = RunCache(out / f"{name}_runs")
     work = cache.folder
     dataset = load_dataset(args.dataset)
     env_id = dataset.env_spec.id
@@ -296,58 +462,70 @@ def main() -> None:
         "transitions": int(dataset.total_steps),
         "env_id": env_id,
         "steps": args.steps,
+        "eval_every": args.eval_every,
         "batch_size": args.batch_size,
         "seeds": args.seeds,
         "episodes": args.episodes,
+        "action_candidates": args.action_candidates,
         "machine": machine_info(),
     }
-    latency_file = work / "latency.json"
+    latency_file, speed_file = work / "latency.json", work / "speed.json"
     if not latency_file.exists():
         obs_dim, act_dim = int(dataset.observation_space.shape[0]), int(dataset.action_space.shape[0])
         rows = action_latency(obs_dim, act_dim, args.device, args.latency_rounds)
         write_atomic(latency_file, json.dumps({**rows, "machine": machine_info()}, indent=2))
     latency = json.loads(latency_file.read_text())
+    settings = {"steps": args.steps, "eval_every": args.eval_every or None}
 
     def report() -> None:
-        runs = cache.runs("*-seed*.json")
-        runs = [r for r in runs if r["steps"] == args.steps]
+        runs = [r for r in cache.runs("*-seed*.json") if all(r.get(k) == v for k, v in settings.items())]
         summary = summarize(runs, env_id)
         meta["seeds"] = sorted({r["seed"] for r in runs})
         meta["run_commits"] = sorted({r["machine"]["commit"] for r in runs})
-        meta["train_minutes"] = sum(r["train_seconds"] for r in runs) / 60
-        everything = {"meta": meta, "summary": summary, "latency": latency, "runs": runs}
-        write_atomic(out / "gtp_vs_peers.json", json.dumps(everything, indent=2))
-        write_atomic(out / "gtp_vs_peers.md", markdown(summary, latency, meta))
+        meta["wall_minutes"] = sum(row["wall_minutes"] for row in summary.values())
+        meta["gtp_before_candidates"] = any(
+            r["method"].startswith("gtp") and "action_candidates" not in r for r in runs
+        )
+        meta["curves_png"] = f"{name}.png" if plot_curves(runs, out / f"{name}.png", f"{name}: {env_id}") else None
+        speed = json.loads(speed_file.read_text()) if speed_file.exists() else None
+        everything = {"meta": meta, "summary": summary, "speed": speed, "latency": latency, "runs": runs}
+        write_atomic(out / f"{name}.json", json.dumps(everything, indent=2))
+        write_atomic(out / f"{name}.md", markdown(summary, latency, speed, meta))
 
     peer_python = data_file = None
+
+    def peers() -> tuple[Path, Path]:
+        nonlocal peer_python, data_file
+        if peer_python is None:
+            peer_python = ensure_peer_venv(Path(args.peer_venv))
+            data_file = work / f".transitions-{os.getpid()}.npz"  # one per process: invocations may run side by side
+            export_transitions(dataset, data_file)
+        return peer_python, data_file
+
     try:
-        for seed in [] if args.report_only else args.seeds:
+        if not (args.report_only or args.no_speed or speed_file.exists()):
+            print("[gtp_vs_peers] speed section", flush=True)
+            speed = measure_all_speeds(args, dataset, *peers(), work)
+            write_atomic(speed_file, json.dumps(speed, indent=2))
+        for seed in [] if args.report_only or args.speed_only else args.seeds:
             for method in args.methods:
-                name = f"{method}-seed{seed}"
-                if cache.get(name, {"steps": args.steps}) is not None:
+                run_name = f"{method}-seed{seed}"
+                if cache.get(run_name, settings) is not None:
                     continue
                 print(f"[gtp_vs_peers] {method} seed {seed}: {args.steps} steps", flush=True)
                 if method.startswith("gtp"):
                     result = run_gtp(method, seed, args, env_id, dataset)
                 else:
-                    if peer_python is None:
-                        peer_python = ensure_peer_venv(Path(args.peer_venv))
-                        data_file = work / ".transitions.npz"
-                        export_transitions(dataset, data_file)
-                    result = run_peer(method, seed, args, env_id, peer_python, data_file, work)
+                    result = run_peer(method, seed, args, env_id, *peers(), work)
                 result["machine"] = meta["machine"]  # the code that ran is the commit at start
-                cache.put(name, result)
-                score = np.mean(normalized_score(env_id, result["returns"]))
-                print(
-                    f"[gtp_vs_peers] {method} seed {seed}: score {score:.1f}, {result['steps_per_second']:.1f} steps/s",
-                    flush=True,
-                )
+                cache.put(run_name, result)
+                print(f"[gtp_vs_peers] {method} seed {seed}: {run_scores(result, env_id)}", flush=True)
                 report()
     finally:
         if data_file is not None and data_file.exists():
             data_file.unlink()
     report()
-    print((out / "gtp_vs_peers.md").read_text())
+    print((out / f"{name}.md").read_text())
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ With no arguments and no network it:
 
 Every number comes from the run. The default budgets take about 2 minutes on 2
 CPU cores; ``--refiner-steps``, ``--gtp-steps``, ``--episodes`` raise them (the
-short GTP run is far from converged: see ``benchmarks/results/gtp_vs_peers.md``
+short GTP run is far from converged: see ``benchmarks/results/gtp_vs_peers_50k_final.md``
 for 50k-step numbers).
 """
 
