@@ -24,7 +24,8 @@ steps and seeds for every method. Sections of the results (``<out>/<name>.md`` /
   same device and torch threads. The d3rlpy runs are not interleaved with ours: run the
   speed section on an otherwise idle machine (``--speed-only``).
 - **Action latency** of the GTP actor at batch 1 and 256 for K = 1, 2, 5 next to a
-  plain MLP actor of the same width and depth.
+  plain MLP actor of the same width and depth, and of ``GTPAgent.predict`` on one
+  observation with N = 50 and N = 1 candidates (the default acting costs 50 samples).
 
 d3rlpy 2.8 pins gymnasium 1.0.0, so it runs in its own virtual environment that this
 script makes (``--peer-venv``, default ``.bench-venvs/d3rlpy``) with torch 2.13.0,
@@ -188,6 +189,32 @@ def run_peer(method: str, seed: int, args, env_id: str, python: Path, data_file:
     else:
         run.pop("eval_every", None)
     return run
+
+
+PREDICT_SETTINGS = ((5, 50), (2, 50), (5, 1), (2, 1))
+"""(K, N) pairs whose ``GTPAgent.predict`` latency is measured: the default and the cheaper ones."""
+
+
+def predict_latency(dataset, device: str, rounds: int) -> dict:
+    """Median microseconds of ``GTPAgent.predict`` on one observation (numpy in and out) per (K, N).
+
+    What the policy costs per env step as a user calls it: normalisation, N candidates of
+    K map steps, the critic's choice among them. The agent is untrained (the time does not
+    depend on the weights). ``mlp_us``: a plain MLP actor's forward on a tensor, the
+    reference the peers' actors cost.
+    """
+    agent = agent_class("gtp")(dataset.env_spec.id, dataset, seed=0, device=device)
+    observation = np.asarray(dataset.observation_space.sample(), dtype=np.float32)
+    mlp = plain_mlp_actor(agent.obs_dim, agent.act_dim).to(device).eval()
+    tensor = torch.as_tensor(observation[None], device=device)
+    functions = {"mlp": lambda: mlp(tensor).clamp(-1, 1).cpu()}
+    for steps, candidates in PREDICT_SETTINGS:
+        functions[f"K={steps} N={candidates}"] = lambda steps=steps, candidates=candidates: agent.predict(
+            observation, sampling_steps=steps, action_candidates=candidates
+        )
+    with torch.inference_mode():
+        timings = interleaved_timings(functions, rounds)
+    return {f"{name}_us": us for name, us in timings.items()}
 
 
 def action_latency(obs_dim: int, act_dim: int, device: str, rounds: int) -> dict:
@@ -407,6 +434,21 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
                     f"| {batch.split('=')[1]} | {mode} | {row['mlp_us']:.0f} us | {cells} "
                     f"| {row[f'K=2_{mode}_vs_mlp']:.2f}x |"
                 )
+        if "predict" in latency:
+            predict = latency["predict"]
+            lines += [
+                "",
+                "`GTPAgent.predict` on one observation (numpy in and out: normalisation, N candidates of K map "
+                "steps, the critic's choice), what the policy costs per env step; N = 50, K = 5 is the default:",
+                "",
+                markdown_table(
+                    ["plain MLP forward", *[f"K={k}, N={n}" for k, n in PREDICT_SETTINGS]],
+                    [
+                        [f"{predict['mlp_us']:.0f} us"]
+                        + [f"{predict[f'K={k} N={n}_us']:.0f} us" for k, n in PREDICT_SETTINGS]
+                    ],
+                ),
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -473,6 +515,7 @@ def main() -> None:
     if not latency_file.exists():
         obs_dim, act_dim = int(dataset.observation_space.shape[0]), int(dataset.action_space.shape[0])
         rows = action_latency(obs_dim, act_dim, args.device, args.latency_rounds)
+        rows["predict"] = predict_latency(dataset, args.device, max(1, args.latency_rounds // 10))
         write_atomic(latency_file, json.dumps({**rows, "machine": machine_info()}, indent=2))
     latency = json.loads(latency_file.read_text())
     settings = {"steps": args.steps, "eval_every": args.eval_every or None}
