@@ -1,3 +1,5 @@
+import tempfile
+
 import minari
 import numpy as np
 import pytest
@@ -114,7 +116,10 @@ def test_medium_and_medium_expert_from_sb3_policies(tmp_path):
     assert load_dataset(mixed).total_steps == 300
 
 
-def test_medium_replay_records_sac_training_and_saves_policy(tmp_path):
+def test_medium_replay_records_sac_training_and_saves_policy(tmp_path, monkeypatch):
+    scratch = tmp_path / "tempdir"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where SB3's default logger would make a folder
     config = BuildConfig(
         kind="medium-replay",
         n_steps=600,
@@ -134,6 +139,7 @@ def test_medium_replay_records_sac_training_and_saves_policy(tmp_path):
     assert dataset.total_steps == 300
     assert (path / POLICY_FILE).is_file()
     assert len(make_windows(dataset, window=4)) > 0
+    assert not [p.name for p in scratch.iterdir() if p.name.startswith("SB3-")], "SAC training left a log folder"
 
 
 def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):

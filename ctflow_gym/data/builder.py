@@ -214,6 +214,7 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.monitor import Monitor
 
     target = config.target_return
@@ -262,6 +263,9 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
 
     sac_kwargs = {"learning_starts": 10_000, **(config.sac_kwargs or {})}
     model = SAC("MlpPolicy", collector, seed=config.seed, device=config.device, verbose=0, **sac_kwargs)
+    # SB3's default logger makes an empty folder SB3-<date> in the temp dir at every learn;
+    # the build reports through its callback, so SB3's records go nowhere.
+    model.set_logger(Logger(folder=None, output_formats=[]))
     # SB3's own bar (rich) redraws many times a second; this one stays quiet in logs.
     show = config.progress_bar
     bar = progress.progress_bar(total=config.n_steps, desc="medium-replay", unit="step", disable=not show)
