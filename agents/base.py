@@ -181,9 +181,10 @@ class OfflineAgent:
         """Every optimiser to checkpoint, by name."""
         raise NotImplementedError
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
-        """One gradient step on ``batch``; returns scalar metrics. Call :meth:`_checked`
-        on each loss before its optimiser step."""
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float | torch.Tensor]:
+        """One gradient step on ``batch``; returns scalar metrics, floats or 0-dim tensors
+        (better: ``learn`` reads tensors once per log interval instead of waiting for the
+        device at every step). Call :meth:`_checked` on each loss before its optimiser step."""
         raise NotImplementedError
 
     def _act(self, observations: torch.Tensor, deterministic: bool, **options: Any) -> torch.Tensor:
@@ -293,11 +294,14 @@ class OfflineAgent:
                 self.num_timesteps += 1
                 bar.update(1)
                 for name, value in metrics.items():
+                    # Tensors are summed where they are (in float64: the same sums as Python
+                    # floats) and read once per log interval, not once per step.
+                    value = value.detach().double() if isinstance(value, torch.Tensor) else value
                     sums[name] = sums.get(name, 0.0) + value
                 since_log += 1
                 at_end = self.num_timesteps == self.target_timesteps
                 if log_interval and (self.num_timesteps % log_interval == 0 or at_end):
-                    averaged = {f"train/{k}": v / since_log for k, v in sums.items()}
+                    averaged = {f"train/{k}": float(v) / since_log for k, v in sums.items()}
                     self._record(logger, averaged)
                     sums, since_log = {}, 0
                 if eval_freq and self.num_timesteps % eval_freq == 0:

@@ -270,12 +270,12 @@ class GTPAgent(OfflineAgent):
             "actor": CompiledOrEager(self._actor_losses, backend),
         }
 
-    def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor) -> float:
+    def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_norm or float("inf"))
         optimizer.step()
-        return float(norm)
+        return norm
 
     @staticmethod
     @torch.no_grad()
@@ -283,10 +283,12 @@ class GTPAgent(OfflineAgent):
         for target_param, param in zip(target.parameters(), source.parameters()):
             target_param.lerp_(param, rate)
 
-    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # Metrics stay 0-dim tensors: ``learn`` sums them on the device and reads them at
+        # its log interval, so a step waits for the device only in the NaN guard.
         cfg = self.config
         obs, actions = batch["observations"], batch["actions"]
-        metrics: dict[str, float] = {}
+        metrics: dict[str, torch.Tensor] = {}
         weights = torch.ones(obs.shape[0], device=self.device)
         if cfg.eta > 0:
             with torch.no_grad():
@@ -301,19 +303,19 @@ class GTPAgent(OfflineAgent):
                 # step stale), V with the updated critic.
                 advantage = q - self._policy_value(obs, policy_actions)
                 weights = advantage_weights(advantage, cfg.eta, cfg.max_weight)
-            metrics.update(
-                critic_loss=loss_q.item(),
-                q_mean=q.mean().item(),
-                td_error=(q - target).abs().mean().item(),
-                advantage_std=advantage.std().item(),
-                advantage_positive_fraction=(advantage > 0).float().mean().item(),
-                weight_mean=weights.mean().item(),
-                weight_max=weights.max().item(),
-                weight_clipped_fraction=(weights >= cfg.max_weight * (1 - 1e-6)).float().mean().item(),
-                # Kish's effective sample size of the weighted batch, as a share of the batch.
-                weight_ess_fraction=(weights.sum() ** 2 / (weights**2).sum() / weights.numel()).item(),
-                policy_action_saturation=(policy_actions.abs() >= 1.0).float().mean().item(),
-            )
+                metrics.update(
+                    critic_loss=loss_q.detach(),
+                    q_mean=q.mean(),
+                    td_error=(q - target).abs().mean(),
+                    advantage_std=advantage.std(),
+                    advantage_positive_fraction=(advantage > 0).float().mean(),
+                    weight_mean=weights.mean(),
+                    weight_max=weights.max(),
+                    weight_clipped_fraction=(weights >= cfg.max_weight * (1 - 1e-6)).float().mean(),
+                    # Kish's effective sample size of the weighted batch, as a share of the batch.
+                    weight_ess_fraction=weights.sum() ** 2 / (weights**2).sum() / weights.numel(),
+                    policy_action_saturation=(policy_actions.abs() >= 1.0).float().mean(),
+                )
 
         t, u, tau = sample_consistency_times(obs.shape[0], self._grid(), self.generator, cfg.tau_sampling)
         noise = torch.randn(actions.shape, device=self.device, generator=self.generator)
@@ -327,6 +329,6 @@ class GTPAgent(OfflineAgent):
         if self.critic is not None:
             self._ema_update(self.critic_target, self.critic, cfg.ema)
         metrics.update(
-            actor_loss=loss_actor.item(), consistency_loss=loss_consistency.item(), flow_loss=loss_flow.item()
+            actor_loss=loss_actor.detach(), consistency_loss=loss_consistency.detach(), flow_loss=loss_flow.detach()
         )
         return metrics
