@@ -79,6 +79,27 @@ class MetricsFile:
         """Nothing to close."""
 
 
+class WallClock:
+    """Wall seconds of a run over all its calls, kept in a JSON file (saved at each evaluation).
+
+    ``save()`` returns the total, or None when the run started before the file existed
+    (its earlier calls were not timed). A call interrupted between saves loses the time
+    since the last one (at most one evaluation interval).
+    """
+
+    def __init__(self, path: Path, fresh: bool):
+        self.path = path
+        state = json.loads(path.read_text()) if path.exists() and not fresh else {"seconds": 0.0, "complete": fresh}
+        self.before, self.complete = state["seconds"], state["complete"]
+        self.started = time.perf_counter()
+
+    def save(self) -> float | None:
+        """Write and return the run's wall seconds so far (None: not timed from its start)."""
+        seconds = self.before + time.perf_counter() - self.started
+        write_atomic(self.path, json.dumps({"seconds": seconds, "complete": self.complete}))
+        return seconds if self.complete else None
+
+
 def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_options) -> dict:
     """Train (or resume) one seed in ``folder`` (default ``args.work/seed<k>``); returns its curve and metrics.
 
@@ -97,8 +118,12 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
         **agent_options,
     )
 
+    clock = WallClock(folder / "wall.json", fresh=not (folder / "model").exists())
+
     def evaluate_more(local_vars, global_vars) -> bool:
         step = agent.num_timesteps
+        if step % args.eval_every == 0:
+            clock.save()
         if step % args.eval_every == 0 and "eval_k2/normalized_score" not in metrics.records.get(str(step), {}):
             k2 = agent.evaluate(args.episodes, n_envs=args.envs, sampling_steps=2)
             scores = {"eval_k2/normalized_score": k2["normalized_score"]}
@@ -146,6 +171,7 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
         "score_stochastic_k5": float(np.mean([c.get("stochastic_k5", np.nan) for c in curve[-5:]])),
         "score_stochastic_k2": float(np.mean([c.get("stochastic_k2", np.nan) for c in curve[-5:]])),
         "this_call_seconds": time.perf_counter() - started,
+        "wall_seconds": clock.save(),
     }
 
 

@@ -115,7 +115,7 @@ def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
         folder = Path(args.work) / method / f"seed{seed}"
         trained = run_seed(dataset, seed, args, folder, eta=eta, batch_size=args.batch_size, device=args.device)
         curve = [{"step": c["step"], "score": c["k5"], "score_K=2": c["k2"]} for c in trained["curve"]]
-        return {**run, "eval_every": args.eval_every, "curve": curve, "wall_seconds": trained["this_call_seconds"]}
+        return {**run, "eval_every": args.eval_every, "curve": curve, "wall_seconds": trained["wall_seconds"]}
     agent = agent_class("gtp")(
         env_id,
         dataset,
@@ -272,6 +272,12 @@ def seed_statistics(values: list[float]) -> dict:
     }
 
 
+def wall_minutes(runs: list[dict]) -> float | None:
+    """Summed wall minutes of ``runs`` (training time for final-evaluation runs); None if a run's is unknown."""
+    seconds = [r.get("wall_seconds", r.get("train_seconds")) for r in runs]
+    return None if any(s is None for s in seconds) else sum(seconds) / 60
+
+
 def summarize(runs: list[dict], env_id: str) -> dict:
     """Per method: seeds done, seed statistics of each score, wall minutes and (peers) training steps/s."""
     table = {}
@@ -283,7 +289,7 @@ def summarize(runs: list[dict], env_id: str) -> dict:
         entry = {
             "seeds": [r["seed"] for r in mine],
             "scores": {key: seed_statistics([s[key] for s in scores]) for key in scores[0]},
-            "wall_minutes": sum(r.get("wall_seconds", r.get("train_seconds", 0.0)) for r in mine) / 60,
+            "wall_minutes": wall_minutes(mine),
         }
         if all("steps_per_second" in r for r in mine):
             entry["steps_per_second"] = float(np.mean([r["steps_per_second"] for r in mine]))
@@ -387,8 +393,9 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
             f"{meta['steps']} gradient steps, batch {meta['batch_size']}, seeds {meta['seeds']}; {protocol}. "
             f"Runs made at commit(s) {', '.join(meta['run_commits'])} on {meta['machine']['cores']} CPU cores "
             f"(GPU: {meta['machine']['gpu']}), {meta['machine']['torch_threads']} torch thread per run; "
-            f"time of all runs {meta['wall_minutes']:.0f} min (curve runs: training and evaluation, a resumed "
-            "GTP run counting its last call only; final-evaluation runs: training only)."
+            f"time of all runs {meta['wall_minutes']:.0f} min (curve runs: training and evaluation, over all "
+            "calls of a resumed run; final-evaluation runs: training only; n/a: a GTP run begun before its "
+            "time was kept, not counted). Runs sharing the cores, times are not speeds: see the speed section."
         ),
         "",
     ]
@@ -405,7 +412,7 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
                     f"{stats['mean']:.1f}",
                     f"{stats['std']:.1f}",
                     ", ".join(f"{v:.1f}" for v in stats["per_seed"]),
-                    f"{row['wall_minutes']:.0f}" if key == "score" else "",
+                    ("n/a" if row["wall_minutes"] is None else f"{row['wall_minutes']:.0f}") if key == "score" else "",
                     f"{row['steps_per_second']:.1f}" if key == "score" and "steps_per_second" in row else "",
                 ]
             )
@@ -491,7 +498,8 @@ def main() -> None:
     parser.set_defaults(tau_sampling=GTPConfig.tau_sampling)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    name = args.name or f"gtp_vs_peers_{args.steps // 1000}k" + ("" if args.eval_every else "_final")
+    budget = f"{args.steps // 1000}k" if args.steps % 1000 == 0 else str(args.steps)
+    name = args.name or f"gtp_vs_peers_{budget}" + ("" if args.eval_every else "_final")
     args.work = str(Path(args.work) / name)
 
     out = Path(args.out)
@@ -525,7 +533,7 @@ def main() -> None:
         summary = summarize(runs, env_id)
         meta["seeds"] = sorted({r["seed"] for r in runs})
         meta["run_commits"] = sorted({r["machine"]["commit"] for r in runs})
-        meta["wall_minutes"] = sum(row["wall_minutes"] for row in summary.values())
+        meta["wall_minutes"] = sum(row["wall_minutes"] or 0.0 for row in summary.values())
         meta["gtp_before_candidates"] = any(
             r["method"].startswith("gtp") and "action_candidates" not in r for r in runs
         )
