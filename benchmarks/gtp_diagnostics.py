@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/gtp_diagnostics.py [--seeds 0 1 2] [--steps 50000] [--eval-every 5000]
-        [--episodes 10] [--envs 10] [--action-candidates 50] [--tau-sampling grid]
+        [--episodes 10] [--envs 10] [--action-candidates 50] [--tau-sampling grid] [--schedule-max-steps 1280]
         [--work /tmp/ctflow_gtp] [--out benchmarks/results]
 
 Each seed trains ``GTPAgent`` (package defaults: the GTP paper's hopper-medium-replay
@@ -264,7 +264,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
             "# GTP training, watched (learning curves and diagnostics)",
             "",
             (
-                f"GTPAgent package defaults (tau_sampling {meta['tau_sampling']!r}) on `{meta['dataset']}`, "
+                f"GTPAgent package defaults (tau_sampling {meta['tau_sampling']!r}, schedule_max_steps "
+                f"{meta.get('schedule_max_steps', 1280)}) on `{meta['dataset']}`, "
                 f"{meta['steps']} gradient steps, seeds "
                 f"{meta['seeds']}; evaluation every {meta['eval_every']} steps ({meta['episodes']} episodes in "
                 f"{meta['envs']} envs); score = mean of the last 5 evaluations. Machine: {meta['machine']}."
@@ -315,6 +316,12 @@ def main() -> None:
         "--tau-sampling", default="grid", choices=["grid", "time", "grid_zero"], help="GTPConfig.tau_sampling"
     )
     parser.add_argument(
+        "--schedule-max-steps",
+        type=int,
+        default=GTPConfig.schedule_max_steps,
+        help="GTPConfig.schedule_max_steps, s1 of Eq. 76 (the paper: 1280)",
+    )
+    parser.add_argument(
         "--action-candidates",
         type=int,
         default=GTPConfig.action_candidates,
@@ -331,7 +338,7 @@ def main() -> None:
         elif args.report_only:
             continue
         else:
-            run = run_seed(dataset, seed, args)
+            run = run_seed(dataset, seed, args, schedule_max_steps=args.schedule_max_steps)
             write_atomic(run_file, json.dumps(run))
         if "k_scan" not in run and not args.report_only:
             run["k_scan"] = k_scan(run_file.parent, 2 * args.episodes, args.envs)
@@ -345,6 +352,7 @@ def main() -> None:
         "episodes": args.episodes,
         "envs": args.envs,
         "tau_sampling": args.tau_sampling,
+        "schedule_max_steps": args.schedule_max_steps,
         "action_candidates": args.action_candidates,
         "machine": machine_info(),
     }
