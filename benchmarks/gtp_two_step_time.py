@@ -1,0 +1,80 @@
+"""Where the middle noise level of GTP's two-step sampling should sit (evaluation only).
+
+Usage::
+
+    python benchmarks/gtp_two_step_time.py --checkpoints /tmp/ctflow_gtp_cand/seed0/model ... \
+        [--mids 2.515 5 8 12] [--episodes 20] [--envs 10] [--out benchmarks/results]
+
+K = 2 flow-map jumps go T -> t_mid -> 0; ``sampling_times(2, 80, 0.002)`` puts t_mid at
+2.515 (Karras spacing, rho = 7, the same rule as every other K). A consistent flow map
+would not care where t_mid is; ours is not fully consistent (``gtp_diagnostics``'
+``consistency/...`` distances), so K = 2 might gain from another t_mid and close its gap
+to K = 5 (goal: within 3 points). For every checkpoint and t_mid, the D4RL score of
+``--episodes`` episodes (reset seeds 321.., ``--envs`` envs at once) of the policy as
+``predict(deterministic=True)`` acts (the best of ``action_candidates`` samples by Q),
+and K = 5 with its own times for reference. Writes ``gtp_two_step_time.md`` / ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+
+from agents import GTPAgent
+
+
+def scan(checkpoint: str, mids: list[float], episodes: int, envs: int) -> dict[str, float]:
+    """Scores of one checkpoint at K = 2 for each t_mid, and at K = 5 (key ``"K=5"``)."""
+    agent = GTPAgent.load(checkpoint)
+    key = (2, agent.config.max_time, agent.config.min_time)
+    scores = {}
+    for mid in mids:
+        agent._times_cache[key] = (agent.config.max_time, float(mid), 0.0)
+        scores[f"{mid:g}"] = agent.evaluate(episodes, seed=321, n_envs=envs, sampling_steps=2)["normalized_score"]
+        print(f"[two-step] {checkpoint} t_mid {mid:g}: {scores[f'{mid:g}']:.1f}", flush=True)
+    agent._times_cache.clear()
+    scores["K=5"] = agent.evaluate(episodes, seed=321, n_envs=envs, sampling_steps=5)["normalized_score"]
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoints", nargs="+", required=True)
+    parser.add_argument("--mids", type=float, nargs="+", default=[2.515, 5.0, 8.0, 12.0])
+    parser.add_argument("--episodes", type=int, default=20)
+    parser.add_argument("--envs", type=int, default=10)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    results = {checkpoint: scan(checkpoint, args.mids, args.episodes, args.envs) for checkpoint in args.checkpoints}
+    columns = [f"{mid:g}" for mid in args.mids] + ["K=5"]
+    rows = [[checkpoint] + [f"{scores[c]:.1f}" for c in columns] for checkpoint, scores in results.items()]
+    rows.append(["mean"] + [f"{np.mean([s[c] for s in results.values()]):.1f}" for c in columns])
+    meta = {"episodes": args.episodes, "envs": args.envs, "mids": args.mids, "machine": machine_info()}
+    text = "\n".join(
+        [
+            "# GTP two-step sampling: the middle noise level t_mid",
+            "",
+            (
+                f"D4RL score, {args.episodes} episodes per cell (reset seeds 321..), acting as "
+                "`predict(deterministic=True)` (best of N samples by Q); columns: t_mid of K = 2 "
+                f"(default 2.515), then K = 5. Machine: {meta['machine']}."
+            ),
+            "",
+            markdown_table(["checkpoint", *[f"K=2, t_mid {c}" for c in columns[:-1]], "K=5"], rows),
+            "",
+        ]
+    )
+    out = Path(args.out)
+    write_atomic(out / "gtp_two_step_time.json", json.dumps({"meta": meta, "results": results}, indent=2))
+    write_atomic(out / "gtp_two_step_time.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
