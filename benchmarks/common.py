@@ -1,7 +1,7 @@
 """Scaffolding shared by the benchmarks: what each records beside its numbers (machine,
 versions, commit), atomic result files, a resumable cache of finished runs, markdown
-tables and mean +- standard error cells, and the refiner benchmarks' split of a dataset
-into fit and evaluation windows."""
+tables and mean +- standard error cells, the refiner benchmarks' split of a dataset
+into fit and evaluation windows, interleaved timings and per-seed statistics."""
 
 from __future__ import annotations
 
@@ -125,3 +125,14 @@ def interleaved_timings(functions: dict, rounds: int, block: int = 10) -> dict[s
                 function()
             samples[name].append((time.perf_counter_ns() - started) / block / 1e3)
     return {name: float(np.median(values)) for name, values in samples.items()}
+
+
+def seed_statistics(values: list[float]) -> dict:
+    """Median, mean and standard deviation (ddof 1; 0 for one seed) of per-seed scores."""
+    values = np.asarray(values, dtype=float)
+    return {
+        "median": float(np.median(values)),
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "per_seed": values.tolist(),
+    }

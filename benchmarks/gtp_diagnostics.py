@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+from common import machine_info, markdown_table, seed_statistics, write_atomic  # benchmarks/ is the script's folder
 
 from agents import GTPAgent, GTPConfig
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
@@ -220,10 +220,9 @@ def plot(runs: list[dict], path: Path) -> None:
 
 
 def seed_summary(scores: list[float]) -> str:
-    """'median m, mean m, std s' of per-seed scores (std over seeds, ddof 1)."""
-    scores = np.asarray(scores, dtype=float)
-    std = scores.std(ddof=1) if len(scores) > 1 else 0.0
-    return f"median {np.median(scores):.1f}, mean {scores.mean():.1f}, std {std:.1f}"
+    """'median m, mean m, std s' of per-seed scores (:func:`common.seed_statistics`)."""
+    stats = seed_statistics(scores)
+    return f"median {stats['median']:.1f}, mean {stats['mean']:.1f}, std {stats['std']:.1f}"
 
 
 def markdown(runs: list[dict], meta: dict) -> str:

@@ -57,6 +57,7 @@ from common import (  # benchmarks/ is the script's folder
     interleaved_timings,
     machine_info,
     markdown_table,
+    seed_statistics,
     write_atomic,
 )
 from gtp_diagnostics import run_seed
@@ -259,17 +260,6 @@ def run_scores(run: dict, env_id: str) -> dict[str, float]:
         if key != "K=5":
             scores[f"score_{key}"] = float(np.mean(normalized_score(env_id, result["returns"])))
     return scores
-
-
-def seed_statistics(values: list[float]) -> dict:
-    """Median, mean and standard deviation (ddof 1; 0 for one seed) of per-seed scores."""
-    values = np.asarray(values, dtype=float)
-    return {
-        "median": float(np.median(values)),
-        "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-        "per_seed": values.tolist(),
-    }
 
 
 def wall_minutes(runs: list[dict]) -> float | None:

@@ -74,8 +74,8 @@ class InverseDynamics:
         s = self._states(states)
         delta = self._states(next_states) - s
         a = torch.as_tensor((actions - self.act_mean) / self.act_std, dtype=torch.float32, device=self.device)
-        batches = (lambda b: (s[b], delta[b], a[b]), len(s))
-        return self._train(*batches, steps, batch_size, lr, generator, logger, progress_bar)
+        transitions = lambda b: (s[b], delta[b], a[b])  # noqa: E731
+        return self._train(transitions, len(s), steps, batch_size, lr, generator, logger, progress_bar)
 
     def fit_windows(
         self,
