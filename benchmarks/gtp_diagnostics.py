@@ -263,8 +263,10 @@ def markdown(runs: list[dict], meta: dict) -> str:
             "# GTP training, watched (learning curves and diagnostics)",
             "",
             (
-                f"GTPAgent package defaults (tau_sampling {meta['tau_sampling']!r}, schedule_max_steps "
-                f"{meta.get('schedule_max_steps', 1280)}) on `{meta['dataset']}`, "
+                f"GTPAgent (package defaults except as named: tau_sampling {meta['tau_sampling']!r}, "
+                f"schedule_max_steps "
+                f"{meta.get('schedule_max_steps', 1280)}, eta {meta.get('eta', 5.0)}, max_weight "
+                f"{meta.get('max_weight', 100.0)}) on `{meta['dataset']}`, "
                 f"{meta['steps']} gradient steps, seeds "
                 f"{meta['seeds']}; evaluation every {meta['eval_every']} steps ({meta['episodes']} episodes in "
                 f"{meta['envs']} envs); score = mean of the last 5 evaluations. Machine: {meta['machine']}."
@@ -320,6 +322,10 @@ def main() -> None:
         default=GTPConfig.schedule_max_steps,
         help="GTPConfig.schedule_max_steps, s1 of Eq. 76 (the paper: 1280)",
     )
+    parser.add_argument("--eta", type=float, default=GTPConfig.eta, help="GTPConfig.eta, the advantage temperature")
+    parser.add_argument(
+        "--max-weight", type=float, default=GTPConfig.max_weight, help="GTPConfig.max_weight, the weights' clip"
+    )
     parser.add_argument(
         "--action-candidates",
         type=int,
@@ -337,7 +343,14 @@ def main() -> None:
         elif args.report_only:
             continue
         else:
-            run = run_seed(dataset, seed, args, schedule_max_steps=args.schedule_max_steps)
+            run = run_seed(
+                dataset,
+                seed,
+                args,
+                schedule_max_steps=args.schedule_max_steps,
+                eta=args.eta,
+                max_weight=args.max_weight,
+            )
             write_atomic(run_file, json.dumps(run))
         if "k_scan" not in run and not args.report_only:
             run["k_scan"] = k_scan(run_file.parent, 2 * args.episodes, args.envs)
@@ -352,6 +365,8 @@ def main() -> None:
         "envs": args.envs,
         "tau_sampling": args.tau_sampling,
         "schedule_max_steps": args.schedule_max_steps,
+        "eta": args.eta,
+        "max_weight": args.max_weight,
         "action_candidates": args.action_candidates,
         "machine": machine_info(),
     }

@@ -268,6 +268,17 @@ def wall_minutes(runs: list[dict]) -> float | None:
     return None if any(s is None for s in seconds) else sum(seconds) / 60
 
 
+def curve_peak(run: dict) -> dict:
+    """The best single evaluation of a curve run's main score and its step.
+
+    Chosen in hindsight with the evaluation env: what a run reached, not an offline
+    result (the table's score is the last-5 mean). Shown beside it so that a late
+    decline is visible in the table.
+    """
+    best = max(run["curve"], key=lambda point: point["score"])
+    return {"score": float(best["score"]), "step": int(best["step"])}
+
+
 def summarize(runs: list[dict], env_id: str) -> dict:
     """Per method: seeds done, seed statistics of each score, wall minutes and (peers) training steps/s."""
     table = {}
@@ -281,6 +292,8 @@ def summarize(runs: list[dict], env_id: str) -> dict:
             "scores": {key: seed_statistics([s[key] for s in scores]) for key in scores[0]},
             "wall_minutes": wall_minutes(mine),
         }
+        if all("curve" in r for r in mine):
+            entry["peaks"] = [curve_peak(r) for r in mine]
         if all("steps_per_second" in r for r in mine):
             entry["steps_per_second"] = float(np.mean([r["steps_per_second"] for r in mine]))
         table[method] = entry
@@ -360,6 +373,11 @@ def speed_markdown(speed: dict) -> list[str]:
     ]
 
 
+def peaks_cell(row: dict) -> str:
+    """Each seed's :func:`curve_peak` as ``score (step/1000 k)``; empty without curves."""
+    return ", ".join(f"{p['score']:.1f} ({p['step'] // 1000}k)" for p in row.get("peaks", []))
+
+
 def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict) -> str:
     """The results file: protocol, the score table, the curves' file, speed and latency."""
     if meta["eval_every"]:
@@ -404,10 +422,28 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
                     ", ".join(f"{v:.1f}" for v in stats["per_seed"]),
                     ("n/a" if row["wall_minutes"] is None else f"{row['wall_minutes']:.0f}") if key == "score" else "",
                     f"{row['steps_per_second']:.1f}" if key == "score" and "steps_per_second" in row else "",
+                    peaks_cell(row) if key == "score" else "",
                 ]
             )
-    header = ["method", "seeds", "median", "mean", "std", "per seed", "wall min", "train steps/s (in the runs)"]
+    header = [
+        "method",
+        "seeds",
+        "median",
+        "mean",
+        "std",
+        "per seed",
+        "wall min",
+        "train steps/s (in the runs)",
+        "peak per seed (step; hindsight)",
+    ]
     lines += [markdown_table(header, rows), ""]
+    if any("peaks" in row for row in summary.values()):
+        lines += [
+            "The peak column is each seed's best single evaluation (K = 5 for GTP) and when it came: "
+            "picked in hindsight with the env, so not an offline score; it shows how much a run lost "
+            "between its best point and its last five evaluations.",
+            "",
+        ]
     if meta.get("curves_png"):
         lines += [f"Learning curves: `{meta['curves_png']}` (median over seeds, range shaded; GTP K=2 dashed).", ""]
     if speed:
