@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -105,6 +106,9 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
 
     ``args`` needs ``steps``, ``eval_every``, ``episodes``, ``envs``, ``tau_sampling`` and
     ``action_candidates``; ``agent_options`` are further :class:`GTPConfig` fields (``eta=0``: GTP-BC).
+    With ``args.keep_every`` (optional, a multiple of ``eval_every``), a copy of the checkpoint
+    is kept every that many steps as ``model_<step>`` (for probes of the training's
+    course, e.g. ``gtp_loss_balance.py``).
     """
     folder = Path(args.work) / f"seed{seed}" if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -124,6 +128,9 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
         step = agent.num_timesteps
         if step % args.eval_every == 0:
             clock.save()
+        keep_every = getattr(args, "keep_every", 0)
+        if keep_every and step % keep_every == 0 and step % args.eval_every == 0:
+            keep_snapshot(folder / "model", folder / f"model_{step}")
         if step % args.eval_every == 0 and "eval_k2/normalized_score" not in metrics.records.get(str(step), {}):
             k2 = agent.evaluate(args.episodes, n_envs=args.envs, sampling_steps=2)
             scores = {"eval_k2/normalized_score": k2["normalized_score"]}
@@ -173,6 +180,16 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
         "this_call_seconds": time.perf_counter() - started,
         "wall_seconds": clock.save(),
     }
+
+
+def keep_snapshot(model: Path, snapshot: Path) -> None:
+    """Copy the checkpoint folder ``model`` to ``snapshot`` (whole or not at all); an existing one stays."""
+    if snapshot.exists():
+        return
+    partial = snapshot.with_name(f".{snapshot.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(model, partial)
+    partial.rename(snapshot)
 
 
 K_SCAN = (1, 2, 3, 5, 8, 12)
@@ -331,6 +348,12 @@ def main() -> None:
         type=int,
         default=GTPConfig.action_candidates,
         help="GTPConfig.action_candidates, N of predict(deterministic=True) (default: the package's)",
+    )
+    parser.add_argument(
+        "--keep-every",
+        type=int,
+        default=0,
+        help="keep a copy of the checkpoint every N steps (multiple of --eval-every)",
     )
     parser.add_argument("--report-only", action="store_true", help="summarise the seeds in --work, train nothing")
     args = parser.parse_args()

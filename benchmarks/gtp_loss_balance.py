@@ -13,13 +13,19 @@ dataset batches of 256 (batch seed 0, the same for every checkpoint), this scrip
 reports both losses and the norms of their gradients with respect to the actor's
 parameters. Unweighted (w = 1): the advantage weights scale both terms alike. The ratio
 |grad L_consistency| / |grad L_flow| is the share of the actor's update that ties the
-long jumps of the flow map to the instantaneous flow. Writes ``gtp_loss_balance.md`` /
-``.json``.
+long jumps of the flow map to the instantaneous flow.
+
+Part of L_consistency is the EMA teacher's lag: even at t = u the student is pulled
+toward its slower copy. To split the two, the same loss is also computed with a frozen
+copy of the student itself as the teacher (iCT's choice of a teacher without EMA,
+Song & Dhariwal 2023): what is left there is the consistency signal alone. Writes
+``gtp_loss_balance.md`` / ``.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from pathlib import Path
 
@@ -47,6 +53,7 @@ def balance(agent: GTPAgent, points: int, batches: int) -> dict[str, float]:
     grid = time_grid(points, cfg.min_time, cfg.max_time)
     generator = torch.Generator().manual_seed(0)
     parameters = list(agent.actor.parameters())
+    frozen_student = copy.deepcopy(agent.actor).requires_grad_(False)
     rows = []
     for _ in range(batches):
         index = torch.randint(len(agent.transitions), (BATCH,), generator=generator)
@@ -56,21 +63,26 @@ def balance(agent: GTPAgent, points: int, batches: int) -> dict[str, float]:
         noise = torch.randn(actions.shape, generator=generator)
         consistency = consistency_loss(agent.actor, agent.actor_ema, obs, actions, noise, t, u, tau, weights)
         flow = flow_loss(agent.actor, obs, actions, noise, t, weights)
+        lag_free = consistency_loss(agent.actor, frozen_student, obs, actions, noise, t, u, tau, weights)
         rows.append(
             [
                 consistency.item(),
                 flow.item(),
                 gradient_norm(consistency, parameters),
                 gradient_norm(cfg.lambda_flow * flow, parameters),
+                lag_free.item(),
+                gradient_norm(lag_free, parameters),
             ]
         )
-    consistency, flow, grad_consistency, grad_flow = np.mean(rows, axis=0).tolist()
+    consistency, flow, grad_consistency, grad_flow, lag_free, grad_lag_free = np.mean(rows, axis=0).tolist()
     return {
         "consistency_loss": consistency,
         "flow_loss": flow,
         "consistency_grad_norm": grad_consistency,
         "flow_grad_norm": grad_flow,
         "ratio": grad_consistency / grad_flow,
+        "lag_free_consistency_loss": lag_free,
+        "lag_free_consistency_grad_norm": grad_lag_free,
     }
 
 
@@ -96,11 +108,12 @@ def main() -> None:
         [checkpoint, str(r["steps"]), str(r["schedule_max_steps"]), str(int(p) + 1)]
         + [f"{b['consistency_loss']:.4f}", f"{b['flow_loss']:.3f}"]
         + [f"{b['consistency_grad_norm']:.3f}", f"{b['flow_grad_norm']:.3f}", f"{b['ratio']:.3f}"]
+        + [f"{b['lag_free_consistency_loss']:.4f}", f"{b['lag_free_consistency_grad_norm']:.3f}"]
         for checkpoint, r in results.items()
         for p, b in r["by_points"].items()
     ]
     header = ["checkpoint", "trained steps", "trained s1", "grid levels", "L_cons", "L_flow"]
-    header += ["|grad L_cons|", "|grad L_flow|", "ratio"]
+    header += ["|grad L_cons|", "|grad L_flow|", "ratio", "L_cons, student teacher", "its |grad|"]
     meta = {"batches": args.batches, "batch": BATCH, "machine": machine_info()}
     text = "\n".join(
         [
@@ -111,7 +124,9 @@ def main() -> None:
                 f"{args.batches} dataset batches of {BATCH} per cell (the same batches and draws of t, u, tau "
                 "and z for every checkpoint), unweighted (w = 1); gradients with respect to the actor's "
                 "parameters; `ratio` = |grad L_cons| / |grad lambda_flow L_flow|. `trained s1` is the "
-                "checkpoint's schedule_max_steps (its finest training grid has s1 + 1 levels)."
+                "checkpoint's schedule_max_steps (its finest training grid has s1 + 1 levels). The last two "
+                "columns use a frozen copy of the student as the teacher instead of the EMA actor: the "
+                "consistency signal without the EMA lag."
             ),
             "",
             markdown_table(header, rows),
