@@ -45,6 +45,12 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def write_results(folder: Path, name: str, data: dict, markdown: str, indent: int | None = 2) -> None:
+    """A benchmark's results: ``<folder>/<name>.json`` (``data``) and ``<name>.md``, each written atomically."""
+    write_atomic(Path(folder) / f"{name}.json", json.dumps(data, indent=indent))
+    write_atomic(Path(folder) / f"{name}.md", markdown)
+
+
 class RunCache:
     """Finished runs of a benchmark, one JSON file each in ``folder``, so that a rerun resumes.
 

@@ -20,7 +20,6 @@ a re-run, so an interrupted sweep resumes.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from common import (
     fit_and_evaluation_windows,
     machine_info,
     mean_se_cell,
-    write_atomic,
+    write_results,
 )  # benchmarks/ is the script's folder
 
 from ctflow_gym import TrajectoryRefiner
@@ -152,8 +151,7 @@ def main() -> None:
         "wall_minutes": sum(r["wall_seconds"] for r in runs) / 60,
         "quick": args.quick,
     }
-    write_atomic(out / "feedback_seeds.json", json.dumps({"meta": meta, "runs": runs}, indent=2))
-    write_atomic(out / "feedback_seeds.md", markdown(runs, meta))
+    write_results(out, "feedback_seeds", {"meta": meta, "runs": runs}, markdown(runs, meta))
     print((out / "feedback_seeds.md").read_text())
 
 

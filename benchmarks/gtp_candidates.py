@@ -21,12 +21,11 @@ choice. Writes ``gtp_candidates.md`` / ``.json``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+from common import machine_info, markdown_table, write_results  # benchmarks/ is the script's folder
 
 from agents import GTPAgent
 
@@ -90,8 +89,7 @@ def main() -> None:
     runs = [evaluate(path, args.episodes, args.envs) for path in args.checkpoints]
     meta = {"episodes": args.episodes, "envs": args.envs, "machine": machine_info()}
     out = Path(args.out)
-    write_atomic(out / "gtp_candidates.json", json.dumps({"meta": meta, "runs": runs}, indent=1))
-    write_atomic(out / "gtp_candidates.md", markdown(runs, meta))
+    write_results(out, "gtp_candidates", {"meta": meta, "runs": runs}, markdown(runs, meta), indent=1)
     print((out / "gtp_candidates.md").read_text())
 
 

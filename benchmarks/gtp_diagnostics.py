@@ -35,7 +35,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import machine_info, markdown_table, seed_statistics, write_atomic  # benchmarks/ is the script's folder
+from common import (
+    machine_info,
+    markdown_table,
+    seed_statistics,
+    write_atomic,
+    write_results,
+)  # benchmarks/ is the script's folder
 
 from agents import GTPAgent, GTPConfig
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
@@ -394,8 +400,7 @@ def main() -> None:
         "machine": machine_info(),
     }
     out = Path(args.out)
-    write_atomic(out / "gtp_diagnostics.json", json.dumps({"meta": meta, "runs": runs}))
-    write_atomic(out / "gtp_diagnostics.md", markdown(runs, meta))
+    write_results(out, "gtp_diagnostics", {"meta": meta, "runs": runs}, markdown(runs, meta), indent=None)
     plot(runs, out / "gtp_diagnostics.png")
     print((out / "gtp_diagnostics.md").read_text())
 

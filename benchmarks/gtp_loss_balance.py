@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+from common import machine_info, markdown_table, write_results  # benchmarks/ is the script's folder
 
 from agents import GTPAgent
 from agents.gtp.losses import consistency_loss, flow_loss
@@ -134,8 +133,7 @@ def main() -> None:
         ]
     )
     out = Path(args.out)
-    write_atomic(out / "gtp_loss_balance.json", json.dumps({"meta": meta, "results": results}, indent=2))
-    write_atomic(out / "gtp_loss_balance.md", text)
+    write_results(out, "gtp_loss_balance", {"meta": meta, "results": results}, text)
     print(text)
 
 

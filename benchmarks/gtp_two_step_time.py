@@ -18,12 +18,11 @@ and K = 5 with its own times for reference. Writes ``gtp_two_step_time.md`` / ``
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+from common import machine_info, markdown_table, write_results  # benchmarks/ is the script's folder
 
 from agents import GTPAgent
 
@@ -71,8 +70,7 @@ def main() -> None:
         ]
     )
     out = Path(args.out)
-    write_atomic(out / "gtp_two_step_time.json", json.dumps({"meta": meta, "results": results}, indent=2))
-    write_atomic(out / "gtp_two_step_time.md", text)
+    write_results(out, "gtp_two_step_time", {"meta": meta, "results": results}, text)
     print(text)
 
 

@@ -52,13 +52,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import (  # benchmarks/ is the script's folder
+from common import (
     RunCache,
     interleaved_timings,
     machine_info,
     markdown_table,
     seed_statistics,
     write_atomic,
+    write_results,  # benchmarks/ is the script's folder
 )
 from gtp_diagnostics import run_seed
 from gtp_speed import SPEED_HEADER, measure_speed, speed_rows
@@ -566,8 +567,7 @@ def main() -> None:
         meta["curves_png"] = f"{name}.png" if plot_curves(runs, out / f"{name}.png", f"{name}: {env_id}") else None
         speed = json.loads(speed_file.read_text()) if speed_file.exists() else None
         everything = {"meta": meta, "summary": summary, "speed": speed, "latency": latency, "runs": runs}
-        write_atomic(out / f"{name}.json", json.dumps(everything, indent=2))
-        write_atomic(out / f"{name}.md", markdown(summary, latency, speed, meta))
+        write_results(out, name, everything, markdown(summary, latency, speed, meta))
 
     peer_python = data_file = None
 

@@ -33,7 +33,6 @@ are cached in ``<out>/refined_policy_runs/`` so a rerun resumes.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -41,7 +40,12 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from common import RunCache, machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+from common import (
+    RunCache,
+    machine_info,
+    markdown_table,
+    write_results,
+)  # benchmarks/ is the script's folder
 
 from ctflow_gym import DatasetValueFunction, GaussianPerturbation, RefinedPolicy, TrajectoryRefiner, load_refiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_sb3_policy, shipped_policy_path
@@ -355,8 +359,7 @@ def main() -> None:
         "this_run_minutes": (time.perf_counter() - started) / 60,
     }
     name = f"refined_policy_{args.policy}{args.tag}"
-    write_atomic(out / f"{name}.json", json.dumps({"meta": meta, "results": results}, indent=2))
-    write_atomic(out / f"{name}.md", markdown(args.policy, results, meta))
+    write_results(out, name, {"meta": meta, "results": results}, markdown(args.policy, results, meta))
     print((out / f"{name}.md").read_text())
 
 

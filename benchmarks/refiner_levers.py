@@ -31,12 +31,16 @@ Writes ``refiner_levers.md`` / ``.json``; finished seeds are cached in
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
-from common import RunCache, machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+from common import (
+    RunCache,
+    machine_info,
+    markdown_table,
+    write_results,
+)  # benchmarks/ is the script's folder
 
 from ctflow_gym import DatasetValueFunction, GaussianPerturbation, TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions
@@ -187,8 +191,7 @@ def main() -> None:
         "quick": args.quick,
     }
     name = "refiner_levers_quick" if args.quick else "refiner_levers"
-    write_atomic(out / f"{name}.json", json.dumps({"meta": meta, "runs": runs}, indent=2))
-    write_atomic(out / f"{name}.md", markdown(runs, meta))
+    write_results(out, name, {"meta": meta, "runs": runs}, markdown(runs, meta))
     print((out / f"{name}.md").read_text())
 
 
