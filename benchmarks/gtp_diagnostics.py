@@ -289,7 +289,7 @@ def markdown(runs: list[dict], meta: dict) -> str:
                 f"GTPAgent (package defaults except as named: tau_sampling {meta['tau_sampling']!r}, "
                 f"schedule_max_steps "
                 f"{meta.get('schedule_max_steps', 1280)}, eta {meta.get('eta', 5.0)}, max_weight "
-                f"{meta.get('max_weight', 100.0)}) on `{meta['dataset']}`, "
+                f"{meta.get('max_weight', 100.0)}, teacher_ema {meta.get('teacher_ema')}) on `{meta['dataset']}`, "
                 f"{meta['steps']} gradient steps, seeds "
                 f"{meta['seeds']}; evaluation every {meta['eval_every']} steps ({meta['episodes']} episodes in "
                 f"{meta['envs']} envs); score = mean of the last 5 evaluations. Machine: {meta['machine']}."
@@ -350,6 +350,9 @@ def main() -> None:
         "--max-weight", type=float, default=GTPConfig.max_weight, help="GTPConfig.max_weight, the weights' clip"
     )
     parser.add_argument(
+        "--teacher-ema", type=float, default=None, help="GTPConfig.teacher_ema (default None: the shared ema)"
+    )
+    parser.add_argument(
         "--action-candidates",
         type=int,
         default=GTPConfig.action_candidates,
@@ -379,6 +382,7 @@ def main() -> None:
                 schedule_max_steps=args.schedule_max_steps,
                 eta=args.eta,
                 max_weight=args.max_weight,
+                teacher_ema=args.teacher_ema,
             )
             write_atomic(run_file, json.dumps(run))
         if "k_scan" not in run and not args.report_only:
@@ -396,6 +400,7 @@ def main() -> None:
         "schedule_max_steps": args.schedule_max_steps,
         "eta": args.eta,
         "max_weight": args.max_weight,
+        "teacher_ema": args.teacher_ema,
         "action_candidates": args.action_candidates,
         "machine": machine_info(),
     }

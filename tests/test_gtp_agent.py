@@ -229,6 +229,31 @@ def test_config_checks(random_dataset_path):
     with pytest.raises(KeyError, match="no paper settings"):
         GTPConfig.for_dataset("pong-v0")
     assert GTPConfig.for_dataset("hopper-medium-v2").eta == 1.0
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="teacher_ema must be in"):
+            GTPConfig(teacher_ema=bad).validate()
+
+
+def test_teacher_ema_moves_only_the_actor_teacher(random_dataset_path):
+    # teacher_ema = 1: after a step the teacher (and acting network) is the student itself;
+    # the step itself and the critic target (the shared ``ema`` rate) are the default's.
+    def tensors(agent, name):
+        return [p.detach().clone() for p in agent._modules()[name].parameters()]
+
+    default = GTPAgent("Hopper-v5", random_dataset_path, seed=3, **TINY).learn(1)
+    student = GTPAgent("Hopper-v5", random_dataset_path, seed=3, teacher_ema=1.0, **TINY).learn(1)
+    for name in ("actor", "critic", "critic_target"):
+        for mine, theirs in zip(tensors(student, name), tensors(default, name)):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+    for teacher, actor in zip(tensors(student, "actor_ema"), tensors(student, "actor")):
+        torch.testing.assert_close(teacher, actor, rtol=0, atol=0)
+    assert not all(torch.equal(t, a) for t, a in zip(tensors(default, "actor_ema"), tensors(default, "actor")))
+    # An explicit teacher_ema equal to ema trains exactly like the default (None).
+    explicit = GTPAgent("Hopper-v5", random_dataset_path, seed=3, teacher_ema=0.005, **TINY).learn(3)
+    default.learn(2, reset_num_timesteps=False)
+    for name in explicit._modules():
+        for mine, theirs in zip(tensors(explicit, name), tensors(default, name)):
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
 
 
 def _parameters(agent) -> list:

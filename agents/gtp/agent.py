@@ -325,7 +325,7 @@ class GTPAgent(OfflineAgent):
         loss_actor = loss_consistency + cfg.lambda_flow * loss_flow
         metrics["actor_grad_norm"] = self._step(self.actor_optimizer, self.actor, loss_actor)
 
-        self._ema_update(self.actor_ema, self.actor, cfg.ema)
+        self._ema_update(self.actor_ema, self.actor, cfg.ema if cfg.teacher_ema is None else cfg.teacher_ema)
         if self.critic is not None:
             self._ema_update(self.critic_target, self.critic, cfg.ema)
         metrics.update(

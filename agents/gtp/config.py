@@ -49,6 +49,13 @@ class GTPConfig:
         gamma: discount.
         ema: rate of every EMA copy, theta- <- ema * theta + (1 - ema) * theta-
             (Algorithm 1 uses one rate for the actor teacher and the critic target).
+        teacher_ema: rate of the actor's EMA copy alone (the consistency loss's
+            teacher Phi_theta-, Eq. 17, which is also the network that acts); None
+            (default): ``ema``, as in Algorithm 1. 1.0 makes the teacher the student
+            itself, without gradient (iCT's choice, Song & Dhariwal 2023). Why it is
+            an option: on a fine Eq. 76 grid almost all of the consistency gradient is
+            the EMA copy's lag, not consistency (``benchmarks/gtp_loss_balance.py``,
+            analysis section 6); it is there to be measured, not yet a better default.
         batch_size: transitions per gradient step.
         actor_hidden, actor_layers: the flow-map MLP (D-QL's 256 x 3).
         critic_hidden, critic_layers: each Q head (256 x 2, as IQL and TD3+BC).
@@ -81,6 +88,7 @@ class GTPConfig:
     lambda_flow: float = 1.0
     gamma: float = 0.99
     ema: float = 0.005
+    teacher_ema: float | None = None
     batch_size: int = 256
     actor_hidden: int = 256
     actor_layers: int = 3
@@ -128,6 +136,8 @@ class GTPConfig:
             raise ValueError(f"eta must be >= 0; got {self.eta}")
         if not 0 < self.ema <= 1:
             raise ValueError(f"ema must be in (0, 1]; got {self.ema}")
+        if self.teacher_ema is not None and not 0 < self.teacher_ema <= 1:
+            raise ValueError(f"teacher_ema must be in (0, 1] or None; got {self.teacher_ema}")
         if not 0 <= self.gamma < 1:
             raise ValueError(f"gamma must be in [0, 1); got {self.gamma}")
         if self.min_time >= self.max_time:
