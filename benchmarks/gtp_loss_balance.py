@@ -19,7 +19,7 @@ Part of L_consistency is the EMA teacher's lag: even at t = u the student is pul
 toward its slower copy. To split the two, the same loss is also computed with a frozen
 copy of the student itself as the teacher (iCT's choice of a teacher without EMA,
 Song & Dhariwal 2023): what is left there is the consistency signal alone. Writes
-``gtp_loss_balance.md`` / ``.json``.
+``<--name>.md`` / ``.json`` (default ``gtp_loss_balance``).
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def main() -> None:
     parser.add_argument("--points", type=int, nargs="+", default=[10, 40, 160, 640, 1280])
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--name", default="gtp_loss_balance", help="results' file name (without .md/.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset = load_dataset(DEFAULT_DATASET_ID)
@@ -133,7 +134,7 @@ def main() -> None:
         ]
     )
     out = Path(args.out)
-    write_results(out, "gtp_loss_balance", {"meta": meta, "results": results}, text)
+    write_results(out, args.name, {"meta": meta, "results": results}, text)
     print(text)
 
 
