@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 BLOCK = 32 * 1024
@@ -27,6 +28,10 @@ def _payloads(data: bytes):
         if length == 0 and kind == 0:
             position += left
             continue
+        if position + HEADER + length > len(data):
+            from google.protobuf.message import DecodeError
+
+            raise DecodeError("a record is cut off at the end of the file (still being written?)")
         payload = data[position + HEADER : position + HEADER + length]
         position += HEADER + length
         if kind == FULL:
@@ -40,8 +45,26 @@ def _payloads(data: bytes):
             pending = b""
 
 
-def read_offline_run(run_dir: Path) -> dict:
-    """``{"history": [row dicts], "config": {...}, "group": str}`` of the offline run in ``run_dir``."""
+def read_offline_run(run_dir: Path, wait_seconds: float = 60.0) -> dict:
+    """``{"history": [row dicts], "config": {...}, "group": str}`` of the offline run in ``run_dir``.
+
+    W&B's service process may still be writing the file when ``wandb.finish`` has
+    returned (seen on a loaded machine: a record cut off at the end of the file), so a
+    file that does not parse yet is read again for up to ``wait_seconds``.
+    """
+    from google.protobuf.message import DecodeError
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return _parse_run(run_dir)
+        except DecodeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _parse_run(run_dir: Path) -> dict:
     from wandb.proto import wandb_internal_pb2
 
     (run_file,) = Path(run_dir).glob("run-*.wandb")
