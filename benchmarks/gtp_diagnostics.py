@@ -129,15 +129,16 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
     )
 
     clock = WallClock(folder / "wall.json", fresh=not (folder / "model").exists())
+    keep_every = getattr(args, "keep_every", 0)
 
     def evaluate_more(local_vars, global_vars) -> bool:
         step = agent.num_timesteps
-        if step % args.eval_every == 0:
-            clock.save()
-        keep_every = getattr(args, "keep_every", 0)
-        if keep_every and step % keep_every == 0 and step % args.eval_every == 0:
+        if step % args.eval_every:
+            return True
+        clock.save()
+        if keep_every and step % keep_every == 0:  # the checkpoint of this step is written already
             keep_snapshot(folder / "model", folder / f"model_{step}")
-        if step % args.eval_every == 0 and "eval_k2/normalized_score" not in metrics.records.get(str(step), {}):
+        if "eval_k2/normalized_score" not in metrics.records.get(str(step), {}):
             k2 = agent.evaluate(args.episodes, n_envs=args.envs, sampling_steps=2)
             scores = {"eval_k2/normalized_score": k2["normalized_score"]}
             for steps, key in ((5, "eval_stochastic"), (2, "eval_stochastic_k2")):
@@ -287,9 +288,9 @@ def markdown(runs: list[dict], meta: dict) -> str:
             "",
             (
                 f"GTPAgent (package defaults except as named: tau_sampling {meta['tau_sampling']!r}, "
-                f"schedule_max_steps "
-                f"{meta.get('schedule_max_steps', 1280)}, eta {meta.get('eta', 5.0)}, max_weight "
-                f"{meta.get('max_weight', 100.0)}, teacher_ema {meta.get('teacher_ema')}) on `{meta['dataset']}`, "
+                f"schedule_max_steps {meta.get('schedule_max_steps', 1280)}, eta {meta.get('eta', 5.0)}, "
+                f"max_weight {meta.get('max_weight', 100.0)}, teacher_ema {meta.get('teacher_ema')}) "
+                f"on `{meta['dataset']}`, "
                 f"{meta['steps']} gradient steps, seeds "
                 f"{meta['seeds']}; evaluation every {meta['eval_every']} steps ({meta['episodes']} episodes in "
                 f"{meta['envs']} envs); score = mean of the last 5 evaluations. Machine: {meta['machine']}."

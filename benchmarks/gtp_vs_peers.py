@@ -52,14 +52,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import (
+from common import (  # benchmarks/ is the script's folder
     RunCache,
     interleaved_timings,
     machine_info,
     markdown_table,
     seed_statistics,
     write_atomic,
-    write_results,  # benchmarks/ is the script's folder
+    write_results,
 )
 from gtp_diagnostics import run_seed
 from gtp_speed import SPEED_HEADER, measure_speed, speed_rows
