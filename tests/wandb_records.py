@@ -12,6 +12,8 @@ import struct
 import time
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
+
 BLOCK = 32 * 1024
 HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -29,8 +31,6 @@ def _payloads(data: bytes):
             position += left
             continue
         if position + HEADER + length > len(data):
-            from google.protobuf.message import DecodeError
-
             raise DecodeError("a record is cut off at the end of the file (still being written?)")
         payload = data[position + HEADER : position + HEADER + length]
         position += HEADER + length
@@ -45,15 +45,18 @@ def _payloads(data: bytes):
             pending = b""
 
 
+class IncompleteRunFile(DecodeError):
+    """The run file parses but has no ``exit`` record yet: W&B is still writing it."""
+
+
 def read_offline_run(run_dir: Path, wait_seconds: float = 60.0) -> dict:
     """``{"history": [row dicts], "config": {...}, "group": str}`` of the offline run in ``run_dir``.
 
     W&B's service process may still be writing the file when ``wandb.finish`` has
-    returned (seen on a loaded machine: a record cut off at the end of the file), so a
-    file that does not parse yet is read again for up to ``wait_seconds``.
+    returned (seen on a loaded machine: a record cut off at the end, or records still
+    missing), so the file is read again until it parses and holds the run's closing
+    ``exit`` record, for up to ``wait_seconds``; then the last error is raised.
     """
-    from google.protobuf.message import DecodeError
-
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
@@ -68,7 +71,7 @@ def _parse_run(run_dir: Path) -> dict:
     from wandb.proto import wandb_internal_pb2
 
     (run_file,) = Path(run_dir).glob("run-*.wandb")
-    history, config, group = [], {}, ""
+    history, config, group, finished = [], {}, "", False
     for payload in _payloads(run_file.read_bytes()):
         record = wandb_internal_pb2.Record()
         record.ParseFromString(payload)
@@ -82,6 +85,10 @@ def _parse_run(run_dir: Path) -> dict:
         elif kind == "run":
             config.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
             group = record.run.run_group or group
+        elif kind == "exit":
+            finished = True
+    if not finished:
+        raise IncompleteRunFile(f"{run_file}: no exit record (the run is not finished or not yet written)")
     return {"history": history, "config": config, "group": group}
 
 
