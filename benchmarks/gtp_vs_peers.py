@@ -1,9 +1,10 @@
 """GTP and GTP-BC next to d3rlpy's IQL and TD3+BC on the same data: scores, learning curves, speed.
 
 Same dataset (the shipped default unless ``--dataset``), batch size, number of gradient
-steps and seeds for every method. Sections of the results (``<out>/<name>.md`` / ``.json``
-/ ``.png``; ``--name`` defaults to ``gtp_vs_peers_<steps/1000>k``, ``_final`` added when
-``--eval-every 0``):
+steps and seeds for every method (GTP's Eq. 76 schedule: ``--schedule-max-steps``, recorded
+in each run; a stored GTP run counts only under the same value). Sections of the results
+(``<out>/<name>.md`` / ``.json`` / ``.png``; ``--name`` defaults to
+``gtp_vs_peers_<steps/1000>k``, ``_final`` added when ``--eval-every 0``):
 
 - **Scores.** With ``--eval-every N`` (default 10000) every run is evaluated every N
   gradient steps, ``--episodes`` episodes each, and its score is the mean D4RL score of
@@ -112,21 +113,14 @@ def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
     """
     eta = 0.0 if method == "gtp-bc" else args.eta
     run = {"method": method, "seed": seed, "steps": args.steps, "batch_size": args.batch_size, "eta": eta}
-    run["action_candidates"] = args.action_candidates
+    run.update(action_candidates=args.action_candidates, schedule_max_steps=args.schedule_max_steps)
+    options = dict(eta=eta, batch_size=args.batch_size, device=args.device, schedule_max_steps=args.schedule_max_steps)
     if args.eval_every:
         folder = Path(args.work) / method / f"seed{seed}"
-        trained = run_seed(dataset, seed, args, folder, eta=eta, batch_size=args.batch_size, device=args.device)
+        trained = run_seed(dataset, seed, args, folder, **options)
         curve = [{"step": c["step"], "score": c["k5"], "score_K=2": c["k2"]} for c in trained["curve"]]
         return {**run, "eval_every": args.eval_every, "curve": curve, "wall_seconds": trained["wall_seconds"]}
-    agent = agent_class("gtp")(
-        env_id,
-        dataset,
-        eta=eta,
-        batch_size=args.batch_size,
-        action_candidates=args.action_candidates,
-        device=args.device,
-        seed=seed,
-    )
+    agent = agent_class("gtp")(env_id, dataset, action_candidates=args.action_candidates, seed=seed, **options)
     started = time.perf_counter()
     agent.learn(args.steps, progress_bar=args.progress)
     train_seconds = time.perf_counter() - started
@@ -400,6 +394,8 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
         (
             f"Dataset `{meta['dataset']}` ({meta['transitions']} transitions), env {meta['env_id']}; "
             f"{meta['steps']} gradient steps, batch {meta['batch_size']}, seeds {meta['seeds']}; {protocol}. "
+            f"GTP's Eq. 76 schedule grows to s1 + 1 = {meta['schedule_max_steps'] + 1} levels "
+            "(`schedule_max_steps`; the paper's s1: 1280). "
             f"Runs made at commit(s) {', '.join(meta['run_commits'])} on {meta['machine']['cores']} CPU cores "
             f"(GPU: {meta['machine']['gpu']}), {meta['machine']['torch_threads']} torch thread per run; "
             f"time of all runs {meta['wall_minutes']:.0f} min (curve runs: training and evaluation, over all "
@@ -409,6 +405,7 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
         "",
     ]
     rows = []
+    peaks = any("peaks" in row for row in summary.values())
     for method, row in summary.items():
         for key, stats in row["scores"].items():
             label = LABELS[method] + (f" ({key.split('_')[1]})" if key != "score" else "")
@@ -423,8 +420,8 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
                     ", ".join(f"{v:.1f}" for v in stats["per_seed"]),
                     ("n/a" if row["wall_minutes"] is None else f"{row['wall_minutes']:.0f}") if key == "score" else "",
                     f"{row['steps_per_second']:.1f}" if key == "score" and "steps_per_second" in row else "",
-                    peaks_cell(row) if key == "score" else "",
                 ]
+                + ([peaks_cell(row) if key == "score" else ""] if peaks else [])
             )
     header = [
         "method",
@@ -435,10 +432,9 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
         "per seed",
         "wall min",
         "train steps/s (in the runs)",
-        "peak per seed (step; hindsight)",
-    ]
+    ] + (["peak per seed (step; hindsight)"] if peaks else [])
     lines += [markdown_table(header, rows), ""]
-    if any("peaks" in row for row in summary.values()):
+    if peaks:
         lines += [
             "The peak column is each seed's best single evaluation (K = 5 for GTP) and when it came: "
             "picked in hindsight with the env, so not an offline score; it shows how much a run lost "
@@ -499,6 +495,12 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=10, help="GTP's evaluation envs (vectorised)")
     parser.add_argument("--eta", type=float, default=5.0, help="GTP's eta (paper, hopper-medium-replay: 5)")
     parser.add_argument("--action-candidates", type=int, default=GTPConfig.action_candidates)
+    parser.add_argument(
+        "--schedule-max-steps",
+        type=int,
+        default=GTPConfig.schedule_max_steps,
+        help="GTP's s1 of Eq. 76 (GTPConfig.schedule_max_steps; the paper: 1280)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (ours and the peers')")
     parser.add_argument("--name", default=None, help="results' file names (default gtp_vs_peers_<steps/1000>k)")
@@ -544,6 +546,7 @@ def main() -> None:
         "seeds": args.seeds,
         "episodes": args.episodes,
         "action_candidates": args.action_candidates,
+        "schedule_max_steps": args.schedule_max_steps,
         "machine": machine_info(),
     }
     latency_file, speed_file = work / "latency.json", work / "speed.json"
@@ -555,8 +558,16 @@ def main() -> None:
     latency = json.loads(latency_file.read_text())
     settings = {"steps": args.steps, "eval_every": args.eval_every or None}
 
+    def settings_of(method: str) -> dict:
+        """What a stored run of ``method`` must have been made with to count here."""
+        if method.startswith("gtp"):
+            return {**settings, "schedule_max_steps": args.schedule_max_steps}
+        return settings
+
     def report() -> None:
-        runs = [r for r in cache.runs("*-seed*.json") if all(r.get(k) == v for k, v in settings.items())]
+        runs = [
+            r for r in cache.runs("*-seed*.json") if all(r.get(k) == v for k, v in settings_of(r["method"]).items())
+        ]
         summary = summarize(runs, env_id)
         meta["seeds"] = sorted({r["seed"] for r in runs})
         meta["run_commits"] = sorted({r["machine"]["commit"] for r in runs})
@@ -587,7 +598,7 @@ def main() -> None:
         for seed in [] if args.report_only or args.speed_only else args.seeds:
             for method in args.methods:
                 run_name = f"{method}-seed{seed}"
-                if cache.get(run_name, settings) is not None:
+                if cache.get(run_name, settings_of(method)) is not None:
                     continue
                 print(f"[gtp_vs_peers] {method} seed {seed}: {args.steps} steps", flush=True)
                 if method.startswith("gtp"):
