@@ -309,23 +309,24 @@ def markdown(runs: list[dict], meta: dict) -> str:
                 "version the seed was trained with. Curves: `gtp_diagnostics.png`."
             ),
             "",
-            "## The final policy at other K (20 episodes, reset seeds 123.., D4RL score)",
-            "",
-            acting,
-            "",
-            markdown_table(
-                ["seed", *[f"det K={k}" for k in K_SCAN], *[f"sto K={k}" for k in K_SCAN]],
-                [
-                    [str(run["seed"])]
-                    + [f"{run['k_scan'][f'deterministic K={k}']['score']:.1f}" for k in K_SCAN]
-                    + [f"{run['k_scan'][f'stochastic K={k}']['score']:.1f}" for k in K_SCAN]
-                    for run in runs
-                    if "k_scan" in run
-                ],
-            ),
-            "",
+            *k_scan_section([run for run in runs if "k_scan" in run], acting),
         ]
     )
+
+
+def k_scan_section(runs: list[dict], acting: str) -> list[str]:
+    """The K scan's table, or one line saying it was not run (``--report-only`` on runs without it)."""
+    title = "## The final policy at other K (20 episodes, reset seeds 123.., D4RL score)"
+    if not runs:
+        return [title, "", "Not run for these seeds (the scan runs after training, unless --report-only).", ""]
+    rows = [
+        [str(run["seed"])]
+        + [f"{run['k_scan'][f'deterministic K={k}']['score']:.1f}" for k in K_SCAN]
+        + [f"{run['k_scan'][f'stochastic K={k}']['score']:.1f}" for k in K_SCAN]
+        for run in runs
+    ]
+    header = ["seed", *[f"det K={k}" for k in K_SCAN], *[f"sto K={k}" for k in K_SCAN]]
+    return [title, "", acting, "", markdown_table(header, rows), ""]
 
 
 def main() -> None:
