@@ -8,7 +8,8 @@ training: at gradient step k it has N(k) points,
 
     N(k) = min(s0 * 2^floor(k / K'), s1) + 1,   K' = floor(K / (log2(s1 / s0) + 1)),
 
-with K the planned number of gradient steps, s0 = 10, s1 = 1280. The points are the
+with K the planned number of gradient steps and s0 = 10, s1 = 1280 in the paper
+(``GTPConfig`` defaults to s1 = 40: see its ``schedule_max_steps``). The points are the
 levels of :func:`karras_levels`, with 0 added below them so that the last sampling
 step (to tau = 0) is a trained input (:func:`time_grid`).
 
