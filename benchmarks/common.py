@@ -5,6 +5,7 @@ into fit and evaluation windows, interleaved timings and per-seed statistics."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -35,6 +36,21 @@ def machine_info() -> dict:
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
+
+
+def checkpoint_probe_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The arguments every probe of saved GTP checkpoints takes: ``--checkpoints``, ``--out``, ``--name``.
+
+    ``doc`` is the script's docstring (its first line describes the parser); ``name`` the
+    default file name of the results (without .md/.json). Torch runs on one thread, as in
+    the training runs the probes look at.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--checkpoints", nargs="+", required=True, help="GTPAgent checkpoint folders")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    parser.add_argument("--name", default=name, help=f"results' file name without .md/.json (default {name})")
+    torch.set_num_threads(1)
+    return parser
 
 
 def write_atomic(path: Path, text: str) -> None:

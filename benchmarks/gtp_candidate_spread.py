@@ -18,11 +18,15 @@ choose from, or a different choice. Writes ``<--name>.md`` / ``.json``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
-from common import machine_info, markdown_table, write_results  # benchmarks/ is the script's folder
+from common import (
+    checkpoint_probe_parser,
+    machine_info,
+    markdown_table,
+    write_results,
+)  # benchmarks/ is the script's folder
 
 from agents import GTPAgent
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions
@@ -54,15 +58,11 @@ def candidate_statistics(agent: GTPAgent, observations: torch.Tensor, steps: lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoints", nargs="+", required=True)
+    parser = checkpoint_probe_parser(__doc__, "gtp_candidate_spread")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 5, 12])
     parser.add_argument("--states", type=int, default=1024)
     parser.add_argument("--candidates", type=int, default=50)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--name", default="gtp_candidate_spread", help="results' file name (without .md/.json)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     dataset = load_dataset(DEFAULT_DATASET_ID)
     transitions = load_transitions(dataset)
     index = torch.randint(len(transitions.observations), (args.states,), generator=torch.Generator().manual_seed(0))

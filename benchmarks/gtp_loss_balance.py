@@ -24,13 +24,17 @@ Song & Dhariwal 2023): what is left there is the consistency signal alone. Write
 
 from __future__ import annotations
 
-import argparse
 import copy
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import machine_info, markdown_table, write_results  # benchmarks/ is the script's folder
+from common import (
+    checkpoint_probe_parser,
+    machine_info,
+    markdown_table,
+    write_results,
+)  # benchmarks/ is the script's folder
 
 from agents import GTPAgent
 from agents.gtp.losses import consistency_loss, flow_loss
@@ -86,14 +90,10 @@ def balance(agent: GTPAgent, points: int, batches: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoints", nargs="+", required=True)
+    parser = checkpoint_probe_parser(__doc__, "gtp_loss_balance")
     parser.add_argument("--points", type=int, nargs="+", default=[10, 40, 160, 640, 1280])
     parser.add_argument("--batches", type=int, default=10)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--name", default="gtp_loss_balance", help="results' file name (without .md/.json)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
     dataset = load_dataset(DEFAULT_DATASET_ID)
     results = {}
     for checkpoint in args.checkpoints:

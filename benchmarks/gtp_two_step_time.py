@@ -17,12 +17,15 @@ and K = 5 with its own times for reference. Writes ``gtp_two_step_time.md`` / ``
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
-from common import machine_info, markdown_table, write_results  # benchmarks/ is the script's folder
+from common import (
+    checkpoint_probe_parser,
+    machine_info,
+    markdown_table,
+    write_results,
+)  # benchmarks/ is the script's folder
 
 from agents import GTPAgent
 
@@ -42,14 +45,11 @@ def scan(checkpoint: str, mids: list[float], episodes: int, envs: int) -> dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoints", nargs="+", required=True)
+    parser = checkpoint_probe_parser(__doc__, "gtp_two_step_time")
     parser.add_argument("--mids", type=float, nargs="+", default=[2.515, 5.0, 8.0, 12.0])
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--envs", type=int, default=10)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
-    torch.set_num_threads(1)
     results = {checkpoint: scan(checkpoint, args.mids, args.episodes, args.envs) for checkpoint in args.checkpoints}
     columns = [f"{mid:g}" for mid in args.mids] + ["K=5"]
     rows = [[checkpoint] + [f"{scores[c]:.1f}" for c in columns] for checkpoint, scores in results.items()]
@@ -70,7 +70,7 @@ def main() -> None:
         ]
     )
     out = Path(args.out)
-    write_results(out, "gtp_two_step_time", {"meta": meta, "results": results}, text)
+    write_results(out, args.name, {"meta": meta, "results": results}, text)
     print(text)
 
 
