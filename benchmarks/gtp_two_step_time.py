@@ -35,13 +35,11 @@ from agents import GTPAgent
 def scan(checkpoint: str, mids: list[float], episodes: int, envs: int, seed: int = 321) -> dict[str, float]:
     """Scores of one checkpoint at K = 2 for each t_mid, and at K = 5 (key ``"K=5"``)."""
     agent = GTPAgent.load(checkpoint)
-    key = (2, agent.config.max_time, agent.config.min_time)
     scores = {}
     for mid in mids:
-        agent._times_cache[key] = (agent.config.max_time, float(mid), 0.0)
-        scores[f"{mid:g}"] = agent.evaluate(episodes, seed=seed, n_envs=envs, sampling_steps=2)["normalized_score"]
+        times = (agent.config.max_time, float(mid), 0.0)
+        scores[f"{mid:g}"] = agent.evaluate(episodes, seed=seed, n_envs=envs, sampling_times=times)["normalized_score"]
         print(f"[two-step] {checkpoint} t_mid {mid:g}: {scores[f'{mid:g}']:.1f}", flush=True)
-    agent._times_cache.clear()
     scores["K=5"] = agent.evaluate(episodes, seed=seed, n_envs=envs, sampling_steps=5)["normalized_score"]
     return scores
 

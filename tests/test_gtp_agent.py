@@ -151,6 +151,24 @@ def test_sampling_steps_and_stochastic_actions(trained):
     assert result == trained.evaluate(n_episodes=1, seed=0, sampling_steps=2)
 
 
+def test_explicit_sampling_times_act_like_the_k_step_times_they_spell(trained):
+    obs = trained.transitions.observations[:7]
+    cfg = trained.config
+    karras = sampling_times(2, cfg.max_time, cfg.min_time)
+    two_step, _ = trained.predict(obs, sampling_steps=2)
+    np.testing.assert_array_equal(trained.predict(obs, sampling_times=list(karras))[0], two_step)
+    np.testing.assert_array_equal(trained.predict(obs, sampling_steps=2, sampling_times=karras)[0], two_step)
+    lower, _ = trained.predict(obs, sampling_times=(cfg.max_time, 0.567, 0.0))
+    assert not np.allclose(lower, two_step)  # the middle time is used, not K = 2's default
+    for bad in ((cfg.max_time,), (40.0, 1.0, 0.0), (cfg.max_time, 1.0, 0.1), (cfg.max_time, 1.0, 2.0, 0.0), "ab"):
+        with pytest.raises(ValueError, match="sampling_times"):
+            trained.predict(obs, sampling_times=bad)
+    with pytest.raises(ValueError, match="disagree"):
+        trained.predict(obs, sampling_steps=3, sampling_times=karras)
+    result = trained.evaluate(n_episodes=1, seed=0, sampling_times=(cfg.max_time, 0.567, 0.0))
+    assert result == trained.evaluate(n_episodes=1, seed=0, sampling_times=(cfg.max_time, 0.567, 0.0))
+
+
 def test_actions_are_the_best_of_n_candidates_by_q(trained):
     obs = trained.transitions.observations[:5]
     normalised = torch.as_tensor(trained.stats.normalize_observations(obs))

@@ -43,7 +43,13 @@ from agents.compilation import CompiledOrEager
 from agents.gtp.config import GTPConfig, require_positive_int
 from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
 from agents.gtp.networks import FlowMapActor
-from agents.gtp.schedule import discretization_steps, sample_consistency_times, sampling_times, time_grid
+from agents.gtp.schedule import (
+    discretization_steps,
+    explicit_sampling_times,
+    sample_consistency_times,
+    sampling_times,
+    time_grid,
+)
 from agents.registry import register_agent
 from ctflow_gym.models import DoubleQ
 
@@ -107,7 +113,10 @@ class GTPAgent(OfflineAgent):
         self._times(steps)
         self.config.sampling_steps = steps
 
-    def _times(self, steps: int) -> tuple[float, ...]:
+    def _times(self, steps: int | tuple[float, ...]) -> tuple[float, ...]:
+        """The sampling times of K = ``steps`` map steps, or ``steps`` itself if it is a checked tuple of times."""
+        if isinstance(steps, tuple):
+            return steps
         key = (steps, self.config.max_time, self.config.min_time)
         if key not in self._times_cache:
             self._times_cache[key] = sampling_times(steps, self.config.max_time, self.config.min_time)
@@ -124,9 +133,16 @@ class GTPAgent(OfflineAgent):
         self.config.action_candidates = candidates
 
     def sample_actions(
-        self, observations: torch.Tensor, steps: int, deterministic: bool, actor: FlowMapActor | None = None
+        self,
+        observations: torch.Tensor,
+        steps: int | tuple[float, ...],
+        deterministic: bool,
+        actor: FlowMapActor | None = None,
     ) -> torch.Tensor:
         """K-step actions in [-1, 1] for normalised ``observations`` (Eq. 15), one per row.
+
+        ``steps`` is K (times from :func:`~agents.gtp.schedule.sampling_times`) or the
+        times themselves, as :func:`~agents.gtp.schedule.explicit_sampling_times` returns them.
 
         a_T is drawn from the agent's generator, or with ``deterministic`` from a
         generator seeded with :data:`DETERMINISTIC_NOISE_SEED`. ``actor`` defaults to the
@@ -143,7 +159,7 @@ class GTPAgent(OfflineAgent):
         return torch.Generator(device=self.device).manual_seed(DETERMINISTIC_NOISE_SEED)
 
     def select_actions(
-        self, observations: torch.Tensor, steps: int, candidates: int, deterministic: bool
+        self, observations: torch.Tensor, steps: int | tuple[float, ...], candidates: int, deterministic: bool
     ) -> torch.Tensor:
         """The policy's actions: of ``candidates`` K-step samples per state, the one with the highest Q.
 
@@ -164,8 +180,17 @@ class GTPAgent(OfflineAgent):
         deterministic: bool,
         sampling_steps: int | None = None,
         action_candidates: int | None = None,
+        sampling_times=None,
     ) -> torch.Tensor:
         steps = self.sampling_steps if sampling_steps is None else sampling_steps
+        if sampling_times is not None:
+            times = explicit_sampling_times(sampling_times, self.config.max_time)
+            if sampling_steps is not None and sampling_steps != len(times) - 1:
+                raise ValueError(
+                    f"sampling_steps ({sampling_steps!r}) and sampling_times ({len(times) - 1} steps) disagree; "
+                    "give one of them"
+                )
+            steps = times
         candidates = self.action_candidates if action_candidates is None else action_candidates
         require_positive_int(candidates, "action_candidates")
         return self.select_actions(observations, steps, candidates, deterministic)
@@ -178,9 +203,17 @@ class GTPAgent(OfflineAgent):
         deterministic: bool = True,
         sampling_steps: int | None = None,
         action_candidates: int | None = None,
+        sampling_times=None,
     ) -> tuple[Any, Any]:
         """SB3's ``predict``; ``sampling_steps`` (K >= 1) and ``action_candidates`` (N >= 1)
-        override :attr:`sampling_steps` and :attr:`action_candidates` for this call."""
+        override :attr:`sampling_steps` and :attr:`action_candidates` for this call.
+
+        ``sampling_times`` (a sequence T = ``config.max_time`` > t_1 > ... > 0) replaces
+        the K-step times of Eq. 15 (Karras spacing, :func:`~agents.gtp.schedule.sampling_times`)
+        for this call, e.g. ``(80, 0.567, 0)`` for a K = 2 that stops lower in between
+        (analysis section 7 of ``benchmarks/results/gtp_diagnostics_analysis.md``). It is
+        an acting option only, not saved; with ``sampling_steps`` too the two must agree.
+        """
         return super().predict(
             observation,
             state,
@@ -188,6 +221,7 @@ class GTPAgent(OfflineAgent):
             deterministic,
             sampling_steps=sampling_steps,
             action_candidates=action_candidates,
+            sampling_times=sampling_times,
         )
 
     def flow_map_consistency(

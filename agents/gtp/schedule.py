@@ -54,6 +54,27 @@ def sampling_times(steps: int, max_time: float, min_time: float, rho: float = 7.
     return (*karras_levels(steps + 1, min_time, max_time, rho)[:-1], 0.0)
 
 
+def explicit_sampling_times(times, max_time: float) -> tuple[float, ...]:
+    """``times`` checked as a K-step sampling plan: T = ``max_time`` > t_1 > ... > t_K = 0.
+
+    For sampling at times other than :func:`sampling_times`' (e.g. where K = 2 stops in
+    between, ``benchmarks/gtp_two_step_time.py``). The first time must be T, since a_T is
+    drawn from N(0, T^2 I) of the prior; the last must be 0. Raises ``ValueError`` naming
+    ``sampling_times`` otherwise.
+    """
+    try:
+        plan = tuple(float(t) for t in times)
+    except (TypeError, ValueError):
+        raise ValueError(f"sampling_times must be a sequence of numbers; got {times!r}") from None
+    if len(plan) < 2 or not all(math.isfinite(t) for t in plan):
+        raise ValueError(f"sampling_times needs at least 2 finite times (T ... 0); got {times!r}")
+    if not math.isclose(plan[0], max_time, rel_tol=1e-9) or plan[-1] != 0.0:
+        raise ValueError(f"sampling_times must start at T = {max_time} and end at 0; got {times!r}")
+    if any(later >= earlier for earlier, later in zip(plan, plan[1:])):
+        raise ValueError(f"sampling_times must be strictly decreasing; got {times!r}")
+    return (float(max_time), *plan[1:])
+
+
 def discretization_steps(step: int, total_steps: int, s0: int = 10, s1: int = 1280) -> int:
     """N(k) of Eq. 76: the number of grid points at gradient step ``step`` of ``total_steps``."""
     period = max(1, math.floor(total_steps / (math.log2(s1 / s0) + 1)))
