@@ -191,6 +191,13 @@ class OfflineAgent:
         """Actions in [-1, 1] for normalised ``observations`` (B, obs_dim)."""
         raise NotImplementedError
 
+    def _acting_state(self) -> dict[str, Any]:
+        """What acting needs besides the weights, as JSON values, saved with the agent (default: nothing)."""
+        return {}
+
+    def _set_acting_state(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`_acting_state` returned (``{}`` for checkpoints written without one)."""
+
     def _use_compile(self, backend: str | None) -> None:
         """Compile the loss functions with ``backend`` (None: eager); see :mod:`agents.compilation`."""
         if backend is not None:

@@ -4,7 +4,9 @@ A saved agent is a checkpoint folder of kind ``"agent:<class name>"``:
 
 - ``checkpoint.json``: format version and kind, then the agent's metadata
   (:data:`META_KEYS`: config, env id, spaces, normalisation statistics, seed, step
-  counts, evaluation history, the minibatch sampler's numpy RNG state);
+  counts, evaluation history, the minibatch sampler's numpy RNG state), and
+  ``acting_state``: what the agent fitted for acting beside its weights (JSON; e.g.
+  GTP's fitted sampling times; absent in older checkpoints, which act without it);
 - ``weights.safetensors``: every network of ``agent._modules()`` (EMA copies included),
   keyed ``"<module>.<parameter>"``;
 - ``training_state.pt``: the optimisers' state and the torch RNG state, read with
@@ -80,6 +82,7 @@ def save_agent(agent: OfflineAgent, path: str | os.PathLike) -> Path:
         "dataset_id": agent.dataset_id,
         "eval_history": agent.eval_history,
         "batch_rng": agent._batch_rng.bit_generator.state,
+        "acting_state": agent._acting_state(),
     }
     training_state = {
         "optimizers": {name: optimizer.state_dict() for name, optimizer in agent._optimizers().items()},
@@ -141,6 +144,7 @@ def restore_agent(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, 
     agent.eval_history = list(meta["eval_history"])
     agent._batch_rng = np.random.default_rng()
     agent._batch_rng.bit_generator.state = meta["batch_rng"]
+    agent._set_acting_state(meta.get("acting_state", {}))
 
 
 def require_same_settings(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, Any]) -> None:

@@ -13,8 +13,10 @@ for the whole run), checkpointed every ``--eval-every`` steps into ``--work``: a
 interrupted run resumes where its last checkpoint was. Every ``--eval-every`` steps the
 policy is evaluated as ``predict(deterministic=True)`` acts (the best of
 ``--action-candidates`` samples by Q, from seeded start noise) with K = 5 (the agent's
-default) and K = 2 flow-map jumps, and as one sample a_T ~ N(0, T^2 I) per action
-(stochastic, N = 1: the paper's Eq. 15 as printed) with K = 5 and K = 2,
+default) and K = 2 flow-map jumps (Karras' times, the paper's), with K = 2 at its stop
+fitted to the trained map (``GTPAgent.fit_sampling_times``: refitted at every
+evaluation, its t_mid and distances recorded), and as one sample a_T ~ N(0, T^2 I) per
+action (stochastic, N = 1: the paper's Eq. 15 as printed) with K = 5 and K = 2,
 ``--episodes`` episodes in ``--envs`` envs at once (seeded with the agent's seed + the
 step). Training metrics (averaged over 1000 steps) are kept: critic loss, Q of the data
 actions, TD error, advantage statistics, the advantage weights (mean, max, fraction at
@@ -44,6 +46,7 @@ from common import (
 )  # benchmarks/ is the script's folder
 
 from agents import GTPAgent, GTPConfig
+from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 
 WATCHED = (
@@ -138,15 +141,26 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
         clock.save()
         if keep_every and step % keep_every == 0:  # the checkpoint of this step is written already
             keep_snapshot(folder / "model", folder / f"model_{step}")
-        if "eval_k2/normalized_score" not in metrics.records.get(str(step), {}):
-            k2 = agent.evaluate(args.episodes, n_envs=args.envs, sampling_steps=2)
-            scores = {"eval_k2/normalized_score": k2["normalized_score"]}
-            for steps, key in ((5, "eval_stochastic"), (2, "eval_stochastic_k2")):
+        record = metrics.records.get(str(step), {})
+        karras = sampling_times(2, agent.config.max_time, agent.config.min_time)
+        scores = {}
+        if "eval_k2/normalized_score" not in record:
+            k2 = agent.evaluate(args.episodes, n_envs=args.envs, sampling_times=karras)
+            scores["eval_k2/normalized_score"] = k2["normalized_score"]
+            for steps, key in ((5, "eval_stochastic"), (karras, "eval_stochastic_k2")):
+                options = {"sampling_steps": steps} if isinstance(steps, int) else {"sampling_times": steps}
                 one = agent.evaluate(
-                    args.episodes, n_envs=args.envs, deterministic=False, sampling_steps=steps, action_candidates=1
+                    args.episodes, n_envs=args.envs, deterministic=False, action_candidates=1, **options
                 )
                 scores[f"{key}/normalized_score"] = one["normalized_score"]
             scores.update({f"consistency/{k}": v for k, v in agent.flow_map_consistency().items()})
+        if "eval_k2_fitted/normalized_score" not in record:
+            fit = agent.fit_sampling_times((2,))[2]
+            fitted = agent.evaluate(args.episodes, n_envs=args.envs, sampling_times=fit.times)
+            scores["eval_k2_fitted/normalized_score"] = fitted["normalized_score"]
+            scores.update({"fitted_k2/t_mid": fit.times[1], "fitted_k2/distance": fit.distance})
+            scores["fitted_k2/karras_distance"] = fit.start_distance
+        if scores:
             metrics.log(scores, step=step)
         return True
 
@@ -170,6 +184,11 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
         for key, name in (("eval_stochastic", "stochastic_k5"), ("eval_stochastic_k2", "stochastic_k2")):
             if f"{key}/normalized_score" in record:
                 point[name] = record[f"{key}/normalized_score"]
+        if "eval_k2_fitted/normalized_score" in record:
+            point["k2_fitted"] = record["eval_k2_fitted/normalized_score"]
+            point.update(
+                {f"fitted_k2_{k.split('/', 1)[1]}": v for k, v in record.items() if k.startswith("fitted_k2/")}
+            )
         point.update({k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("consistency/")})
         curve.append(point)
     train = {
@@ -182,6 +201,7 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
         "train": {str(step): values for step, values in sorted(train.items()) if values},
         "score_k5": float(np.mean([c["k5"] for c in curve[-5:]])),
         "score_k2": float(np.mean([c["k2"] for c in curve[-5:]])),
+        "score_k2_fitted": float(np.mean([c.get("k2_fitted", np.nan) for c in curve[-5:]])),
         "score_stochastic_k5": float(np.mean([c.get("stochastic_k5", np.nan) for c in curve[-5:]])),
         "score_stochastic_k2": float(np.mean([c.get("stochastic_k2", np.nan) for c in curve[-5:]])),
         "this_call_seconds": time.perf_counter() - started,
@@ -202,14 +222,20 @@ def keep_snapshot(model: Path, snapshot: Path) -> None:
 K_SCAN = (1, 2, 3, 5, 8, 12)
 
 
-def k_scan(folder: Path, episodes: int, envs: int) -> dict:
-    """The trained policy at K = 1..12 map steps: as ``predict(deterministic=True)`` acts, and one sample per action."""
-    agent = GTPAgent.load(folder / "model")
+def k_scan(folder: Path, episodes: int, envs: int, dataset) -> dict:
+    """The trained policy at K = 1..12 map steps with Karras' times, and at K = 2 with its fitted stop.
+
+    Each as ``predict(deterministic=True)`` acts, and as one sample per action.
+    """
+    agent = GTPAgent.load(folder / "model", dataset=dataset)
+    cfg = agent.config
+    plans = {f"K={k}": sampling_times(k, cfg.max_time, cfg.min_time) for k in K_SCAN}
+    plans["K=2 fitted"] = agent.fit_sampling_times((2,))[2].times
     scan = {}
-    for steps in K_SCAN:
+    for name, times in plans.items():
         for mode, options in (("deterministic", {}), ("stochastic", {"deterministic": False, "action_candidates": 1})):
-            result = agent.evaluate(episodes, seed=123, n_envs=envs, sampling_steps=steps, **options)
-            scan[f"{mode} K={steps}"] = {"score": result["normalized_score"], "std": result["normalized_score_std"]}
+            result = agent.evaluate(episodes, seed=123, n_envs=envs, sampling_times=times, **options)
+            scan[f"{mode} {name}"] = {"score": result["normalized_score"], "std": result["normalized_score_std"]}
     return scan
 
 
@@ -259,6 +285,7 @@ def markdown(runs: list[dict], meta: dict) -> str:
                 str(run["seed"]),
                 f"{run['score_k5']:.1f}",
                 f"{run['score_k2']:.1f}",
+                f"{run.get('score_k2_fitted', float('nan')):.1f}",
                 f"{run.get('score_stochastic_k5', float('nan')):.1f}",
                 f"{run.get('score_stochastic_k2', float('nan')):.1f}",
             ]
@@ -269,6 +296,7 @@ def markdown(runs: list[dict], meta: dict) -> str:
         for label, key in (
             ("K=5", "score_k5"),
             ("K=2", "score_k2"),
+            ("K=2 fitted", "score_k2_fitted"),
             ("K=5 stochastic", "score_stochastic_k5"),
             ("K=2 stochastic", "score_stochastic_k2"),
         )
@@ -301,7 +329,9 @@ def markdown(runs: list[dict], meta: dict) -> str:
             acting,
             "",
             markdown_table(
-                ["seed", "score K=5", "score K=2", "score K=5 stochastic", "score K=2 stochastic", *WATCHED], rows
+                ["seed", "score K=5", "score K=2", "score K=2 fitted", "score K=5 stochastic", "score K=2 stochastic"]
+                + list(WATCHED),
+                rows,
             ),
             "",
             (
@@ -319,14 +349,17 @@ def k_scan_section(runs: list[dict], acting: str) -> list[str]:
     title = "## The final policy at other K (20 episodes, reset seeds 123.., D4RL score)"
     if not runs:
         return [title, "", "Not run for these seeds (the scan runs after training, unless --report-only).", ""]
+    names = [f"K={k}" for k in K_SCAN] + ["K=2 fitted"]
+    cell = lambda run, key: f"{run['k_scan'][key]['score']:.1f}" if key in run["k_scan"] else "-"  # noqa: E731
     rows = [
         [str(run["seed"])]
-        + [f"{run['k_scan'][f'deterministic K={k}']['score']:.1f}" for k in K_SCAN]
-        + [f"{run['k_scan'][f'stochastic K={k}']['score']:.1f}" for k in K_SCAN]
+        + [cell(run, f"deterministic {name}") for name in names]
+        + [cell(run, f"stochastic {name}") for name in names]
         for run in runs
     ]
-    header = ["seed", *[f"det K={k}" for k in K_SCAN], *[f"sto K={k}" for k in K_SCAN]]
-    return [title, "", acting, "", markdown_table(header, rows), ""]
+    header = ["seed", *[f"det {name}" for name in names], *[f"sto {name}" for name in names]]
+    note = "K = 1..12 with Karras' times; K = 2 fitted: its stop fitted to the trained map (-: not run then)."
+    return [title, "", acting, note, "", markdown_table(header, rows), ""]
 
 
 def main() -> None:
@@ -388,7 +421,7 @@ def main() -> None:
             )
             write_atomic(run_file, json.dumps(run))
         if "k_scan" not in run and not args.report_only:
-            run["k_scan"] = k_scan(run_file.parent, 2 * args.episodes, args.envs)
+            run["k_scan"] = k_scan(run_file.parent, 2 * args.episodes, args.envs, dataset)
             write_atomic(run_file, json.dumps(run))
         runs.append(run)
     meta = {

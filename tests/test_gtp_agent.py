@@ -1,12 +1,15 @@
 """What is special to GTPAgent: imitation, the noise schedule and the one time grid, the flow-map sampler,
 predict-time K, GTP-BC, its config. The contract every agent shares is in test_agent_contract.py."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from agents import GTPAgent, GTPConfig, NonFiniteLossError
+from agents.gtp.calibration import fit_sampling_times, rms_distance
 from agents.gtp.networks import FlowMapActor
 from agents.gtp.schedule import (
     discretization_steps,
@@ -154,19 +157,88 @@ def test_sampling_steps_and_stochastic_actions(trained):
 def test_explicit_sampling_times_act_like_the_k_step_times_they_spell(trained):
     obs = trained.transitions.observations[:7]
     cfg = trained.config
-    karras = sampling_times(2, cfg.max_time, cfg.min_time)
-    two_step, _ = trained.predict(obs, sampling_steps=2)
-    np.testing.assert_array_equal(trained.predict(obs, sampling_times=list(karras))[0], two_step)
-    np.testing.assert_array_equal(trained.predict(obs, sampling_steps=2, sampling_times=karras)[0], two_step)
-    lower, _ = trained.predict(obs, sampling_times=(cfg.max_time, 0.567, 0.0))
-    assert not np.allclose(lower, two_step)  # the middle time is used, not K = 2's default
+    karras = sampling_times(3, cfg.max_time, cfg.min_time)  # K = 3 is not fitted by default: Karras' times
+    three_step, _ = trained.predict(obs, sampling_steps=3)
+    np.testing.assert_array_equal(trained.predict(obs, sampling_times=list(karras))[0], three_step)
+    np.testing.assert_array_equal(trained.predict(obs, sampling_steps=3, sampling_times=karras)[0], three_step)
+    two_step, _ = trained.predict(obs, sampling_steps=2)  # K = 2 acts with its fitted plan
+    np.testing.assert_array_equal(trained.predict(obs, sampling_times=trained.sampling_plan(2))[0], two_step)
+    other, _ = trained.predict(obs, sampling_times=(cfg.max_time, 30.0, 0.0))
+    assert not np.allclose(other, two_step)  # the middle time is used
     for bad in ((cfg.max_time,), (40.0, 1.0, 0.0), (cfg.max_time, 1.0, 0.1), (cfg.max_time, 1.0, 2.0, 0.0), "ab"):
         with pytest.raises(ValueError, match="sampling_times"):
             trained.predict(obs, sampling_times=bad)
     with pytest.raises(ValueError, match="disagree"):
-        trained.predict(obs, sampling_steps=3, sampling_times=karras)
+        trained.predict(obs, sampling_steps=2, sampling_times=karras)
     result = trained.evaluate(n_episodes=1, seed=0, sampling_times=(cfg.max_time, 0.567, 0.0))
     assert result == trained.evaluate(n_episodes=1, seed=0, sampling_times=(cfg.max_time, 0.567, 0.0))
+
+
+def test_fitting_one_stop_finds_the_best_level_of_an_exhaustive_search(trained):
+    # For K = 2 the descent tries every level for the one stop: it must land on the
+    # brute-force minimum of the distance to the fine path, and never above Karras'.
+    cfg = trained.config
+    generator = torch.Generator().manual_seed(3)
+    obs = trained._data["observations"][torch.randint(len(trained.transitions), (128,), generator=generator)]
+    noise = torch.randn(128, trained.act_dim, generator=generator)
+    levels = karras_levels(12, cfg.min_time, cfg.max_time)
+    fit = fit_sampling_times(trained.actor_ema, obs, noise, sampling_times(2, cfg.max_time, cfg.min_time), levels)
+    with torch.no_grad():
+        act = lambda times: trained.actor_ema.sample(obs, times, noise).clamp(-1, 1)  # noqa: E731
+        reference = act((*levels, 0.0))
+        distances = {lvl: rms_distance(act((cfg.max_time, lvl, 0.0)), reference) for lvl in levels[1:]}
+    best = min(distances, key=distances.get)
+    assert fit.times == (cfg.max_time, best, 0.0)
+    assert fit.distance == pytest.approx(distances[best]) and fit.distance <= fit.start_distance
+    five = fit_sampling_times(trained.actor_ema, obs, noise, sampling_times(5, cfg.max_time, cfg.min_time), levels)
+    assert five.distance <= five.start_distance and len(five.times) == 6
+    assert all(later < earlier for earlier, later in zip(five.times, five.times[1:]))
+    assert set(five.times[1:-1]) <= set(levels)
+
+
+def test_fitted_times_follow_training_are_saved_and_change_no_random_stream(random_dataset_path, tmp_path):
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=2, **TINY).learn(20)
+    obs = agent.transitions.observations[:6]
+    state = agent.generator.get_state()
+    fits = agent.fit_sampling_times((2, 3))
+    assert torch.equal(agent.generator.get_state(), state)
+    assert set(fits) == {2, 3} and all(f.distance <= f.start_distance for f in fits.values())
+    plan = agent.sampling_plan(2)
+    assert plan == fits[2].times and agent.sampling_plan(5) == sampling_times(5, 80.0, 0.002)
+    acted, _ = agent.predict(obs, sampling_steps=2)
+    agent.save(tmp_path / "model")
+    loaded = GTPAgent.load(tmp_path / "model")  # no dataset: acts with the saved fit
+    assert loaded.sampling_plan(2) == plan
+    np.testing.assert_array_equal(loaded.predict(obs, sampling_steps=2)[0], acted)
+    assert agent.sampling_plan_distance(plan) == pytest.approx(fits[2].distance)
+    karras = sampling_times(2, 80.0, 0.002)
+    assert agent.sampling_plan_distance(karras) == pytest.approx(fits[2].start_distance)
+    for fit_needs_data in (loaded.fit_sampling_times, lambda: loaded.sampling_plan_distance(plan)):
+        with pytest.raises(ValueError, match="dataset"):
+            fit_needs_data()
+    for bad in ((1,), (2.0,), (True,)):
+        with pytest.raises(ValueError, match="steps"):
+            agent.fit_sampling_times(bad)
+    with pytest.raises(ValueError, match="fitted_sampling_steps"):
+        GTPAgent("Hopper-v5", random_dataset_path, fitted_sampling_steps=(1,), **TINY)
+    agent.learn(5, reset_num_timesteps=False)  # trained on: the next K = 2 action refits first
+    agent.predict(obs, sampling_steps=2)
+    assert agent._fitted_at == agent.num_timesteps == 25
+    agent.config.fitted_sampling_steps = ()
+    assert agent.sampling_plan(2) == sampling_times(2, 80.0, 0.002)
+
+
+def test_a_checkpoint_without_fitted_times_acts_with_karras_times_and_says_so(trained, random_dataset_path, tmp_path):
+    trained.save(tmp_path / "model")
+    meta_file = tmp_path / "model" / "checkpoint.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["acting_state"]  # as checkpoints written before fitted times existed
+    meta_file.write_text(json.dumps(meta))
+    old = GTPAgent.load(tmp_path / "model")
+    with pytest.warns(UserWarning, match="Karras"):
+        assert old.sampling_plan(2) == sampling_times(2, 80.0, 0.002)
+    refit = GTPAgent.load(tmp_path / "model", dataset=random_dataset_path)
+    assert refit.sampling_plan(2) == trained.sampling_plan(2)
 
 
 def test_actions_are_the_best_of_n_candidates_by_q(trained):

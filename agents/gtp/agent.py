@@ -22,6 +22,11 @@ whose code (Diffusion-QL's) samples 50 candidates and picks by Q; we take the ar
 temperature an accident of the reward scale). ``benchmarks/results/gtp_candidates.md``
 has the numbers that made N = 50 the default. Without a critic (GTP-BC) N is ignored.
 
+Where the K jumps stop: Karras' times (the paper's) for every K, except the K in
+``config.fitted_sampling_steps`` (default K = 2), whose intermediate stops are fitted
+offline to the trained map (:mod:`agents.gtp.calibration`, :meth:`GTPAgent.fit_sampling_times`),
+refitted whenever the weights have changed, and saved with the agent.
+
 ``deterministic=True`` draws the start noise from a generator seeded with
 :data:`DETERMINISTIC_NOISE_SEED` at every call, so the same observations give the same
 actions (what save/load round trips and ``evaluate_policy(deterministic=True)`` need)
@@ -34,12 +39,15 @@ the agent's seeded generator.
 from __future__ import annotations
 
 import copy
+import warnings
+from dataclasses import asdict
 from typing import Any
 
 import torch
 
 from agents.base import OfflineAgent
 from agents.compilation import CompiledOrEager
+from agents.gtp.calibration import FittedTimes, fit_sampling_times, rms_distance
 from agents.gtp.config import GTPConfig, require_positive_int
 from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
 from agents.gtp.networks import FlowMapActor
@@ -72,7 +80,7 @@ class GTPAgent(OfflineAgent):
     """
 
     config_class = GTPConfig
-    predict_time_options = frozenset({"sampling_steps", "action_candidates"})
+    predict_time_options = frozenset({"sampling_steps", "action_candidates", "fitted_sampling_steps"})
 
     def _build(self) -> None:
         cfg = self.config
@@ -89,6 +97,9 @@ class GTPAgent(OfflineAgent):
         self._use_compile(None)
         self._grid_cache: tuple[int, torch.Tensor] | None = None
         self._times_cache: dict[tuple, tuple[float, ...]] = {}
+        self._fitted: dict[int, FittedTimes] = {}
+        self._fitted_at: int | None = None
+        self._warned_unfitted: set[int] = set()
 
     def _modules(self) -> dict[str, torch.nn.Module]:
         modules = {"actor": self.actor, "actor_ema": self.actor_ema}
@@ -114,13 +125,101 @@ class GTPAgent(OfflineAgent):
         self.config.sampling_steps = steps
 
     def _times(self, steps: int | tuple[float, ...]) -> tuple[float, ...]:
-        """The sampling times of K = ``steps`` map steps, or ``steps`` itself if it is a checked tuple of times."""
+        """Karras' sampling times of K = ``steps`` map steps, or ``steps`` itself if it is a checked tuple of times.
+
+        Training (the critic's bootstrap actions) and :meth:`flow_map_consistency` use
+        these; acting uses :meth:`sampling_plan`.
+        """
         if isinstance(steps, tuple):
             return steps
         key = (steps, self.config.max_time, self.config.min_time)
         if key not in self._times_cache:
             self._times_cache[key] = sampling_times(steps, self.config.max_time, self.config.min_time)
         return self._times_cache[key]
+
+    def sampling_plan(self, steps: int) -> tuple[float, ...]:
+        """The times T > t_1 > ... > 0 that ``predict`` jumps through with K = ``steps`` map steps.
+
+        For K in ``config.fitted_sampling_steps`` the intermediate stops fitted to the
+        trained map (:meth:`fit_sampling_times`); they are refitted, on the attached
+        dataset, whenever the weights have trained since the last fit. Otherwise, and
+        when no fit can be had (an agent loaded without ``dataset`` from a checkpoint
+        saved before fits existed: a warning says so once), Karras' times of Eq. 15.
+        """
+        require_positive_int(steps, "sampling_steps")
+        if steps < 2 or steps not in self.config.fitted_sampling_steps:
+            return self._times(steps)
+        if self.transitions is not None and (self._fitted_at != self.num_timesteps or steps not in self._fitted):
+            self.fit_sampling_times()
+        if steps in self._fitted:
+            return self._fitted[steps].times
+        if steps not in self._warned_unfitted:
+            self._warned_unfitted.add(steps)
+            warnings.warn(
+                f"sampling_steps={steps} is in fitted_sampling_steps but this agent has no fit of its times and "
+                "no dataset to fit them on; acting with Karras' times (load with dataset=... to fit them)"
+            )
+        return self._times(steps)
+
+    def fit_sampling_times(self, steps=None, n_states: int = 1024, seed: int = 0) -> dict[int, FittedTimes]:
+        """Fit K-step sampling's intermediate stops to the trained map (:mod:`agents.gtp.calibration`).
+
+        For each K >= 2 in ``steps`` (default ``config.fitted_sampling_steps``), on
+        ``n_states`` dataset states and start noises drawn with ``seed`` (not the agent's
+        generator: fitting changes no random stream), over the current grid of Eq. 76.
+        The fits become the times :meth:`sampling_plan` gives for those K, are saved
+        with the agent, and are returned (each with its distance to the fine path, and
+        Karras' for comparison). Needs the dataset (``GTPAgent.load(path, dataset=...)``).
+        """
+        steps = self.config.fitted_sampling_steps if steps is None else steps
+        for k in steps:
+            if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+                raise ValueError(f"steps must hold integers >= 2 (K = 1 has no stop to fit); got {steps!r}")
+        observations, noise, levels = self._fit_inputs("fit_sampling_times", n_states, seed)
+        if self._fitted_at != self.num_timesteps:
+            self._fitted = {}
+        for k in steps:
+            self._fitted[k] = fit_sampling_times(self.actor_ema, observations, noise, self._times(k), levels)
+        self._fitted_at = self.num_timesteps
+        return {k: self._fitted[k] for k in steps}
+
+    def sampling_plan_distance(self, times, n_states: int = 1024, seed: int = 0) -> float:
+        """RMS distance of the actions of the plan ``times`` (T ... 0) to the finest trained path's.
+
+        The quantity :meth:`fit_sampling_times` minimises, on the same states and start
+        noises for the same ``n_states`` and ``seed``: to compare any plan with a fitted one.
+        """
+        plan = explicit_sampling_times(times, self.config.max_time)
+        observations, noise, levels = self._fit_inputs("sampling_plan_distance", n_states, seed)
+        with torch.no_grad():
+            act = lambda t: self.actor_ema.sample(observations, t, noise).clamp(-1.0, 1.0)  # noqa: E731
+            return rms_distance(act(plan), act((*levels, 0.0)))
+
+    def _fit_inputs(self, caller: str, n_states: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """Dataset states and start noises drawn with ``seed``, and the trained levels T ... min_time."""
+        if self.transitions is None:
+            raise ValueError(f"{caller} draws dataset states; load the agent with dataset=...")
+        require_positive_int(n_states, "n_states")
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        index = torch.randint(len(self.transitions), (n_states,), generator=generator, device=self.device)
+        noise = torch.randn(n_states, self.act_dim, generator=generator, device=self.device)
+        levels = self._grid().flip(0)[:-1].tolist()  # T ... min_time, without the 0 below
+        return self._data["observations"][index], noise, levels
+
+    def _acting_state(self) -> dict[str, Any]:
+        if self.transitions is not None and self.config.fitted_sampling_steps:
+            if self._fitted_at != self.num_timesteps or set(self.config.fitted_sampling_steps) - set(self._fitted):
+                self.fit_sampling_times()
+        fits = {str(k): asdict(fit) for k, fit in sorted(self._fitted.items())}
+        return {"fitted_sampling_times": fits, "fitted_at_step": self._fitted_at}
+
+    def _set_acting_state(self, state: dict[str, Any]) -> None:
+        self._fitted_at = state.get("fitted_at_step")
+        fits = state.get("fitted_sampling_times", {})
+        self._fitted = {
+            int(k): FittedTimes(**{n: tuple(v) if isinstance(v, list) else v for n, v in fit.items()})
+            for k, fit in fits.items()
+        }
 
     @property
     def action_candidates(self) -> int:
@@ -183,7 +282,9 @@ class GTPAgent(OfflineAgent):
         sampling_times=None,
     ) -> torch.Tensor:
         steps = self.sampling_steps if sampling_steps is None else sampling_steps
-        if sampling_times is not None:
+        if sampling_times is None:
+            steps = self.sampling_plan(steps)
+        else:
             times = explicit_sampling_times(sampling_times, self.config.max_time)
             if sampling_steps is not None and sampling_steps != len(times) - 1:
                 raise ValueError(
@@ -213,6 +314,8 @@ class GTPAgent(OfflineAgent):
         for this call, e.g. ``(80, 0.567, 0)`` for a K = 2 that stops lower in between
         (analysis section 7 of ``benchmarks/results/gtp_diagnostics_analysis.md``). It is
         an acting option only, not saved; with ``sampling_steps`` too the two must agree.
+        Without it, K jumps through :meth:`sampling_plan` (K): the fitted stops for the K
+        in ``config.fitted_sampling_steps``, Karras' times otherwise.
         """
         return super().predict(
             observation,

@@ -77,6 +77,18 @@ class GTPConfig:
             the paper's schedule.
         sampling_steps: K, map steps per action at ``predict`` (paper: 5; 2 is
             nearly as good); can be changed at predict time.
+        fitted_sampling_steps: the K whose intermediate stops ``predict`` takes
+            fitted to the trained map (:mod:`agents.gtp.calibration`: offline, on
+            dataset states, the stops whose actions come closest to the finest trained
+            path) instead of Karras' times of Eq. 15, which the paper uses for every
+            K; () keeps the paper's times. Default (2,), measured: on the three
+            200k-step s1 = 40 checkpoints the fit puts K = 2's stop at t = 0.43
+            (Karras: 2.5), halves its distance to the fine path (0.15 vs 0.23), and on
+            50 fresh episodes K = 2 scores 96.3 / 101.0 / 96.5 against Karras'
+            95.1 / 100.1 / 83.0 and K = 5's 98.5 / 98.9 / 99.3
+            (``benchmarks/results/gtp_fitted_k2_s1_40.md``, analysis section 8).
+            Acting only (training's bootstrap actions keep Karras' times); can differ
+            on resume.
         action_candidates: N, actions sampled per state at ``predict``, of which the
             one with the highest min_j Q_target_j is taken (Diffusion-QL's evaluation,
             which the paper's follows; 50 as there). 1 = one sample, Eq. 15 as printed.
@@ -112,11 +124,16 @@ class GTPConfig:
     schedule_min_steps: int = 10
     schedule_max_steps: int = 40
     sampling_steps: int = 5
+    fitted_sampling_steps: tuple[int, ...] = (2,)
     action_candidates: int = 50
     train_sampling_steps: int = 2
     value_samples: int = 1
     max_weight: float = 100.0
     tau_sampling: str = "grid"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.fitted_sampling_steps, list):  # as read back from JSON
+            self.fitted_sampling_steps = tuple(self.fitted_sampling_steps)
 
     @classmethod
     def for_dataset(cls, name: str, **overrides) -> "GTPConfig":
@@ -161,6 +178,9 @@ class GTPConfig:
             )
         for name in ("sampling_steps", "train_sampling_steps", "action_candidates"):
             require_positive_int(getattr(self, name), name)
+        fitted = self.fitted_sampling_steps
+        if not isinstance(fitted, tuple) or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in fitted):
+            raise ValueError(f"fitted_sampling_steps must be a tuple of integers >= 2; got {fitted!r}")
         from agents.gtp.schedule import TAU_SAMPLINGS
 
         if self.tau_sampling not in TAU_SAMPLINGS:
