@@ -109,7 +109,9 @@ def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
     """Train GTP (eta from the paper's hopper-medium-replay row) or GTP-BC (eta = 0).
 
     With ``args.eval_every``: through ``gtp_diagnostics.run_seed`` (curve of K = 5 and
-    K = 2 scores, checkpoints in ``args.work``); else evaluated once at the end, K = 1, 2, 5.
+    K = 2 scores, K = 2 with Karras' times, checkpoints in ``args.work``); else evaluated
+    once at the end, K = 1, 2, 5 as the agent acts (K = 2 at its fitted stop, recorded
+    as ``fitted_sampling_steps``).
     """
     eta = 0.0 if method == "gtp-bc" else args.eta
     run = {"method": method, "seed": seed, "steps": args.steps, "batch_size": args.batch_size, "eta": eta}
@@ -121,6 +123,7 @@ def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
         curve = [{"step": c["step"], "score": c["k5"], "score_K=2": c["k2"]} for c in trained["curve"]]
         return {**run, "eval_every": args.eval_every, "curve": curve, "wall_seconds": trained["wall_seconds"]}
     agent = agent_class("gtp")(env_id, dataset, action_candidates=args.action_candidates, seed=seed, **options)
+    run["fitted_sampling_steps"] = list(agent.config.fitted_sampling_steps)
     started = time.perf_counter()
     agent.learn(args.steps, progress_bar=args.progress)
     train_seconds = time.perf_counter() - started
@@ -379,7 +382,8 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
         protocol = (
             f"evaluated every {meta['eval_every']} steps, {meta['episodes']} episodes each; score = mean "
             f"D4RL score of the last {LAST_EVALUATIONS} evaluations. GTP acts as `predict(deterministic=True)`: "
-            f"the best of N = {meta['action_candidates']} samples by the critic (GTP-BC: one sample)"
+            f"the best of N = {meta['action_candidates']} samples by the critic (GTP-BC: one sample); "
+            "its K=2 rows use Karras' times, the paper's (the fitted K = 2 stop is in gtp_diagnostics' reports)"
         )
     else:
         protocol = f"evaluated once at the end, {meta['episodes']} episodes (first reset seeded 10000 + seed)"

@@ -16,8 +16,9 @@ descent (every level strictly between its neighbours), starting from Karras'
 times, on dataset states s and start noises a_T ~ N(0, T^2 I) drawn with a fixed seed.
 
 Why: at s1 = 40, 200k steps on the shipped data, the three trained actors all put
-K = 2's best stop near t = 0.47 (RMS distance 0.12 to the fine path, as close as
-K = 5's Karras times get) against 0.20-0.23 at Karras' t = 2.5 (analysis section 8 of
+K = 2's best stop at t = 0.43 (RMS distance 0.15 to the fine path, near K = 5's 0.12
+with Karras' times) against 0.23 at Karras' t = 2.5, and K = 2 acting there closes its
+gap to K = 5 in closed loop (analysis section 8 of
 ``benchmarks/results/gtp_diagnostics_analysis.md``).
 """
 
