@@ -269,10 +269,18 @@ def plot(runs: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def seed_summary(scores: list[float]) -> str:
-    """'median m, mean m, std s' of per-seed scores (:func:`common.seed_statistics`)."""
-    stats = seed_statistics(scores)
-    return f"median {stats['median']:.1f}, mean {stats['mean']:.1f}, std {stats['std']:.1f}"
+def seed_summary(scores: list[float], seeds: list[int]) -> str:
+    """'median m, mean m, std s' of per-seed scores (:func:`common.seed_statistics`).
+
+    Seeds without the score (nan: their code version did not record it) are left out,
+    and then the seeds it covers are named.
+    """
+    kept = [(seed, score) for seed, score in zip(seeds, scores) if not np.isnan(score)]
+    if not kept:
+        return "not recorded"
+    stats = seed_statistics([score for _, score in kept])
+    text = f"median {stats['median']:.1f}, mean {stats['mean']:.1f}, std {stats['std']:.1f}"
+    return text if len(kept) == len(scores) else f"{text} (seeds {', '.join(str(seed) for seed, _ in kept)})"
 
 
 def markdown(runs: list[dict], meta: dict) -> str:
@@ -292,7 +300,7 @@ def markdown(runs: list[dict], meta: dict) -> str:
             + [f"{last.get(name, float('nan')):.3g}" for name in WATCHED]
         )
     summary = "; ".join(
-        f"{label}: {seed_summary([r.get(key, float('nan')) for r in runs])}"
+        f"{label}: {seed_summary([r.get(key, float('nan')) for r in runs], [r['seed'] for r in runs])}"
         for label, key in (
             ("K=5", "score_k5"),
             ("K=2", "score_k2"),
@@ -317,7 +325,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
             (
                 f"GTPAgent (package defaults except as named: tau_sampling {meta['tau_sampling']!r}, "
                 f"schedule_max_steps {meta.get('schedule_max_steps', 1280)}, eta {meta.get('eta', 5.0)}, "
-                f"max_weight {meta.get('max_weight', 100.0)}, teacher_ema {meta.get('teacher_ema')}) "
+                f"max_weight {meta.get('max_weight', 100.0)}, teacher_ema {meta.get('teacher_ema')}, "
+                f"critic_ensemble {meta.get('critic_ensemble', 1)}) "
                 f"on `{meta['dataset']}`, "
                 f"{meta['steps']} gradient steps, seeds "
                 f"{meta['seeds']}; evaluation every {meta['eval_every']} steps ({meta['episodes']} episodes in "
@@ -388,6 +397,12 @@ def main() -> None:
         "--teacher-ema", type=float, default=None, help="GTPConfig.teacher_ema (default None: the shared ema)"
     )
     parser.add_argument(
+        "--critic-ensemble",
+        type=int,
+        default=GTPConfig.critic_ensemble,
+        help="GTPConfig.critic_ensemble, independent critics ranking by their mean (default 1: the paper's)",
+    )
+    parser.add_argument(
         "--action-candidates",
         type=int,
         default=GTPConfig.action_candidates,
@@ -418,6 +433,7 @@ def main() -> None:
                 eta=args.eta,
                 max_weight=args.max_weight,
                 teacher_ema=args.teacher_ema,
+                critic_ensemble=args.critic_ensemble,
             )
             write_atomic(run_file, json.dumps(run))
         if "k_scan" not in run and not args.report_only:
@@ -436,6 +452,7 @@ def main() -> None:
         "eta": args.eta,
         "max_weight": args.max_weight,
         "teacher_ema": args.teacher_ema,
+        "critic_ensemble": args.critic_ensemble,
         "action_candidates": args.action_candidates,
         "machine": machine_info(),
     }

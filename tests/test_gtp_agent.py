@@ -324,6 +324,45 @@ def test_config_checks(random_dataset_path):
             GTPConfig(teacher_ema=bad).validate()
 
 
+def test_an_ensemble_of_critics_learns_apart_and_ranks_by_their_mean(random_dataset_path, tmp_path):
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=5, critic_ensemble=3, **TINY).learn(30)
+    members = agent.critic_target.members
+    assert len(members) == 3 and len(agent.critic.members) == 3
+    first, second = (member.q1[0].weight for member in agent.critic.members[:2])
+    assert not torch.equal(first, second)  # initialised and trained apart
+    batch = agent.sample_batch(16)
+    with torch.no_grad():
+        obs, next_obs = batch["observations"], batch["next_observations"]
+        actions = agent.sample_actions(next_obs, 2, deterministic=True)
+        each = torch.stack([member.min_q(obs, batch["actions"]) for member in members])
+        # TD targets: member by member, each from its own target network
+        np.testing.assert_allclose(
+            agent._next_value(next_obs, actions).numpy(),
+            torch.stack([member.min_q(next_obs, actions) for member in members]).numpy(),
+        )
+        # ranking and V: the mean over members of each one's min Q
+        np.testing.assert_allclose(
+            agent.critic_target.min_q(obs, batch["actions"]).numpy(), each.mean(0).numpy(), rtol=1e-6
+        )
+    # each member's gradient is its own loss alone (summed losses, clipped member by member)
+    q1, q2 = agent.critic(obs, batch["actions"])
+    target = q1.detach() + 1.0
+    loss, member_q = agent._critic_loss(obs, batch["actions"], target)
+    lone_q1, lone_q2 = agent.critic.members[1](obs, batch["actions"])
+    lone = ((lone_q1 - target[1]) ** 2).mean() + ((lone_q2 - target[1]) ** 2).mean()
+    (grad,) = torch.autograd.grad(loss, agent.critic.members[1].q1[0].weight)
+    (lone_grad,) = torch.autograd.grad(lone, agent.critic.members[1].q1[0].weight)
+    torch.testing.assert_close(grad, lone_grad)
+    assert member_q.shape == (3, 16)
+    obs_raw = agent.transitions.observations[:4]
+    loaded = GTPAgent.load(agent.save(tmp_path / "ensemble"), device="cpu")
+    assert loaded.config.critic_ensemble == 3
+    np.testing.assert_array_equal(loaded.predict(obs_raw)[0], agent.predict(obs_raw)[0])
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="critic_ensemble must be an integer >= 1"):
+            GTPConfig(critic_ensemble=bad).validate()
+
+
 def test_teacher_ema_moves_only_the_actor_teacher(random_dataset_path):
     # teacher_ema = 1: after a step the teacher (and acting network) is the student itself;
     # the step itself and the critic target (the shared ``ema`` rate) are the default's.

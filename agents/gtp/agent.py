@@ -59,7 +59,7 @@ from agents.gtp.schedule import (
     time_grid,
 )
 from agents.registry import register_agent
-from ctflow_gym.models import DoubleQ
+from ctflow_gym.models import DoubleQ, DoubleQEnsemble
 
 DETERMINISTIC_NOISE_SEED = 0
 """Seed of the start noise ``predict(deterministic=True)`` draws anew at every call."""
@@ -90,7 +90,12 @@ class GTPAgent(OfflineAgent):
         self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
         self.critic = self.critic_target = self.critic_optimizer = None
         if cfg.eta > 0:
-            critic = DoubleQ(self.obs_dim, self.act_dim, cfg.critic_hidden, cfg.critic_layers)
+            if cfg.critic_ensemble == 1:
+                critic = DoubleQ(self.obs_dim, self.act_dim, cfg.critic_hidden, cfg.critic_layers)
+            else:
+                critic = DoubleQEnsemble(
+                    self.obs_dim, self.act_dim, cfg.critic_hidden, cfg.critic_layers, cfg.critic_ensemble
+                )
             self.critic = critic.to(self.device)
             self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
             self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
@@ -377,10 +382,14 @@ class GTPAgent(OfflineAgent):
         return actions[:split], actions[split:]
 
     def _next_value(self, next_observations: torch.Tensor, next_actions: torch.Tensor) -> torch.Tensor:
-        """min_j Q_target_j(s', a'), the max over the sampled a' under max-Q backup."""
+        """min_j Q_target_j(s', a'), the max over the sampled a' under max-Q backup.
+
+        Shape (B,); with an ensemble of critics (members, B): each member's own target.
+        """
         samples = next_actions.shape[0] // next_observations.shape[0]
         repeated = next_observations.repeat(samples, 1)
-        return self.critic_target.min_q(repeated, next_actions).view(samples, -1).max(0).values
+        values = self.critic_target.member_min_q(repeated, next_actions)
+        return values.view(*values.shape[:-1], samples, -1).max(-2).values
 
     def _policy_value(self, observations: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
         """V(s) = E_{a' ~ pi} min_j Q_j(s, a'), averaged over ``value_samples`` actions."""
@@ -390,7 +399,7 @@ class GTPAgent(OfflineAgent):
     def _critic_loss(
         self, obs: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eq. 16 on the batch, and min_j Q_j(s, a) of the data actions (detached)."""
+        """Eq. 16 on the batch, and min_j Q_j(s, a) of the data actions (detached; per member for an ensemble)."""
         q1, q2 = self.critic(obs, actions)
         return critic_loss(q1, q2, target), torch.minimum(q1, q2).detach()
 
@@ -408,9 +417,20 @@ class GTPAgent(OfflineAgent):
         }
 
     def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
+        """One optimiser step with the gradient norm clipped; returns the norm before clipping.
+
+        An ensemble of critics is clipped member by member (each as a lone critic would
+        be) and the mean of their norms returned.
+        """
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(module.parameters(), self.config.grad_norm or float("inf"))
+        limit = self.config.grad_norm or float("inf")
+        if isinstance(module, DoubleQEnsemble):
+            norm = torch.stack(
+                [torch.nn.utils.clip_grad_norm_(member.parameters(), limit) for member in module.members]
+            ).mean()
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(module.parameters(), limit)
         optimizer.step()
         return norm
 
@@ -432,18 +452,20 @@ class GTPAgent(OfflineAgent):
                 next_actions, policy_actions = self._bootstrap_values(obs, batch["next_observations"])
                 next_value = self._next_value(batch["next_observations"], next_actions)
                 target = td_target(batch["rewards"], batch["terminations"], next_value, cfg.gamma)
-            loss_q, q = self._losses["critic"](obs, actions, target)
+            loss_q, member_q = self._losses["critic"](obs, actions, target)
             loss_q = self._checked("critic_loss", loss_q)
             metrics["critic_grad_norm"] = self._step(self.critic_optimizer, self.critic, loss_q)
             with torch.no_grad():
                 # Q of the data actions from the forward pass of the critic loss (one
-                # step stale), V with the updated critic.
+                # step stale; an ensemble's members averaged, as its min_q does), V
+                # with the updated critic.
+                q = member_q.mean(0) if member_q.dim() > 1 else member_q
                 advantage = q - self._policy_value(obs, policy_actions)
                 weights = advantage_weights(advantage, cfg.eta, cfg.max_weight)
                 metrics.update(
                     critic_loss=loss_q.detach(),
                     q_mean=q.mean(),
-                    td_error=(q - target).abs().mean(),
+                    td_error=(member_q - target).abs().mean(),
                     advantage_std=advantage.std(),
                     advantage_positive_fraction=(advantage > 0).float().mean(),
                     weight_mean=weights.mean(),

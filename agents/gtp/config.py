@@ -60,6 +60,16 @@ class GTPConfig:
         batch_size: transitions per gradient step.
         actor_hidden, actor_layers: the flow-map MLP (D-QL's 256 x 3).
         critic_hidden, critic_layers: each Q head (256 x 2, as IQL and TD3+BC).
+        critic_ensemble: independent double-Q critics trained side by side, each
+            against its own target network's TD target (Eq. 16 per critic); actions
+            are ranked (``predict``'s choice among candidates) and valued (A = Q - V)
+            by the mean over critics of each one's min_j Q_j. 1 (default) is the
+            paper's one critic. Why it exists: on five s1 = 40 seeds at 200k the one
+            weak seed's actor scores 94-102 with any other seed's critic while its own
+            critic drags every actor to 46-77, and the five critics pooled after the
+            fact put every actor at 101-102 (``benchmarks/gtp_critic_swap.py``,
+            analysis section 8). Not yet trained on enough seeds to be the default;
+            each critic costs one more critic forward and backward per step.
         max_time: T, the largest noise level; a_T ~ N(0, T^2 I) (EDM's 80).
         min_time: smallest non-zero grid level (EDM's 0.002).
         sigma_data: data scale of the EDM preconditioning (actions in [-1, 1]).
@@ -86,7 +96,9 @@ class GTPConfig:
             (Karras: 2.5), halves its distance to the fine path (0.15 vs 0.23), and on
             50 fresh episodes K = 2 scores 96.3 / 101.0 / 96.5 against Karras'
             95.1 / 100.1 / 83.0 and K = 5's 98.5 / 98.9 / 99.3
-            (``benchmarks/results/gtp_fitted_k2_s1_40.md``, analysis section 8).
+            (``benchmarks/results/gtp_fitted_k2_s1_40.md``, analysis section 8); a
+            fourth seed 95.6 against 78.4 and 99.1, and over its last 90k steps
+            of training the fit beat Karras' stop in 16 of 20 evaluations (two seeds).
             Acting only (training's bootstrap actions keep Karras' times); can differ
             on resume.
         action_candidates: N, actions sampled per state at ``predict``, of which the
@@ -118,6 +130,7 @@ class GTPConfig:
     actor_layers: int = 3
     critic_hidden: int = 256
     critic_layers: int = 2
+    critic_ensemble: int = 1
     max_time: float = 80.0
     min_time: float = 0.002
     sigma_data: float = 0.5
@@ -176,7 +189,7 @@ class GTPConfig:
                 "need 1 <= schedule_min_steps <= schedule_max_steps; "
                 f"got {self.schedule_min_steps}, {self.schedule_max_steps}"
             )
-        for name in ("sampling_steps", "train_sampling_steps", "action_candidates"):
+        for name in ("sampling_steps", "train_sampling_steps", "action_candidates", "critic_ensemble"):
             require_positive_int(getattr(self, name), name)
         fitted = self.fitted_sampling_steps
         if not isinstance(fitted, tuple) or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in fitted):

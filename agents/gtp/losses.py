@@ -32,8 +32,12 @@ def td_target(
 
 
 def critic_loss(q1: torch.Tensor, q2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 16: squared TD error of both Q heads, Q_j(s, a) of the data, against the shared target."""
-    return ((q1 - target) ** 2).mean() + ((q2 - target) ** 2).mean()
+    """Eq. 16: squared TD error of both Q heads, Q_j(s, a) of the data, against the shared target.
+
+    Shapes (B,), or (members, B) for an ensemble of critics, each with its own target:
+    then the members' losses are summed (each member's gradient is its loss alone).
+    """
+    return ((q1 - target) ** 2).mean(-1).sum() + ((q2 - target) ** 2).mean(-1).sum()
 
 
 def consistency_loss(
