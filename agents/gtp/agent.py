@@ -463,7 +463,7 @@ class GTPAgent(OfflineAgent):
                 advantage = q - self._policy_value(obs, policy_actions)
                 weights = advantage_weights(advantage, cfg.eta, cfg.max_weight)
                 metrics.update(
-                    critic_loss=loss_q.detach(),
+                    critic_loss=loss_q.detach() / cfg.critic_ensemble,  # per critic, comparable across M
                     q_mean=q.mean(),
                     td_error=(member_q - target).abs().mean(),
                     advantage_std=advantage.std(),
