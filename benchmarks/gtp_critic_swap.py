@@ -31,13 +31,17 @@ from agents import GTPAgent
 from ctflow_gym.data import DEFAULT_DATASET_ID
 
 
-def with_critic(actor_checkpoint: str, critic_agent: GTPAgent) -> GTPAgent:
-    """The agent of ``actor_checkpoint`` with ``critic_agent``'s critic and critic target."""
-    agent = GTPAgent.load(actor_checkpoint, dataset=DEFAULT_DATASET_ID)
-    for name in ("obs_mean", "obs_std"):
-        mine, theirs = getattr(agent.stats, name), getattr(critic_agent.stats, name)
-        if not np.array_equal(mine, theirs):
-            raise ValueError(f"{actor_checkpoint} and the critic's checkpoint normalise observations differently")
+def require_same_normalisation(agents: dict[str, GTPAgent]) -> None:
+    """Raise ``ValueError`` unless every checkpoint normalises observations as the first does."""
+    first_name, first = next(iter(agents.items()))
+    for checkpoint, agent in agents.items():
+        for name in ("obs_mean", "obs_std"):
+            if not np.array_equal(getattr(agent.stats, name), getattr(first.stats, name)):
+                raise ValueError(f"{checkpoint} and {first_name} normalise observations differently")
+
+
+def take_critic(agent: GTPAgent, critic_agent: GTPAgent) -> GTPAgent:
+    """``agent`` with ``critic_agent``'s critic and critic target copied in (its actor unchanged)."""
     agent.critic.load_state_dict(critic_agent.critic.state_dict())
     agent.critic_target.load_state_dict(critic_agent.critic_target.state_dict())
     return agent
@@ -94,6 +98,7 @@ def main() -> None:
     parser.add_argument("--states", type=int, default=1024, help="dataset states of the offline table")
     args = parser.parse_args()
     critics = {c: GTPAgent.load(c, dataset=DEFAULT_DATASET_ID) for c in args.checkpoints}
+    require_same_normalisation(critics)
     evaluate = lambda agent, **options: agent.evaluate(  # noqa: E731
         args.episodes, seed=args.reset_seed, n_envs=args.envs, sampling_steps=args.sampling_steps, **options
     )["normalized_score"]
@@ -102,12 +107,12 @@ def main() -> None:
     for actor in args.checkpoints:
         alone[actor] = evaluate(critics[actor], action_candidates=1, deterministic=False)
         scores[actor] = {}
+        paired = GTPAgent.load(actor, dataset=DEFAULT_DATASET_ID)  # critics[actor] stays a critic source
         for critic, critic_agent in critics.items():
-            scores[actor][critic] = evaluate(with_critic(actor, critic_agent))
+            scores[actor][critic] = evaluate(take_critic(paired, critic_agent))
             print(f"[critic-swap] actor {actor} critic {critic}: {scores[actor][critic]:.1f}", flush=True)
-        pooled = with_critic(actor, critics[actor])
-        pooled.critic_target = PooledCritic([agent.critic_target for agent in critics.values()])
-        scores[actor]["pooled"] = evaluate(pooled)
+        paired.critic_target = PooledCritic([agent.critic_target for agent in critics.values()])
+        scores[actor]["pooled"] = evaluate(paired)
         print(f"[critic-swap] actor {actor} pooled critics: {scores[actor]['pooled']:.1f}", flush=True)
     names = {c: f"c{i}" for i, c in enumerate(args.checkpoints)}
     rows = [

@@ -47,7 +47,7 @@ import torch
 
 from agents.base import OfflineAgent
 from agents.compilation import CompiledOrEager
-from agents.gtp.calibration import FittedTimes, fit_sampling_times, rms_distance
+from agents.gtp.calibration import FittedTimes, clipped_actions, fine_path, fit_sampling_times, rms_distance
 from agents.gtp.config import GTPConfig, require_positive_int
 from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
 from agents.gtp.networks import FlowMapActor
@@ -154,7 +154,7 @@ class GTPAgent(OfflineAgent):
         require_positive_int(steps, "sampling_steps")
         if steps < 2 or steps not in self.config.fitted_sampling_steps:
             return self._times(steps)
-        if self.transitions is not None and (self._fitted_at != self.num_timesteps or steps not in self._fitted):
+        if self.transitions is not None and self._fits_stale():
             self.fit_sampling_times()
         if steps in self._fitted:
             return self._fitted[steps].times
@@ -196,9 +196,13 @@ class GTPAgent(OfflineAgent):
         """
         plan = explicit_sampling_times(times, self.config.max_time)
         observations, noise, levels = self._fit_inputs("sampling_plan_distance", n_states, seed)
-        with torch.no_grad():
-            act = lambda t: self.actor_ema.sample(observations, t, noise).clamp(-1.0, 1.0)  # noqa: E731
-            return rms_distance(act(plan), act((*levels, 0.0)))
+        act = lambda times: clipped_actions(self.actor_ema, observations, noise, times)  # noqa: E731
+        return rms_distance(act(plan), act(fine_path(levels)))
+
+    def _fits_stale(self) -> bool:
+        """Whether the weights have trained since the last fit, or a K of ``fitted_sampling_steps`` has none."""
+        missing = set(self.config.fitted_sampling_steps) - set(self._fitted)
+        return self._fitted_at != self.num_timesteps or bool(missing)
 
     def _fit_inputs(self, caller: str, n_states: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
         """Dataset states and start noises drawn with ``seed``, and the trained levels T ... min_time."""
@@ -212,9 +216,8 @@ class GTPAgent(OfflineAgent):
         return self._data["observations"][index], noise, levels
 
     def _acting_state(self) -> dict[str, Any]:
-        if self.transitions is not None and self.config.fitted_sampling_steps:
-            if self._fitted_at != self.num_timesteps or set(self.config.fitted_sampling_steps) - set(self._fitted):
-                self.fit_sampling_times()
+        if self.transitions is not None and self.config.fitted_sampling_steps and self._fits_stale():
+            self.fit_sampling_times()
         fits = {str(k): asdict(fit) for k, fit in sorted(self._fitted.items())}
         return {"fitted_sampling_times": fits, "fitted_at_step": self._fitted_at}
 

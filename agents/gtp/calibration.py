@@ -55,6 +55,19 @@ def rms_distance(first: torch.Tensor, second: torch.Tensor) -> float:
 
 
 @torch.no_grad()
+def clipped_actions(
+    actor: FlowMapActor, observations: torch.Tensor, noise: torch.Tensor, times: tuple[float, ...]
+) -> torch.Tensor:
+    """The actions of the plan ``times`` from start noises ``noise``, clipped to [-1, 1] as the policy acts."""
+    return actor.sample(observations, times, noise).clamp(-1.0, 1.0)
+
+
+def fine_path(levels: list[float]) -> tuple[float, ...]:
+    """The plan of one map step per trained level, T ... min_time, then 0: the reference of every fit."""
+    return (*levels, 0.0)
+
+
+@torch.no_grad()
 def fit_sampling_times(
     actor: FlowMapActor,
     observations: torch.Tensor,
@@ -77,8 +90,8 @@ def fit_sampling_times(
 
     Actions are clipped to [-1, 1] before distances are taken, as the policy acts.
     """
-    sample = lambda times: actor.sample(observations, times, noise).clamp(-1.0, 1.0)  # noqa: E731
-    reference = sample((*levels, 0.0))
+    sample = lambda times: clipped_actions(actor, observations, noise, times)  # noqa: E731
+    reference = sample(fine_path(levels))
     times = list(start_times)
     start_distance = best = rms_distance(sample(tuple(times)), reference)
     for _ in range(sweeps):
