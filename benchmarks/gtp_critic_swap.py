@@ -60,32 +60,36 @@ class PooledCritic(torch.nn.Module):
 
 
 @torch.no_grad()
-def offline_choices(agents: dict[str, GTPAgent], states: int, candidates: int, steps: int) -> dict[str, dict]:
+def offline_choices(
+    actors: dict[str, GTPAgent], critics: dict[str, torch.nn.Module], states: int, candidates: int, steps: int
+) -> dict[str, dict]:
     """Per critic, on every actor's candidates: its gain from choosing and how often it picks as the others do.
 
+    ``critics`` are modules with ``min_q`` (what ``GTPAgent.select_actions`` ranks by: a
+    checkpoint's ``critic_target``, one member of an ensemble, a pooled critic).
     ``states`` dataset states (seed 0) and N = ``candidates`` samples of K = ``steps``
     per state from each actor (deterministic start noise, as ``predict`` draws it). Per
     critic, averaged over the actors: ``gain``, the mean over states of max Q - mean Q of
-    the candidates (min_j Q_target_j); ``agreement``, the share of states where it picks
+    the candidates (its min_j Q_target_j); ``agreement``, the share of states where it picks
     the same candidate as another critic, averaged over the other critics (chance: 1 / N).
     """
-    first = next(iter(agents.values()))
+    first = next(iter(actors.values()))
     index = torch.randint(len(first.transitions), (states,), generator=torch.Generator().manual_seed(0))
     observations = first._data["observations"][index].repeat_interleave(candidates, dim=0)
-    gains = {name: [] for name in agents}
-    agreements = {name: [] for name in agents}
-    for actor in agents.values():
+    gains = {name: [] for name in critics}
+    agreements = {name: [] for name in critics}
+    for actor in actors.values():
         actions = actor.sample_actions(observations, steps, deterministic=True)
         picks = {}
-        for name, critic in agents.items():
-            q = critic.critic_target.min_q(observations, actions).view(states, candidates)
+        for name, critic in critics.items():
+            q = critic.min_q(observations, actions).view(states, candidates)
             gains[name].append(float((q.max(1).values - q.mean(1)).mean()))
             picks[name] = q.argmax(1)
-        for name in agents:
-            others = [float((picks[name] == picks[other]).float().mean()) for other in agents if other != name]
+        for name in critics:
+            others = [float((picks[name] == picks[other]).float().mean()) for other in critics if other != name]
             agreements[name].append(float(np.mean(others)))
     return {
-        name: {"gain": float(np.mean(gains[name])), "agreement": float(np.mean(agreements[name]))} for name in agents
+        name: {"gain": float(np.mean(gains[name])), "agreement": float(np.mean(agreements[name]))} for name in critics
     }
 
 
@@ -119,7 +123,13 @@ def main() -> None:
         [f"{names[a]} {a}", *[f"{scores[a][c]:.1f}" for c in [*args.checkpoints, "pooled"]], f"{alone[a]:.1f}"]
         for a in args.checkpoints
     ]
-    offline = offline_choices(critics, args.states, critics[args.checkpoints[0]].action_candidates, args.sampling_steps)
+    offline = offline_choices(
+        critics,
+        {name: agent.critic_target for name, agent in critics.items()},
+        args.states,
+        critics[args.checkpoints[0]].action_candidates,
+        args.sampling_steps,
+    )
     meta = {
         "episodes": args.episodes,
         "envs": args.envs,
