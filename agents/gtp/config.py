@@ -68,8 +68,12 @@ class GTPConfig:
             weak seed's actor scores 94-102 with any other seed's critic while its own
             critic drags every actor to 46-77, and the five critics pooled after the
             fact put every actor at 101-102 (``benchmarks/gtp_critic_swap.py``,
-            analysis section 8). Not yet trained on enough seeds to be the default;
-            each critic costs one more critic forward and backward per step.
+            analysis section 8). Measured: 5 critics on the two weakest seeds
+            (200k, shipped data) score 102.7 and 100.5 against one critic's 89.2 and
+            60.1 (analysis section 9, ``gtp_ensemble5_vs_one_200k.md``); 5 is the
+            recommended setting where training time allows. Not the default until
+            the other seeds are trained with it; it halves training speed on one
+            CPU thread (20 vs 42 steps/s at 5) and adds to ``predict``'s cost.
         max_time: T, the largest noise level; a_T ~ N(0, T^2 I) (EDM's 80).
         min_time: smallest non-zero grid level (EDM's 0.002).
         sigma_data: data scale of the EDM preconditioning (actions in [-1, 1]).
