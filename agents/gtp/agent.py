@@ -48,7 +48,7 @@ import torch
 from agents.base import OfflineAgent
 from agents.compilation import CompiledOrEager
 from agents.gtp.calibration import FittedTimes, clipped_actions, fine_path, fit_sampling_times, rms_distance
-from agents.gtp.config import GTPConfig, require_positive_int
+from agents.gtp.config import GTPConfig, require_positive_int, require_stop_counts
 from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
 from agents.gtp.networks import FlowMapActor
 from agents.gtp.schedule import (
@@ -177,9 +177,7 @@ class GTPAgent(OfflineAgent):
         Karras' for comparison). Needs the dataset (``GTPAgent.load(path, dataset=...)``).
         """
         steps = self.config.fitted_sampling_steps if steps is None else steps
-        for k in steps:
-            if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-                raise ValueError(f"steps must hold integers >= 2 (K = 1 has no stop to fit); got {steps!r}")
+        require_stop_counts(steps, "steps")
         observations, noise, levels = self._fit_inputs("fit_sampling_times", n_states, seed)
         if self._fitted_at != self.num_timesteps:
             self._fitted = {}

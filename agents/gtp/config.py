@@ -34,6 +34,15 @@ def require_positive_int(value, name: str) -> None:
         raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
 
 
+def require_stop_counts(steps, name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` unless every K in ``steps`` is an integer >= 2 (bools are not).
+
+    The K whose intermediate stops can be fitted (K = 1 jumps straight from T to 0).
+    """
+    if any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in steps):
+        raise ValueError(f"{name} must hold integers >= 2 (K = 1 has no stop to fit); got {steps!r}")
+
+
 @dataclass
 class GTPConfig:
     """Hyper-parameters of :class:`agents.GTPAgent`.
@@ -196,8 +205,9 @@ class GTPConfig:
         for name in ("sampling_steps", "train_sampling_steps", "action_candidates", "critic_ensemble"):
             require_positive_int(getattr(self, name), name)
         fitted = self.fitted_sampling_steps
-        if not isinstance(fitted, tuple) or any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in fitted):
+        if not isinstance(fitted, tuple):
             raise ValueError(f"fitted_sampling_steps must be a tuple of integers >= 2; got {fitted!r}")
+        require_stop_counts(fitted, "fitted_sampling_steps")
         from agents.gtp.schedule import TAU_SAMPLINGS
 
         if self.tau_sampling not in TAU_SAMPLINGS:
