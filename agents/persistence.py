@@ -20,12 +20,15 @@ here take the agent (or its class) as an argument, so this module needs nothing 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
 
+from agents.steps import ORDINARY_FORM
 from ctflow_gym.checkpoint import (
     META_FILE,
     TRAINING_STATE_FILE,
@@ -85,12 +88,29 @@ def save_agent(agent: OfflineAgent, path: str | os.PathLike) -> Path:
         "acting_state": agent._acting_state(),
     }
     training_state = {
-        "optimizers": {name: optimizer.state_dict() for name, optimizer in agent._optimizers().items()},
+        "optimizers": {name: portable_state(optimizer) for name, optimizer in agent._optimizers().items()},
         "torch_rng": agent.generator.get_state().cpu(),
     }
     return save_checkpoint(
         path, checkpoint_kind(type(agent)), meta, module_tensors(agent._modules()), training_state=training_state
     )
+
+
+def portable_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``optimizer.state_dict()`` in its ordinary form (:data:`agents.steps.ORDINARY_FORM`), step counts on the CPU.
+
+    During ``learn(cuda_graph=True)`` Adam is capturable and fused (:mod:`agents.steps`);
+    a checkpoint written then must load and train anywhere, a CPU included.
+    """
+    state = optimizer.state_dict()
+    state["param_groups"] = [
+        {**g, **ORDINARY_FORM} if set(ORDINARY_FORM) <= set(g) else g for g in state["param_groups"]
+    ]
+    state["state"] = {
+        key: {**values, "step": values["step"].cpu()} if isinstance(values.get("step"), torch.Tensor) else values
+        for key, values in state["state"].items()
+    }
+    return state
 
 
 def read_agent_meta(agent_class: type, path: str | os.PathLike) -> dict[str, Any]:
@@ -121,6 +141,29 @@ def config_from_meta(agent_class: type, meta: dict[str, Any], path: str | os.Pat
     return config_class(**meta["config"])
 
 
+def restore_generator(agent: OfflineAgent, saved: torch.Tensor, step: int) -> None:
+    """Set the agent's torch generator to the saved state, or reseed it if the state is another device's.
+
+    A CPU generator's state (5056 bytes) and a CUDA generator's (seed and offset) do
+    not convert: a checkpoint written on one kind of device and loaded on the other
+    (e.g. trained on a CPU, loaded with ``device="auto"`` on a GPU machine) gets a
+    generator seeded from the agent's seed and step count, with a warning, since a
+    resumed run's noise then differs from an uninterrupted one's. Acting with
+    ``deterministic=True`` draws from its own fixed seed and is unaffected.
+    """
+    if saved.numel() == agent.generator.get_state().numel():
+        agent.generator.set_state(saved)
+        return
+    warnings.warn(
+        f"the checkpoint's torch random state is another device type's than this agent's ({agent.device}); "
+        "its generator is seeded from the seed and step count instead (stochastic sampling and resumed "
+        "training draw other noise than on the device that wrote it)",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+    agent.generator.manual_seed(agent.seed * 1_000_003 + step)
+
+
 def restore_agent(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """Load networks, optimisers, RNG states and step counts of the checkpoint at ``path`` into ``agent``.
 
@@ -133,7 +176,7 @@ def restore_agent(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, 
         try:
             for name, optimizer in agent._optimizers().items():
                 optimizer.load_state_dict(state["optimizers"][name])
-            agent.generator.set_state(state["torch_rng"].cpu())
+            restore_generator(agent, state["torch_rng"].cpu(), int(meta["num_timesteps"]))
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
             raise CheckpointError(
                 f"{Path(path) / TRAINING_STATE_FILE}: does not fit this {type(agent).__name__} "

@@ -1,8 +1,9 @@
-"""Training speed of GTP, GTP-BC and a TD3+BC step of the same sizes, eager and compiled, in one run.
+"""Training speed of GTP, GTP-BC and a TD3+BC step of the same sizes, eager, compiled and graphed, in one run.
 
 Usage::
 
     python benchmarks/gtp_speed.py [--rounds 30] [--block 10] [--threads 1] [--device cpu] [--out benchmarks/results]
+        [--critic-ensemble 1] [--learn-steps 0] [--name gtp_speed]
 
 Every method takes gradient steps on minibatches (256) of the shipped dataset, one torch
 thread (``--threads``), in interleaved blocks (``benchmarks/common.py``'s
@@ -15,10 +16,17 @@ ratios compare like with like). Methods:
   policy delay 2, alpha 2.5) with GTP's network sizes (actor MLP 256 x 3 with SiLU,
   critic two 256 x 2 ReLU heads, Adam 3e-4), eager and with its losses compiled.
 
+On CUDA two more modes: ``graph`` (the whole step captured in a CUDA graph and replayed,
+``learn(cuda_graph=True)``, :mod:`agents.steps`; TD3+BC graphed the same way) and
+``compiled+graph`` (both). On CUDA every timed step ends with a synchronisation.
+``--learn-steps N`` also times GTP's whole ``learn`` call (N steps, logging every 1000,
+no evaluation) in every mode: what a user's run gets, after a first ``learn`` of
+``WARMUP_STEPS + 50`` steps that compiles.
+
 Ratios are GTP's steps/s over TD3+BC's in the same mode. The floating-point work per
 step is also counted (multiply-adds of the matrix products, forward and backward), which
 bounds what any implementation can reach on the same hardware. Writes ``gtp_speed.md`` /
-``.json``.
+``.json`` (``--name``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,24 +43,38 @@ from common import interleaved_timings, machine_info, markdown_table, write_atom
 
 from agents import GTPAgent, GTPConfig
 from agents.compilation import CompiledOrEager
+from agents.steps import WARMUP_STEPS, EagerSteps, GraphedSteps
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 from ctflow_gym.models import DoubleQ
 from ctflow_gym.models.mlp import MLP
 
 
 class TD3BCStep:
-    """One TD3+BC gradient step (critic every step, actor and targets every ``policy_delay``)."""
+    """One TD3+BC gradient step (critic every step, actor and targets every ``policy_delay``).
 
-    def __init__(self, agent: GTPAgent, backend: str | None, alpha: float = 2.5, policy_delay: int = 2):
+    With ``graph=True`` (CUDA) the two kinds of step (critic only; critic, actor and
+    targets) are each captured in a CUDA graph after three eager warm-up steps and
+    replayed, the minibatch indices drawn on the host and copied in, as
+    :class:`agents.steps.GraphedSteps` does for GTP.
+    """
+
+    def __init__(
+        self, agent: GTPAgent, backend: str | None, alpha: float = 2.5, policy_delay: int = 2, graph: bool = False
+    ):
         obs_dim, act_dim, cfg = agent.obs_dim, agent.act_dim, agent.config
         torch.manual_seed(0)
         self.actor = MLP(obs_dim, act_dim, cfg.actor_hidden, cfg.actor_layers).to(agent.device)
         self.critic = DoubleQ(obs_dim, act_dim, cfg.critic_hidden, cfg.critic_layers).to(agent.device)
         self.actor_target = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        adam = dict(lr=cfg.lr, capturable=graph)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), **adam)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), **adam)
         self.agent, self.alpha, self.policy_delay, self.steps = agent, alpha, policy_delay, 0
+        self.graph, self.graphs = graph, {}
+        if graph:
+            self.host_index = torch.empty(cfg.batch_size, dtype=torch.long).pin_memory()
+            self.index = torch.zeros(cfg.batch_size, dtype=torch.long, device=agent.device)
         self.critic_loss = CompiledOrEager(self._critic_loss, backend)
         self.actor_loss = CompiledOrEager(self._actor_loss, backend)
 
@@ -70,14 +93,34 @@ class TD3BCStep:
         return -lam * q.mean() + ((policy_actions - actions) ** 2).mean()
 
     def __call__(self) -> None:
-        batch = self.agent.sample_batch(self.agent.config.batch_size)
+        with_actor = (self.steps + 1) % self.policy_delay == 0
+        if not self.graph:
+            self._update(self.agent.sample_batch(self.agent.config.batch_size), with_actor)
+        else:
+            self.host_index.numpy()[:] = self.agent._batch_indices(self.agent.config.batch_size)
+            self.index.copy_(self.host_index, non_blocking=True)
+            if self.steps < 3:  # warm-up, on a side stream as capture requires
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    self._update(self.agent._batch_at(self.index), with_actor)
+                torch.cuda.current_stream().wait_stream(side)
+            else:
+                if with_actor not in self.graphs:
+                    torch.cuda.synchronize()
+                    self.graphs[with_actor] = graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        self._update(self.agent._batch_at(self.index), with_actor)
+                self.graphs[with_actor].replay()
+        self.steps += 1
+
+    def _update(self, batch: dict, with_actor: bool) -> None:
         obs, actions = batch["observations"], batch["actions"]
         loss = self.critic_loss(obs, actions, batch["rewards"], batch["next_observations"], batch["terminations"])
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()
-        self.steps += 1
-        if self.steps % self.policy_delay == 0:
+        if with_actor:
             loss = self.actor_loss(obs, actions)
             self.actor_optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -88,14 +131,19 @@ class TD3BCStep:
                         t.lerp_(s, 0.005)
 
 
-def gtp_step(dataset, eta: float, backend: str | None, device: str = "cpu"):
-    """A callable taking one GTPAgent gradient step (eta 0: GTP-BC) on ``device``."""
-    agent = GTPAgent(dataset.env_spec.id, dataset, eta=eta, seed=0, device=device)
+def gtp_step(dataset, eta: float, backend: str | None, device: str = "cpu", graph: bool = False, **config):
+    """A callable taking one GTPAgent gradient step (eta 0: GTP-BC) on ``device``, as ``learn`` takes it.
+
+    ``graph``: through :class:`agents.steps.GraphedSteps` (``learn(cuda_graph=True)``).
+    ``config``: GTPConfig overrides (e.g. ``critic_ensemble=5``).
+    """
+    agent = GTPAgent(dataset.env_spec.id, dataset, eta=eta, seed=0, device=device, **config)
     agent.target_timesteps = 1_000_000  # the schedule of Eq. 76 as planned for a long run
     agent._use_compile(backend)
+    steps = (GraphedSteps if graph else EagerSteps)(agent)
 
     def step() -> None:
-        agent._train_step(agent.sample_batch(agent.config.batch_size))
+        steps.step()
         agent.num_timesteps += 1
 
     return agent, step
@@ -122,27 +170,42 @@ def flops_per_step(agent: GTPAgent) -> dict[str, float]:
     return {"GTP": gtp / 1e9, "TD3+BC": td3 / 1e9, "ratio": td3 / gtp}
 
 
-def measure_speed(dataset, device: str, rounds: int, block: int, compile: bool) -> dict:
-    """Steps/s of GTP, GTP-BC and the TD3+BC reference step, eager (and compiled), interleaved.
+def speed_modes(device: str, compile: bool) -> dict[str, tuple[str | None, bool]]:
+    """The modes timed: name -> (torch.compile backend or None, CUDA graph), graphs on CUDA only."""
+    modes = {"eager": (None, False)}
+    if compile:
+        modes["compiled"] = ("inductor", False)
+    if str(device).startswith("cuda"):
+        modes["graph"] = (None, True)
+        if compile:
+            modes["compiled+graph"] = ("inductor", True)
+    return modes
+
+
+def measure_speed(dataset, device: str, rounds: int, block: int, compile: bool, **config) -> dict:
+    """Steps/s of GTP, GTP-BC and the TD3+BC reference step in every mode of :func:`speed_modes`, interleaved.
 
     Returns ``{"results": {"GTP eager": {...}, ...}, "matmul_gflop_per_step": ..., "timing_minutes": ...}``;
     each result has ``us_per_step``, ``steps_per_second``, ``first_step_seconds`` (compiling,
     when compiled) and, for GTP and GTP-BC, ``ratio_to_td3bc_same_mode``. On CUDA every
     step ends with a synchronisation, so a step's time is its whole time on the device.
     """
-    modes = {"eager": None, "compiled": "inductor"} if compile else {"eager": None}
+    modes = speed_modes(device, compile)
     sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     functions, compile_seconds = {}, {}
-    for mode, backend in modes.items():
+    for mode, (backend, graph) in modes.items():
+        first_steps = WARMUP_STEPS + 2 if graph else 1  # through warm-up and capture
         for name, eta in (("GTP", 5.0), ("GTP-BC", 0.0)):
-            agent, step = gtp_step(dataset, eta, backend, device)
+            agent, step = gtp_step(dataset, eta, backend, device, graph, **config)
             started = time.perf_counter()
-            step(), sync()  # compiles, when compiling
+            for _ in range(first_steps):
+                step(), sync()  # compiles, when compiling; captures, with a graph
             compile_seconds[f"{name} {mode}"] = time.perf_counter() - started
             functions[f"{name} {mode}"] = lambda step=step: (step(), sync())
-        td3 = TD3BCStep(agent, backend)
+        td3 = TD3BCStep(agent, backend, graph=graph)
         started = time.perf_counter()
-        td3(), td3(), sync()
+        for _ in range(first_steps + 1):
+            td3(), sync()
         compile_seconds[f"TD3+BC {mode}"] = time.perf_counter() - started
         functions[f"TD3+BC {mode}"] = lambda td3=td3: (td3(), sync())
     started = time.perf_counter()
@@ -158,7 +221,42 @@ def measure_speed(dataset, device: str, rounds: int, block: int, compile: bool) 
         "results": results,
         "matmul_gflop_per_step": flops_per_step(agent),
         "timing_minutes": (time.perf_counter() - started) / 60,
+        "modes": {mode: {"compile": backend, "cuda_graph": graph} for mode, (backend, graph) in modes.items()},
     }
+
+
+def learn_speed(dataset, device: str, steps: int, compile: bool, **config) -> dict[str, float]:
+    """GTP's (eta 5) steps/s through ``learn`` itself, per mode of :func:`speed_modes` (after a warm-up call)."""
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    speeds = {}
+    for mode, (backend, graph) in speed_modes(device, compile).items():
+        agent = GTPAgent(dataset.env_spec.id, dataset, eta=5.0, seed=0, device=device, **config)
+        options = dict(compile=backend or False, cuda_graph=graph, log_interval=1000)
+        agent.learn(WARMUP_STEPS + 50, **options)
+        sync()
+        started = time.perf_counter()
+        agent.learn(steps, reset_num_timesteps=False, **options)
+        sync()
+        speeds[f"GTP {mode}"] = steps / (time.perf_counter() - started)
+    return speeds
+
+
+def peer_speeds(dataset, device: str, python: str, steps: int, threads: int, work: Path) -> dict[str, float]:
+    """d3rlpy's IQL and TD3+BC training steps/s on ``device`` (short runs of ``peer_d3rlpy.py`` under ``python``)."""
+    from gtp_vs_peers import export_transitions, run_peer  # here: gtp_vs_peers imports this module
+
+    work.mkdir(parents=True, exist_ok=True)
+    data_file = work / "transitions.npz"
+    export_transitions(dataset, data_file)
+    args = argparse.Namespace(
+        steps=steps, batch_size=GTPConfig.batch_size, episodes=0, eval_every=0, device=device, threads=threads
+    )
+    args.progress = False
+    speeds = {}
+    for method, label in (("iql", "IQL (d3rlpy)"), ("td3+bc", "TD3+BC (d3rlpy)")):
+        result = run_peer(method, 0, args, dataset.env_spec.id, Path(python), data_file, work)
+        speeds[label] = result["steps_per_second"]
+    return speeds
 
 
 def speed_rows(results: dict) -> list[list[str]]:
@@ -185,13 +283,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-compile", action="store_true", help="eager only (skips ~3 min of compiling)")
+    parser.add_argument("--critic-ensemble", type=int, default=GTPConfig.critic_ensemble, help="GTP's critics")
+    parser.add_argument("--learn-steps", type=int, default=0, help="also time learn() for this many steps")
+    parser.add_argument("--name", default="gtp_speed", help="results' file names")
+    parser.add_argument("--peer-python", default=None, help="a Python with d3rlpy 2.8: also time its IQL and TD3+BC")
+    parser.add_argument("--peer-steps", type=int, default=3000, help="steps of each d3rlpy timing run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dataset = load_dataset(DEFAULT_DATASET_ID)
-    speed = measure_speed(dataset, args.device, args.rounds, args.block, compile=not args.no_compile)
+    config = {"critic_ensemble": args.critic_ensemble}
+    speed = measure_speed(dataset, args.device, args.rounds, args.block, compile=not args.no_compile, **config)
     results = speed["results"]
+    learn = (
+        learn_speed(dataset, args.device, args.learn_steps, not args.no_compile, **config) if args.learn_steps else {}
+    )
+    peers = {}
+    if args.peer_python:
+        with tempfile.TemporaryDirectory() as work:
+            peers = peer_speeds(dataset, args.device, args.peer_python, args.peer_steps, args.threads, Path(work))
     meta = {
+        "critic_ensemble": args.critic_ensemble,
+        "learn_steps": args.learn_steps,
         "threads": args.threads,
         "device": args.device,
         "rounds": args.rounds,
@@ -210,9 +323,36 @@ def main() -> None:
                 f"Device {args.device}, {args.threads} torch thread(s), batch {meta['batch_size']}, {args.rounds} "
                 f"rounds of {args.block} steps per method, median per round. Machine: {meta['machine']}."
             ),
+            f"GTP with {args.critic_ensemble} critic(s) (GTPConfig.critic_ensemble).",
             "",
             markdown_table(SPEED_HEADER, speed_rows(results)),
             "",
+            *(
+                [
+                    f"Through `learn` ({args.learn_steps} steps after a warm-up call, logging every 1000): "
+                    + ", ".join(f"{name} {value:.0f} steps/s" for name, value in learn.items())
+                    + ".",
+                    "",
+                ]
+                if learn
+                else []
+            ),
+            *(
+                [
+                    f"d3rlpy 2.8.1 on the same device ({args.peer_steps} steps each, `fit` time): "
+                    + ", ".join(f"{name} {value:.0f} steps/s" for name, value in peers.items())
+                    + ". GTP's table steps/s over IQL's: "
+                    + ", ".join(
+                        f"{name} {r['steps_per_second'] / peers['IQL (d3rlpy)']:.2f}x"
+                        for name, r in results.items()
+                        if name.startswith("GTP ")
+                    )
+                    + ".",
+                    "",
+                ]
+                if peers
+                else []
+            ),
             (
                 f"Matrix-product work per step (forward + backward, counted): GTP {flops['GTP']:.3f} GFLOP, "
                 f"TD3+BC {flops['TD3+BC']:.3f} GFLOP: a TD3+BC step does {flops['ratio']:.2f}x GTP's work, "
@@ -221,8 +361,9 @@ def main() -> None:
             "",
         ]
     )
-    write_atomic(Path(args.out) / "gtp_speed.json", json.dumps({"meta": meta, "results": results}, indent=2))
-    write_atomic(Path(args.out) / "gtp_speed.md", text)
+    everything = {"meta": meta, "results": results, "learn_steps_per_second": learn, "peers_steps_per_second": peers}
+    write_atomic(Path(args.out) / f"{args.name}.json", json.dumps(everything, indent=2))
+    write_atomic(Path(args.out) / f"{args.name}.md", text)
     print(text)
 
 

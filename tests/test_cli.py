@@ -229,7 +229,7 @@ def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
     assert main(["agent", "train", "--agent", "gtp", "--steps", "10", "--checkpoint-freq", "5", *common]) == 0
     meta = json.loads((out / "model" / "checkpoint.json").read_text())
     assert meta["num_timesteps"] == 10 and meta["kind"] == "agent:GTPAgent" and meta["config"]["batch_size"] == 32
-    assert main(["agent", "train", "--steps", "15", "--resume", *common]) == 0
+    assert main(["agent", "train", "--steps", "15", "--resume", "--cuda-graph", "off", *common]) == 0
     assert json.loads((out / "model" / "checkpoint.json").read_text())["num_timesteps"] == 15
     evaluate = ["agent", "evaluate", str(out / "model"), "--episodes", "1", "--out", str(tmp_path / "eval")]
     assert main([*evaluate, "--sampling-steps", "2", "--action-candidates", "4"]) == 0
@@ -254,6 +254,7 @@ def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random
         (["demo", "--device", "cuda:7", "--out", str(tmp_path / "d")], "--device"),
         (["agent", "train", "--dataset", "nobody/nothing-v0", "--out", str(tmp_path / "n")], "no Minari dataset"),
         (["demo", "--gtp-steps", "0", "--out", str(tmp_path / "z")], "--gtp-steps must be >= 1"),
+        (["agent", "train", "--critic-ensemble", "0", "--out", str(tmp_path / "c")], "--critic-ensemble must be >= 1"),
     ]
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "empty"))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from agents import GTPAgent, GTPConfig, NonFiniteLossError
 from agents.gtp.calibration import fit_sampling_times, rms_distance
+from agents.gtp.losses import actor_losses, consistency_loss, flow_loss
 from agents.gtp.networks import FlowMapActor
 from agents.gtp.schedule import (
     discretization_steps,
@@ -207,7 +208,7 @@ def test_fitted_times_follow_training_are_saved_and_change_no_random_stream(rand
     assert plan == fits[2].times and agent.sampling_plan(5) == sampling_times(5, 80.0, 0.002)
     acted, _ = agent.predict(obs, sampling_steps=2)
     agent.save(tmp_path / "model")
-    loaded = GTPAgent.load(tmp_path / "model")  # no dataset: acts with the saved fit
+    loaded = GTPAgent.load(tmp_path / "model", device="cpu")  # no dataset: acts with the saved fit
     assert loaded.sampling_plan(2) == plan
     np.testing.assert_array_equal(loaded.predict(obs, sampling_steps=2)[0], acted)
     assert agent.sampling_plan_distance(plan) == pytest.approx(fits[2].distance)
@@ -409,3 +410,14 @@ def test_flow_map_consistency_measures_how_actions_depend_on_k(trained):
     assert set(gaps) == {"stochastic K=1", "stochastic K=12", "deterministic K=1", "deterministic K=12"}
     assert gaps["stochastic K=12"] == 0.0 and gaps["deterministic K=12"] == 0.0  # K against itself
     assert gaps["stochastic K=1"] > 0 and gaps == agent.flow_map_consistency(steps=(1, 12), n_states=32)
+
+
+def test_actor_losses_in_one_call_equal_the_two_losses_of_the_paper():
+    torch.manual_seed(0)
+    actor, teacher = FlowMapActor(11, 3, 32, 2), FlowMapActor(11, 3, 32, 2)
+    obs, actions, noise = torch.randn(64, 11), torch.rand(64, 3) * 2 - 1, torch.randn(64, 3)
+    u = torch.rand(64, 1) * 5 + 0.01
+    t, tau, weights = u * 1.3, u * torch.rand(64, 1), torch.rand(64) * 3
+    consistency, flow = actor_losses(actor, teacher, obs, actions, noise, t, u, tau, weights)
+    torch.testing.assert_close(consistency, consistency_loss(actor, teacher, obs, actions, noise, t, u, tau, weights))
+    torch.testing.assert_close(flow, flow_loss(actor, obs, actions, noise, t, weights))

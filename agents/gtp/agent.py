@@ -49,7 +49,7 @@ from agents.base import OfflineAgent
 from agents.compilation import CompiledOrEager
 from agents.gtp.calibration import FittedTimes, clipped_actions, fine_path, fit_sampling_times, rms_distance
 from agents.gtp.config import GTPConfig, require_positive_int, require_stop_counts
-from agents.gtp.losses import advantage_weights, consistency_loss, critic_loss, flow_loss, td_target
+from agents.gtp.losses import actor_losses, advantage_weights, critic_loss, td_target
 from agents.gtp.networks import FlowMapActor
 from agents.gtp.schedule import (
     discretization_steps,
@@ -253,15 +253,19 @@ class GTPAgent(OfflineAgent):
         generator seeded with :data:`DETERMINISTIC_NOISE_SEED`. ``actor`` defaults to the
         EMA actor.
         """
-        noise = torch.randn(
-            observations.shape[0], self.act_dim, device=self.device, generator=self._noise(deterministic)
-        )
+        noise = self._start_noise(observations.shape[0], deterministic)
         return (actor or self.actor_ema).sample(observations, self._times(steps), noise).clamp(-1.0, 1.0)
 
-    def _noise(self, deterministic: bool) -> torch.Generator:
+    def _start_noise(self, rows: int, deterministic: bool) -> torch.Tensor:
+        """z ~ N(0, I) of shape (rows, act_dim): from the agent's generator, or the fixed-seed one.
+
+        The fixed-seed noise is drawn on the CPU and moved, so that ``deterministic=True``
+        acts the same on every device (CPU and CUDA generators are different algorithms).
+        """
         if not deterministic:
-            return self.generator
-        return torch.Generator(device=self.device).manual_seed(DETERMINISTIC_NOISE_SEED)
+            return torch.randn(rows, self.act_dim, device=self.device, generator=self.generator)
+        generator = torch.Generator().manual_seed(DETERMINISTIC_NOISE_SEED)
+        return torch.randn(rows, self.act_dim, generator=generator).to(self.device)
 
     def select_actions(
         self, observations: torch.Tensor, steps: int | tuple[float, ...], candidates: int, deterministic: bool
@@ -358,6 +362,15 @@ class GTPAgent(OfflineAgent):
         return result
 
     # ---------------------------------------------------------------- training
+    def _graph_key(self) -> int:
+        """The number of noise levels of Eq. 76 now: a captured step is bound to the grid's length."""
+        return int(self._grid().shape[0])
+
+    def _weights_changed(self) -> None:
+        """Drop the actors' sampling plans, which are keyed by the weights' version counters."""
+        self.actor._sampling_cache.clear()
+        self.actor_ema._sampling_cache.clear()
+
     def _grid(self) -> torch.Tensor:
         cfg = self.config
         total = max(self.target_timesteps, 1)
@@ -406,10 +419,7 @@ class GTPAgent(OfflineAgent):
 
     def _actor_losses(self, obs, actions, noise, t, u, tau, weights) -> tuple[torch.Tensor, torch.Tensor]:
         """The two weighted terms of Eq. 19: L_consistency (Eq. 17) and L_flow (Eq. 18)."""
-        return (
-            consistency_loss(self.actor, self.actor_ema, obs, actions, noise, t, u, tau, weights),
-            flow_loss(self.actor, obs, actions, noise, t, weights),
-        )
+        return actor_losses(self.actor, self.actor_ema, obs, actions, noise, t, u, tau, weights)
 
     def _use_compile(self, backend: str | None) -> None:
         self._losses = {
@@ -438,8 +448,7 @@ class GTPAgent(OfflineAgent):
     @staticmethod
     @torch.no_grad()
     def _ema_update(target: torch.nn.Module, source: torch.nn.Module, rate: float) -> None:
-        for target_param, param in zip(target.parameters(), source.parameters()):
-            target_param.lerp_(param, rate)
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), rate)
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # Metrics stay 0-dim tensors: ``learn`` sums them on the device and reads them at

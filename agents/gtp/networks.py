@@ -61,8 +61,13 @@ class FlowMapActor(nn.Module):
 
     def forward(self, obs: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
         """The flow map Phi(s, a_t, t, tau) of Eq. 4 (t > 0)."""
+        return self.flow_map(self.phi(obs, a_t, t, tau), a_t, t, tau)
+
+    @staticmethod
+    def flow_map(phi: torch.Tensor, a_t: torch.Tensor, t: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+        """Eq. 4 given phi(s, a_t, t, tau): Phi = (1 - tau/t) phi + (tau/t) a_t."""
         ratio = tau / t
-        return (1.0 - ratio) * self.phi(obs, a_t, t, tau) + ratio * a_t
+        return (1.0 - ratio) * phi + ratio * a_t
 
     def sample(
         self, obs: torch.Tensor, times: tuple[float, ...] | list[float], noise: torch.Tensor | None
@@ -113,8 +118,9 @@ class FlowMapActor(nn.Module):
             c_skip, c_out, c_in = (float(c) for c in self._preconditioning(torch.tensor(t, dtype=torch.float64)))
             ratio = tau / t
             scale_a, scale_raw = (1 - ratio) * c_skip + ratio, (1 - ratio) * c_out
+            # torch.full, not torch.tensor: a fill on the device, no host copy (CUDA graph capture allows no copies)
             features = self._time_input(
-                torch.tensor([[t]], device=device, dtype=dtype), torch.tensor([[tau]], device=device, dtype=dtype)
+                torch.full((1, 1), t, device=device, dtype=dtype), torch.full((1, 1), tau, device=device, dtype=dtype)
             )
             biases.append(first.bias + features[0] @ first.weight[:, act_end:].t())
             weight_act_t = (c_in * first.weight[:, obs_end:act_end]).t().contiguous()

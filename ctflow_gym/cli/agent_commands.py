@@ -18,6 +18,7 @@ CONFIG_FLAGS = {
     "batch_size": "--batch-size",
     "sampling_steps": "--sampling-steps",
     "action_candidates": "--action-candidates",
+    "critic_ensemble": "--critic-ensemble",
 }
 """Training flags that set fields of the agent's config (``None``: the agent's default), by field."""
 
@@ -56,6 +57,21 @@ def register(commands) -> None:
         type=int,
         default=None,
         help="N, actions sampled per state of which the highest-Q is taken (GTP; default: the agent's, 50)",
+    )
+    train.add_argument(
+        "--critic-ensemble",
+        type=int,
+        default=None,
+        help="independent double-Q critics ranked by their mean (GTP; default: the agent's, 1; 5 steadies seeds)",
+    )
+    train.add_argument(
+        "--compile", action="store_true", help="torch.compile the losses (falls back to eager with a warning)"
+    )
+    train.add_argument(
+        "--cuda-graph",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="replay the whole training step from a CUDA graph (auto: on CUDA devices; default: auto)",
     )
     train.add_argument(
         "--eval-freq", type=int, default=0, help="evaluate every N steps during training (default: never)"
@@ -113,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
     device = device_of(args)
     positive(args.steps, "--steps")
     positive(args.eval_envs, "--eval-envs")
-    for name in ("batch_size", "sampling_steps", "action_candidates"):
+    for name in ("batch_size", "sampling_steps", "action_candidates", "critic_ensemble"):
         if getattr(args, name) is not None:
             positive(getattr(args, name), CONFIG_FLAGS[name])
     cls = agent_class(args.agent)
@@ -131,6 +147,8 @@ def _train(args: argparse.Namespace) -> int:
             checkpoint_path=out / "model",
             checkpoint_freq=args.checkpoint_freq,
             resume=args.resume,
+            compile=args.compile,
+            cuda_graph={"auto": "auto", "on": True, "off": False}[args.cuda_graph],
         )
         result = agent.evaluate(args.eval_episodes, seed=args.seed, n_envs=args.eval_envs)
         logger.log({f"eval/final_{k}": v for k, v in result.items() if isinstance(v, float)}, step=agent.num_timesteps)

@@ -1,0 +1,121 @@
+"""learn's steppers (agents.steps): eager steps, and whole steps replayed from a CUDA graph.
+
+The CUDA tests run where a GPU is (they were run on an H100 when written); on CPU-only
+machines they are skipped and the CPU tests check the fallbacks and the portable
+checkpoint form.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from agents import GTPAgent, NonFiniteLossError
+from agents.persistence import portable_state
+from agents.steps import EagerSteps, GraphedSteps, make_capturable, training_steps
+
+SMALL = dict(actor_hidden=64, actor_layers=2, critic_hidden=64, critic_layers=2, batch_size=64)
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def parameters(agent):
+    return {
+        f"{m}.{n}": p.detach().cpu().clone()
+        for m, module in agent._modules().items()
+        for n, p in module.named_parameters()
+    }
+
+
+def test_cuda_graph_on_cpu_warns_and_trains_eagerly(random_dataset_path):
+    eager = GTPAgent("Hopper-v5", random_dataset_path, seed=1, device="cpu", **SMALL).learn(5)
+    with pytest.warns(RuntimeWarning, match="cuda_graph=True: the agent is on cpu"):
+        graphed = GTPAgent("Hopper-v5", random_dataset_path, seed=1, device="cpu", **SMALL).learn(5, cuda_graph=True)
+    for name, value in parameters(eager).items():
+        assert torch.equal(value, parameters(graphed)[name]), name
+    with pytest.raises(ValueError, match="cuda_graph must be True, False or 'auto'; got 'yes'"):
+        graphed.learn(1, cuda_graph="yes")
+    assert type(training_steps(graphed, "auto")) is EagerSteps  # "auto": graphs on CUDA only
+    with pytest.raises(ValueError, match="cuda_graph needs a CUDA device"):
+        GraphedSteps(graphed)
+    assert isinstance(training_steps(graphed, False), EagerSteps)
+
+
+def test_checkpoints_hold_the_ordinary_optimizer_form(random_dataset_path):
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=1, device="cpu", **SMALL).learn(2)
+    optimizer = agent.actor_optimizer
+    make_capturable(optimizer, True)
+    assert optimizer.param_groups[0]["capturable"]
+    state = portable_state(optimizer)
+    assert not state["param_groups"][0]["capturable"] and state["param_groups"][0]["fused"] is None
+    assert all(values["step"].device.type == "cpu" for values in state["state"].values())
+    make_capturable(optimizer, False)
+    assert not optimizer.param_groups[0]["capturable"]
+
+
+@cuda
+def test_graphed_steps_follow_the_eager_steps(random_dataset_path):
+    # 40 steps planned: the noise grid of Eq. 76 grows every 6 steps, so the graph is recaptured several times.
+    eager = GTPAgent("Hopper-v5", random_dataset_path, seed=4, device="cuda", **SMALL).learn(40, cuda_graph=False)
+    graphed = GTPAgent("Hopper-v5", random_dataset_path, seed=4, device="cuda", **SMALL)
+    stepper = training_steps(graphed, "auto")
+    assert type(stepper) is GraphedSteps
+    stepper.close()
+    graphed.learn(40)  # cuda_graph="auto": graphed on CUDA
+    assert graphed.num_timesteps == 40
+    for name, value in parameters(eager).items():
+        torch.testing.assert_close(parameters(graphed)[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    assert eager._batch_rng.bit_generator.state == graphed._batch_rng.bit_generator.state
+    assert torch.equal(eager.generator.get_state(), graphed.generator.get_state())
+    assert not graphed.actor_optimizer.param_groups[0]["capturable"]  # ordinary form again after learn
+    observations = np.stack([graphed.env.observation_space.sample() for _ in range(4)])
+    # Acting after replays uses the replayed weights (no stale sampling plan), as the eager agent's do.
+    np.testing.assert_allclose(graphed.predict(observations)[0], eager.predict(observations)[0], atol=1e-3)
+
+
+@cuda
+def test_graphed_metrics_and_checkpoints_resume_anywhere(random_dataset_path, tmp_path):
+    logged = []
+
+    class Logger:
+        def log(self, metrics, step=None):
+            logged.append(metrics)
+
+        def finish(self):
+            pass
+
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=2, device="cuda", critic_ensemble=3, **SMALL)
+    agent.learn(20, cuda_graph=True, log_interval=10, run_logger=Logger(), checkpoint_path=tmp_path / "c")
+    train = [m for m in logged if "train/critic_loss" in m]
+    assert len(train) == 2 and all(np.isfinite(v) for m in train for v in m.values())
+    # Written mid-run while Adam was capturable, the checkpoint holds the ordinary form and resumes eagerly.
+    resumed = GTPAgent("Hopper-v5", random_dataset_path, seed=2, device="cuda", critic_ensemble=3, **SMALL)
+    assert resumed.learn(24, checkpoint_path=tmp_path / "c", resume=True).num_timesteps == 24
+    assert not resumed.critic_optimizer.param_groups[0]["capturable"]
+
+
+@cuda
+def test_a_non_finite_loss_in_a_replay_restores_the_previous_step(random_dataset_path):
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=0, device="cuda", **SMALL)
+    after_step_10 = {}
+
+    def overflow_rewards_after_step_10(local_vars, global_vars) -> bool:
+        if agent.num_timesteps == 10:  # graphs are replaying by now (3 warm-up steps, then captures)
+            after_step_10.update(parameters(agent))
+            agent._data["rewards"].fill_(1e38)  # in place: the graph reads this tensor; TD targets overflow
+        return True
+
+    with pytest.raises(NonFiniteLossError, match=r"critic_loss became inf at gradient step 11"):
+        agent.learn(30, cuda_graph=True, callback=overflow_rewards_after_step_10)
+    assert agent.num_timesteps == 10
+    for name, value in parameters(agent).items():
+        assert torch.equal(value, after_step_10[name]), name
+
+
+@cuda
+def test_a_checkpoint_written_on_cpu_loads_and_trains_on_cuda(random_dataset_path, tmp_path):
+    cpu = GTPAgent("Hopper-v5", random_dataset_path, seed=3, device="cpu", **SMALL).learn(3)
+    cpu.save(tmp_path / "m")
+    with pytest.warns(RuntimeWarning, match="another device type's"):
+        loaded = GTPAgent.load(tmp_path / "m", dataset=random_dataset_path, device="cuda")
+    observations = np.stack([loaded.env.observation_space.sample() for _ in range(2)])
+    np.testing.assert_allclose(loaded.predict(observations)[0], cpu.predict(observations)[0], atol=1e-4)
+    assert loaded.learn(5, reset_num_timesteps=False, cuda_graph=True).num_timesteps == 8
