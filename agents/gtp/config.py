@@ -82,7 +82,8 @@ class GTPConfig:
             60.1 (analysis section 9, ``gtp_ensemble5_vs_one_200k.md``); 5 is the
             recommended setting where training time allows. Not the default until
             the other seeds are trained with it; it halves training speed on one
-            CPU thread (20 vs 42 steps/s at 5) and adds to ``predict``'s cost.
+            CPU thread (20 vs 42 steps/s at 5; on an H100 with graph-replayed steps
+            374 vs 782, ``gtp_speed_cuda_ensemble5.md``) and adds to ``predict``'s cost.
         max_time: T, the largest noise level; a_T ~ N(0, T^2 I) (EDM's 80).
         min_time: smallest non-zero grid level (EDM's 0.002).
         sigma_data: data scale of the EDM preconditioning (actions in [-1, 1]).
