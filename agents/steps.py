@@ -127,6 +127,7 @@ class GraphedSteps(EagerSteps):
         batch = agent.config.batch_size
         self.host_index = torch.empty(batch, dtype=torch.long).pin_memory()
         self.index = torch.zeros(batch, dtype=torch.long, device=agent.device)
+        self.copied = torch.cuda.Event()
         self.side_stream = torch.cuda.Stream(agent.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.key = None
@@ -172,8 +173,10 @@ class GraphedSteps(EagerSteps):
     def _load_index(self) -> None:
         """The next minibatch's indices, drawn on the host as eager steps draw them, into the graph's buffer."""
         agent = self.agent
+        self.copied.synchronize()  # the last copy out of the pinned buffer is done before it is rewritten
         self.host_index.numpy()[:] = agent._batch_indices(agent.config.batch_size)
         self.index.copy_(self.host_index, non_blocking=True)
+        self.copied.record()
 
     def _eager_step(self) -> None:
         with torch.cuda.stream(self.side_stream):

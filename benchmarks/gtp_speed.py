@@ -242,7 +242,11 @@ def learn_speed(dataset, device: str, steps: int, compile: bool, **config) -> di
 
 
 def peer_speeds(dataset, device: str, python: str, steps: int, threads: int, work: Path) -> dict[str, float]:
-    """d3rlpy's IQL and TD3+BC training steps/s on ``device`` (short runs of ``peer_d3rlpy.py`` under ``python``)."""
+    """d3rlpy's IQL and TD3+BC training steps/s on ``device`` (short runs of ``peer_d3rlpy.py`` under ``python``).
+
+    On CUDA also with d3rlpy's ``compile_graph`` (its torch.compile + CUDA graph update), the
+    fair peer of our graphed steps.
+    """
     from gtp_vs_peers import export_transitions, run_peer  # here: gtp_vs_peers imports this module
 
     work.mkdir(parents=True, exist_ok=True)
@@ -253,9 +257,12 @@ def peer_speeds(dataset, device: str, python: str, steps: int, threads: int, wor
     )
     args.progress = False
     speeds = {}
-    for method, label in (("iql", "IQL (d3rlpy)"), ("td3+bc", "TD3+BC (d3rlpy)")):
-        result = run_peer(method, 0, args, dataset.env_spec.id, Path(python), data_file, work)
-        speeds[label] = result["steps_per_second"]
+    for compile_graph in (False, True) if str(device).startswith("cuda") else (False,):
+        args.compile_graph = compile_graph
+        for method, label in (("iql", "IQL (d3rlpy)"), ("td3+bc", "TD3+BC (d3rlpy)")):
+            label = label.replace(")", ", compile_graph)") if compile_graph else label
+            result = run_peer(method, 0, args, dataset.env_spec.id, Path(python), data_file, work)
+            speeds[label] = result["steps_per_second"]
     return speeds
 
 

@@ -168,6 +168,7 @@ def run_peer(method: str, seed: int, args, env_id: str, python: Path, data_file:
         str(args.eval_every),
         "--out",
         str(out),
+        *(["--compile-graph"] if getattr(args, "compile_graph", False) else []),
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
     started = time.perf_counter()

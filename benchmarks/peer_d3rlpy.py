@@ -24,8 +24,11 @@ import gymnasium as gym
 import numpy as np
 
 
-def make_algo(name: str, batch_size: int, steps: int, device: str):
-    """d3rlpy's reproduction settings for locomotion (reproductions/offline/{iql,td3_plus_bc}.py)."""
+def make_algo(name: str, batch_size: int, steps: int, device: str, compile_graph: bool = False):
+    """d3rlpy's reproduction settings for locomotion (reproductions/offline/{iql,td3_plus_bc}.py).
+
+    ``compile_graph``: d3rlpy's own torch.compile + CUDA graph mode of its update (CUDA only).
+    """
     if name == "iql":
         return d3rlpy.algos.IQLConfig(
             actor_learning_rate=3e-4,
@@ -38,6 +41,7 @@ def make_algo(name: str, batch_size: int, steps: int, device: str):
             max_weight=100.0,
             expectile=0.7,
             reward_scaler=d3rlpy.preprocessing.ReturnBasedRewardScaler(multiplier=1000.0),
+            compile_graph=compile_graph,
         ).create(device=device)
     if name == "td3+bc":
         return d3rlpy.algos.TD3PlusBCConfig(
@@ -49,6 +53,7 @@ def make_algo(name: str, batch_size: int, steps: int, device: str):
             alpha=2.5,
             update_actor_interval=2,
             observation_scaler=d3rlpy.preprocessing.StandardObservationScaler(),
+            compile_graph=compile_graph,
         ).create(device=device)
     raise ValueError(f"algo must be iql or td3+bc; got {name!r}")
 
@@ -83,6 +88,7 @@ def main() -> None:
     parser.add_argument("--eval-seed", type=int, default=10_000)
     parser.add_argument("--device", default="cpu:0")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps (0: at the end only)")
+    parser.add_argument("--compile-graph", action="store_true", help="d3rlpy's compile_graph (CUDA)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -95,7 +101,7 @@ def main() -> None:
         timeouts=arrays["timeouts"],
     )
     d3rlpy.seed(args.seed)
-    algo = make_algo(args.algo, args.batch_size, args.steps, args.device)
+    algo = make_algo(args.algo, args.batch_size, args.steps, args.device, args.compile_graph)
     epoch_steps = args.eval_every or min(args.steps, 10_000)
     curve, train_seconds = [], 0.0
     started = time.perf_counter()
