@@ -337,10 +337,24 @@ def measure_all_speeds(args, dataset, peer_python: Path, data_file: Path, work: 
     """Our interleaved step timings and the d3rlpy peers' training steps/s, in one invocation."""
     ours = measure_speed(dataset, args.device, args.speed_rounds, 10, compile=not args.no_compile)
     peers = {}
-    for method in ("iql", "td3+bc"):
-        short = argparse.Namespace(**{**vars(args), "steps": args.speed_steps, "eval_every": 0, "episodes": 0})
-        result = run_peer(method, 0, short, dataset.env_spec.id, peer_python, data_file, work)
-        peers[method] = {"steps_per_second": result["steps_per_second"], "steps": args.speed_steps}
+    # On CUDA the peers also run with d3rlpy's compile_graph (torch.compile + CUDA graphs), the
+    # counterpart of our graphed steps.
+    for compile_graph in (False, True) if args.device.startswith("cuda") else (False,):
+        for method in ("iql", "td3+bc"):
+            short = argparse.Namespace(
+                **{**vars(args), "steps": args.speed_steps, "eval_every": 0, "episodes": 0},
+                compile_graph=compile_graph,
+            )
+            result = run_peer(method, 0, short, dataset.env_spec.id, peer_python, data_file, work)
+            key, label = (
+                (f"{method} compile_graph", f"{LABELS[method]} compile_graph")
+                if compile_graph
+                else (
+                    method,
+                    LABELS[method],
+                )
+            )
+            peers[key] = {"steps_per_second": result["steps_per_second"], "steps": args.speed_steps, "label": label}
     return {**ours, "peers": peers, "device": args.device, "threads": args.threads, "machine": machine_info()}
 
 
@@ -348,11 +362,16 @@ def speed_markdown(speed: dict) -> list[str]:
     """The speed section: our interleaved timings, the peers' steps/s and GTP's ratios to them."""
     results, flops = speed["results"], speed["matmul_gflop_per_step"]
     rows = speed_rows(results)
+    label = lambda method, peer: peer.get("label", LABELS.get(method, method))  # noqa: E731
     for method, peer in speed["peers"].items():
-        rows.append([f"{LABELS[method]} ({peer['steps']}-step run)", f"{peer['steps_per_second']:.1f}"])
+        rows.append([f"{label(method, peer)} ({peer['steps']}-step run)", f"{peer['steps_per_second']:.1f}"])
         rows[-1] += [f"{1000 / peer['steps_per_second']:.2f}", "-", "-"]
-    gtp = results["GTP eager"]["steps_per_second"]
-    ratios = ", ".join(f"{LABELS[m]} {gtp / p['steps_per_second']:.2f}x" for m, p in speed["peers"].items())
+    fastest = max((name for name in results if name.startswith("GTP ")), key=lambda n: results[n]["steps_per_second"])
+    ratio_lines = []
+    for mode in dict.fromkeys(["GTP eager", fastest]):
+        gtp = results[mode]["steps_per_second"]
+        ratios = ", ".join(f"{label(m, p)} {gtp / p['steps_per_second']:.2f}x" for m, p in speed["peers"].items())
+        ratio_lines.append(f"{mode} against d3rlpy: {ratios}.")
     return [
         "## Training speed (gradient steps per second, one invocation)",
         "",
@@ -366,7 +385,7 @@ def speed_markdown(speed: dict) -> list[str]:
         markdown_table(SPEED_HEADER, rows),
         "",
         (
-            f"GTP eager against d3rlpy: {ratios}. Counted matrix-product work per step: GTP {flops['GTP']:.3f} "
+            f"{' '.join(ratio_lines)} Counted matrix-product work per step: GTP {flops['GTP']:.3f} "
             f"GFLOP, TD3+BC {flops['TD3+BC']:.3f} GFLOP ({flops['ratio']:.2f}x GTP's)."
         ),
     ]
