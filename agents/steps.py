@@ -140,7 +140,15 @@ class GraphedSteps(EagerSteps):
         self.loss_values: torch.Tensor | None = None
         self.state: list[torch.Tensor] = []
         self.backup: list[torch.Tensor] = []
-        for optimizer in agent._optimizers().values():
+        self.switched = all(set(ORDINARY_FORM) <= set(g) for o in agent._optimizers().values() for g in o.param_groups)
+        if not self.switched:
+            warnings.warn(
+                "cuda_graph: an optimiser of this agent has no capturable, fused mode (Adam's); training eagerly",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self.failed = True
+        for optimizer in agent._optimizers().values() if self.switched else ():
             make_capturable(optimizer, True)
 
     # -------------------------------------------------------------- stepping
@@ -255,7 +263,7 @@ class GraphedSteps(EagerSteps):
         """Release the graph and return the optimisers to their ordinary (non-capturable) form."""
         self.graph = None
         torch.cuda.synchronize(self.agent.device)
-        for optimizer in self.agent._optimizers().values():
+        for optimizer in self.agent._optimizers().values() if self.switched else ():
             make_capturable(optimizer, False)
         self.agent._weights_changed()
 
