@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/gtp_speed.py [--rounds 30] [--block 10] [--threads 1] [--device cpu] [--out benchmarks/results]
-        [--critic-ensemble 1] [--learn-steps 0] [--name gtp_speed]
+        [--critic-ensemble 1] [--learn-steps 0] [--name gtp_speed] [--peer-python PY --peer-steps 3000]
 
 Every method takes gradient steps on minibatches (256) of the shipped dataset, one torch
 thread (``--threads``), in interleaved blocks (``benchmarks/common.py``'s
@@ -21,7 +21,14 @@ On CUDA two more modes: ``graph`` (the whole step captured in a CUDA graph and r
 ``compiled+graph`` (both). On CUDA every timed step ends with a synchronisation.
 ``--learn-steps N`` also times GTP's whole ``learn`` call (N steps, logging every 1000,
 no evaluation) in every mode: what a user's run gets, after a first ``learn`` of
-``WARMUP_STEPS + 50`` steps that compiles.
+``WARMUP_STEPS + 50`` steps that compiles. ``--peer-python`` (an interpreter with d3rlpy
+2.8, e.g. ``.bench-venvs/d3rlpy/bin/python`` as ``gtp_vs_peers.py`` makes it) also times
+d3rlpy's IQL and TD3+BC on the same device, and on CUDA with d3rlpy's ``compile_graph`` too.
+
+The H100 results (``gtp_speed_cuda.md``) were made with the wheels of gymnasium, mujoco,
+minari and SB3 (and d3rlpy's in a second folder) carried to the GPU machine, whose torch
+is 2.11 + CUDA 13: ``python benchmarks/gtp_speed.py --device cuda --rounds 20
+--learn-steps 3000 --name gtp_speed_cuda --peer-python <d3rlpy python>``.
 
 Ratios are GTP's steps/s over TD3+BC's in the same mode. The floating-point work per
 step is also counted (multiply-adds of the matrix products, forward and backward), which
