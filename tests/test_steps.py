@@ -119,3 +119,24 @@ def test_a_checkpoint_written_on_cpu_loads_and_trains_on_cuda(random_dataset_pat
     observations = np.stack([loaded.env.observation_space.sample() for _ in range(2)])
     np.testing.assert_allclose(loaded.predict(observations)[0], cpu.predict(observations)[0], atol=1e-4)
     assert loaded.learn(5, reset_num_timesteps=False, cuda_graph=True).num_timesteps == 8
+
+
+def test_weights_changed_drops_sampling_plans_that_version_counters_cannot_see(random_dataset_path):
+    # A graph replay writes the weights as `.data` writes do: without bumping version counters.
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=6, device="cpu", **SMALL).learn(3)
+    actor, times = agent.actor_ema, agent._times(2)
+    obs, noise = agent._data["observations"][:5], torch.randn(5, agent.act_dim)
+
+    def chained_forward():  # Eq. 15 step by step, through forward: no cached plan
+        a = noise * times[0]
+        with torch.no_grad():
+            for t, tau in zip(times[:-1], times[1:]):
+                a = actor(obs, a, torch.full((5, 1), t), torch.full((5, 1), tau))
+        return a
+
+    torch.testing.assert_close(actor.sample(obs, times, noise), chained_forward())
+    for parameter in actor.parameters():
+        parameter.data.mul_(0.5)  # no version bump: the cached plan still looks fresh, and is stale
+    assert not torch.allclose(actor.sample(obs, times, noise), chained_forward(), atol=1e-4)
+    agent._weights_changed()
+    torch.testing.assert_close(actor.sample(obs, times, noise), chained_forward())
