@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from agents import GTPAgent, NonFiniteLossError
-from agents.persistence import portable_state
+from agents.persistence import portable_state, restore_generator
 from agents.steps import EagerSteps, GraphedSteps, make_capturable, training_steps
 
 SMALL = dict(actor_hidden=64, actor_layers=2, critic_hidden=64, critic_layers=2, batch_size=64)
@@ -140,3 +140,15 @@ def test_weights_changed_drops_sampling_plans_that_version_counters_cannot_see(r
     assert not torch.allclose(actor.sample(obs, times, noise), chained_forward(), atol=1e-4)
     agent._weights_changed()
     torch.testing.assert_close(actor.sample(obs, times, noise), chained_forward())
+
+
+def test_a_random_state_of_another_device_kind_reseeds_the_generator_with_a_warning(random_dataset_path):
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=7, device="cpu", **SMALL)
+    cuda_kind_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state: seed and offset
+    with pytest.warns(RuntimeWarning, match="another device type's than this agent's"):
+        restore_generator(agent, cuda_kind_state, step=40)
+    expected = torch.Generator().manual_seed(7 * 1_000_003 + 40).get_state()
+    assert torch.equal(agent.generator.get_state(), expected)
+    own = agent.generator.get_state()
+    restore_generator(agent, own, step=0)  # its own kind: restored as saved, no warning
+    assert torch.equal(agent.generator.get_state(), own)
