@@ -207,11 +207,20 @@ class GTPAgent(OfflineAgent):
         if self.transitions is None:
             raise ValueError(f"{caller} draws dataset states; load the agent with dataset=...")
         require_positive_int(n_states, "n_states")
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        index = torch.randint(len(self.transitions), (n_states,), generator=generator, device=self.device)
-        noise = torch.randn(n_states, self.act_dim, generator=generator, device=self.device)
+        observations, noise = self._seeded_states(n_states, seed)
         levels = self._grid().flip(0)[:-1].tolist()  # T ... min_time, without the 0 below
-        return self._data["observations"][index], noise, levels
+        return observations, noise, levels
+
+    def _seeded_states(self, n_states: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n_states`` dataset states and start noises z ~ N(0, I), drawn with ``seed``.
+
+        Drawn on the CPU and moved, so that the same seed gives the same states and
+        noises (and fits, and diagnostics) on every device.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        index = torch.randint(len(self.transitions), (n_states,), generator=generator)
+        noise = torch.randn(n_states, self.act_dim, generator=generator)
+        return self._data["observations"][index.to(self.device)], noise.to(self.device)
 
     def _acting_state(self) -> dict[str, Any]:
         if self.transitions is not None and self.config.fitted_sampling_steps and self._fits_stale():
@@ -349,10 +358,7 @@ class GTPAgent(OfflineAgent):
         """
         if self.transitions is None:
             raise ValueError("flow_map_consistency draws dataset states; this agent has no dataset")
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        index = torch.randint(len(self.transitions), (n_states,), generator=generator, device=self.device)
-        obs = self._data["observations"][index]
-        noise = torch.randn(n_states, self.act_dim, generator=generator, device=self.device)
+        obs, noise = self._seeded_states(n_states, seed)
         result = {}
         for mode, start in (("stochastic", noise), ("deterministic", None)):
             sample = lambda k: self.actor_ema.sample(obs, self._times(k), start).clamp(-1.0, 1.0)  # noqa: E731
