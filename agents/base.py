@@ -4,7 +4,8 @@
 Minari dataset (resolved and checked by :mod:`agents.resolution`), normalisation, the
 minibatch sampler, ``learn`` (SB3 callbacks, tqdm, periodic evaluation with
 D4RL-normalised scores, metrics to the :class:`~ctflow_gym.logging.RunLogger`,
-checkpoints, resume, the non-finite-loss guard), ``predict``, ``evaluate`` (SB3's
+checkpoints, resume, the non-finite-loss guard; steps eager or replayed from a CUDA
+graph, :mod:`agents.steps`), ``predict``, ``evaluate`` (SB3's
 ``evaluate_policy``) and ``save`` / ``load`` (the shared checkpoint format, through
 :mod:`agents.persistence`). An algorithm subclass adds its networks (``_build``), one
 gradient step (``_train_step``) and how it acts (``_act``); registering it with
