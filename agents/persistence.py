@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from agents.steps import ORDINARY_FORM
+from agents.steps import ORDINARY_FORM, has_graph_modes
 from ctflow_gym.checkpoint import (
     META_FILE,
     TRAINING_STATE_FILE,
@@ -103,9 +103,7 @@ def portable_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     a checkpoint written then must load and train anywhere, a CPU included.
     """
     state = optimizer.state_dict()
-    state["param_groups"] = [
-        {**g, **ORDINARY_FORM} if set(ORDINARY_FORM) <= set(g) else g for g in state["param_groups"]
-    ]
+    state["param_groups"] = [{**g, **ORDINARY_FORM} if has_graph_modes(g) else g for g in state["param_groups"]]
     state["state"] = {
         key: {**values, "step": values["step"].cpu()} if isinstance(values.get("step"), torch.Tensor) else values
         for key, values in state["state"].items()

@@ -95,6 +95,11 @@ ORDINARY_FORM = {"capturable": False, "fused": None, "foreach": None}
 """Adam's defaults for how it runs, which the agents' optimisers are made with and saved in."""
 
 
+def has_graph_modes(group: dict) -> bool:
+    """Whether an optimiser's param group has Adam's capturable and fused modes (the keys of :data:`ORDINARY_FORM`)."""
+    return set(ORDINARY_FORM) <= set(group)
+
+
 def make_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
     """Switch an Adam-style optimiser to its capturable, fused form (or back to :data:`ORDINARY_FORM`).
 
@@ -104,7 +109,7 @@ def make_capturable(optimizer: torch.optim.Optimizer, capturable: bool) -> None:
     float rounding).
     """
     for group in optimizer.param_groups:
-        if not set(ORDINARY_FORM) <= set(group):
+        if not has_graph_modes(group):
             raise ValueError(f"cuda_graph: {type(optimizer).__name__} has no capturable, fused mode")
         group.update({"capturable": True, "fused": True, "foreach": False} if capturable else ORDINARY_FORM)
         for param in group["params"]:
@@ -140,7 +145,7 @@ class GraphedSteps(EagerSteps):
         self.loss_values: torch.Tensor | None = None
         self.state: list[torch.Tensor] = []
         self.backup: list[torch.Tensor] = []
-        self.switched = all(set(ORDINARY_FORM) <= set(g) for o in agent._optimizers().values() for g in o.param_groups)
+        self.switched = all(has_graph_modes(g) for o in agent._optimizers().values() for g in o.param_groups)
         if not self.switched:
             warnings.warn(
                 "cuda_graph: an optimiser of this agent has no capturable, fused mode (Adam's); training eagerly",

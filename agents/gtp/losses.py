@@ -57,9 +57,7 @@ def consistency_loss(
     Phi_ema(s, a + u z, u, tau), the same z for both.
     """
     student = actor(obs, actions + t * noise, t, tau)
-    with torch.no_grad():
-        target = teacher(obs, actions + u * noise, u, tau)
-    return weighted_squared_error(weights, student, target)
+    return weighted_squared_error(weights, student, consistency_target(teacher, obs, actions, noise, u, tau))
 
 
 def flow_loss(
@@ -98,9 +96,21 @@ def actor_losses(
     both = actor.phi(torch.cat([obs, obs]), torch.cat([a_t, a_t]), torch.cat([t, t]), torch.cat([tau, t]))
     phi_tau, phi_flow = both.chunk(2)
     student = actor.flow_map(phi_tau, a_t, t, tau)
-    with torch.no_grad():
-        target = teacher(obs, actions + u * noise, u, tau)
+    target = consistency_target(teacher, obs, actions, noise, u, tau)
     return weighted_squared_error(weights, student, target), weighted_squared_error(weights, actions, phi_flow)
+
+
+@torch.no_grad()
+def consistency_target(
+    teacher: FlowMapActor,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    noise: torch.Tensor,
+    u: torch.Tensor,
+    tau: torch.Tensor,
+) -> torch.Tensor:
+    """Eq. 17's target with the score approximation (Eq. 11): Phi_ema(s, a + u z, u, tau), no gradient."""
+    return teacher(obs, actions + u * noise, u, tau)
 
 
 def weighted_squared_error(weights: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
