@@ -249,12 +249,11 @@ def learn_speed(dataset, device: str, steps: int, compile: bool, **config) -> di
 
 
 def peer_speeds(dataset, device: str, python: str, steps: int, threads: int, work: Path) -> dict[str, float]:
-    """d3rlpy's IQL and TD3+BC training steps/s on ``device`` (short runs of ``peer_d3rlpy.py`` under ``python``).
+    """d3rlpy's IQL and TD3+BC training steps/s on ``device``, by label (``gtp_vs_peers.time_peers``).
 
-    On CUDA also with d3rlpy's ``compile_graph`` (its torch.compile + CUDA graph update), the
-    fair peer of our graphed steps.
+    Short runs of ``peer_d3rlpy.py`` under ``python``; on CUDA also with d3rlpy's ``compile_graph``.
     """
-    from gtp_vs_peers import export_transitions, run_peer  # here: gtp_vs_peers imports this module
+    from gtp_vs_peers import export_transitions, time_peers  # here: gtp_vs_peers imports this module
 
     work.mkdir(parents=True, exist_ok=True)
     data_file = work / "transitions.npz"
@@ -263,14 +262,8 @@ def peer_speeds(dataset, device: str, python: str, steps: int, threads: int, wor
         steps=steps, batch_size=GTPConfig.batch_size, episodes=0, eval_every=0, device=device, threads=threads
     )
     args.progress = False
-    speeds = {}
-    for compile_graph in (False, True) if str(device).startswith("cuda") else (False,):
-        args.compile_graph = compile_graph
-        for method, label in (("iql", "IQL (d3rlpy)"), ("td3+bc", "TD3+BC (d3rlpy)")):
-            label = label.replace(")", ", compile_graph)") if compile_graph else label
-            result = run_peer(method, 0, args, dataset.env_spec.id, Path(python), data_file, work)
-            speeds[label] = result["steps_per_second"]
-    return speeds
+    peers = time_peers(args, dataset.env_spec.id, Path(python), data_file, work)
+    return {peer["label"]: peer["steps_per_second"] for peer in peers.values()}
 
 
 def speed_rows(results: dict) -> list[list[str]]:
@@ -357,7 +350,7 @@ def main() -> None:
                     + ", ".join(f"{name} {value:.0f} steps/s" for name, value in peers.items())
                     + ". GTP's table steps/s over IQL's: "
                     + ", ".join(
-                        f"{name} {r['steps_per_second'] / peers['IQL (d3rlpy)']:.2f}x"
+                        f"{name} {r['steps_per_second'] / peers['d3rlpy IQL']:.2f}x"
                         for name, r in results.items()
                         if name.startswith("GTP ")
                     )

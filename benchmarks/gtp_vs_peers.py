@@ -336,26 +336,30 @@ def plot_curves(runs: list[dict], path: Path, title: str) -> bool:
 def measure_all_speeds(args, dataset, peer_python: Path, data_file: Path, work: Path) -> dict:
     """Our interleaved step timings and the d3rlpy peers' training steps/s, in one invocation."""
     ours = measure_speed(dataset, args.device, args.speed_rounds, 10, compile=not args.no_compile)
-    peers = {}
-    # On CUDA the peers also run with d3rlpy's compile_graph (torch.compile + CUDA graphs), the
-    # counterpart of our graphed steps.
-    for compile_graph in (False, True) if args.device.startswith("cuda") else (False,):
-        for method in ("iql", "td3+bc"):
-            short = argparse.Namespace(
-                **{**vars(args), "steps": args.speed_steps, "eval_every": 0, "episodes": 0},
-                compile_graph=compile_graph,
-            )
-            result = run_peer(method, 0, short, dataset.env_spec.id, peer_python, data_file, work)
-            key, label = (
-                (f"{method} compile_graph", f"{LABELS[method]} compile_graph")
-                if compile_graph
-                else (
-                    method,
-                    LABELS[method],
-                )
-            )
-            peers[key] = {"steps_per_second": result["steps_per_second"], "steps": args.speed_steps, "label": label}
+    short = argparse.Namespace(**{**vars(args), "steps": args.speed_steps, "eval_every": 0, "episodes": 0})
+    peers = time_peers(short, dataset.env_spec.id, peer_python, data_file, work)
     return {**ours, "peers": peers, "device": args.device, "threads": args.threads, "machine": machine_info()}
+
+
+def time_peers(args, env_id: str, python: Path, data_file: Path, work: Path) -> dict[str, dict]:
+    """d3rlpy's IQL and TD3+BC training steps/s: one :func:`run_peer` of ``args.steps`` steps each.
+
+    On CUDA also with d3rlpy's ``compile_graph`` (its torch.compile + CUDA graph update), the
+    counterpart of our graphed steps. Returns ``{key: {"steps_per_second", "steps", "label"}}``
+    with keys ``"iql"``, ``"td3+bc"`` (and ``"iql compile_graph"``, ``"td3+bc compile_graph"``).
+    """
+    peers = {}
+    for compile_graph in (False, True) if str(args.device).startswith("cuda") else (False,):
+        for method in ("iql", "td3+bc"):
+            run_args = argparse.Namespace(**{**vars(args), "compile_graph": compile_graph})
+            result = run_peer(method, 0, run_args, env_id, python, data_file, work)
+            suffix = " compile_graph" if compile_graph else ""
+            peers[method + suffix] = {
+                "steps_per_second": result["steps_per_second"],
+                "steps": args.steps,
+                "label": LABELS[method] + suffix,
+            }
+    return peers
 
 
 def speed_markdown(speed: dict) -> list[str]:
