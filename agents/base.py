@@ -236,7 +236,13 @@ class OfflineAgent:
 
     # ------------------------------------------------------------------ learn
     def sample_batch(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """A uniform minibatch of normalised transitions (with replacement)."""
+        """A uniform minibatch of normalised transitions (with replacement).
+
+        To draw batches differently, override its two halves, :meth:`_batch_indices`
+        (which rows) and :meth:`_batch_at` (the tensors at those rows): ``learn``'s CUDA
+        graph replays those (:mod:`agents.steps`). A subclass that overrides this method
+        itself trains eagerly, with a warning.
+        """
         return self._batch_at(torch.as_tensor(self._batch_indices(batch_size), device=self.device))
 
     def _batch_indices(self, batch_size: int) -> np.ndarray:

@@ -287,11 +287,23 @@ def training_steps(agent: "OfflineAgent", cuda_graph: bool | str) -> EagerSteps:
 
     ``cuda_graph``: True, False or ``"auto"`` (graphs on a CUDA device, eager
     elsewhere: graphs are where a GPU's speed is, and a CPU has no use for them).
-    ``True`` on a device without CUDA warns and steps eagerly.
+    ``True`` on a device without CUDA warns and steps eagerly, as it does for an agent
+    class that overrides ``sample_batch`` (a graph replays ``_batch_indices`` /
+    ``_batch_at``, the two halves a subclass should override instead).
     """
     if cuda_graph == "auto":
         cuda_graph = agent.device.type == "cuda"
     if not cuda_graph:
+        return EagerSteps(agent)
+    from agents.base import OfflineAgent  # here: agents.base imports this module
+
+    if type(agent).sample_batch is not OfflineAgent.sample_batch:
+        warnings.warn(
+            f"cuda_graph: {type(agent).__name__} overrides sample_batch, which a captured step cannot call "
+            "(it draws through _batch_indices and _batch_at: override those instead); training eagerly",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return EagerSteps(agent)
     if agent.device.type != "cuda":
         warnings.warn(

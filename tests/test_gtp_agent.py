@@ -355,6 +355,12 @@ def test_an_ensemble_of_critics_learns_apart_and_ranks_by_their_mean(random_data
     (lone_grad,) = torch.autograd.grad(lone, agent.critic.members[1].q1[0].weight)
     torch.testing.assert_close(grad, lone_grad)
     assert member_q.shape == (3, 16)
+    # clipped member by member: each member's gradient norm comes down to the limit on its own
+    big = 1e3 * ((q1 + q2) * torch.arange(1.0, 4.0)[:, None]).sum()
+    norm = agent._step(agent.critic_optimizer, agent.critic.clip_groups(), big)
+    member_norms = [torch.nn.utils.get_total_norm([p.grad for p in m.parameters()]) for m in agent.critic.members]
+    torch.testing.assert_close(torch.stack(member_norms), torch.full((3,), agent.config.grad_norm), rtol=1e-4, atol=0)
+    assert norm > 10 * agent.config.grad_norm  # the mean of the norms before clipping
     obs_raw = agent.transitions.observations[:4]
     loaded = GTPAgent.load(agent.save(tmp_path / "ensemble"), device="cpu")
     assert loaded.config.critic_ensemble == 3

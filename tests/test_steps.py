@@ -39,6 +39,19 @@ def test_cuda_graph_on_cpu_warns_and_trains_eagerly(random_dataset_path):
     assert isinstance(training_steps(graphed, False), EagerSteps)
 
 
+class ResampledGTP(GTPAgent):
+    """An agent class that draws its batches its own way, overriding ``sample_batch`` whole."""
+
+    def sample_batch(self, batch_size):
+        return super().sample_batch(batch_size)
+
+
+def test_an_agent_overriding_sample_batch_is_not_graphed(random_dataset_path):
+    agent = ResampledGTP("Hopper-v5", random_dataset_path, seed=1, device="cpu", **SMALL)
+    with pytest.warns(RuntimeWarning, match="ResampledGTP overrides sample_batch.*override those instead"):
+        assert type(training_steps(agent, True)) is EagerSteps
+
+
 def test_checkpoints_hold_the_ordinary_optimizer_form(random_dataset_path):
     agent = GTPAgent("Hopper-v5", random_dataset_path, seed=1, device="cpu", **SMALL).learn(2)
     optimizer = agent.actor_optimizer

@@ -433,23 +433,20 @@ class GTPAgent(OfflineAgent):
             "actor": CompiledOrEager(self._actor_losses, backend),
         }
 
-    def _step(self, optimizer: torch.optim.Optimizer, module: torch.nn.Module, loss: torch.Tensor) -> torch.Tensor:
-        """One optimiser step with the gradient norm clipped; returns the norm before clipping.
+    def _step(
+        self, optimizer: torch.optim.Optimizer, groups: list[list[torch.nn.Parameter]], loss: torch.Tensor
+    ) -> torch.Tensor:
+        """One optimiser step with each group's gradient norm clipped; returns the (mean) norm before clipping.
 
-        An ensemble of critics is clipped member by member (each as a lone critic would
-        be) and the mean of their norms returned.
+        The actor is one group; a critic says its own (``clip_groups``: an ensemble
+        clips member by member, each as a lone critic would be).
         """
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         limit = self.config.grad_norm or float("inf")
-        if isinstance(module, DoubleQEnsemble):
-            norm = torch.stack(
-                [torch.nn.utils.clip_grad_norm_(member.parameters(), limit) for member in module.members]
-            ).mean()
-        else:
-            norm = torch.nn.utils.clip_grad_norm_(module.parameters(), limit)
+        norms = [torch.nn.utils.clip_grad_norm_(group, limit) for group in groups]
         optimizer.step()
-        return norm
+        return norms[0] if len(norms) == 1 else torch.stack(norms).mean()
 
     @staticmethod
     @torch.no_grad()
@@ -470,12 +467,12 @@ class GTPAgent(OfflineAgent):
                 target = td_target(batch["rewards"], batch["terminations"], next_value, cfg.gamma)
             loss_q, member_q = self._losses["critic"](obs, actions, target)
             loss_q = self._checked("critic_loss", loss_q)
-            metrics["critic_grad_norm"] = self._step(self.critic_optimizer, self.critic, loss_q)
+            metrics["critic_grad_norm"] = self._step(self.critic_optimizer, self.critic.clip_groups(), loss_q)
             with torch.no_grad():
                 # Q of the data actions from the forward pass of the critic loss (one
                 # step stale; an ensemble's members averaged, as its min_q does), V
                 # with the updated critic.
-                q = member_q.mean(0) if member_q.dim() > 1 else member_q
+                q = self.critic.combine(member_q)
                 advantage = q - self._policy_value(obs, policy_actions)
                 weights = advantage_weights(advantage, cfg.eta, cfg.max_weight)
                 metrics.update(
@@ -498,7 +495,7 @@ class GTPAgent(OfflineAgent):
         loss_consistency = self._checked("consistency_loss", loss_consistency)
         loss_flow = self._checked("flow_loss", loss_flow)
         loss_actor = loss_consistency + cfg.lambda_flow * loss_flow
-        metrics["actor_grad_norm"] = self._step(self.actor_optimizer, self.actor, loss_actor)
+        metrics["actor_grad_norm"] = self._step(self.actor_optimizer, [list(self.actor.parameters())], loss_actor)
 
         self._ema_update(self.actor_ema, self.actor, cfg.ema if cfg.teacher_ema is None else cfg.teacher_ema)
         if self.critic is not None:

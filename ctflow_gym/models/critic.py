@@ -32,6 +32,14 @@ class DoubleQ(nn.Module):
         """:meth:`min_q` (one critic: shape (B,)); the ensemble's gives one row per member."""
         return self.min_q(obs, act)
 
+    def combine(self, member_values: torch.Tensor) -> torch.Tensor:
+        """Per-member values (as :meth:`member_min_q` returns them) as the critic's own: one critic's are."""
+        return member_values
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """The parameter groups whose gradient norms are clipped each on its own: one critic is one group."""
+        return [list(self.parameters())]
+
 
 class DoubleQEnsemble(nn.Module):
     """``members`` independent :class:`DoubleQ` critics; ``forward(obs, act) -> (q1, q2)``, each (members, B).
@@ -59,4 +67,12 @@ class DoubleQEnsemble(nn.Module):
 
     def min_q(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         """The mean over members of each one's min(q1, q2), shape (B,)."""
-        return self.member_min_q(obs, act).mean(0)
+        return self.combine(self.member_min_q(obs, act))
+
+    def combine(self, member_values: torch.Tensor) -> torch.Tensor:
+        """Per-member values (members, B) as the ensemble's own (B,): their mean over members."""
+        return member_values.mean(0)
+
+    def clip_groups(self) -> list[list[nn.Parameter]]:
+        """One group per member: each member's gradient is clipped as a lone critic's would be."""
+        return [list(member.parameters()) for member in self.members]
