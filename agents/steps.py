@@ -66,6 +66,9 @@ class EagerSteps:
         agent: the agent to train (its dataset attached).
     """
 
+    restores_whole_step = False
+    """A non-finite loss leaves the updates its step made before it (see :class:`~agents.base.NonFiniteLossError`)."""
+
     def __init__(self, agent: "OfflineAgent"):
         self.agent = agent
         self.sums: dict[str, torch.Tensor | float] = {}
@@ -124,6 +127,9 @@ class GraphedSteps(EagerSteps):
     Args:
         agent: the agent to train, on a CUDA device.
     """
+
+    restores_whole_step = True
+    """A non-finite loss restores the state of the previous step from the in-graph backup."""
 
     def __init__(self, agent: "OfflineAgent"):
         super().__init__(agent)
@@ -218,6 +224,9 @@ class GraphedSteps(EagerSteps):
             self.backup = [tensor.detach().clone() for tensor in self.state]
         for optimizer in agent._optimizers().values():
             optimizer.zero_grad(set_to_none=True)
+        # Caches filled since the last replay (an evaluation, a checkpoint's fit) would be
+        # read by the capture instead of recorded into it.
+        agent._weights_changed()
         graph = torch.cuda.CUDAGraph()
         generator_state = agent.generator.get_state()
         agent._finite_flags = []

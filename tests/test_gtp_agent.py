@@ -225,6 +225,10 @@ def test_fitted_times_follow_training_are_saved_and_change_no_random_stream(rand
     agent.learn(5, reset_num_timesteps=False)  # trained on: the next K = 2 action refits first
     agent.predict(obs, sampling_steps=2)
     assert agent._fitted_at == agent.num_timesteps == 25
+    before = agent._fitted[2]
+    agent.learn(25)  # trained anew to the same step count: still a refit
+    agent.predict(obs, sampling_steps=2)
+    assert agent._fitted_at == 25 and agent._fitted[2] is not before
     agent.config.fitted_sampling_steps = ()
     assert agent.sampling_plan(2) == sampling_times(2, 80.0, 0.002)
 
@@ -300,12 +304,37 @@ def test_resume_may_change_sampling_steps_but_not_training_settings(random_datas
         other.learn(8, checkpoint_path=checkpoint, resume=True)
 
 
+def test_the_max_q_backup_is_diffusion_ql_s_max_per_head_then_min(random_dataset_path):
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=0, max_q_backup=True, max_q_samples=4, **TINY).learn(2)
+    batch = agent.sample_batch(8)
+    next_obs = batch["next_observations"]
+    with torch.no_grad():
+        next_actions, _ = agent._bootstrap_values(batch["observations"], next_obs)
+        assert next_actions.shape == (4 * 8, agent.act_dim)
+        q1, q2 = agent.critic_target(next_obs.repeat(4, 1), next_actions)
+        expected = torch.minimum(q1.view(4, 8).max(0).values, q2.view(4, 8).max(0).values)
+        torch.testing.assert_close(agent._next_value(next_obs, next_actions), expected, rtol=0, atol=0)
+
+
 def test_overflowing_td_targets_stop_at_the_critic_loss(random_dataset_path):
     agent = GTPAgent("Hopper-v5", random_dataset_path, seed=0, **TINY).learn(3)
     agent._data["rewards"] = agent._data["rewards"] * 0 + 1e38  # TD targets overflow float32
     with pytest.raises(NonFiniteLossError, match=r"critic_loss became inf at gradient step 4") as caught:
         agent.learn(10, reset_num_timesteps=False)
     assert caught.value.step == 4 and caught.value.loss_name == "critic_loss"
+
+
+def test_an_eager_actor_loss_failure_saves_the_critic_update_of_its_step_and_says_so(random_dataset_path, tmp_path):
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=0, **TINY).learn(3)
+    before = {name: p.detach().clone() for name, p in agent.critic.named_parameters()}
+    actor_before = {name: p.detach().clone() for name, p in agent.actor.named_parameters()}
+    agent._actor_losses = lambda *args: (torch.tensor(float("nan")), torch.tensor(0.0))  # learn wraps it anew
+    stopped = r"consistency_loss became nan at gradient step 4.*before consistency_loss's update.*step 4 made before"
+    with pytest.raises(NonFiniteLossError, match=stopped):
+        agent.learn(10, reset_num_timesteps=False, checkpoint_path=tmp_path / "ckpt")
+    saved = GTPAgent.load(tmp_path / "ckpt", device="cpu")
+    assert not all(torch.equal(p, before[name]) for name, p in saved.critic.named_parameters())
+    assert all(torch.equal(p, actor_before[name]) for name, p in saved.actor.named_parameters())
 
 
 def test_config_checks(random_dataset_path):
@@ -315,6 +344,11 @@ def test_config_checks(random_dataset_path):
         GTPAgent("Hopper-v5", random_dataset_path, action_candidates=0, **TINY)
     with pytest.raises(ValueError, match="tau_sampling must be one of"):
         GTPAgent("Hopper-v5", random_dataset_path, tau_sampling="index", **TINY)
+    with pytest.raises(ValueError, match="batch_size must be >= 2 with eta > 0"):
+        GTPAgent("Hopper-v5", random_dataset_path, **{**TINY, "batch_size": 1})
+    GTPConfig(batch_size=1, eta=0.0).validate()  # GTP-BC normalises no advantages
+    with pytest.raises(ValueError, match="lambda_flow must be >= 0"):
+        GTPConfig(lambda_flow=-1.0).validate()
     with pytest.raises(ValueError, match="eta must be >= 0"):
         GTPConfig(eta=-1).validate()
     with pytest.raises(KeyError, match="no paper settings"):

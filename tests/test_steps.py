@@ -85,6 +85,29 @@ def test_graphed_steps_follow_the_eager_steps(random_dataset_path):
 
 
 @cuda
+def test_acting_between_replays_leaves_the_captured_step_whole(random_dataset_path):
+    # Acting between steps caches the EMA actor's sampling plan of the training K. A
+    # recapture must record the plan's computation, not read that cache (whose tensors a
+    # replay would then read, frozen or freed, until the next recapture).
+    options = dict(seed=4, device="cuda", fitted_sampling_steps=(), **SMALL)
+    agents = [GTPAgent("Hopper-v5", random_dataset_path, **options) for _ in range(2)]
+    observations = agents[0].transitions.observations[:8]
+
+    def acting(agent):
+        def callback(local_vars, global_vars):
+            agent.predict(observations, sampling_steps=agent.config.train_sampling_steps)
+            return True
+
+        return callback
+
+    eager, graphed = agents
+    eager.learn(40, cuda_graph=False, callback=acting(eager))
+    graphed.learn(40, cuda_graph=True, callback=acting(graphed))
+    for name, value in parameters(eager).items():
+        torch.testing.assert_close(parameters(graphed)[name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@cuda
 def test_graphed_metrics_and_checkpoints_resume_anywhere(random_dataset_path, tmp_path):
     logged = []
 

@@ -373,9 +373,10 @@ class GTPAgent(OfflineAgent):
         return int(self._grid().shape[0])
 
     def _weights_changed(self) -> None:
-        """Drop the actors' sampling plans, which are keyed by the weights' version counters."""
+        """Drop the actors' sampling plans, which are keyed by the weights' version counters, and the fits."""
         self.actor._sampling_cache.clear()
         self.actor_ema._sampling_cache.clear()
+        self._fitted_at = None
 
     def _grid(self) -> torch.Tensor:
         cfg = self.config
@@ -402,14 +403,18 @@ class GTPAgent(OfflineAgent):
         return actions[:split], actions[split:]
 
     def _next_value(self, next_observations: torch.Tensor, next_actions: torch.Tensor) -> torch.Tensor:
-        """min_j Q_target_j(s', a'), the max over the sampled a' under max-Q backup.
+        """The TD target's value of s': min_j Q_target_j(s', a') (Eq. 16).
 
-        Shape (B,); with an ensemble of critics (members, B): each member's own target.
+        Under the max-Q backup (``samples`` sampled a' per s'), Diffusion-QL's: each
+        head's max over the samples, then the min of the two heads (not the max of the
+        min, which is lower). Shape (B,); with an ensemble of critics (members, B), each
+        member's own target.
         """
         samples = next_actions.shape[0] // next_observations.shape[0]
-        repeated = next_observations.repeat(samples, 1)
-        values = self.critic_target.member_min_q(repeated, next_actions)
-        return values.view(*values.shape[:-1], samples, -1).max(-2).values
+        q1, q2 = self.critic_target(next_observations.repeat(samples, 1), next_actions)
+        if samples > 1:
+            q1, q2 = (q.view(*q.shape[:-1], samples, -1).max(-2).values for q in (q1, q2))
+        return torch.minimum(q1, q2)
 
     def _policy_value(self, observations: torch.Tensor, policy_actions: torch.Tensor) -> torch.Tensor:
         """V(s) = E_{a' ~ pi} min_j Q_j(s, a'), averaged over ``value_samples`` actions."""
@@ -457,6 +462,9 @@ class GTPAgent(OfflineAgent):
         # Metrics stay 0-dim tensors: ``learn`` sums them on the device and reads them at
         # its log interval, so a step waits for the device only in the NaN guard.
         cfg = self.config
+        # The weights change: the fitted sampling times are stale, even where a later
+        # learn(reset_num_timesteps=True) ends on the step count they were fitted at.
+        self._fitted_at = None
         obs, actions = batch["observations"], batch["actions"]
         metrics: dict[str, torch.Tensor] = {}
         weights = torch.ones(obs.shape[0], device=self.device)

@@ -51,8 +51,9 @@ class GTPConfig:
         eta: advantage temperature of Eq. 14; 0 gives GTP-BC (no critic is trained).
         lr: Adam learning rate of actor and critic.
         grad_norm: clip of the actor's and critic's gradient norms (0 or None: no clip).
-        max_q_backup: TD target takes the max over ``max_q_samples`` sampled next
-            actions (Diffusion-QL's max-Q backup) instead of one sample.
+        max_q_backup: TD target takes, head by head, the max over ``max_q_samples``
+            sampled next actions, then the min of the two heads (Diffusion-QL's max-Q
+            backup) instead of one sample.
         max_q_samples: next actions sampled for the max-Q backup.
         lambda_flow: weight of the instantaneous flow loss in Eq. 19 (the paper
             does not print its value; 1 weighs both losses equally).
@@ -190,6 +191,11 @@ class GTPConfig:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)!r}")
         if self.eta < 0:
             raise ValueError(f"eta must be >= 0; got {self.eta}")
+        if self.eta > 0 and self.batch_size < 2:
+            # Eq. 14 normalises advantages by their standard deviation over the batch
+            raise ValueError(f"batch_size must be >= 2 with eta > 0 (advantages are normalised); got {self.batch_size}")
+        if self.lambda_flow < 0:
+            raise ValueError(f"lambda_flow must be >= 0; got {self.lambda_flow}")
         if not 0 < self.ema <= 1:
             raise ValueError(f"ema must be in (0, 1]; got {self.ema}")
         if self.teacher_ema is not None and not 0 < self.teacher_ema <= 1:

@@ -109,7 +109,10 @@ class FlowMapActor(nn.Module):
         # together, so the weights' version counters tell when a plan is stale.
         key = (times, device, dtype)
         versions = (first.weight._version, last.weight._version, id(first.weight))
-        cached = self._sampling_cache.get(key)
+        # While a CUDA graph is captured, the plan is computed, not looked up, so that the
+        # graph records it (replays write the weights without bumping version counters).
+        capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        cached = None if capturing else self._sampling_cache.get(key)
         if cached is not None and cached[0] == versions:
             return cached[1]
         obs_end, act_end = self.obs_dim, self.obs_dim + self.act_dim
@@ -132,6 +135,8 @@ class FlowMapActor(nn.Module):
             "hidden_layers": list(self.net)[1:-1],
             "weight_last_t": last.weight.t(),
         }
+        if capturing:
+            return plan
         if len(self._sampling_cache) > 16:
             self._sampling_cache.clear()
         self._sampling_cache[key] = (versions, plan)
