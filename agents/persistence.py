@@ -136,7 +136,17 @@ def config_from_meta(agent_class: type, meta: dict[str, Any], path: str | os.Pat
         raise CheckpointError(
             f"{Path(path) / META_FILE}: config fields {unknown} are not {config_class.__name__} fields"
         )
-    return config_class(**meta["config"])
+    return config_class(**saved_config(config_class, meta))
+
+
+def saved_config(config_class: type, meta: dict[str, Any]) -> dict[str, Any]:
+    """The config a checkpoint was made with: its saved fields, and for fields it predates their value then.
+
+    A config class lists in ``BEFORE_RECORDED`` the fields whose default changed after
+    checkpoints without them were written (GTP: ``critic_ensemble``, 1 until the default
+    became 5); any other missing field takes today's default.
+    """
+    return {**getattr(config_class, "BEFORE_RECORDED", {}), **meta["config"]}
 
 
 def restore_generator(agent: OfflineAgent, saved: torch.Tensor, step: int) -> None:
@@ -195,7 +205,7 @@ def require_same_settings(agent: OfflineAgent, path: str | os.PathLike, meta: di
     so may nothing else, nor the observation and action sizes.
     """
     mine = asdict(agent.config)
-    saved = meta["config"]
+    saved = saved_config(type(agent.config), meta)
     differing = sorted(k for k, v in saved.items() if k not in agent.predict_time_options and mine.get(k) != v)
     if differing or meta["observation_shape"] != [agent.obs_dim] or len(meta["action_low"]) != agent.act_dim:
         details = ", ".join(f"{k}: checkpoint {saved[k]!r}, now {mine.get(k)!r}" for k in differing)

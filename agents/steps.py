@@ -129,7 +129,8 @@ class GraphedSteps(EagerSteps):
     """
 
     restores_whole_step = True
-    """A non-finite loss restores the state of the previous step from the in-graph backup."""
+    """Whether the last step was a replay, whose non-finite loss restores the previous step's state (warm-up and
+    fallback steps run eagerly: False)."""
 
     def __init__(self, agent: "OfflineAgent"):
         super().__init__(agent)
@@ -176,6 +177,7 @@ class GraphedSteps(EagerSteps):
                 self._eager_step()
                 return
         self._load_index()
+        self.restores_whole_step = True
         self.graph.replay()
         finite = self.finite.cpu()  # the one synchronisation per step
         self.agent._weights_changed()
@@ -198,6 +200,7 @@ class GraphedSteps(EagerSteps):
         self.copied.record()
 
     def _eager_step(self) -> None:
+        self.restores_whole_step = False
         with torch.cuda.stream(self.side_stream):
             self.side_stream.wait_stream(torch.cuda.current_stream())
             self._load_index()

@@ -67,6 +67,12 @@ def write_results(folder: Path, name: str, data: dict, markdown: str, indent: in
     write_atomic(Path(folder) / f"{name}.md", markdown)
 
 
+def matches(run: dict, settings: dict, defaults: dict | None = None) -> bool:
+    """Whether a stored ``run`` was made with ``settings`` (a key it lacks: its value in ``defaults``)."""
+    defaults = defaults or {}
+    return all(run.get(key, defaults.get(key)) == value for key, value in settings.items())
+
+
 class RunCache:
     """Finished runs of a benchmark, one JSON file each in ``folder``, so that a rerun resumes.
 
@@ -82,13 +88,16 @@ class RunCache:
         """File of run ``name``."""
         return self.folder / f"{name}.json"
 
-    def get(self, name: str, settings: dict) -> dict | None:
-        """The stored run ``name`` if it exists and matches ``settings``, else None."""
+    def get(self, name: str, settings: dict, defaults: dict | None = None) -> dict | None:
+        """The stored run ``name`` if it exists and matches ``settings``, else None.
+
+        ``defaults``: what a run stored before a setting was recorded was made with.
+        """
         file = self.path(name)
         if not file.exists():
             return None
         run = json.loads(file.read_text())
-        return run if all(run.get(key) == value for key, value in settings.items()) else None
+        return run if matches(run, settings, defaults) else None
 
     def put(self, name: str, run: dict) -> dict:
         """Store ``run`` under ``name`` and return it."""

@@ -206,7 +206,20 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
         "score_stochastic_k2": float(np.mean([c.get("stochastic_k2", np.nan) for c in curve[-5:]])),
         "this_call_seconds": time.perf_counter() - started,
         "wall_seconds": clock.save(),
+        "critic_ensemble": agent.config.critic_ensemble,
     }
+
+
+def critics_of(run: dict, folder: Path) -> int:
+    """The critic count a stored seed was trained with: its ``run.json``'s, else its checkpoint's, else 1.
+
+    (Runs stored before the count was recorded; one critic was then the default.)
+    """
+    if "critic_ensemble" in run:
+        return run["critic_ensemble"]
+    checkpoint = folder / "model" / "checkpoint.json"
+    config = json.loads(checkpoint.read_text())["config"] if checkpoint.exists() else {}
+    return config.get("critic_ensemble", 1)
 
 
 def keep_snapshot(model: Path, snapshot: Path) -> None:
@@ -400,7 +413,7 @@ def main() -> None:
         "--critic-ensemble",
         type=int,
         default=GTPConfig.critic_ensemble,
-        help="GTPConfig.critic_ensemble, independent critics ranking by their mean (default 1: the paper's)",
+        help="GTPConfig.critic_ensemble, critics ranking by their mean (default: the package's, 5; 1: the paper's)",
     )
     parser.add_argument(
         "--action-candidates",
@@ -422,6 +435,11 @@ def main() -> None:
         run_file = Path(args.work) / f"seed{seed}" / "run.json"
         if run_file.exists():
             run = json.loads(run_file.read_text())
+            if critics_of(run, run_file.parent) != args.critic_ensemble:  # never relabel a seed's critic count
+                parser.error(
+                    f"--critic-ensemble {args.critic_ensemble}: {run_file.parent} was trained with "
+                    f"{critics_of(run, run_file.parent)} critic(s); pass that, or another --work"
+                )
         elif args.report_only:
             continue
         else:

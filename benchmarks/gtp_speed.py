@@ -168,8 +168,10 @@ def flops_per_step(agent: GTPAgent) -> dict[str, float]:
     head = [(o + a, h), (h, h), (h, 1)]
     td3_actor = [(o, h), (h, h), (h, h), (h, a)]
     # GTP: K=2 sampling for s' and s (2B rows x 2 jumps), target and V critics (2 heads each), critic
-    # forward+backward, student x2 (consistency, flow) forward+backward, teacher forward.
-    gtp = matmul_flops(2 * b, actor, 2) + matmul_flops(b, head, 2 * 2) + matmul_flops(b, head, 2 * 3)
+    # forward+backward (the critic terms once per member of an ensemble), student x2 (consistency, flow)
+    # forward+backward, teacher forward.
+    m = agent.config.critic_ensemble
+    gtp = matmul_flops(2 * b, actor, 2) + m * (matmul_flops(b, head, 2 * 2) + matmul_flops(b, head, 2 * 3))
     gtp += matmul_flops(b, actor, 2 * 3) + matmul_flops(b, actor, 1)
     # TD3+BC: target actor + target critic, critic forward+backward; every 2nd step actor and q1 forward+backward.
     td3 = matmul_flops(b, td3_actor, 1) + matmul_flops(b, head, 2) + matmul_flops(b, head, 2 * 3)
@@ -292,11 +294,16 @@ def main() -> None:
     parser.add_argument("--no-compile", action="store_true", help="eager only (skips ~3 min of compiling)")
     parser.add_argument("--critic-ensemble", type=int, default=GTPConfig.critic_ensemble, help="GTP's critics")
     parser.add_argument("--learn-steps", type=int, default=0, help="also time learn() for this many steps")
-    parser.add_argument("--name", default="gtp_speed", help="results' file names")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="results' file names (default: gtp_speed, gtp_speed_ensemble<M> for M != 1 critics)",
+    )
     parser.add_argument("--peer-python", default=None, help="a Python with d3rlpy 2.8: also time its IQL and TD3+BC")
     parser.add_argument("--peer-steps", type=int, default=3000, help="steps of each d3rlpy timing run")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = parser.parse_args()
+    args.name = args.name or ("gtp_speed" if args.critic_ensemble == 1 else f"gtp_speed_ensemble{args.critic_ensemble}")
     torch.set_num_threads(args.threads)
     dataset = load_dataset(DEFAULT_DATASET_ID)
     config = {"critic_ensemble": args.critic_ensemble}

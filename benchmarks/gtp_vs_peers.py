@@ -58,6 +58,7 @@ from common import (  # benchmarks/ is the script's folder
     interleaved_timings,
     machine_info,
     markdown_table,
+    matches,
     seed_statistics,
     write_atomic,
     write_results,
@@ -71,6 +72,8 @@ from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
 
 METHODS = ("gtp", "gtp-bc", "iql", "td3+bc")
+BEFORE_RECORDED = {"critic_ensemble": 1}
+"""Settings of GTP runs stored before the runs recorded them (one critic was then the default)."""
 LABELS = {"gtp": "GTP", "gtp-bc": "GTP-BC", "iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"}
 LAST_EVALUATIONS = 5
 """A run's score is the mean of its last this-many evaluations."""
@@ -115,8 +118,13 @@ def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
     """
     eta = 0.0 if method == "gtp-bc" else args.eta
     run = {"method": method, "seed": seed, "steps": args.steps, "batch_size": args.batch_size, "eta": eta}
-    run.update(action_candidates=args.action_candidates, schedule_max_steps=args.schedule_max_steps)
+    critics = args.critic_ensemble if eta > 0 else None  # GTP-BC trains no critic
+    run.update(
+        action_candidates=args.action_candidates, schedule_max_steps=args.schedule_max_steps, critic_ensemble=critics
+    )
     options = dict(eta=eta, batch_size=args.batch_size, device=args.device, schedule_max_steps=args.schedule_max_steps)
+    if critics is not None:
+        options["critic_ensemble"] = critics
     if args.eval_every:
         folder = Path(args.work) / method / f"seed{seed}"
         trained = run_seed(dataset, seed, args, folder, **options)
@@ -195,7 +203,7 @@ PREDICT_SETTINGS = ((5, 50), (2, 50), (5, 1), (2, 1))
 """(K, N) pairs whose ``GTPAgent.predict`` latency is measured: the default and the cheaper ones."""
 
 
-def predict_latency(dataset, device: str, rounds: int) -> dict:
+def predict_latency(dataset, device: str, rounds: int, critic_ensemble: int = GTPConfig.critic_ensemble) -> dict:
     """Median microseconds of ``GTPAgent.predict`` on one observation (numpy in and out) per (K, N).
 
     What the policy costs per env step as a user calls it: normalisation, N candidates of
@@ -203,7 +211,7 @@ def predict_latency(dataset, device: str, rounds: int) -> dict:
     depend on the weights). ``mlp_us``: a plain MLP actor's forward on a tensor, the
     reference the peers' actors cost.
     """
-    agent = agent_class("gtp")(dataset.env_spec.id, dataset, seed=0, device=device)
+    agent = agent_class("gtp")(dataset.env_spec.id, dataset, seed=0, device=device, critic_ensemble=critic_ensemble)
     observation = np.asarray(dataset.observation_space.sample(), dtype=np.float32)
     mlp = plain_mlp_actor(agent.obs_dim, agent.act_dim).to(device).eval()
     tensor = torch.as_tensor(observation[None], device=device)
@@ -335,7 +343,9 @@ def plot_curves(runs: list[dict], path: Path, title: str) -> bool:
 
 def measure_all_speeds(args, dataset, peer_python: Path, data_file: Path, work: Path) -> dict:
     """Our interleaved step timings and the d3rlpy peers' training steps/s, in one invocation."""
-    ours = measure_speed(dataset, args.device, args.speed_rounds, 10, compile=not args.no_compile)
+    ours = measure_speed(
+        dataset, args.device, args.speed_rounds, 10, compile=not args.no_compile, critic_ensemble=args.critic_ensemble
+    )
     short = argparse.Namespace(**{**vars(args), "steps": args.speed_steps, "eval_every": 0, "episodes": 0})
     peers = time_peers(short, dataset.env_spec.id, peer_python, data_file, work)
     return {**ours, "peers": peers, "device": args.device, "threads": args.threads, "machine": machine_info()}
@@ -423,7 +433,8 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
             f"Dataset `{meta['dataset']}` ({meta['transitions']} transitions), env {meta['env_id']}; "
             f"{meta['steps']} gradient steps, batch {meta['batch_size']}, seeds {meta['seeds']}; {protocol}. "
             f"GTP's Eq. 76 schedule grows to s1 + 1 = {meta['schedule_max_steps'] + 1} levels "
-            "(`schedule_max_steps`; the paper's s1: 1280). "
+            f"(`schedule_max_steps`; the paper's s1: 1280); GTP trains {meta['critic_ensemble']} critic(s) "
+            "(`critic_ensemble`; the paper: 1). "
             f"Runs made at commit(s) {', '.join(meta['run_commits'])} on {meta['machine']['cores']} CPU cores "
             f"(GPU: {meta['machine']['gpu']}), {meta['machine']['torch_threads']} torch thread per run; "
             f"time of all runs {meta['wall_minutes']:.0f} min (curve runs: training and evaluation, over all "
@@ -529,6 +540,12 @@ def main() -> None:
         default=GTPConfig.schedule_max_steps,
         help="GTP's s1 of Eq. 76 (GTPConfig.schedule_max_steps; the paper: 1280)",
     )
+    parser.add_argument(
+        "--critic-ensemble",
+        type=int,
+        default=GTPConfig.critic_ensemble,
+        help="GTP's critics (GTPConfig.critic_ensemble; the paper: 1)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (ours and the peers')")
     parser.add_argument("--name", default=None, help="results' file names (default gtp_vs_peers_<steps/1000>k)")
@@ -556,7 +573,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     budget = f"{args.steps // 1000}k" if args.steps % 1000 == 0 else str(args.steps)
-    name = args.name or f"gtp_vs_peers_{budget}" + ("" if args.eval_every else "_final")
+    critics = "" if args.critic_ensemble == 1 else f"_ensemble{args.critic_ensemble}"
+    name = args.name or f"gtp_vs_peers_{budget}" + ("" if args.eval_every else "_final") + critics
     args.work = str(Path(args.work) / name)
 
     out = Path(args.out)
@@ -575,27 +593,39 @@ def main() -> None:
         "episodes": args.episodes,
         "action_candidates": args.action_candidates,
         "schedule_max_steps": args.schedule_max_steps,
+        "critic_ensemble": args.critic_ensemble,
         "machine": machine_info(),
     }
     latency_file, speed_file = work / "latency.json", work / "speed.json"
+    held = {f"gtp-seed{r['seed']}": r.get("critic_ensemble", 1) for r in cache.runs("gtp-seed*.json")}
+    held.update(
+        {f.name: json.loads(f.read_text()).get("critic_ensemble", 1) for f in (latency_file, speed_file) if f.exists()}
+    )
+    other = {key: count for key, count in held.items() if count != args.critic_ensemble}
+    if other:  # never mix, relabel or overwrite results of another critic count
+        parser.error(
+            f"--critic-ensemble {args.critic_ensemble}: {work} holds GTP results with other critic counts {other}; "
+            "pass their --critic-ensemble, or another --name"
+        )
     if not latency_file.exists():
         obs_dim, act_dim = int(dataset.observation_space.shape[0]), int(dataset.action_space.shape[0])
         rows = action_latency(obs_dim, act_dim, args.device, args.latency_rounds)
-        rows["predict"] = predict_latency(dataset, args.device, max(1, args.latency_rounds // 10))
-        write_atomic(latency_file, json.dumps({**rows, "machine": machine_info()}, indent=2))
+        rows["predict"] = predict_latency(dataset, args.device, max(1, args.latency_rounds // 10), args.critic_ensemble)
+        record = {**rows, "critic_ensemble": args.critic_ensemble, "machine": machine_info()}
+        write_atomic(latency_file, json.dumps(record, indent=2))
     latency = json.loads(latency_file.read_text())
     settings = {"steps": args.steps, "eval_every": args.eval_every or None}
 
     def settings_of(method: str) -> dict:
         """What a stored run of ``method`` must have been made with to count here."""
+        if method == "gtp":
+            return {**settings, "schedule_max_steps": args.schedule_max_steps, "critic_ensemble": args.critic_ensemble}
         if method.startswith("gtp"):
             return {**settings, "schedule_max_steps": args.schedule_max_steps}
         return settings
 
     def report() -> None:
-        runs = [
-            r for r in cache.runs("*-seed*.json") if all(r.get(k) == v for k, v in settings_of(r["method"]).items())
-        ]
+        runs = [r for r in cache.runs("*-seed*.json") if matches(r, settings_of(r["method"]), BEFORE_RECORDED)]
         summary = summarize(runs, env_id)
         meta["seeds"] = sorted({r["seed"] for r in runs})
         meta["run_commits"] = sorted({r["machine"]["commit"] for r in runs})
@@ -622,11 +652,11 @@ def main() -> None:
         if not (args.report_only or args.no_speed or speed_file.exists()):
             print("[gtp_vs_peers] speed section", flush=True)
             speed = measure_all_speeds(args, dataset, *peers(), work)
-            write_atomic(speed_file, json.dumps(speed, indent=2))
+            write_atomic(speed_file, json.dumps({**speed, "critic_ensemble": args.critic_ensemble}, indent=2))
         for seed in [] if args.report_only or args.speed_only else args.seeds:
             for method in args.methods:
                 run_name = f"{method}-seed{seed}"
-                if cache.get(run_name, settings_of(method)) is not None:
+                if cache.get(run_name, settings_of(method), BEFORE_RECORDED) is not None:
                     continue
                 print(f"[gtp_vs_peers] {method} seed {seed}: {args.steps} steps", flush=True)
                 if method.startswith("gtp"):

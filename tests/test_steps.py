@@ -13,7 +13,7 @@ from agents import GTPAgent, NonFiniteLossError
 from agents.persistence import portable_state, restore_generator
 from agents.steps import EagerSteps, GraphedSteps, make_capturable, training_steps
 
-SMALL = dict(actor_hidden=64, actor_layers=2, critic_hidden=64, critic_layers=2, batch_size=64)
+SMALL = dict(actor_hidden=64, actor_layers=2, critic_hidden=64, critic_layers=2, critic_ensemble=1, batch_size=64)
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -65,10 +65,12 @@ def test_checkpoints_hold_the_ordinary_optimizer_form(random_dataset_path):
 
 
 @cuda
-def test_graphed_steps_follow_the_eager_steps(random_dataset_path):
+@pytest.mark.parametrize("critics", [1, 5])  # the paper's critic and the default's five
+def test_graphed_steps_follow_the_eager_steps(random_dataset_path, critics):
     # 40 steps planned: the noise grid of Eq. 76 grows every 6 steps, so the graph is recaptured several times.
-    eager = GTPAgent("Hopper-v5", random_dataset_path, seed=4, device="cuda", **SMALL).learn(40, cuda_graph=False)
-    graphed = GTPAgent("Hopper-v5", random_dataset_path, seed=4, device="cuda", **SMALL)
+    options = dict(seed=4, device="cuda", **{**SMALL, "critic_ensemble": critics})
+    eager = GTPAgent("Hopper-v5", random_dataset_path, **options).learn(40, cuda_graph=False)
+    graphed = GTPAgent("Hopper-v5", random_dataset_path, **options)
     stepper = training_steps(graphed, "auto")
     assert type(stepper) is GraphedSteps
     stepper.close()
@@ -118,12 +120,12 @@ def test_graphed_metrics_and_checkpoints_resume_anywhere(random_dataset_path, tm
         def finish(self):
             pass
 
-    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=2, device="cuda", critic_ensemble=3, **SMALL)
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=2, device="cuda", **{**SMALL, "critic_ensemble": 3})
     agent.learn(20, cuda_graph=True, log_interval=10, run_logger=Logger(), checkpoint_path=tmp_path / "c")
     train = [m for m in logged if "train/critic_loss" in m]
     assert len(train) == 2 and all(np.isfinite(v) for m in train for v in m.values())
     # Written mid-run while Adam was capturable, the checkpoint holds the ordinary form and resumes eagerly.
-    resumed = GTPAgent("Hopper-v5", random_dataset_path, seed=2, device="cuda", critic_ensemble=3, **SMALL)
+    resumed = GTPAgent("Hopper-v5", random_dataset_path, seed=2, device="cuda", **{**SMALL, "critic_ensemble": 3})
     assert resumed.learn(24, checkpoint_path=tmp_path / "c", resume=True).num_timesteps == 24
     assert not resumed.critic_optimizer.param_groups[0]["capturable"]
 

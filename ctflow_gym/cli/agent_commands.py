@@ -62,7 +62,7 @@ def register(commands) -> None:
         "--critic-ensemble",
         type=int,
         default=None,
-        help="independent double-Q critics ranked by their mean (GTP; default: the agent's, 1; 5 steadies seeds)",
+        help="independent double-Q critics ranked by their mean (GTP; default: the agent's, 5; 1: the paper's)",
     )
     train.add_argument(
         "--compile", action="store_true", help="torch.compile the losses (falls back to eager with a warning)"
