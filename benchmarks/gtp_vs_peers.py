@@ -35,6 +35,10 @@ d3rlpy 2.8.1 and gymnasium[mujoco] 1.0.0, and is handed the same transitions as 
 
 Every finished run is written to ``<out>/<name>_runs/<method>-seed<k>.json`` and skipped
 when the script runs again; the summary is rewritten after every run from what is there.
+``--import-gtp REPORT`` stores the seeds of a ``gtp_diagnostics.py`` report made with the
+same settings as GTP curve runs (the same training and evaluation, trained there). GTP's
+critic count (``--critic-ensemble``, default the package's) is recorded everywhere; a
+folder holding results of another count is refused, never mixed.
 
     python benchmarks/gtp_vs_peers.py                          # 200k steps, curves, 3 seeds, 4 methods
     python benchmarks/gtp_vs_peers.py --steps 50000 --eval-every 0 --report-only   # the first protocol
@@ -146,6 +150,38 @@ def run_gtp(method: str, seed: int, args, env_id: str, dataset) -> dict:
         "train_seconds": train_seconds,
         "steps_per_second": args.steps / train_seconds,
     }
+
+
+IMPORT_SETTINGS = ("steps", "eval_every", "eta", "schedule_max_steps", "critic_ensemble", "action_candidates")
+
+
+def import_gtp_runs(report: Path, args, cache: RunCache, parser: argparse.ArgumentParser) -> None:
+    """Store the seeds of a ``gtp_diagnostics`` report as this comparison's GTP curve runs.
+
+    They are the runs this script would make (``gtp_diagnostics.run_seed``: same training,
+    same evaluation protocol, the K = 2 row at Karras' times), trained elsewhere, e.g. by
+    ``gtp_diagnostics.py`` alone. The report's settings must be this invocation's (else a
+    parser error naming them; batch size and the other fields are the package defaults
+    there); a seed already stored here is kept. Each imported run names its report.
+    """
+    data = json.loads(report.read_text())
+    meta = data["meta"]
+    mine = {k: getattr(args, k) for k in IMPORT_SETTINGS}
+    theirs = {k: meta.get(k, BEFORE_RECORDED.get(k)) for k in IMPORT_SETTINGS}
+    differing = {k: (theirs[k], mine[k]) for k in IMPORT_SETTINGS if theirs[k] != mine[k]}
+    if differing or args.batch_size != GTPConfig.batch_size or meta.get("tau_sampling") != args.tau_sampling:
+        parser.error(f"--import-gtp {report}: made with other settings (report, here): {differing or 'batch/tau'}")
+    for run in data["runs"]:
+        name = f"gtp-seed{run['seed']}"
+        if cache.get(name, {}) is not None:
+            continue
+        curve = [{"step": c["step"], "score": c["k5"], "score_K=2": c["k2"]} for c in run["curve"]]
+        settings = {k: mine[k] for k in IMPORT_SETTINGS}
+        stored = {"method": "gtp", "seed": run["seed"], "batch_size": args.batch_size, **settings, "curve": curve}
+        cache.put(
+            name,
+            {**stored, "wall_seconds": run["wall_seconds"], "machine": meta["machine"], "imported_from": str(report)},
+        )
 
 
 def run_peer(method: str, seed: int, args, env_id: str, python: Path, data_file: Path, work: Path) -> dict:
@@ -440,6 +476,13 @@ def markdown(summary: dict, latency: dict | None, speed: dict | None, meta: dict
             f"time of all runs {meta['wall_minutes']:.0f} min (curve runs: training and evaluation, over all "
             "calls of a resumed run; final-evaluation runs: training only; n/a: a GTP run begun before its "
             "time was kept, not counted). Runs sharing the cores, times are not speeds: see the speed section."
+            + (
+                f" GTP's runs were imported from {', '.join(f'`{p}`' for p in meta['imported_from'])} "
+                "(`--import-gtp`: trained by gtp_diagnostics.py with these settings; the commit named for them is "
+                "that report's, see it for how they were trained)."
+                if meta.get("imported_from")
+                else ""
+            )
         ),
         "",
     ]
@@ -565,6 +608,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).with_name("results")))
     parser.add_argument("--progress", action="store_true")
     parser.add_argument(
+        "--import-gtp",
+        default=None,
+        help="a gtp_diagnostics.json whose finished seeds (same settings) become this comparison's GTP curve runs",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="run nothing; (re)measure latency if its file is missing and rewrite the summary",
@@ -607,6 +655,8 @@ def main() -> None:
             f"--critic-ensemble {args.critic_ensemble}: {work} holds GTP results with other critic counts {other}; "
             "pass their --critic-ensemble, or another --name"
         )
+    if args.import_gtp:
+        import_gtp_runs(Path(args.import_gtp), args, cache, parser)
     if not latency_file.exists():
         obs_dim, act_dim = int(dataset.observation_space.shape[0]), int(dataset.action_space.shape[0])
         rows = action_latency(obs_dim, act_dim, args.device, args.latency_rounds)
@@ -630,6 +680,7 @@ def main() -> None:
         meta["seeds"] = sorted({r["seed"] for r in runs})
         meta["run_commits"] = sorted({r["machine"]["commit"] for r in runs})
         meta["wall_minutes"] = sum(row["wall_minutes"] or 0.0 for row in summary.values())
+        meta["imported_from"] = sorted({r["imported_from"] for r in runs if "imported_from" in r})
         meta["gtp_before_candidates"] = any(
             r["method"].startswith("gtp") and "action_candidates" not in r for r in runs
         )
