@@ -82,12 +82,14 @@ class GTPConfig:
             s1 = 40) one critic's ranking failed in one seed (60.1 against 89-101;
             its actor scores 94-102 with any other seed's critic,
             ``benchmarks/gtp_critic_swap.py``, analysis section 8). With five critics
-            seeds 0, 1, 2, 4 score 101-103 (last-5 mean; one critic: 97.7, 100.7, 89.2,
-            60.1) and hold 97-103 at every evaluation from 120k (analysis section 11,
-            ``gtp_ensemble5_vs_one_200k.md``). The price: about half the training speed
-            (one CPU thread 20 vs 42 steps/s; an H100 with graph-replayed steps 374 vs
-            782, ``gtp_speed_cuda_ensemble5.md``) and ``predict`` ~1.8x. Set 1 for the
-            paper's critic and the speed.
+            seeds 0, 1, 2, 4 score 102.0, 101.5, 102.7, 100.5 (last-5 mean, std 0.9; one
+            critic: 97.7, 100.7, 89.2, 60.1, std 18.6) and hold 96.7-102.9 at every
+            evaluation from 120k (analysis section 11, ``gtp_ensemble5_vs_one_200k.md``).
+            The price: about half the training speed (one CPU thread 23 vs 42 steps/s,
+            ``gtp_speed_ensemble5.md``; an H100 with graph-replayed steps 374 vs 782,
+            ``gtp_speed_cuda_ensemble5.md``) and ``predict`` ~1.4x (3.0 vs 2.1 ms per
+            observation at K = 5, N = 50, one CPU thread). Set 1 for the paper's critic
+            and the speed.
         max_time: T, the largest noise level; a_T ~ N(0, T^2 I) (EDM's 80).
         min_time: smallest non-zero grid level (EDM's 0.002).
         sigma_data: data scale of the EDM preconditioning (actions in [-1, 1]).
