@@ -12,6 +12,11 @@ One gradient step is Algorithm 1 of the paper:
 
 With ``eta = 0`` the weights are 1 and no critic is trained: GTP-BC.
 
+By default five independent double-Q critics are trained side by side
+(``critic_ensemble``, a departure from the paper: see its entry in the config); wherever
+min_j Q appears here, it is then the mean over critics of each one's min_j Q (each
+critic's TD target is its own).
+
 Acting (Eq. 15): a_T ~ N(0, T^2 I), then K flow-map jumps down to 0, with the EMA actor
 (the averaged weights that also serve as the consistency teacher), for N =
 ``action_candidates`` draws of a_T per state; the action is the candidate with the
@@ -281,7 +286,8 @@ class GTPAgent(OfflineAgent):
     ) -> torch.Tensor:
         """The policy's actions: of ``candidates`` K-step samples per state, the one with the highest Q.
 
-        Q is min_j Q_target_j(s, a) (the critic the TD targets use). With one candidate,
+        Q is the target critic's ``min_q``: min_j Q_target_j(s, a), averaged over critics when
+        ``critic_ensemble > 1`` (the critic the TD targets use). With one candidate,
         or without a critic (GTP-BC), this is :meth:`sample_actions`.
         """
         if candidates == 1 or self.critic_target is None:
