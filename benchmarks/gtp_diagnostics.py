@@ -211,15 +211,16 @@ def run_seed(dataset, seed: int, args, folder: Path | None = None, **agent_optio
 
 
 def critics_of(run: dict, folder: Path) -> int:
-    """The critic count a stored seed was trained with: its ``run.json``'s, else its checkpoint's, else 1.
+    """The critic count a stored seed was trained with: its ``run.json``'s, else its checkpoint's.
 
-    (Runs stored before the count was recorded; one critic was then the default.)
+    Runs and checkpoints stored before the count was recorded count as ``GTPConfig.BEFORE_RECORDED``
+    says (one critic, then the default).
     """
     if "critic_ensemble" in run:
         return run["critic_ensemble"]
     checkpoint = folder / "model" / "checkpoint.json"
     config = json.loads(checkpoint.read_text())["config"] if checkpoint.exists() else {}
-    return config.get("critic_ensemble", 1)
+    return {**GTPConfig.BEFORE_RECORDED, **config}["critic_ensemble"]
 
 
 def keep_snapshot(model: Path, snapshot: Path) -> None:
@@ -435,10 +436,11 @@ def main() -> None:
         run_file = Path(args.work) / f"seed{seed}" / "run.json"
         if run_file.exists():
             run = json.loads(run_file.read_text())
-            if critics_of(run, run_file.parent) != args.critic_ensemble:  # never relabel a seed's critic count
+            critics = critics_of(run, run_file.parent)
+            if critics != args.critic_ensemble:  # never relabel a seed's critic count
                 parser.error(
                     f"--critic-ensemble {args.critic_ensemble}: {run_file.parent} was trained with "
-                    f"{critics_of(run, run_file.parent)} critic(s); pass that, or another --work"
+                    f"{critics} critic(s); pass that, or another --work"
                 )
         elif args.report_only:
             continue

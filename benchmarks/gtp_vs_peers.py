@@ -76,8 +76,8 @@ from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
 
 METHODS = ("gtp", "gtp-bc", "iql", "td3+bc")
-BEFORE_RECORDED = {"critic_ensemble": 1}
-"""Settings of GTP runs stored before the runs recorded them (one critic was then the default)."""
+BEFORE_RECORDED = GTPConfig.BEFORE_RECORDED
+"""Settings of GTP runs stored before the runs recorded them: what checkpoints of that time hold."""
 LABELS = {"gtp": "GTP", "gtp-bc": "GTP-BC", "iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"}
 LAST_EVALUATIONS = 5
 """A run's score is the mean of its last this-many evaluations."""
@@ -645,10 +645,9 @@ def main() -> None:
         "machine": machine_info(),
     }
     latency_file, speed_file = work / "latency.json", work / "speed.json"
-    held = {f"gtp-seed{r['seed']}": r.get("critic_ensemble", 1) for r in cache.runs("gtp-seed*.json")}
-    held.update(
-        {f.name: json.loads(f.read_text()).get("critic_ensemble", 1) for f in (latency_file, speed_file) if f.exists()}
-    )
+    stored = {f"gtp-seed{r['seed']}": r for r in cache.runs("gtp-seed*.json")}
+    stored.update({f.name: json.loads(f.read_text()) for f in (latency_file, speed_file) if f.exists()})
+    held = {key: {**BEFORE_RECORDED, **record}["critic_ensemble"] for key, record in stored.items()}
     other = {key: count for key, count in held.items() if count != args.critic_ensemble}
     if other:  # never mix, relabel or overwrite results of another critic count
         parser.error(
