@@ -52,9 +52,12 @@ POLICY_FILE = "policy.zip"
 
 
 def minari_root() -> Path:
-    """Minari's datasets folder: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``."""
+    """Minari's datasets folder: ``$MINARI_DATASETS_PATH`` or ``~/.minari/datasets``, as an absolute path.
+
+    Absolute because Minari mishandles relative roots (see :func:`minari_root_at`).
+    """
     env_root = os.environ.get("MINARI_DATASETS_PATH")
-    return Path(env_root) if env_root else Path.home() / ".minari" / "datasets"
+    return Path(env_root).absolute() if env_root else Path.home() / ".minari" / "datasets"
 
 
 @contextlib.contextmanager
@@ -63,9 +66,12 @@ def minari_root_at(path: str | os.PathLike) -> Iterator[None]:
 
     Writers use it so that Minari's collectors and ``create_dataset*`` functions work
     inside a scratch folder; the previous value (or its absence) is restored after.
+    ``path`` is made absolute first: Minari's ``MinariStorage.get_size`` joins a
+    dataset's folder onto the results of globbing it, which repeats a relative folder
+    (``root/x/root/x/main_data.hdf5``), so every write under a relative root failed.
     """
     previous = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    os.environ["MINARI_DATASETS_PATH"] = os.path.abspath(path)
     try:
         yield
     finally:
