@@ -8,7 +8,7 @@ with ``workers=W`` equal those with ``workers=1`` exactly (tested). Workers star
 torch on several threads can deadlock), so each pays an interpreter start and the
 imports, about a second or two: worth it for thousands of windows, tracked execution
 (a network call per step) or dataset shards, not for a few hundred open-loop windows
-(``benchmarks/results/scale.md`` has the measured throughput).
+(the Results page of the documentation has the measured throughput).
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@
   :mod:`~ctflow_gym.refine.inverse_dynamics`), from the state actually reached;
 - ``"auto"`` (the default everywhere): ``"tracked"`` when the refiner has an
   inverse-dynamics model, else ``"open_loop"``. Tracked is the default because it
-  realised about twice the open-loop gain on held-out windows of the shipped data at
-  every strength we measured (``benchmarks/results/refiner_levers.md``), and it replays
-  an unrefined window exactly, as open loop does.
+  realised more of the planned gain than open loop on held-out windows of the shipped
+  data at every strength measured (the Results page of the documentation), and it
+  replays an unrefined window exactly, as open loop does.
 
 A refiner offers tracking through an optional ``inverse_dynamics`` attribute (an object
 with ``tracked_action(observation, plan_observations, plan_actions, t)``; see the
