@@ -52,13 +52,12 @@ class RefinerConfig:
             training episodes, which also charges a window for the state it leaves
             behind (window return alone rewards buying speed with a posture that falls
             later). The default stays ``"return"``: on held-out windows it realises the
-            most window return (+0.39 per 16-step window tracked, 5 of 5 fit seeds
-            positive); to attach a refiner after a policy prefer
-            ``"bootstrapped_advantage"``, which hurt a medium policy far less on every
-            fit measured, and fit several seeds and keep those that help the policy on
-            validation episodes (:func:`ctflow_gym.wrappers.select_refiners`): one fit
-            in six helped the medium policy, the others hurt it
-            (``benchmarks/results/closed_loop_refinement_analysis.md``).
+            most window return, positive for every fit seed measured; to attach a
+            refiner after a policy prefer ``"bootstrapped_advantage"``, which hurt a
+            medium policy far less on every fit measured, and fit several seeds and
+            keep those that help the policy on validation episodes
+            (:func:`ctflow_gym.wrappers.select_refiners`): most fits lowered the medium
+            policy's return (the Results page of the documentation has the numbers).
         gamma: discount of ``"return_to_go"`` and ``"bootstrapped_advantage"``.
         decode: ``"residual"`` decodes refined = source + D(z_alpha) - D(z_src), so
             strength 0 returns the source exactly and the autoencoder's error does

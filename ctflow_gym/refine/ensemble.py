@@ -1,13 +1,13 @@
 """``RefinerEnsemble``: several fitted refiners as one, combined by turn or by mean, with an agreement gate.
 
-Example (the settings measured in ``benchmarks/results/closed_loop_refinement_analysis.md``)::
+Example (the settings measured on the Results page of the documentation)::
 
     ensemble = RefinerEnsemble.fit(DEFAULT_DATASET_ID, seeds=(0, 1, 2), feedback="bootstrapped_advantage")
     policy = RefinedPolicy(sb3_model, ensemble, env, candidates=4, continuation=48,
                            value_fn=sb3_value_function(sb3_model))
 
-Fit-seed variance dominates what a single refiner does to whole episodes
-(``benchmarks/results/closed_loop_refinement_analysis.md``). Two ways to combine fits:
+Fit-seed variance dominates what a single refiner does to whole episodes (see the
+Results page of the documentation). Two ways to combine fits:
 
 - ``combine="rotate"`` (default; for verification): ``refine(..., seed=s)`` delegates
   to member ``s % M``, and ``RefinedPolicy`` / ``RefinementWrapper`` give candidate i of
