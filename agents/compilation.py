@@ -8,15 +8,14 @@ state as an eager one, to float rounding (compiled kernels fuse and reorder
 arithmetic: the numbers agree to about 1e-6, not bit for bit).
 
 Why eager is the default on CPU and on GPU: eager is bit-reproducible, and on this
-project's 2-core CPU machine compiling bought little (``benchmarks/results/gtp_speed.md``,
-one thread: a GTP step +6%, a GTP-BC step +15%, a TD3+BC step +1%) for about 40 s of
+project's 2-core CPU machine compiling bought little per step for tens of seconds of
 compiling before the first step (seconds once inductor's cache is warm). GTP's CPU step
-is bound by its matrix products (2.2x a TD3+BC step's, the measured speed ratio), which
-compiling does not reduce. On a GPU, where launches are the cost, compiling fuses them:
-on an H100 with the step replayed from a CUDA graph (:mod:`agents.steps`) it takes a GTP
-step from 782 to 1037 steps/s (``benchmarks/results/gtp_speed_cuda.md``), for 24 s of
-compiling. It stays opt-in there too: compiling costs that start-up and recompiles
-per agent, and the graph alone gives most of the speed (10x over eager).
+is bound by its matrix products, which compiling does not reduce. On a GPU, where
+launches are the cost, compiling fuses them: with the step replayed from a CUDA graph
+(:mod:`agents.steps`) it made a GTP step markedly faster on an H100, again for tens of
+seconds of compiling. It stays opt-in there too: compiling costs that start-up and
+recompiles per agent, and the graph alone gives most of the speed. The measured speeds
+are on the Results page of the documentation.
 
 If compiling fails (no C++ compiler for inductor on CPU, an unsupported device or
 Python, an unknown backend name), the first call warns naming the ``compile`` option and

@@ -8,7 +8,7 @@
 Adam, EMA updates, metric sums) and then replays it: a step is one launch instead of
 several hundred small ones from Python, the technique of pytorch-labs' LeanRL for SAC
 and TD3. With networks of width 256 on batches of 256, launching kernels costs more
-than running them, so this is where a GPU's time goes (``benchmarks/results/gtp_speed_cuda.md``).
+than running them, so this is where a GPU's time goes (the GPU speeds on the Results page of the documentation).
 
 It computes the same steps as :class:`EagerSteps`, in the same order and from the same
 random streams: the minibatch indices come from the agent's numpy generator, drawn on

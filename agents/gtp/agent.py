@@ -24,8 +24,8 @@ highest min_j Q_target_j(s, a) (:meth:`GTPAgent.select_actions`). N = 1 is Eq. 1
 printed: one sample. The paper evaluates "following the setting of Ding & Jin (2024)",
 whose code (Diffusion-QL's) samples 50 candidates and picks by Q; we take the argmax
 (D-QL draws from softmax(Q), which scored lower here: Q ~ 200 makes the softmax's
-temperature an accident of the reward scale). ``benchmarks/results/gtp_candidates.md``
-has the numbers that made N = 50 the default. Without a critic (GTP-BC) N is ignored.
+temperature an accident of the reward scale). The measurements that made N = 50 the
+default are on the Results page of the documentation. Without a critic (GTP-BC) N is ignored.
 
 Where the K jumps stop: Karras' times (the paper's) for every K, except the K in
 ``config.fitted_sampling_steps`` (default K = 2), whose intermediate stops are fitted
@@ -36,8 +36,8 @@ refitted whenever the weights have changed, and saved with the agent.
 :data:`DETERMINISTIC_NOISE_SEED` at every call, so the same observations give the same
 actions (what save/load round trips and ``evaluate_policy(deterministic=True)`` need)
 and each action is still a sample of the learned policy. (Before, it started from
-a_T = 0, the prior's mean: not a sample, and its score was an accident of K; see
-``benchmarks/results/gtp_diagnostics_analysis.md``.) ``deterministic=False`` draws from
+a_T = 0, the prior's mean: not a sample, and its score was an accident of K; see the
+GTP diagnostics analysis linked from the Results page of the documentation.) ``deterministic=False`` draws from
 the agent's seeded generator.
 """
 
@@ -337,7 +337,7 @@ class GTPAgent(OfflineAgent):
         ``sampling_times`` (a sequence T = ``config.max_time`` > t_1 > ... > 0) replaces
         the K-step times of Eq. 15 (Karras spacing, :func:`~agents.gtp.schedule.sampling_times`)
         for this call, e.g. ``(80, 0.567, 0)`` for a K = 2 that stops lower in between
-        (analysis section 7 of ``benchmarks/results/gtp_diagnostics_analysis.md``). It is
+        (section 7 of the GTP diagnostics analysis, linked from the docs' Results page). It is
         an acting option only, not saved; with ``sampling_steps`` too the two must agree.
         Without it, K jumps through :meth:`sampling_plan` (K): the fitted stops for the K
         in ``config.fitted_sampling_steps``, Karras' times otherwise.

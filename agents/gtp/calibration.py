@@ -15,11 +15,11 @@ the most accurate one the trained map offers. Each t_i is picked by coordinate
 descent (every level strictly between its neighbours), starting from Karras'
 times, on dataset states s and start noises a_T ~ N(0, T^2 I) drawn with a fixed seed.
 
-Why: at s1 = 40, 200k steps on the shipped data, the three trained actors all put
-K = 2's best stop at t = 0.43 (RMS distance 0.15 to the fine path, near K = 5's 0.12
-with Karras' times) against 0.23 at Karras' t = 2.5, and K = 2 acting there closes its
-gap to K = 5 in closed loop (analysis section 8 of
-``benchmarks/results/gtp_diagnostics_analysis.md``).
+Why: at s1 = 40, 200k steps on the shipped data, every trained actor measured put
+K = 2's best stop far below Karras' t = 2.5, where its actions come about as close to
+the fine path as K = 5's, and K = 2 acting there closes most of its gap to K = 5 in
+closed loop (section 8 of the GTP diagnostics analysis, linked from the Results page of
+the documentation).
 """
 
 from __future__ import annotations

@@ -67,8 +67,9 @@ class GTPConfig:
             (default): ``ema``, as in Algorithm 1. 1.0 makes the teacher the student
             itself, without gradient (iCT's choice, Song & Dhariwal 2023). Why it is
             an option: on a fine Eq. 76 grid almost all of the consistency gradient is
-            the EMA copy's lag, not consistency (``benchmarks/gtp_loss_balance.py``,
-            analysis section 6); it is there to be measured, not yet a better default.
+            the EMA copy's lag, not consistency (the loss-balance measurement on the
+            Results page of the documentation); it is there to be measured, not yet a
+            better default.
         batch_size: transitions per gradient step.
         actor_hidden, actor_layers: the flow-map MLP (D-QL's 256 x 3).
         critic_hidden, critic_layers: each Q head (256 x 2, as IQL and TD3+BC).
@@ -77,19 +78,17 @@ class GTPConfig:
             are ranked (``predict``'s choice among candidates) and valued (A = Q - V)
             by the mean over critics of each one's min_j Q_j. 1 is the paper's one
             critic. **Default 5, a departure from the paper**, for the spread over
-            seeds: GTP acts with the best of N samples by its critic (one sample scores
-            ~30; the choice makes the rest), and on five seeds at 200k (shipped data,
-            s1 = 40) one critic's ranking failed in one seed (60.1 against 89-101;
-            its actor scores 94-102 with any other seed's critic,
-            ``benchmarks/gtp_critic_swap.py``, analysis section 8). With five critics
-            seeds 0, 1, 2, 4 score 102.0, 101.5, 102.7, 100.5 (last-5 mean, std 0.9; one
-            critic: 97.7, 100.7, 89.2, 60.1, std 18.6) and hold 96.7-102.9 at every
-            evaluation from 120k (analysis section 11, ``gtp_ensemble5_vs_one_200k.md``).
-            The price: about half the training speed (one CPU thread 23 vs 42 steps/s,
-            ``gtp_speed_ensemble5.md``; an H100 with graph-replayed steps 374 vs 782,
-            ``gtp_speed_cuda_ensemble5.md``) and ``predict`` ~1.4x (3.0 vs 2.1 ms per
-            observation at K = 5, N = 50, one CPU thread). Set 1 for the paper's critic
-            and the speed.
+            seeds: GTP acts with the best of N samples by its critic (one sample, with
+            no critic's choice, scores far lower; the choice makes the rest), and over
+            several seeds at 200k steps on the shipped data (s1 = 40) one critic's
+            ranking failed in one seed, whose actor did as well as the others' with any
+            other seed's critic. With five critics every seed measured scored at the
+            level of the best single-critic seeds, with a much smaller spread over
+            seeds, and held it at every evaluation late in training. The price: about
+            half the training speed (on one CPU thread and on a GPU with graph-replayed
+            steps) and a slower ``predict`` (five critics rank the N candidates). Set 1
+            for the paper's critic and the speed. The numbers are on the Results page
+            of the documentation.
         max_time: T, the largest noise level; a_T ~ N(0, T^2 I) (EDM's 80).
         min_time: smallest non-zero grid level (EDM's 0.002).
         sigma_data: data scale of the EDM preconditioning (actions in [-1, 1]).
@@ -97,30 +96,24 @@ class GTPConfig:
             noise levels doubles from s0 + 1 to s1 + 1 points over the planned run.
             s1 = 40 (default) departs from the paper's 1280, for a measured reason:
             with t and u adjacent on a fine grid the consistency loss's gradient is
-            almost all the EMA teacher's lag (~97% at 1281 levels, 30-70% at 41), so
-            on the paper's schedule nothing holds the long jumps to the flow late in
-            training, the map drifts and K = 2 falls behind K = 5. On the shipped
-            data, 200k steps, seeds 0-2 (``benchmarks/results/gtp_schedule_s1_40_200k``
-            against ``gtp_vs_peers_200k``, analysis sections 6-7): K = 5 scores 97.7,
-            100.7, 89.2 (std 5.9) with s1 = 40 against 52.1, 88.7, 97.8 (std 24.2)
-            with 1280; K = 2 98.7, 98.7, 74.7 against 48.3, 81.1, 57.0. Set 1280 for
-            the paper's schedule.
+            almost all the EMA teacher's lag (far more of it at 1281 levels than at
+            41), so on the paper's schedule nothing holds the long jumps to the flow
+            late in training, the map drifts and K = 2 falls behind K = 5. On the
+            shipped data at 200k steps (seeds 0-2), s1 = 40 scored higher than 1280
+            with a smaller spread over those seeds, at K = 5 and at K = 2 (the Results
+            page of the documentation). Set 1280 for the paper's schedule.
         sampling_steps: K, map steps per action at ``predict`` (paper: 5; 2 is
             nearly as good); can be changed at predict time.
         fitted_sampling_steps: the K whose intermediate stops ``predict`` takes
             fitted to the trained map (:mod:`agents.gtp.calibration`: offline, on
             dataset states, the stops whose actions come closest to the finest trained
             path) instead of Karras' times of Eq. 15, which the paper uses for every
-            K; () keeps the paper's times. Default (2,), measured: on the three
-            200k-step s1 = 40 checkpoints the fit puts K = 2's stop at t = 0.43
-            (Karras: 2.5), halves its distance to the fine path (0.15 vs 0.23), and on
-            50 fresh episodes K = 2 scores 96.3 / 101.0 / 96.5 against Karras'
-            95.1 / 100.1 / 83.0 and K = 5's 98.5 / 98.9 / 99.3
-            (``benchmarks/results/gtp_fitted_k2_s1_40.md``, analysis section 8); a
-            fourth seed 95.6 against 78.4 and 99.1, and over its last 90k steps
-            of training the fit beat Karras' stop in 16 of 20 evaluations (two seeds).
-            Acting only (training's bootstrap actions keep Karras' times); can differ
-            on resume.
+            K; () keeps the paper's times. Default (2,), measured: on 200k-step
+            s1 = 40 checkpoints the fit puts K = 2's stop far below Karras' (t = 2.5),
+            brings its actions closer to the fine path, and on fresh episodes K = 2
+            acting there scored higher than at Karras' stop in every seed, close to
+            K = 5 (the Results page of the documentation). Acting only (training's
+            bootstrap actions keep Karras' times); can differ on resume.
         action_candidates: N, actions sampled per state at ``predict``, of which the
             one with the highest min_j Q_target_j is taken (Diffusion-QL's evaluation,
             which the paper's follows; 50 as there). 1 = one sample, Eq. 15 as printed.

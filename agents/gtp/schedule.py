@@ -58,7 +58,7 @@ def explicit_sampling_times(times, max_time: float) -> tuple[float, ...]:
     """``times`` checked as a K-step sampling plan: T = ``max_time`` > t_1 > ... > t_K = 0.
 
     For sampling at times other than :func:`sampling_times`' (e.g. where K = 2 stops in
-    between, ``benchmarks/gtp_two_step_time.py``). The first time must be T, since a_T is
+    between). The first time must be T, since a_T is
     drawn from N(0, T^2 I) of the prior; the last must be 0. Raises ``ValueError`` naming
     ``sampling_times`` otherwise.
     """

@@ -19,8 +19,8 @@ With no arguments and no network it:
 
 Every number comes from the run. The default budgets take about 2 minutes on 2
 CPU cores; ``--refiner-steps``, ``--gtp-steps``, ``--episodes`` raise them (the
-short GTP run is far from converged: see ``benchmarks/results/gtp_vs_peers_50k_final.md``
-for 50k-step numbers).
+short GTP run is far from converged: the Results page of the documentation has longer
+runs).
 """
 
 from __future__ import annotations

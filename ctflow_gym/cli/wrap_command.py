@@ -5,8 +5,8 @@ refined window is replayed beside them. ``--mode commit`` acts: a refined window
 whose replay scores higher is kept and the episode goes on from its end state, so the
 printed episode returns are what refinement earned. ``--critic-tail`` scores windows
 by return + gamma^H x the policy's own critic value of the end state (SAC/TD3), the
-rule under which refinement stopped hurting the shipped policy in
-``benchmarks/results/closed_loop_policy.md``.
+rule under which refinement stopped hurting the shipped policy (the Results page of the
+documentation).
 """
 
 from __future__ import annotations
