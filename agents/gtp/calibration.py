@@ -17,9 +17,9 @@ times, on dataset states s and start noises a_T ~ N(0, T^2 I) drawn with a fixed
 
 Why: at s1 = 40, 200k steps on the shipped data, every trained actor measured put
 K = 2's best stop far below Karras' t = 2.5, where its actions come about as close to
-the fine path as K = 5's, and K = 2 acting there closes most of its gap to K = 5 in
-closed loop (section 8 of the GTP diagnostics analysis, linked from the Results page of
-the documentation).
+the fine path as K = 5's, and K = 2 acting there closed most of its gap to K = 5 in
+closed loop in four of the five seeds measured (section 8 of the GTP diagnostics
+analysis, linked from the Results page of the documentation).
 """
 
 from __future__ import annotations

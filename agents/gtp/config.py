@@ -111,8 +111,9 @@ class GTPConfig:
             K; () keeps the paper's times. Default (2,), measured: on 200k-step
             s1 = 40 checkpoints the fit puts K = 2's stop far below Karras' (t = 2.5),
             brings its actions closer to the fine path, and on fresh episodes K = 2
-            acting there scored higher than at Karras' stop in every seed, close to
-            K = 5 (the Results page of the documentation). Acting only (training's
+            acting there scored higher than at Karras' stop, close to K = 5, in four of
+            the five seeds measured (in the fifth, whose critic failed, every K scored
+            low; the Results page of the documentation). Acting only (training's
             bootstrap actions keep Karras' times); can differ on resume.
         action_candidates: N, actions sampled per state at ``predict``, of which the
             one with the highest min_j Q_target_j is taken (Diffusion-QL's evaluation,
