@@ -8,6 +8,7 @@ The data layer is :mod:`ctflow_gym.data`, replay in MuJoCo :mod:`ctflow_gym.repl
 refiners :mod:`ctflow_gym.refine`, env integration :mod:`ctflow_gym.wrappers`.
 """
 
+import ctflow_gym.envs  # noqa: F401  (registers the package's envs with gymnasium)
 from ctflow_gym.refine import (
     DatasetValueFunction,
     GaussianPerturbation,

@@ -53,7 +53,9 @@ def test_dataset_list_and_thin_to_a_step_target(random_dataset_path, tmp_path, c
     capsys.readouterr()
     assert main(["dataset", "list"]) == 0
     listed = capsys.readouterr().out
-    assert "ctflow/hopper/medium-replay-v1  (shipped" in listed and "test/hopper/small-v0" in listed
+    shipped, recipes = listed.split("recipes (")
+    assert "ctflow/hopper/medium-replay-v1" in shipped and "ctflow/pointmaze/umaze-v1" in recipes
+    assert "test/hopper/small-v0" in listed.split("other local datasets")[1]
 
 
 def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):

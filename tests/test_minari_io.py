@@ -150,10 +150,10 @@ def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
     policy = tmp_path / "sac.zip"
     SAC("MlpPolicy", "Hopper-v5", seed=0, device="cpu").save(policy)
     root = tmp_path / "root"
-    real_policy = builder._sb3_policy
+    real_policy = builder.behaviour_policy
 
-    def interrupting_policy(model, deterministic):
-        act = real_policy(model, deterministic)
+    def interrupting_policy(*args):
+        act = real_policy(*args)
         calls = [0]
 
         def step(observation):
@@ -164,7 +164,7 @@ def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
 
         return step
 
-    monkeypatch.setattr(builder, "_sb3_policy", interrupting_policy)
+    monkeypatch.setattr(builder, "behaviour_policy", interrupting_policy)
     with pytest.raises(KeyboardInterrupt):
         build_dataset(BuildConfig(kind="medium", n_steps=200, policy=str(policy), root=str(root), progress_bar=False))
     assert list(root.iterdir()) == []
@@ -250,7 +250,7 @@ def test_discrete_action_space_is_rejected(tmp_path, monkeypatch):
         ({"kind": "expert"}, ValueError, "kind must be one of"),
         ({"kind": "random", "n_steps": 0}, ValueError, "n_steps"),
         ({"kind": "medium"}, ValueError, "policy"),
-        ({"kind": "medium", "policy": "/no/such.zip"}, FileNotFoundError, "policy: no SB3 model file"),
+        ({"kind": "medium", "policy": "/no/such.zip"}, FileNotFoundError, "policy: no SB3 model zip or actor folder"),
         ({"kind": "medium-replay", "n_steps": 10, "min_steps": 20}, ValueError, "min_steps"),
         ({"env_id": "Humanoid-v5", "kind": "random", "n_steps": 5}, KeyError, "no D4RL reference returns"),
         ({"kind": "random", "n_steps": 5, "workers": 0}, ValueError, "workers must be an integer >= 1"),

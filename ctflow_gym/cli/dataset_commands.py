@@ -19,12 +19,19 @@ def register(commands) -> None:
 
     build = dataset_commands.add_parser(
         "build",
-        help="build a D4RL-style Minari dataset from SB3 policies",
-        description="Build a D4RL-style Minari dataset from SB3 policies.",
+        help="build a dataset from a recipe (ctflow dataset list) or from SB3 policies",
+        description=(
+            "Build a dataset: give a recipe's id (see `ctflow dataset list`) to make it bit for bit as shipped, "
+            "checked by checksum; or describe a D4RL-style build with --env, --kind and the options below."
+        ),
+    )
+    build.add_argument("recipe", nargs="?", default=None, help="a recipe's dataset id, e.g. ctflow/pointmaze/umaze-v1")
+    build.add_argument(
+        "--no-verify", action="store_true", help="recipe builds: keep the dataset even if its checksum differs"
     )
     build.add_argument("--env", default="Hopper-v5", help="gymnasium MuJoCo env id (default: Hopper-v5)")
     build.add_argument(
-        "--kind", default="medium-replay", choices=["random", "medium", "medium-replay", "medium-expert"]
+        "--kind", default="medium-replay", choices=["random", "medium", "medium-replay", "medium-expert", "waypoint"]
     )
     build.add_argument("--dataset-id", default=None, help="Minari id (default: ctflow/<env>/<kind>-v0)")
     build.add_argument("--out", default=None, help="datasets root folder (default: Minari's root)")
@@ -58,6 +65,7 @@ def register(commands) -> None:
     build.add_argument("--overwrite", action="store_true")
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(handler=_build)
+    build.set_defaults(build_defaults={a.dest: a.default for a in build._actions})
 
     thin = dataset_commands.add_parser(
         "thin",
@@ -104,8 +112,35 @@ def register(commands) -> None:
     listing.set_defaults(handler=_list)
 
 
+_RECIPE_OPTIONS = ("out", "overwrite", "no_progress", "no_verify", "recipe", "handler", "command", "subcommand")
+
+
+def _build_recipe(args: argparse.Namespace, parser_defaults: dict) -> int:
+    from ctflow_gym.data.recipes import build_recipe
+
+    clashing = [
+        "--" + name.replace("_", "-")
+        for name, value in vars(args).items()
+        if name not in _RECIPE_OPTIONS and name in parser_defaults and value != parser_defaults[name]
+    ]
+    if clashing:
+        raise ValueError(f"{', '.join(clashing)} cannot be combined with a recipe ({args.recipe})")
+    path = build_recipe(
+        args.recipe,
+        root=args.out,
+        overwrite=args.overwrite,
+        progress_bar=not args.no_progress,
+        verify=not args.no_verify,
+    )
+    print(f"dataset written to {path} (checksum {'not checked' if args.no_verify else 'matches the recipe'})")
+    return 0
+
+
 def _build(args: argparse.Namespace) -> int:
     from ctflow_gym.data.builder import BuildConfig, build_dataset
+
+    if args.recipe is not None:
+        return _build_recipe(args, args.build_defaults)
 
     config = BuildConfig(
         env_id=args.env,
@@ -169,13 +204,23 @@ def _list(args: argparse.Namespace) -> int:
     import minari
 
     from ctflow_gym.data import DEFAULT_DATASET_ID, default_dataset_path, minari_root
+    from ctflow_gym.data.recipes import load_recipes, recipe_status
 
-    print(f"{DEFAULT_DATASET_ID}  (shipped, {default_dataset_path()})")
+    root = minari_root()
+    print("shipped:")
+    print(f"  {DEFAULT_DATASET_ID}  ({default_dataset_path()})")
+    recipes = load_recipes()
+    print(f"recipes (build with `ctflow dataset build <id>`; into {root}):")
+    width = max(len(i) for i in recipes) if recipes else 0
+    for dataset_id, recipe in sorted(recipes.items()):
+        steps = recipe.build.get("n_steps")
+        print(f"  {dataset_id:<{width}}  {recipe_status(recipe):<9}  {recipe.build['env_id']}, {steps:,} steps")
     # With MINARI_DATASETS_PATH at the shipped root, Minari lists the shipped dataset too.
     shipped = default_dataset_path().resolve()
-    local = [i for i in sorted(minari.list_local_datasets()) if (minari_root() / i).resolve() != shipped]
+    local = [i for i in sorted(minari.list_local_datasets()) if (root / i).resolve() != shipped and i not in recipes]
+    print(f"other local datasets under {root}:")
     for dataset_id in local:
-        print(f"{dataset_id}  ({minari_root() / dataset_id})")
+        print(f"  {dataset_id}  ({root / dataset_id})")
     if not local:
-        print(f"(no datasets under Minari's root {minari_root()})")
+        print("  (none)")
     return 0

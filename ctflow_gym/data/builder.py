@@ -10,6 +10,10 @@ Kinds of dataset, named as in D4RL:
   ``target_return`` (after at least ``min_steps``). The SAC policy at that point is
   saved next to the dataset: it is "the medium policy".
 - ``medium-expert``: half rollouts of the medium policy, half of an expert policy.
+- ``waypoint``: PointMaze only (``ctflow/PointMaze*-v0``): a shortest-path planner over
+  the maze's cells and a noisy PD controller, as D4RL's maze2d and Minari's pointmaze
+  datasets were made (:mod:`ctflow_gym.data.maze_planner`); the ``success`` flag is
+  recorded beside the simulator state (whose last values are the goal).
 
 Every episode is recorded through Minari's own :class:`minari.DataCollector`, with the
 simulator state of every observation in ``infos["sim_state"]`` (see
@@ -44,14 +48,16 @@ from minari import DataCollector, StepDataCallback
 
 from ctflow_gym import progress
 from ctflow_gym.atomic import move_into_place, scratch_folder
+from ctflow_gym.data.actor_policies import behaviour_policy, is_actor_checkpoint
+from ctflow_gym.data.maze_planner import roll_out_waypoints
 from ctflow_gym.data.minari_io import POLICY_FILE, finish_dataset, minari_root, minari_root_at
-from ctflow_gym.data.sb3_policies import load_sb3_policy
 from ctflow_gym.data.scores import d4rl_reference_returns
 from ctflow_gym.data.validation import require_continuous_actions
+from ctflow_gym.envs.point_maze import POINT_MAZES, is_point_maze
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, SimStateRecorder
 from ctflow_gym.workers import in_chunks, require_workers
 
-DATASET_KINDS = ("random", "medium", "medium-replay", "medium-expert")
+DATASET_KINDS = ("random", "medium", "medium-replay", "medium-expert", "waypoint")
 SHARD_SEED_STRIDE = 1000
 """Shard i of a sharded build is seeded with ``seed + SHARD_SEED_STRIDE * i``."""
 
@@ -72,8 +78,9 @@ class BuildConfig:
         n_steps: transitions to record for ``random``/``medium``/``medium-expert``;
             the upper bound of SAC steps for ``medium-replay``.
         seed: seeds episode resets, random actions and SAC.
-        policy: path of an SB3 model zip (``medium``, ``medium-expert``).
-        expert_policy: path of an SB3 model zip (``medium-expert``).
+        policy: path of an SB3 model zip or an actor folder (:class:`~ctflow_gym.data.actor_policies.SACActorPolicy`)
+            (``medium``, ``medium-expert``).
+        expert_policy: the same for the expert (``medium-expert``).
         policy_algo: SB3 algorithm class name that saved the policies.
         deterministic: act with the policy's mode rather than sampling it.
         target_return: ``medium-replay`` stops once SAC's evaluation return reaches
@@ -120,7 +127,7 @@ class BuildConfig:
         """The dataset id, with the default filled in."""
         if self.dataset_id:
             return self.dataset_id
-        env_name = self.env_id.split("-")[0].lower()
+        env_name = self.env_id.split("/")[-1].split("-")[0].lower()
         return f"ctflow/{env_name}/{self.kind}-v0"
 
     def validate(self) -> None:
@@ -134,6 +141,11 @@ class BuildConfig:
         if self.kind == "medium-replay" and self.shards != 1:
             raise ValueError("shards must be 1 for kind='medium-replay' (one SAC run records it)")
         require_workers(self.workers)
+        if (self.kind == "waypoint") != is_point_maze(self.env_id):
+            raise ValueError(
+                f"kind='waypoint' goes with the PointMaze envs and they take only it; got kind={self.kind!r}, "
+                f"env_id={self.env_id!r} (PointMaze envs: {[m.env_id for m in POINT_MAZES.values()]})"
+            )
         if self.kind in ("medium", "medium-expert") and not self.policy:
             raise ValueError(f"policy (an SB3 model zip) is required for kind={self.kind!r}")
         if self.kind == "medium-expert" and not self.expert_policy:
@@ -144,12 +156,12 @@ class BuildConfig:
             )
         for name in ("policy", "expert_policy"):
             path = getattr(self, name)
-            if path and not Path(path).is_file():
-                raise FileNotFoundError(f"{name}: no SB3 model file at {path!r}")
+            if path and not (Path(path).is_file() or is_actor_checkpoint(path)):
+                raise FileNotFoundError(f"{name}: no SB3 model zip or actor folder (SACActorPolicy) at {path!r}")
 
 
 class _SimStateOnly(StepDataCallback):
-    """Keeps only the simulator state in the recorded infos.
+    """Keeps only the simulator state (and a maze's ``success`` flag) in the recorded infos.
 
     MuJoCo envs return different info keys at reset and at step, which Minari cannot
     store as one table; the state is all replay needs.
@@ -157,7 +169,7 @@ class _SimStateOnly(StepDataCallback):
 
     def __call__(self, env, **kwargs):
         step_data = super().__call__(env, **kwargs)
-        step_data["info"] = {SIM_STATE_INFO_KEY: step_data["info"][SIM_STATE_INFO_KEY]}
+        step_data["info"] = {k: v for k, v in step_data["info"].items() if k in (SIM_STATE_INFO_KEY, "success")}
         return step_data
 
 
@@ -188,14 +200,6 @@ def make_recording_env(env_id: str, seed: int) -> DataCollector:
     require_continuous_actions(env.action_space, "env_id")
     env = SimStateRecorder(env, REPLAY_STATE_SPEC)
     return DataCollector(env, step_data_callback=_SimStateOnly, record_infos=True)
-
-
-def _sb3_policy(model, deterministic: bool) -> Policy:
-    def act(observation: np.ndarray) -> np.ndarray:
-        action, _ = model.predict(observation, deterministic=deterministic)
-        return action
-
-    return act
 
 
 def _roll_out(env: gym.Env, policy: Policy | None, n_steps: int, seed: int, show_progress: bool, label: str) -> None:
@@ -394,14 +398,18 @@ def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> di
     if config.kind == "random":
         _roll_out(seeded, None, config.n_steps, config.seed, show, "random")
         return {}
+    if config.kind == "waypoint":
+        roll_out_waypoints(seeded, config.n_steps, config.seed, show)
+        return {}
     if config.kind == "medium-replay":
         return _train_sac_recording(seeded, config, scratch / POLICY_FILE)
-    medium = _sb3_policy(load_sb3_policy(config.policy, config.policy_algo, env=config.env_id), config.deterministic)
+    medium = behaviour_policy(config.policy, config.policy_algo, config.env_id, config.deterministic, config.seed)
     if config.kind == "medium":
         _roll_out(seeded, medium, config.n_steps, config.seed, show, "medium")
         return {}
-    expert_model = load_sb3_policy(config.expert_policy, config.policy_algo, env=config.env_id)
-    expert = _sb3_policy(expert_model, config.deterministic)
+    expert = behaviour_policy(
+        config.expert_policy, config.policy_algo, config.env_id, config.deterministic, config.seed + 1
+    )
     half = config.n_steps // 2
     _roll_out(seeded, medium, half, config.seed, show, "medium")
     _roll_out(seeded, expert, config.n_steps - half, config.seed + 1, show, "expert")
@@ -411,6 +419,7 @@ def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> di
 def _algorithm_name(config: BuildConfig) -> str:
     return {
         "random": "uniform random actions",
+        "waypoint": "shortest-path waypoints + noisy PD controller",
         "medium": f"{config.policy_algo} policy rollouts",
         "medium-replay": "SB3 SAC replay (training from scratch)",
         "medium-expert": f"{config.policy_algo} medium + expert policy rollouts",

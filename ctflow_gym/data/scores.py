@@ -15,8 +15,17 @@ D4RL_REFERENCE_RETURNS: dict[str, tuple[float, float]] = {
     "halfcheetah": (-280.178953, 12135.0),
     "walker2d": (1.629008, 4592.3),
     "ant": (-325.6, 3879.7),
+    "pointmazeumaze": (0.0, 1.0),
+    "pointmazemedium": (0.0, 1.0),
+    "pointmazelarge": (0.0, 1.0),
 }
-"""Env family -> (random policy return, expert policy return)."""
+"""Env family -> (random policy return, expert policy return).
+
+The PointMaze envs (``ctflow/PointMaze*-v0``) end an episode at its goal with a reward
+of 1 (:mod:`ctflow_gym.envs.point_maze`), so their score is the success rate x 100:
+D4RL's maze2d reference returns count steps spent at a goal in endless episodes, which
+these envs do not have.
+"""
 
 
 def _family(env_id: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from ctflow_gym.envs.point_maze import is_point_maze
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, mujoco_handles
 from ctflow_gym.replay.stepping import replay_actions
 from ctflow_gym.workers import in_chunks, require_workers
@@ -65,7 +66,9 @@ def dynamics_error(env_id: str, observations: np.ndarray, actions: np.ndarray, w
     """Mean one-step error || f(s_t, a_t) - s_{t+1} || per window, in observation units.
 
     Supported for MuJoCo envs whose observation is ``[qpos[1:], qvel]`` (Hopper,
-    HalfCheetah, Walker2d with default options); raises ``ValueError`` otherwise.
+    HalfCheetah, Walker2d with default options) and for the PointMaze envs
+    (``[qpos, qvel, goal]``: the error is over the point's state; the goal is fixed);
+    raises ``ValueError`` otherwise.
     ``workers`` as in :func:`closed_loop_returns`.
     """
     require_workers(workers)
@@ -80,6 +83,8 @@ def _errors_chunk(observations: np.ndarray, actions: np.ndarray, env_id: str) ->
     handles = mujoco_handles(env)
     if handles is None:
         raise ValueError(f"env_id: {env_id!r} is not a MuJoCo env; the dynamics error needs a simulator")
+    if is_point_maze(env_id):
+        return _point_maze_errors(env, observations, actions)
     model, _ = handles
     n_pos = model.nq - 1
     if observations.shape[-1] != n_pos + model.nv:
@@ -96,6 +101,20 @@ def _errors_chunk(observations: np.ndarray, actions: np.ndarray, env_id: str) ->
             base.set_state(qpos, window_obs[t, n_pos:].astype(np.float64))
             next_obs, *_ = base.step(window_act[t])
             step_errors.append(np.linalg.norm(next_obs - window_obs[t + 1]))
+        errors[i] = np.mean(step_errors)
+    env.close()
+    return errors
+
+
+def _point_maze_errors(env: gym.Env, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    point = env.unwrapped.point_env
+    errors = np.zeros(len(observations))
+    for i, (window_obs, window_act) in enumerate(zip(observations, actions)):
+        step_errors = []
+        for t in range(len(window_act) - 1):
+            point.set_state(window_obs[t, 0:2].astype(np.float64), window_obs[t, 2:4].astype(np.float64))
+            next_state, *_ = point.step(np.asarray(window_act[t], dtype=np.float64))
+            step_errors.append(np.linalg.norm(next_state - window_obs[t + 1, 0:4]))
         errors[i] = np.mean(step_errors)
     env.close()
     return errors

@@ -10,6 +10,12 @@ are never touched by those envs. The warm start is kept because without it the
 solver may converge to a slightly different (within tolerance) answer, and we want
 replay to be bit for bit. 19 float64 numbers for Hopper, against 58 for the full
 ``mjSTATE_INTEGRATION``, which matters for the size of shipped data.
+
+Goal-conditioned envs (gymnasium-robotics mazes, which keep their goal outside MuJoCo
+in ``env.unwrapped.goal``) have the goal appended to the state vector: the MuJoCo part
+alone would replay the dynamics exactly but score a window against whatever goal the
+replaying env happens to hold. An env counts as goal-conditioned when its base env has
+a ``goal`` array and an ``update_target_site_pos`` method (the maze envs' own API).
 """
 
 from __future__ import annotations
@@ -57,18 +63,29 @@ def _require_handles(env: gym.Env, argument: str) -> tuple[Any, Any]:
     return handles
 
 
+def task_goal(env: gym.Env) -> np.ndarray | None:
+    """The goal a goal-conditioned env holds outside MuJoCo (a copy), else ``None``."""
+    base = env.unwrapped
+    goal = getattr(base, "goal", None)
+    if isinstance(goal, np.ndarray) and callable(getattr(base, "update_target_site_pos", None)):
+        return np.array(goal, dtype=np.float64)
+    return None
+
+
 def state_size(env: gym.Env, spec: int = REPLAY_STATE_SPEC) -> int:
-    """Number of float64 values in the state vector of ``env`` for ``spec``."""
+    """Number of float64 values in the state vector of ``env`` for ``spec`` (goal included)."""
     model, _ = _require_handles(env, "env")
-    return int(mujoco.mj_stateSize(model, spec))
+    goal = task_goal(env)
+    return int(mujoco.mj_stateSize(model, spec)) + (0 if goal is None else goal.size)
 
 
 def get_sim_state(env: gym.Env, spec: int = REPLAY_STATE_SPEC) -> np.ndarray:
-    """Return a copy of the simulator state of ``env`` as a float64 vector."""
+    """Return a copy of the simulator state of ``env`` as a float64 vector (then the goal, if any)."""
     model, data = _require_handles(env, "env")
     state = np.empty(mujoco.mj_stateSize(model, spec), dtype=np.float64)
     mujoco.mj_getState(model, data, state, spec)
-    return state
+    goal = task_goal(env)
+    return state if goal is None else np.concatenate([state, goal])
 
 
 def set_sim_state(env: gym.Env, state: np.ndarray, spec: int = REPLAY_STATE_SPEC) -> None:
@@ -80,14 +97,19 @@ def set_sim_state(env: gym.Env, state: np.ndarray, spec: int = REPLAY_STATE_SPEC
     """
     model, data = _require_handles(env, "env")
     state = np.asarray(state, dtype=np.float64)
-    expected = mujoco.mj_stateSize(model, spec)
+    expected = state_size(env, spec)
     if state.shape != (expected,):
         raise ValueError(
             f"state must be a float64 vector of length {expected} for this env and spec {spec}; got shape {state.shape}"
         )
+    mujoco_size = int(mujoco.mj_stateSize(model, spec))
     mujoco.mj_resetData(model, data)
-    mujoco.mj_setState(model, data, state, spec)
+    mujoco.mj_setState(model, data, state[:mujoco_size], spec)
     mujoco.mj_forward(model, data)
+    if expected > mujoco_size:
+        base = env.unwrapped
+        base.goal = state[mujoco_size:].copy()
+        base.update_target_site_pos()
 
 
 class SimStateRecorder(gym.Wrapper, gym.utils.RecordConstructorArgs):
