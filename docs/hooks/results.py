@@ -131,7 +131,8 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    # In a div of its own so the stylesheet can keep the numbers of a row on one line each.
+    return '<div class="results-table" markdown>\n\n' + "\n".join(lines) + "\n\n</div>"
 
 
 def mean(values: list[float]) -> float:
@@ -562,7 +563,8 @@ def render_refiner_tables(name: str, data: dict, path: Path, page: Page) -> str:
     }
     out = [
         f"Dataset `{data.get('dataset')}`, H = {data.get('window')}, fit seed {data.get('seed')}, "
-        f"{data.get('eval_windows')} held-out windows (mean ± standard error over windows). Proxy: the learned "
+        f"{data.get('eval_windows')} held-out windows (gains: mean ± standard error over windows; deviations and "
+        "dynamics error: means). Proxy: the learned "
         "return predictor's gain (what the paper reports); realised: the refined actions replayed open loop in "
         "MuJoCo from each window's recorded start state.",
     ]
@@ -574,9 +576,9 @@ def render_refiner_tables(name: str, data: dict, path: Path, page: Page) -> str:
                 mean_se(row.get("realized_gain"), 3, True),
                 number(row.get("realized_gain_positive_fraction"), 3),
                 number(row.get("refined_terminated_fraction"), 3),
-                mean_se(row.get("action_deviation"), 3),
-                mean_se(row.get("latent_deviation"), 3),
-                mean_se(row.get("dynamics_error"), 3),
+                number((row.get("action_deviation") or {}).get("mean"), 3),
+                number((row.get("latent_deviation") or {}).get("mean"), 3),
+                number((row.get("dynamics_error") or {}).get("mean"), 3),
             ]
             for label, row in data.get(key, {}).items()
         ]
@@ -612,11 +614,11 @@ def render_levers(name: str, data: dict, path: Path, page: Page) -> str:
                 execution,
                 strength,
                 f"{number(mean(gains), 3, True)} ± {number(standard_error(gains), 3)}",
-                " ".join(number(g, 2, True) for g in gains),
                 f"{sum(g > 0 for g in gains)}/{len(gains)}",
-                number(mean([c["realized_gain_positive_fraction"] for c in cells]), 2),
                 f"{number(mean(score), 3, True)} ± {number(standard_error(score), 3)}" if score else "-",
                 number(mean(proxy), 3, True) if proxy else "-",
+                number(mean([c["realized_gain_positive_fraction"] for c in cells]), 2),
+                " ".join(number(g, 2, True) for g in gains),
             ]
         )
     return "\n".join(
@@ -632,12 +634,12 @@ def render_levers(name: str, data: dict, path: Path, page: Page) -> str:
                     "feedback",
                     "execution",
                     "alpha",
-                    "realised gain (mean ± se over seeds)",
-                    "per seed",
+                    "realised gain (± se over seeds)",
                     "seeds > 0",
-                    "windows improved",
                     "score gain",
                     "proxy gain",
+                    "windows improved",
+                    "per seed",
                 ],
                 rows,
             ),
