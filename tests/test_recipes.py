@@ -134,3 +134,21 @@ def test_cli_lists_recipes_and_builds_one(tmp_path, capsys, monkeypatch):
     assert "ctflow/pointmaze/umaze-v1" in listing and "not built" in listing
     assert ctflow(["dataset", "build", "ctflow/pointmaze/umaze-v1", "--env", "Walker2d-v5"]) == 2
     assert "cannot be combined with a recipe" in capsys.readouterr().err
+
+
+def test_dataset_table_benchmark_runs_on_a_tiny_recipe(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    recipes = _tiny_recipes(tmp_path)
+    root = tmp_path / "root"
+    build_recipe("test/pointmaze/tiny-v0", root=root, progress_bar=False, recipes_path=recipes)
+    script = Path(__file__).parents[1] / "benchmarks" / "dataset_table.py"
+    args = ["--root", str(root), "--recipes", str(recipes), "--episodes", "1", "--out", str(tmp_path / "out")]
+    subprocess.run([sys.executable, str(script), *args], check=True, capture_output=True)
+    result = json.loads((tmp_path / "out" / "datasets.json").read_text())
+    assert [r["dataset_id"] for r in result["datasets"]] == ["test/pointmaze/tiny-v0"]
+    assert result["datasets"][0]["checksum_matches_recipe"] is True
+    assert {r["policy"] for r in result["policies"]} >= {"hopper-medium", "hopper-expert"}
+    assert "Recipe datasets beside D4RL" in (tmp_path / "out" / "datasets.md").read_text()
