@@ -305,6 +305,26 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
         out += [render_speed_table(speed.get("results", {}), speed.get("peers", {}))]
         out += ["", source_line(name, path, data, machine=speed.get("machine"))]
     latency = data.get("latency") or {}
+    batches = [key for key in latency if key.startswith("batch=")]
+    if batches:
+        rows = []
+        for key in batches:
+            cell = latency[key]
+            for start in ("deterministic", "stochastic"):
+                rows.append(
+                    [key.removeprefix("batch="), start, f"{number(cell.get('mlp_us'), 0)} us"]
+                    + [f"{number(cell.get(f'K={k}_{start}_us'), 0)} us" for k in (1, 2, 5)]
+                    + [f"{number(cell.get(f'K=2_{start}_vs_mlp'), 2)}x"]
+                )
+        out += [
+            "",
+            "**Action latency** of the actor network (median per call, one sample per state, no candidates; "
+            "deterministic starts from a_T = 0, stochastic draws a_T):",
+            "",
+            table(["batch", "start", "plain MLP", "K=1", "K=2", "K=5", "K=2 / MLP"], rows),
+        ]
+        if not latency.get("predict"):
+            out += ["", source_line(name, path, data, machine=latency.get("machine"))]
     predict = latency.get("predict")
     if predict:
         out += [
@@ -335,7 +355,8 @@ def render_speed_table(results: dict, peers: dict | None = None) -> str:
         for mode, entry in results.items()
     ]
     for key, entry in (peers or {}).items():
-        label = entry.get("label", key) if isinstance(entry, dict) else key
+        peer_labels = {"iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"}
+        label = entry.get("label") if isinstance(entry, dict) and entry.get("label") else peer_labels.get(key, key)
         sps = entry.get("steps_per_second") if isinstance(entry, dict) else entry
         rows.append([f"{label} (short run)", number(sps), number(1000 / sps, 2) if sps else "-", "-", "-"])
     return table(["method and mode", "steps/s", "ms/step", "ratio to TD3+BC (same mode)", "first step s"], rows)
