@@ -62,9 +62,22 @@ def rewrite(text: str, obj: Object) -> str:
     return LITERAL_MARKER.sub(r"\1:", ROLE.sub(link, text))
 
 
-class SphinxRoles(Extension):
-    """Rewrite the docstring of every object griffe loads (see the module docstring)."""
+def walk(obj: Object):
+    """``obj`` and every object defined under it (aliases are rewritten where they are defined)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from walk(member)
 
-    def on_object(self, *, obj: Object, **kwargs) -> None:
-        if obj.docstring is not None:
-            obj.docstring.value = rewrite(obj.docstring.value, obj)
+
+class SphinxRoles(Extension):
+    """Rewrite the docstring of every object of a loaded package (see the module docstring).
+
+    Once per package, after the whole package is loaded (so that names can be looked up in it);
+    the rewrite leaves no role behind, so a second pass would change nothing.
+    """
+
+    def on_package(self, *, pkg, **kwargs) -> None:
+        for obj in walk(pkg):
+            if obj.docstring is not None:
+                obj.docstring.value = rewrite(obj.docstring.value, obj)
