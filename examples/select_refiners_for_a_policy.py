@@ -1,7 +1,7 @@
 """Fit several refiners, keep those that help one policy on validation episodes, report on others.
 
     python examples/select_refiners_for_a_policy.py      # about 15 minutes on one CPU core
-    python examples/select_refiners_for_a_policy.py --episodes 3 --seeds 0 --fit-steps 200   # a quick look
+    python examples/select_refiners_for_a_policy.py --quick  # tiny fits, 2 episodes: checks it runs
 
 What a refiner does to a policy's episodes depends mostly on its fit seed (one
 bootstrapped-advantage fit in six helped the shipped medium policy, the others hurt it;
@@ -20,6 +20,9 @@ from ctflow_gym import RefinedPolicy, RefinerEnsemble, TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_sb3_policy, shipped_policy_path
 from ctflow_gym.wrappers import run_episodes, select_refiners
 
+TINY = dict(ae_steps=50, flow_steps=50, predictor_steps=20, inverse_dynamics_steps=20)
+"""Refiner steps per stage of ``--quick`` (and 20 value steps per round)."""
+
 EPISODES = 20
 """Per validation and test set; more make a kept fit less likely to be luck."""
 
@@ -27,14 +30,15 @@ EPISODES = 20
 def main(argv=None) -> None:
     """Parse the arguments, fit one refiner per seed, select on validation episodes, test what was kept."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=EPISODES, help=f"per validation and test set ({EPISODES})")
+    parser.add_argument("--episodes", type=int, default=None, help=f"per validation and test set ({EPISODES})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="refiner fit seeds (default: 0 1 2)")
-    parser.add_argument("--fit-steps", type=int, default=None, help="refiner steps per stage (default: its own)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny settings: a smoke run of a minute or two whose numbers mean nothing"
+    )
     args = parser.parse_args(argv)
 
-    episodes = args.episodes
-    n = args.fit_steps
-    steps = {} if n is None else {"ae_steps": n, "flow_steps": n, "predictor_steps": max(n // 2, 1)}
+    episodes = args.episodes or (2 if args.quick else EPISODES)
+    steps = dict(TINY, value_steps=20) if args.quick else {}
     policy = load_sb3_policy(shipped_policy_path("medium"), env="Hopper-v5")
     refiners = [
         TrajectoryRefiner(seed=seed, feedback="bootstrapped_advantage", **steps).fit(DEFAULT_DATASET_ID)
