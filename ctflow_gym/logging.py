@@ -16,11 +16,12 @@ every ``log`` call and to stdout every ``print_every`` calls per metric prefix
 
 from __future__ import annotations
 
+import contextlib
 import netrc
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 WANDB_MODES = ("disabled", "offline", "online")
 WANDB_HOST = "api.wandb.ai"
@@ -35,6 +36,33 @@ def wandb_credentials_available() -> bool:
         return netrc_file.is_file() and netrc.netrc(str(netrc_file)).authenticators(WANDB_HOST) is not None
     except (netrc.NetrcParseError, OSError):
         return False
+
+
+WEAVE_SWITCH = "WANDB_DISABLE_WEAVE"
+"""The environment variable W&B reads, at ``wandb.init``, to leave its Weave integration off."""
+
+
+@contextlib.contextmanager
+def _no_weave_tip() -> Iterator[None]:
+    """Keep ``wandb.init`` from printing its Weave tip about this project's ``agents`` package.
+
+    At ``wandb.init``, when the ``weave`` module is not imported, W&B looks for modules
+    named like LLM libraries in ``sys.modules`` and prints three lines: "Detected
+    [agents] in use. Use W&B Weave for improved LLM call tracing..." (its list holds
+    ``"agents"``, the OpenAI Agents SDK's module, so this project's ``agents`` matches).
+    ``Settings(silent=True)`` does not quiet it; only ``WANDB_DISABLE_WEAVE`` does, and
+    it is read nowhere else. So it is set for the duration of the call only, and only
+    when ``weave`` is not imported (then the tip is all it would change; a user who
+    imported weave still gets it initialised) and the user has not set it.
+    """
+    if "weave" in sys.modules or WEAVE_SWITCH in os.environ:
+        yield
+        return
+    os.environ[WEAVE_SWITCH] = "true"
+    try:
+        yield
+    finally:
+        os.environ.pop(WEAVE_SWITCH, None)
 
 
 class RunLogger:
@@ -79,16 +107,17 @@ class RunLogger:
 
             if wandb_dir is not None:
                 Path(wandb_dir).mkdir(parents=True, exist_ok=True)
-            self.run = wandb.init(
-                project=project,
-                name=run_name,
-                group=group,
-                config=config or {},
-                mode=wandb_mode,
-                dir=None if wandb_dir is None else str(wandb_dir),
-                reinit="finish_previous",
-                settings=wandb.Settings(silent=True, console="off"),
-            )
+            with _no_weave_tip():
+                self.run = wandb.init(
+                    project=project,
+                    name=run_name,
+                    group=group,
+                    config=config or {},
+                    mode=wandb_mode,
+                    dir=None if wandb_dir is None else str(wandb_dir),
+                    reinit="finish_previous",
+                    settings=wandb.Settings(silent=True, console="off"),
+                )
 
     @property
     def run_dir(self) -> Path | None:

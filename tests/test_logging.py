@@ -1,6 +1,9 @@
 """RunLogger: a real W&B offline run holds the logged metrics, images and config."""
 
 import io
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -48,3 +51,25 @@ def test_online_without_credentials_says_how_to_log_in(tmp_path, monkeypatch):
         RunLogger("online")
     with pytest.raises(ValueError, match="wandb_mode must be one of"):
         RunLogger("sometimes")
+
+
+def test_wandb_prints_no_llm_tip_about_our_agents_package(tmp_path):
+    """W&B's Weave integration takes any module called ``agents`` for the OpenAI Agents SDK.
+
+    It printed "Detected [agents] in use. Use W&B Weave for improved LLM call tracing..."
+    at every ``wandb.init`` once ``agents`` (this project's package) was imported. A fresh
+    process, since W&B prints the tip once per process.
+    """
+    script = (
+        "import agents\n"
+        "from ctflow_gym.logging import RunLogger\n"
+        f"RunLogger('offline', run_name='tip', wandb_dir={str(tmp_path)!r}).finish()\n"
+        "import os; assert 'WANDB_DISABLE_WEAVE' not in os.environ  # the user's environment is left as it was\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("WANDB_DISABLE_WEAVE", "WANDB_SILENT")}
+    env["WANDB_MODE"] = "offline"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    output = done.stdout + done.stderr
+    assert "Weave" not in output and "Detected [" not in output, output[-3000:]
+    assert list(tmp_path.glob("wandb/offline-run-*"))  # the run itself was made
