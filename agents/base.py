@@ -59,6 +59,7 @@ from agents.resolution import (
 from agents.steps import training_steps
 from ctflow_gym.data import NormalizationStats
 from ctflow_gym.data.transitions import Transitions
+from ctflow_gym.data.validation import require_observation
 from ctflow_gym.devices import resolve_device
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.progress import progress_bar as make_progress_bar
@@ -433,16 +434,14 @@ class OfflineAgent:
 
         SB3's signature; ``state`` is passed through (the policy is memoryless).
         Actions are clipped to the env's action box. ``options`` go to the
-        algorithm (e.g. ``sampling_steps`` for GTP).
+        algorithm (e.g. ``sampling_steps`` for GTP). An observation of another shape,
+        or holding NaN or inf, is a ``ValueError`` naming ``observation``
+        (:func:`~ctflow_gym.data.validation.require_observation`).
         """
         if self.stats is None:
             raise ValueError("this agent has no normalisation statistics: it was neither trained nor loaded")
-        obs = np.asarray(observation, dtype=np.float32)
+        obs = require_observation(np.asarray(observation, dtype=np.float32), self.obs_dim)
         batched = obs.ndim == 2
-        if obs.ndim not in (1, 2) or obs.shape[-1] != self.obs_dim:
-            raise ValueError(
-                f"observation must have shape ({self.obs_dim},) or (batch, {self.obs_dim}); got {obs.shape}"
-            )
         obs_t = torch.as_tensor(self.stats.normalize_observations(obs.reshape(-1, self.obs_dim)), device=self.device)
         with torch.inference_mode():
             unit = self._act(obs_t, deterministic, **options).float().cpu().numpy()

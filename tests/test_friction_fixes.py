@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ctflow_gym.cli import main
@@ -23,3 +24,81 @@ def test_dataset_writers_accept_a_relative_out(command, random_dataset_path, tmp
     written = Path(capsys.readouterr().out.split("dataset written to ")[1].strip())
     assert (tmp_path / written / "data" / "metadata.json").is_file()
     assert [p.name for p in (tmp_path / "mroot").iterdir()] == ["ctflow" if command != "combine" else "test"]
+
+
+# ---------------------------------------------------------------- predict checks its observation; spaces match
+
+
+@pytest.fixture(scope="module")
+def tiny_refiner(random_dataset):
+    """A refiner fitted in seconds on the tiny Hopper random dataset (its numbers mean nothing)."""
+    from ctflow_gym import TrajectoryRefiner
+
+    sizes = dict(ae_hidden=32, flow_hidden=32, batch_size=32)
+    steps = dict(ae_steps=20, flow_steps=20, predictor_steps=10, inverse_dynamics_steps=10)
+    return TrajectoryRefiner(window=8, seed=0, **sizes, **steps).fit(random_dataset, progress_bar=False)
+
+
+NON_FINITE = {
+    "all nan": np.full(11, np.nan),
+    "one inf": np.where(np.arange(11) == 3, np.inf, 0.0),
+    "nan in a batch": np.stack([np.zeros(11), np.full(11, np.nan)]),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_agent(random_dataset_path):
+    """A GTPAgent trained for two steps: enough to act."""
+    from agents import GTPAgent
+
+    tiny = dict(actor_hidden=32, critic_hidden=32, critic_ensemble=1, batch_size=32, device="cpu")
+    return GTPAgent("Hopper-v5", random_dataset_path, seed=0, **tiny).learn(2)
+
+
+@pytest.mark.parametrize("case", NON_FINITE, ids=list(NON_FINITE))
+def test_gtp_predict_rejects_a_non_finite_observation(case, tiny_agent):
+    agent = tiny_agent
+    assert np.isfinite(agent.predict(np.zeros(11))[0]).all()
+    with pytest.raises(ValueError, match=r"observation must hold finite values.*\(11,\).*got (nan|inf)"):
+        agent.predict(NON_FINITE[case])
+
+
+def test_refined_policy_predict_checks_the_observation(tiny_refiner):
+    import gymnasium as gym
+
+    from ctflow_gym import RefinedPolicy
+    from ctflow_gym.data import default_policy_path, load_sb3_policy
+
+    env = gym.make("Hopper-v5", max_episode_steps=30)
+    refined = RefinedPolicy(load_sb3_policy(default_policy_path()), tiny_refiner, env, verify=False)
+    obs, _ = env.reset(seed=0)
+    for observation in (np.full(11, np.nan), np.where(np.arange(11) == 3, -np.inf, obs)):
+        with pytest.raises(ValueError, match=r"observation must hold finite values.*\(11,\).*got (nan|-inf)"):
+            refined.predict(observation)
+    with pytest.raises(ValueError, match=r"observation must have shape \(11,\)"):
+        refined.predict(np.zeros(5))
+    assert np.isfinite(refined.predict(obs)[0]).all()  # a good observation still works after the refusals
+
+
+def test_refined_policy_refuses_a_policy_for_another_env_when_built(tiny_refiner):
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+
+    from ctflow_gym import RefinedPolicy
+
+    walker_policy = SAC("MlpPolicy", gym.make("Walker2d-v5"), seed=0, device="cpu")  # obs 17, actions 6
+    with pytest.raises(ValueError, match=r"policy: .*\(17,\).*\(6,\).*\(11,\).*\(3,\)"):
+        RefinedPolicy(walker_policy, tiny_refiner, gym.make("Hopper-v5"), verify=False)
+
+
+def test_refined_policy_names_a_callable_policy_whose_actions_have_the_wrong_size(tiny_refiner):
+    """A callable has no spaces to check when built; its first action is checked instead."""
+    import gymnasium as gym
+
+    from ctflow_gym import RefinedPolicy
+
+    env = gym.make("Hopper-v5", max_episode_steps=30)
+    refined = RefinedPolicy(lambda obs: np.zeros(6), tiny_refiner, env, verify=False)
+    obs, _ = env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"policy: .*action of shape \(6,\).*\(3,\)"):
+        refined.predict(obs)

@@ -5,6 +5,8 @@ Each raises with a message that names the argument and what was expected.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 
@@ -50,3 +52,28 @@ def require_episode_ids(episodes, dataset) -> np.ndarray:
             f"({dataset.total_episodes} episodes)"
         )
     return episodes
+
+
+def require_observation(observation: Any, obs_dim: int) -> np.ndarray:
+    """``observation`` as an array; ``ValueError`` naming it unless it has shape ``(obs_dim,)``
+    or ``(batch, obs_dim)`` and every value is finite.
+
+    A policy's ``predict`` calls it before acting: a NaN or inf that reached the network
+    would come back as NaN actions (or an error deep inside torch) rather than as a
+    mistake in the input, so it is refused with the first bad value and its index.
+    """
+    array = np.asarray(observation)
+    shapes = f"({obs_dim},) or (batch, {obs_dim})"
+    if array.ndim not in (1, 2) or array.shape[-1] != obs_dim:
+        raise ValueError(f"observation must have shape {shapes}; got {array.shape}")
+    try:
+        finite = np.isfinite(array)
+    except TypeError:
+        raise ValueError(f"observation must hold numbers (shape {shapes}); got dtype {array.dtype}") from None
+    if not finite.all():
+        first = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise ValueError(
+            f"observation must hold finite values, shape {shapes}; got {array[first]} at index {first} "
+            f"({int((~finite).sum())} of {array.size} values are not finite)"
+        )
+    return array

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from ctflow_gym.data.validation import require_strength
+from ctflow_gym.data.validation import require_observation, require_strength
 from ctflow_gym.refine.execution import resolve_execution
 from ctflow_gym.replay import (
     ValueFn,
@@ -41,7 +41,7 @@ from ctflow_gym.replay import (
 )
 from ctflow_gym.replay.stepping import ActionPlan
 from ctflow_gym.wrappers.candidates import refine_candidates, replay_candidates, require_candidates
-from ctflow_gym.wrappers.checks import require_env_matches_refiner
+from ctflow_gym.wrappers.checks import require_action_shape, require_env_matches_refiner, require_policy_matches_env
 from ctflow_gym.wrappers.episodes import policy_action_fn
 
 __all__ = ["RefinedPolicy", "sb3_value_function"]
@@ -52,7 +52,10 @@ class RefinedPolicy:
 
     Args:
         policy: an SB3 model (anything with ``predict(obs, deterministic=...)``) or a
-            callable from an observation to an action.
+            callable from an observation to an action. A policy that declares its
+            spaces (an SB3 model, an agent of this package) is checked against ``env``
+            here, a callable at its first action: a ``ValueError`` naming ``policy``
+            rather than an error deep inside its first ``predict``.
         refiner: a fitted refiner with the env's sizes (any :class:`ctflow_gym.refine.Refiner`).
         env: the MuJoCo env the policy acts in (the same object the caller steps).
         strength: refinement strength alpha >= 0.
@@ -123,6 +126,7 @@ class RefinedPolicy:
                     )
                 ) from error
         require_env_matches_refiner(env, refiner)
+        require_policy_matches_env(policy, env)
         self.base: Callable[[np.ndarray], np.ndarray] = policy_action_fn(policy, deterministic)
         self.refiner = refiner
         self.env = env
@@ -148,8 +152,13 @@ class RefinedPolicy:
         self.history: list[dict[str, Any]] = []
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """SB3-style ``predict``: returns ``(action, state)``; batched input of one env works."""
-        observation = np.asarray(observation)
+        """SB3-style ``predict``: returns ``(action, state)``; batched input of one env works.
+
+        An observation of another shape than the env's, or holding NaN or inf, is a
+        ``ValueError`` naming ``observation``: a NaN would otherwise reach the policy
+        and the refiner and come back as NaN actions.
+        """
+        observation = require_observation(observation, self.refiner.obs_dim)
         batched = observation.ndim == 2
         if batched and observation.shape[0] != 1:
             raise ValueError(f"observation: RefinedPolicy drives one env; got a batch of {observation.shape[0]}")
@@ -163,12 +172,16 @@ class RefinedPolicy:
         self._step += 1
         return (action[None] if batched else action), state
 
+    def _base_action(self, observation: np.ndarray) -> np.ndarray:
+        """The base policy's action, checked to have the env's shape (a callable's first chance to be checked)."""
+        return require_action_shape(np.asarray(self.base(observation), dtype=np.float32), self.env)
+
     def _score(self, window_return: float, observation, terminated: bool) -> float:
         """Score a replayed window whose env is left at its end: run the continuation, add the value tail."""
         total, steps = window_return, self.window
         base = self.env.unwrapped
         for _ in range(0 if terminated else self.continuation):
-            observation, reward, terminated, _, _ = base.step(np.asarray(self.base(observation), dtype=np.float32))
+            observation, reward, terminated, _, _ = base.step(self._base_action(observation))
             total, steps = total + float(reward), steps + 1
             self.simulator_steps += 1
             if terminated:
@@ -184,7 +197,7 @@ class RefinedPolicy:
             observations, actions, rewards = [], [], []
             obs = observation
             for _ in range(self.window):
-                action = np.asarray(self.base(obs), dtype=np.float32)
+                action = self._base_action(obs)
                 observations.append(obs)
                 actions.append(action)
                 obs, reward, terminated, _, _ = base.step(action)
