@@ -215,6 +215,7 @@ def _roll_out(env: gym.Env, policy: Policy | None, n_steps: int, seed: int, show
 
 def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: Path) -> dict[str, Any]:
     """Run SB3 SAC on ``collector`` until its evaluation return reaches the target."""
+    import torch
     from stable_baselines3 import SAC
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -273,8 +274,15 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
     # SB3's own bar (rich) redraws many times a second; this one stays quiet in logs.
     show = config.progress_bar
     bar = progress.progress_bar(total=config.n_steps, desc="medium-replay", unit="step", disable=not show)
-    with bar:
-        model.learn(total_timesteps=config.n_steps, callback=StopAtTarget())
+    # One torch thread: multi-threaded matrix products may sum in another order on another
+    # core count, and a recipe's medium-replay build must repeat bit for bit anywhere.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with bar:
+            model.learn(total_timesteps=config.n_steps, callback=StopAtTarget())
+    finally:
+        torch.set_num_threads(threads)
     # The optimisers' moment estimates double the file size and matter only to whoever
     # continues training; SAC.load then starts Adam afresh.
     for optimizer in (model.actor.optimizer, model.critic.optimizer, getattr(model, "ent_coef_optimizer", None)):
