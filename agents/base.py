@@ -49,6 +49,7 @@ from agents.persistence import (
     restore_agent,
     save_agent,
 )
+from agents.reporting import EvaluationPrinter
 from agents.resolution import (
     action_bounds,
     env_id_of,
@@ -111,7 +112,7 @@ class OfflineAgent:
         device: ``"auto"`` (CUDA when there is one), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
         seed: seeds the networks' initialisation, minibatches and sampling noise.
         run_logger: where metrics go (stdout / W&B); ``learn`` may override it.
-        verbose: 1 prints evaluation results.
+        verbose: 1 prints each evaluation of ``learn`` as a line (:class:`~agents.reporting.EvaluationPrinter`).
     """
 
     config_class: ClassVar[type]
@@ -396,6 +397,8 @@ class OfflineAgent:
                     f"callback must be an SB3 BaseCallback, a list of them or a callable; got {type(callback).__name__}"
                 )
             callback = ConvertCallback(callback)
+        if self.verbose:  # each evaluation as one line, as the command line prints it
+            callback = CallbackList([callback, EvaluationPrinter(prefix=f"[{type(self).__name__}] ")])
         callback.init_callback(self)
         return callback
 
@@ -407,13 +410,9 @@ class OfflineAgent:
 
     def _evaluation_metrics(self, n_episodes: int, n_envs: int = 1) -> dict[str, float]:
         result = self.evaluate(n_episodes, n_envs=n_envs)
-        entry = {"step": self.num_timesteps, **{k: v for k, v in result.items() if k != "returns"}}
-        self.eval_history.append(entry)
-        if self.verbose:
-            score = "" if result["normalized_score"] is None else f", normalised score {result['normalized_score']:.1f}"
-            summary = f"return {result['mean_return']:.1f} +- {result['std_return']:.1f}{score}"
-            print(f"[{type(self).__name__}] step {self.num_timesteps}: {summary}", flush=True)
-        return {f"eval/{k}": v for k, v in entry.items() if k != "step" and v is not None}
+        summary = {k: v for k, v in result.items() if k != "returns"}
+        self.eval_history.append({"step": self.num_timesteps, "episodes": len(result["returns"]), **summary})
+        return {f"eval/{k}": v for k, v in summary.items() if v is not None}
 
     def _save_last_good(self, checkpoint_path) -> Path:
         if checkpoint_path is not None:

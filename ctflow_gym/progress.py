@@ -115,6 +115,9 @@ class LogProgress(plain_tqdm):
             self._write_line()
         return True
 
+    def clear(self, nolock: bool = False) -> None:
+        """Nothing to clear in a log (``tqdm.write`` asks before writing its own line)."""
+
     def close(self) -> None:
         """End the bar with its final line (unless that line was just written)."""
         if getattr(self, "disable", True):

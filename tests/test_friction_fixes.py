@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,27 @@ def test_refined_policy_names_a_callable_policy_whose_actions_have_the_wrong_siz
     obs, _ = env.reset(seed=0)
     with pytest.raises(ValueError, match=r"policy: .*action of shape \(6,\).*\(3,\)"):
         refined.predict(obs)
+
+
+# ---------------------------------------------------------------- CLI output: a line per evaluation, rounded numbers
+
+LONG_FLOAT = re.compile(r"\d\.\d{4,}")
+"""A number printed with more than three decimals: not rounded for a reader."""
+
+
+def test_agent_train_prints_a_rounded_line_per_evaluation(random_dataset_path, tmp_path, capsys):
+    tiny = ["--batch-size", "32", "--critic-ensemble", "1", "--action-candidates", "2", "--sampling-steps", "1"]
+    argv = ["agent", "train", "--dataset", str(random_dataset_path), "--steps", "4", *tiny]
+    argv += ["--eval-freq", "2", "--eval-episodes", "2", "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    evaluation = r"score -?\d+\.\d \(return -?\d+\.\d \+- \d+\.\d over 2 episodes\)"
+    assert re.search(rf"^step 2: {evaluation}$", out, re.M) and re.search(rf"^step 4: {evaluation}$", out, re.M), out
+    assert re.search(rf"^GTPAgent \(4 steps\) saved to .*: {evaluation}$", out, re.M), out
+    assert not LONG_FLOAT.search(out), out
+    assert (
+        main(["agent", "evaluate", str(tmp_path / "run" / "model"), "--episodes", "2", "--out", str(tmp_path / "e")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert re.search(rf"^GTPAgent, 2 episodes, K=1, N=2: {evaluation}$", out, re.M) and not LONG_FLOAT.search(out)

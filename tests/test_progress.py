@@ -3,6 +3,7 @@
 import io
 
 import pytest
+from tqdm import tqdm
 
 from ctflow_gym.progress import NON_TTY_HEARTBEAT, NON_TTY_STEP, PROGRESS_ENV, progress_bar
 
@@ -52,7 +53,9 @@ def test_a_log_shows_progress_while_the_loop_runs(monkeypatch):
         if step == 800:
             seen = log.getvalue()
             assert "750/1500" in seen and "50%" in seen and "1500/1500" not in seen
-    lines = _lines(log.getvalue())
+            tqdm.write("a line of its own", file=log)  # e.g. an evaluation printed during training
+    assert "\r" not in log.getvalue()
+    lines = [line for line in _lines(log.getvalue()) if line != "a line of its own"]
     assert [line.split()[0] for line in lines] == ["ae:"] * len(lines)
     assert [f"{150 * i}/1500" in line for i, line in enumerate(lines)] == [True] * 11
 

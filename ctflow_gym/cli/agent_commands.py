@@ -123,7 +123,9 @@ def _config_overrides(args: argparse.Namespace, agent_class: type) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """Train; print a line per evaluation (``--eval-freq``) and one for the final evaluation."""
     from agents import agent_class
+    from agents.reporting import EvaluationPrinter, evaluation_text
     from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 
     device = device_of(args)
@@ -149,19 +151,19 @@ def _train(args: argparse.Namespace) -> int:
             resume=args.resume,
             compile=args.compile,
             cuda_graph={"auto": "auto", "on": True, "off": False}[args.cuda_graph],
+            callback=EvaluationPrinter(),
         )
         result = agent.evaluate(args.eval_episodes, seed=args.seed, n_envs=args.eval_envs)
         logger.log({f"eval/final_{k}": v for k, v in result.items() if isinstance(v, float)}, step=agent.num_timesteps)
         write_json(out / "evaluation.json", result)
-    print(
-        f"{type(agent).__name__} ({agent.num_timesteps} steps) saved to {out / 'model'}: "
-        f"return {result['mean_return']:.1f} +- {result['std_return']:.1f}, D4RL score {result['normalized_score']}"
-    )
+    print(f"{type(agent).__name__} ({agent.num_timesteps} steps) saved to {out / 'model'}: {evaluation_text(result)}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a saved agent; print one rounded line."""
     from agents import load_agent
+    from agents.reporting import evaluation_text
 
     device = device_of(args)
     positive(args.episodes, "--episodes")
@@ -182,8 +184,5 @@ def _evaluate(args: argparse.Namespace) -> int:
     candidates = options.get("action_candidates", getattr(agent.config, "action_candidates", None))
     setting = "" if steps is None else f", K={steps}"
     setting += "" if candidates is None else f", N={candidates}"
-    print(
-        f"{type(agent).__name__}, {args.episodes} episodes{setting}: return {result['mean_return']:.1f} "
-        f"+- {result['std_return']:.1f}, D4RL score {result['normalized_score']}"
-    )
+    print(f"{type(agent).__name__}, {args.episodes} episodes{setting}: {evaluation_text(result)}")
     return 0
