@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -127,3 +128,48 @@ def test_agent_train_prints_a_rounded_line_per_evaluation(random_dataset_path, t
     )
     out = capsys.readouterr().out
     assert re.search(rf"^GTPAgent, 2 episodes, K=1, N=2: {evaluation}$", out, re.M) and not LONG_FLOAT.search(out)
+
+
+def _number(pattern: str, text: str) -> float:
+    found = re.search(pattern, text)
+    assert found, (pattern, text)
+    return float(found.group(1))
+
+
+def test_wrap_commit_shows_the_policy_alone_beside_every_refined_number(tiny_refiner, tmp_path, capsys):
+    import gymnasium as gym
+
+    from ctflow_gym.data import load_sb3_policy, shipped_policy_path
+    from ctflow_gym.wrappers import run_episodes
+
+    tiny_refiner.save(tmp_path / "refiner")
+    policy = str(shipped_policy_path("medium"))  # falls within a few hundred steps: short episodes
+    argv = ["wrap", str(tmp_path / "refiner"), "--policy", policy, "--mode", "commit", "--episodes", "2"]
+    assert main([*argv, "--seed", "5", "--out", str(tmp_path / "wrap")]) == 0
+    out = capsys.readouterr().out
+    assert not LONG_FLOAT.search(out), out
+    report = json.loads((tmp_path / "wrap" / "wrap.json").read_text())
+    alone = run_episodes(gym.make("Hopper-v5"), load_sb3_policy(policy), 2, seed=5)
+    assert report["baseline_returns"] == alone  # the same policy, unrefined, on the same reset seeds
+    refined, baseline = np.mean(report["episode_returns"]), np.mean(alone)
+    episodes = r"return (-?\d+\.\d) \+- \d+\.\d with refinement, (-?\d+\.\d) \+- \d+\.\d for the policy alone"
+    assert _number(episodes, out) == round(refined, 1)
+    assert re.search(episodes, out).group(2) == f"{baseline:.1f}"
+    assert _number(r"on the same seeds: ([+-]\d+\.\d) ", out) == round(refined - baseline, 1)
+    windows = r"per replayed window, return (-?\d+\.\d) refined vs (-?\d+\.\d) for the policy's own "
+    windows += r"\(mean realised gain ([+-]\d+\.\d+) "
+    window = re.search(windows, out)
+    assert window, out
+    assert float(window.group(2)) == round(report["mean_source_return"], 1)
+    assert float(window.group(3)) == round(report["mean_realized_gain"], 3)
+
+
+def test_wrap_shadow_says_its_returns_are_the_policy_alone(tiny_refiner, tmp_path, capsys):
+    tiny_refiner.save(tmp_path / "refiner")
+    from ctflow_gym.data import shipped_policy_path
+
+    argv = ["wrap", str(tmp_path / "refiner"), "--policy", str(shipped_policy_path("medium")), "--episodes", "1"]
+    assert main([*argv, "--out", str(tmp_path / "wrap")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"return -?\d+\.\d \+- \d+\.\d, the policy alone \(shadow mode", out), out
+    assert "refined vs" in out and not LONG_FLOAT.search(out)

@@ -3,7 +3,9 @@
 Shadow mode (default) measures: the policy's episodes are untouched and every
 refined window is replayed beside them. ``--mode commit`` acts: a refined window
 whose replay scores higher is kept and the episode goes on from its end state, so the
-printed episode returns are what refinement earned. ``--critic-tail`` scores windows
+printed episode returns are what refinement earned. Every refined number is printed
+beside the policy's own (:func:`report_lines`): in commit mode the same policy is also
+run without refinement on the same reset seeds. ``--critic-tail`` scores windows
 by return + gamma^H x the policy's own critic value of the end state (SAC/TD3), the
 rule under which refinement stopped hurting the shipped policy (the Results page of the
 documentation).
@@ -82,8 +84,10 @@ def run_wrapped_episodes(
     """Run ``policy`` for ``episodes`` episodes in a replaying :class:`RefinementWrapper`.
 
     Returns the episode returns (the policy's own in shadow mode; with committed
-    refined windows in commit mode) and the wrapper's per-window totals
-    (:meth:`RefinementTotals.summary`).
+    refined windows in commit mode), ``baseline_returns`` (the policy alone on the same
+    reset seeds: in commit mode from as many extra unwrapped episodes; in shadow mode
+    the episode returns themselves, which the wrapper leaves untouched) and the
+    wrapper's per-window totals (:meth:`RefinementTotals.summary`).
     """
     import gymnasium as gym
 
@@ -102,8 +106,10 @@ def run_wrapped_episodes(
     )
     returns = run_episodes(env, policy, episodes, seed)
     env.close()
+    baseline = run_episodes(gym.make(env_id), policy, episodes, seed) if mode == "commit" else list(returns)
     return {
         "episode_returns": returns,
+        "baseline_returns": baseline,
         **env.totals.summary(),
         "mode": mode,
         "value_tail": value_fn is not None,
@@ -160,13 +166,47 @@ def _wrap(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise UserError(str(error)) from error
         write_json(out / "wrap.json", result)
-    committed = f", {result['windows_committed']} committed" if args.mode == "commit" else ""
-    print(
-        f"{args.episodes} episodes ({args.mode} mode, returns "
-        f"{np.mean(result['episode_returns']):.1f}); {result['windows_refined']} windows refined "
-        f"and replayed{committed}: "
-        f"mean proxy gain {result['mean_proxy_gain']:+.3f}, mean realised gain "
-        f"{result['mean_realized_gain']:+.3f} per window "
-        f"({100 * result['improved_fraction']:.0f}% improved); report {out / 'wrap.json'}"
-    )
+    print("\n".join([*report_lines(result), f"report {out / 'wrap.json'}"]))
     return 0
+
+
+def _number(value: float, spec: str) -> str:
+    """``value`` formatted with ``spec``, or ``n/a`` when it is undefined (NaN)."""
+    return format(value, spec) if np.isfinite(value) else "n/a"
+
+
+def report_lines(result: dict[str, Any]) -> list[str]:
+    """:func:`run_wrapped_episodes`' result for a reader: each refined number beside the policy's own.
+
+    Line 1, episodes: in commit mode the mean return with refinement, the policy alone
+    on the same seeds, their difference and its percentage; in shadow mode the
+    policy's own return (refinement only measured). Line 2, replayed windows: the mean
+    refined and the policy's own window return, the mean realised gain (their
+    difference, with its standard error) and the fraction improved, and the proxy gain.
+    Returns to one decimal, per-window gains to three (they are small); undefined
+    numbers read ``n/a``.
+    """
+    returns, baseline = np.asarray(result["episode_returns"]), np.asarray(result["baseline_returns"])
+    commit = result["mode"] == "commit"
+    head = f"{len(returns)} episode{'s' if len(returns) != 1 else ''}, {result['mode']} mode (strength "
+    head += f"{result['strength']:g}): return {returns.mean():.1f} +- {returns.std():.1f}"
+    if commit:
+        difference = returns.mean() - baseline.mean()
+        relative = 100 * difference / abs(baseline.mean()) if baseline.mean() else float("nan")
+        head += (
+            f" with refinement, {baseline.mean():.1f} +- {baseline.std():.1f} for the policy alone on the same "
+            f"seeds: {difference:+.1f} ({_number(relative, '+.1f')}%)"
+        )
+    else:
+        head += ", the policy alone (shadow mode leaves its episodes untouched)"
+    windows = f"windows: {result['windows_refined']} refined, {result['windows_replayed']} replayed"
+    windows += f", {result['windows_committed']} committed" if commit else ""
+    if result["windows_replayed"]:
+        windows += (
+            f"; per replayed window, return {result['mean_refined_return']:.1f} refined vs "
+            f"{result['mean_source_return']:.1f} for the policy's own "
+            f"(mean realised gain {result['mean_realized_gain']:+.3f} "
+            f"+- {_number(result['realized_gain_se'], '.3f')}, {100 * result['improved_fraction']:.0f}% improved)"
+        )
+    windows += f"; proxy gain {_number(result['mean_proxy_gain'], '+.3f')}"
+    return [head, windows]

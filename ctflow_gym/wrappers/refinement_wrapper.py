@@ -123,6 +123,8 @@ class RefinementTotals:
     windows_committed: int = 0
     predicted_gains: list[float] = field(default_factory=list)
     realized_gains: list[float] = field(default_factory=list)
+    source_returns: list[float] = field(default_factory=list)
+    """The policy's own return of each replayed window (the baseline of its realised gain)."""
 
     @property
     def mean_predicted_gain(self) -> float:
@@ -136,8 +138,9 @@ class RefinementTotals:
 
     def summary(self) -> dict[str, float | int]:
         """Counts, mean proxy and realised gains per window, the realised gain's standard
-        error and the fraction of replayed windows that improved (NaN where undefined)."""
-        gains = np.asarray(self.realized_gains)
+        error, the fraction of replayed windows that improved and the mean return of the
+        replayed windows, the policy's own and refined (NaN where undefined)."""
+        gains, sources = np.asarray(self.realized_gains), np.asarray(self.source_returns)
         return {
             "windows_refined": self.windows_refined,
             "windows_replayed": self.windows_replayed,
@@ -146,6 +149,8 @@ class RefinementTotals:
             "mean_realized_gain": self.mean_realized_gain,
             "realized_gain_se": mean_se(gains)["se"] if len(gains) else float("nan"),
             "improved_fraction": float(np.mean(gains > 0)) if len(gains) else float("nan"),
+            "mean_source_return": float(sources.mean()) if len(sources) else float("nan"),
+            "mean_refined_return": float((sources + gains).mean()) if len(sources) else float("nan"),
         }
 
 
@@ -412,6 +417,7 @@ class RefinementWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
             report.update(chosen_candidate=best, candidate_scores=[r.score for r in replays])
         self.totals.windows_replayed += 1
         self.totals.realized_gains.append(report["realized_gain"])
+        self.totals.source_returns.append(source_return)
         if keep_refined:
             self.totals.windows_committed += 1
             return report, refined
