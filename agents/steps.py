@@ -52,6 +52,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from agents.compilation import compile_backend
+
 if TYPE_CHECKING:
     from agents.base import OfflineAgent
 
@@ -294,7 +296,7 @@ def training_state_tensors(agent: "OfflineAgent") -> list[torch.Tensor]:
     return tensors
 
 
-def training_steps(agent: "OfflineAgent", cuda_graph: bool | str) -> EagerSteps:
+def training_steps(agent: "OfflineAgent", cuda_graph: bool | str, compile: bool | str | None = None) -> EagerSteps:
     """The stepper ``learn`` uses: :class:`GraphedSteps` or :class:`EagerSteps`.
 
     ``cuda_graph``: True, False or ``"auto"`` (graphs on a CUDA device, eager
@@ -302,7 +304,15 @@ def training_steps(agent: "OfflineAgent", cuda_graph: bool | str) -> EagerSteps:
     ``True`` on a device without CUDA warns and steps eagerly, as it does for an agent
     class that overrides ``sample_batch`` (a graph replays ``_batch_indices`` /
     ``_batch_at``, the two halves a subclass should override instead).
+
+    ``compile``: also set the agent's losses to compiled or eager first, as
+    ``learn(compile=...)`` does (:mod:`agents.compilation`); None leaves them as they
+    are. With it, the stepper is ``learn``'s steps outside ``learn``, e.g. to time one
+    step: each ``step()`` trains on the agent's next minibatch, and the caller advances
+    ``agent.num_timesteps`` where the agent's schedule depends on it.
     """
+    if compile is not None:
+        agent._use_compile(compile_backend(compile))
     if cuda_graph == "auto":
         cuda_graph = agent.device.type == "cuda"
     if not cuda_graph:

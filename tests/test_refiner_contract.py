@@ -158,6 +158,20 @@ def test_run_episodes_takes_models_and_callables_and_refuses_others():
         run_episodes(env, object(), 1)
 
 
+def test_record_episodes_are_run_episodes_with_lengths_ends_and_times():
+    from ctflow_gym.wrappers import record_episodes, run_episodes
+
+    env = gym.make("Hopper-v5", max_episode_steps=20)
+    zero = lambda obs: np.zeros(3, np.float32)  # noqa: E731
+    records = record_episodes(env, zero, 2, seed=3)
+    assert [r.episode_return for r in records] == run_episodes(env, zero, 2, seed=3)
+    assert [(r.seed, r.length, r.terminated) for r in records] == [(3, 20, False), (4, 20, False)]
+    assert all(r.seconds > 0 for r in records)
+    push = lambda obs: np.ones(3, np.float32)  # noqa: E731  (full torque: the hopper falls)
+    [fell] = record_episodes(gym.make("Hopper-v5"), push, 1)
+    assert fell.terminated and fell.length < 1000
+
+
 @pytest.mark.parametrize("name", ["TrajectoryRefiner", "GaussianPerturbation"])
 def test_candidates_are_replayed_and_the_best_is_chosen(name, refiners):
     env = RefinementWrapper(gym.make("Hopper-v5"), refiners[name], strength=1.0, replay=True, candidates=3)

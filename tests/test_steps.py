@@ -39,6 +39,21 @@ def test_cuda_graph_on_cpu_warns_and_trains_eagerly(random_dataset_path):
     assert isinstance(training_steps(graphed, False), EagerSteps)
 
 
+def test_training_steps_outside_learn_are_learns_steps(random_dataset_path):
+    """``training_steps(agent, cuda_graph, compile=...)``: learn's steps in a loop of one's own (for timing)."""
+    learned = GTPAgent("Hopper-v5", random_dataset_path, seed=1, device="cpu", **SMALL).learn(5)
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=1, device="cpu", **SMALL)
+    agent.target_timesteps = 5  # what learn(5) plans Eq. 76's schedule for
+    steps = training_steps(agent, False, compile=False)
+    for _ in range(5):
+        steps.step()
+        agent.num_timesteps += 1
+    for name, value in parameters(learned).items():
+        assert torch.equal(value, parameters(agent)[name]), name
+    with pytest.raises(ValueError, match="compile must be False, True or a torch.compile backend name"):
+        training_steps(agent, False, compile=3)
+
+
 class ResampledGTP(GTPAgent):
     """An agent class that draws its batches its own way, overriding ``sample_batch`` whole."""
 

@@ -8,7 +8,7 @@ Replay itself (snapshots, stepping, window scores, value functions) lives in
 """
 
 from ctflow_gym.replay import EnvSnapshot, capture_snapshot, restore_snapshot, sb3_value_function, window_score
-from ctflow_gym.wrappers.episodes import run_episodes
+from ctflow_gym.wrappers.episodes import EpisodeRecord, record_episodes, run_episodes
 from ctflow_gym.wrappers.recording import COMMITTED_INFO_KEY, RefinementStepData
 from ctflow_gym.wrappers.refined_policy import RefinedPolicy
 from ctflow_gym.wrappers.refinement_wrapper import RefinementTotals, RefinementWrapper
@@ -17,6 +17,7 @@ from ctflow_gym.wrappers.selection import RefinerSelection, RefinerValidation, s
 __all__ = [
     "COMMITTED_INFO_KEY",
     "EnvSnapshot",
+    "EpisodeRecord",
     "RefinedPolicy",
     "RefinementStepData",
     "RefinementTotals",
@@ -24,6 +25,7 @@ __all__ = [
     "RefinerSelection",
     "RefinerValidation",
     "capture_snapshot",
+    "record_episodes",
     "restore_snapshot",
     "run_episodes",
     "select_refiners",
