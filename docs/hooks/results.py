@@ -16,7 +16,9 @@ numbers it does (means, paired differences, percentages), said so where they app
 The hand-written analyses ``benchmarks/results/*_analysis.md`` become pages under ``results/analyses/``
 (copied as they are, with a note on where they come from).
 
-mkdocs.yml loads this file with ``hooks: [docs/hooks/results.py]``.
+mkdocs.yml loads this file with ``hooks: [docs/hooks/results.py]``. The benchmarks render the ``.md`` they
+write beside each JSON with the same renderers (``benchmarks/harness.py``), so this module imports MkDocs
+only where the site is built: it also loads where MkDocs is not installed (an offline GPU machine).
 """
 
 from __future__ import annotations
@@ -28,8 +30,13 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from mkdocs.exceptions import PluginError
-from mkdocs.structure.files import File, Files
+try:
+    from mkdocs.exceptions import PluginError
+except ImportError:  # rendering a benchmark's .md without MkDocs installed
+
+    class PluginError(Exception):
+        """MkDocs' error for a hook that cannot go on (MkDocs is not installed here)."""
+
 
 log = logging.getLogger("mkdocs.hooks.results")
 
@@ -61,6 +68,7 @@ SCRIPTS = (  # result-file name prefix -> the benchmark script that writes it (l
     ("refiner_levers", "refiner_levers.py"),
     ("closed_loop_policy", "closed_loop_policy.py"),
     ("scale", "scale.py"),
+    ("datasets", "dataset_table.py"),
 )
 
 
@@ -100,6 +108,11 @@ def script_for(name: str) -> str | None:
             found = sorted(BENCHMARKS.rglob(script))
             return str(found[0].relative_to(ROOT)) if found else f"benchmarks/{script}"
     return None
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the repository, or as it is when it lies outside (a benchmark's trial ``--out``)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def number(value: Any, digits: int = 1, signed: bool = False) -> str:
@@ -206,7 +219,7 @@ def source_line(
     """The provenance line under a table: file, script or command, commit(s), machine."""
     machine = machine if machine is not None else first_machine(data)
     commits = commits or ([machine["commit"]] if machine and machine.get("commit") else [])
-    parts = [f"`{path.relative_to(ROOT)}`"]
+    parts = [f"`{shown(path)}`"]
     command = recorded_command(data)
     script = script_for(name)
     if command:
@@ -645,7 +658,8 @@ def render_levers(name: str, data: dict, path: Path, page: Page) -> str:
     return "\n".join(
         [
             f"Dataset `{meta.get('dataset')}`, fit seeds {meta.get('seeds')}, {meta.get('eval_windows')} held-out "
-            "windows per seed, package default budget. Gains per 16-step window; the ± is the standard error of the "
+            f"windows per seed, {'a tiny trial budget' if meta.get('quick') else 'package default budget'}. Gains "
+            "per 16-step window; the ± is the standard error of the "
             "per-seed means (over seeds, not windows; computed here from the per-seed numbers). Score gain: window "
             "return + gamma^H V_eval(end state), V_eval a dataset value function of another seed. `gaussian`: "
             "GaussianPerturbation (sigma 0.1 x alpha), open loop.",
@@ -882,9 +896,13 @@ def render_closed_loop_policy(name: str, data: dict, path: Path, page: Page) -> 
         )
     return "\n".join(
         [
-            f"The shipped near-expert SAC policy, {data.get('episodes')} episodes (reset seeds {data.get('seed')}..), "
-            f"refiner fitted on `{data.get('dataset')}` (default budget); paired differences computed here from the "
-            "recorded returns.",
+            f"The shipped near-expert SAC policy, {data.get('episodes')} episodes (reset seeds 1000..), "
+            + (
+                f"refiner fitted on `{data['dataset']}` (default budget, seed {data.get('seed')})"
+                if data.get("dataset")
+                else f"refiner loaded from `{data.get('refiner')}`"
+            )
+            + "; paired differences computed here from the recorded returns.",
             "",
             table(
                 [
@@ -1015,6 +1033,49 @@ def render_scale(name: str, data: dict, path: Path, page: Page) -> str:
     return "\n".join(out)
 
 
+def render_datasets(name: str, data: dict, path: Path, page: Page) -> str:
+    """``datasets*.json``: the recipe datasets beside D4RL's, and the shipped behaviour policies' own returns."""
+    datasets = [
+        [
+            r["dataset_id"],
+            f"{r['episodes']:,}",
+            f"{r['steps']:,}",
+            f"{number(r['return_min'])} / {number(r['return_mean'])} / {number(r['return_max'])}",
+            number(r["score_mean"]),
+            number(r.get("d4rl_score_mean")),
+            "matches" if r["checksum_matches_recipe"] else "DIFFERS",
+        ]
+        for r in data.get("datasets", [])
+    ]
+    policies = [
+        [r["policy"], r["env_id"]]
+        + [
+            f"{number(r[f'{mode}_return_mean'], 0)} ± {number(r[f'{mode}_return_std'], 0)} "
+            f"({number(r[f'{mode}_score'])})"
+            for mode in ("deterministic", "stochastic")
+        ]
+        for r in data.get("policies", [])
+    ]
+    return "\n".join(
+        [
+            "Scores are D4RL-normalised (PointMaze: success rate x 100); return ± standard deviation over episodes. "
+            "D4RL's column is its v2 dataset's mean as offline RL papers quote it, not recomputed here; checksum: the "
+            "built dataset's content against its recipe's.",
+            "",
+            table(
+                ["dataset", "episodes", "steps", "return min / mean / max", "score (mean)", "D4RL v2", "checksum"],
+                datasets,
+            ),
+            "",
+            "The shipped behaviour policies, each acting alone:",
+            "",
+            table(["policy", "env", "deterministic return (score)", "stochastic return (score)"], policies),
+            "",
+            source_line(name, path, data),
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "peers": render_peers,
     "speed": render_speed,
@@ -1030,6 +1091,7 @@ RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "selection": render_selection,
     "closed-loop-policy": render_closed_loop_policy,
     "scale": render_scale,
+    "datasets": render_datasets,
 }
 
 
@@ -1060,8 +1122,10 @@ def expand(markdown: str, where: str) -> tuple[str, dict[str, Path]]:
     return text, page.images
 
 
-def on_files(files: Files, config) -> Files:
+def on_files(files, config):
     """Add the analyses as pages and every committed results plot a page may show."""
+    from mkdocs.structure.files import File
+
     for page_name, source in ANALYSES.items():
         path = find_result(source.removesuffix(".md"), ".md")
         note = (
