@@ -173,3 +173,21 @@ def test_wrap_shadow_says_its_returns_are_the_policy_alone(tiny_refiner, tmp_pat
     out = capsys.readouterr().out
     assert re.search(r"return -?\d+\.\d \+- \d+\.\d, the policy alone \(shadow mode", out), out
     assert "refined vs" in out and not LONG_FLOAT.search(out)
+
+
+def test_refiner_evaluate_shows_the_windows_own_return_beside_the_refined(
+    tiny_refiner, random_dataset_path, tmp_path, capsys
+):
+    tiny_refiner.save(tmp_path / "refiner")
+    argv = ["refiner", "evaluate", str(tmp_path / "refiner"), "--dataset", str(random_dataset_path)]
+    assert main([*argv, "--windows", "6", "--out", str(tmp_path / "eval")]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    line = (
+        r"window return (-?\d+\.\d) refined vs (-?\d+\.\d) for the dataset's own \(mean realised gain ([+-]\d\.\d{3}) "
+    )
+    found = re.search(line, out)
+    assert found, out
+    source, gain = report["source_return"]["mean"], report["realized_gain"]["mean"]
+    assert [float(x) for x in found.groups()] == [round(source + gain, 1), round(source, 1), round(gain, 3)]
+    assert not LONG_FLOAT.search(out), out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from ctflow_gym.cli.common import UserError, command_run, common_flags, device_of, positive, write_json
 
@@ -199,13 +200,28 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise UserError(f"--execution: {error}") from error
         logger.log({f"refiner_eval/{k}": v["mean"] for k, v in report.items() if isinstance(v, dict) and "mean" in v})
         write_json(out / "evaluation.json", report)
-    gain = report.get("realized_gain", {})
-    proxy = report.get("proxy_gain", {})
-    print(
-        f"{report['windows']} held-out windows at strength {args.strength} ({report['execution']} execution): "
-        "realised (replayed) gain per window "
-        f"{gain.get('mean', float('nan')):+.3f} +- {gain.get('se', float('nan')):.3f}, proxy gain "
-        f"{proxy.get('mean', float('nan')):+.3f}; "
-        f"report {out / 'evaluation.json'}"
-    )
+    print(evaluation_line(report) + f"; report {out / 'evaluation.json'}")
     return 0
+
+
+def evaluation_line(report: dict) -> str:
+    """The replayed evaluation for a reader, each refined number beside the dataset windows' own.
+
+    Window returns to one decimal, gains (small) to three; ``n/a`` where the report has
+    no such number (a refiner without a return predictor has no proxy gain).
+    """
+
+    def number(name: str, key: str, spec: str) -> str:
+        value = (report.get(name) or {}).get(key)
+        return "n/a" if value is None or not math.isfinite(value) else format(value, spec)
+
+    line = f"{report['windows']} held-out windows at strength {report['strength']:g} ({report['execution']} execution)"
+    if "realized_gain" in report:
+        refined = report["source_return"]["mean"] + report["realized_gain"]["mean"]
+        line += (
+            f": window return {refined:.1f} refined vs {report['source_return']['mean']:.1f} for the dataset's own "
+            f"(mean realised gain {number('realized_gain', 'mean', '+.3f')} "
+            f"+- {number('realized_gain', 'se', '.3f')}, "
+            f"{100 * report['realized_gain_positive_fraction']:.0f}% improved, replayed in the simulator)"
+        )
+    return line + f"; proxy gain {number('proxy_gain', 'mean', '+.3f')}"
