@@ -191,3 +191,39 @@ def test_refiner_evaluate_shows_the_windows_own_return_beside_the_refined(
     source, gain = report["source_return"]["mean"], report["realized_gain"]["mean"]
     assert [float(x) for x in found.groups()] == [round(source + gain, 1), round(source, 1), round(gain, 3)]
     assert not LONG_FLOAT.search(out), out
+
+
+def test_demo_summary_prints_rounded_numbers_with_each_baseline(capsys):
+    from ctflow_gym.cli.demo import print_summary
+
+    gain = {"mean": 0.123456789, "se": 0.0456789}
+    summary = {
+        "dataset": {"id": "ctflow/hopper/medium-replay-v1", "episodes": 10, "steps": 999, "return_min": 1.23456789},
+        "refiner_heldout": {
+            "windows": 40,
+            "strength": 0.5,
+            "proxy_gain": {"mean": 0.0987654321, "se": 0.01},
+            "realized_gain": gain,
+            "realized_gain_positive_fraction": 0.55555,
+            "source_return": {"mean": 38.123456789, "se": 1.0},
+        },
+        "wrapper": {
+            "episode_returns": [1012.3456789],
+            "windows_refined": 60,
+            "mean_proxy_gain": 0.0123456789,
+            "mean_realized_gain": -0.0234567891,
+            "mean_source_return": 26.0123456789,
+            "mean_refined_return": 25.9888888888,
+        },
+        "sac_policy": {"mean_return": 1012.3456789, "normalized_score": 31.23456789},
+        "gtp": {"steps": 20, "sampling_steps": 5, "mean_return": 30.0123456, "std_return": 0.4123456},
+        "timings_s": {"refiner_s": 12.3456, "total_s": 45.6789},
+        "files": {"refiner": "out/refiner"},
+    }
+    summary["dataset"]["return_max"] = 3000.987654321
+    summary["gtp"]["normalized_score"] = 1.5448492240518834
+    print_summary(summary)
+    out = capsys.readouterr().out
+    assert "window return 38.2 refined vs 38.1 for the dataset's own" in out, out
+    assert "window return 26.0 refined vs 26.0 for the policy's own" in out, out
+    assert "D4RL score 1.5" in out and not LONG_FLOAT.search(out), out
