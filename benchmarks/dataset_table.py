@@ -13,16 +13,17 @@ downloaded on the machines these results were made on, so they are not recompute
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from common import machine_info, markdown_table, write_results  # benchmarks/ is the script's folder
+from harness import Settings, option, parse, write_results
 
 from ctflow_gym.data import load_dataset, normalized_score
 from ctflow_gym.data.actor_policies import SACActorPolicy
 from ctflow_gym.data.recipes import dataset_checksum, load_recipes, shipped_behaviour_policy
+from ctflow_gym.wrappers import run_episodes
 
 D4RL_DATASET_SCORES = {
     "hopper/random": 1.2,
@@ -77,86 +78,34 @@ def dataset_rows(root: Path, recipes_path: str | None = None) -> list[dict]:
 
 
 def policy_rows(episodes: int) -> list[dict]:
-    """Each shipped behaviour policy's return, deterministic and stochastic."""
+    """Each shipped behaviour policy's return, deterministic and stochastic (resets 10_000 + i)."""
     folder = shipped_behaviour_policy("hopper-medium").parent
     rows = []
     for path in sorted(p for p in folder.iterdir() if (p / "checkpoint.json").is_file()):
         policy = SACActorPolicy.load(path, seed=0)
-        env = gym.make(policy.env_id)
         row = {"policy": path.name, "env_id": policy.env_id}
-        for deterministic in (True, False):
-            returns = []
-            for i in range(episodes):
-                obs, _ = env.reset(seed=10_000 + i)
-                total, done = 0.0, False
-                while not done:
-                    obs, reward, terminated, truncated, _ = env.step(
-                        policy.predict(obs, deterministic=deterministic)[0]
-                    )
-                    total += float(reward)
-                    done = terminated or truncated
-                returns.append(total)
-            mode = "deterministic" if deterministic else "stochastic"
-            row[f"{mode}_return_mean"] = float(np.mean(returns))
-            row[f"{mode}_return_std"] = float(np.std(returns))
+        for mode in ("deterministic", "stochastic"):
+            returns = run_episodes(gym.make(policy.env_id), policy, episodes, 10_000, mode == "deterministic")
+            row[f"{mode}_return_mean"], row[f"{mode}_return_std"] = float(np.mean(returns)), float(np.std(returns))
             row[f"{mode}_score"] = float(normalized_score(policy.env_id, np.mean(returns)))
         rows.append(row)
     return rows
 
 
-def render(datasets: list[dict], policies: list[dict], machine: dict, command: str) -> str:
-    """The markdown page of the two tables."""
-    dataset_table = markdown_table(
-        ["dataset", "episodes", "steps", "return min / mean / max", "score (mean)", "D4RL v2 score (mean)", "checksum"],
-        [
-            [
-                r["dataset_id"],
-                f"{r['episodes']:,}",
-                f"{r['steps']:,}",
-                f"{r['return_min']:.1f} / {r['return_mean']:.1f} / {r['return_max']:.1f}",
-                f"{r['score_mean']:.1f}",
-                "-" if r["d4rl_score_mean"] is None else f"{r['d4rl_score_mean']:.1f}",
-                "matches" if r["checksum_matches_recipe"] else "DIFFERS",
-            ]
-            for r in datasets
-        ],
-    )
-    policy_table = markdown_table(
-        ["policy", "env", "deterministic return (score)", "stochastic return (score)"],
-        [
-            [
-                r["policy"],
-                r["env_id"],
-                f"{r['deterministic_return_mean']:.0f} +- {r['deterministic_return_std']:.0f} "
-                f"({r['deterministic_score']:.1f})",
-                f"{r['stochastic_return_mean']:.0f} +- {r['stochastic_return_std']:.0f} ({r['stochastic_score']:.1f})",
-            ]
-            for r in policies
-        ],
-    )
-    return (
-        "# Recipe datasets beside D4RL\n\n"
-        f"Command: `{command}`; commit {machine['commit']}, {machine['cpu']}, {machine['cores']} cores.\n\n"
-        "Scores are D4RL-normalised (PointMaze: success rate x 100). D4RL's column is its v2 dataset's mean "
-        "as offline RL papers quote it, not recomputed here.\n\n"
-        f"{dataset_table}\n\n## Shipped behaviour policies\n\n{policy_table}\n"
-    )
+@dataclasses.dataclass
+class DatasetTableSettings(Settings):
+    root: str | None = option(None, "Minari root holding the built recipe datasets (required)")
+    episodes: int = option(10, "episodes per behaviour-policy evaluation")
+    recipes: str | None = option(None, "recipes JSON (default: the shipped recipes)")
+    name: str = option("datasets", "result file name")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="Minari root holding the built recipe datasets")
-    parser.add_argument("--episodes", type=int, default=10, help="episodes per behaviour-policy evaluation")
-    parser.add_argument("--recipes", default=None, help="recipes JSON (default: the shipped recipes)")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--name", default="datasets")
-    args = parser.parse_args(argv)
-    machine = machine_info()
-    datasets = dataset_rows(Path(args.root), args.recipes)
-    policies = policy_rows(args.episodes)
-    command = f"python benchmarks/dataset_table.py --root <minari root> --episodes {args.episodes}"
-    data = {"machine": machine, "command": command, "datasets": datasets, "policies": policies}
-    write_results(Path(args.out), args.name, data, render(datasets, policies, machine, command))
+def main(argv: list[str] | None = None) -> Path:
+    s = parse(DatasetTableSettings, argv)
+    if s.root is None:
+        raise SystemExit("--root: the Minari root holding the built recipe datasets is required")
+    data = {"datasets": dataset_rows(Path(s.root), s.recipes), "policies": policy_rows(s.episodes)}
+    return write_results(s, s.name, data, "datasets", "Recipe datasets beside D4RL")
 
 
 if __name__ == "__main__":

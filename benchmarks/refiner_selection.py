@@ -1,117 +1,63 @@
 """Choose fitted refiners for a policy on validation episodes, then report on test episodes.
 
-Usage::
+``select_refiners`` runs the shipped policy alone and with each refiner attached (unverified,
+``--strength``) on ``--episodes`` validation episodes (reset seeds ``--validation-seed`` + i) and
+keeps those that raise the mean return. The kept refiner (a rotating ``RefinerEnsemble`` when
+several are kept) is saved to ``--work/selected_<policy>``; report it on test episodes (seeds
+1000 + i), which the selection never saw, with ``refined_policy_table.py --refiner <that folder>``.
 
     python benchmarks/refiner_selection.py --refiners FOLDER [FOLDER ...] [--policy medium]
-        [--validation-seed 2000] [--episodes 50] [--strength 1.0] [--work /tmp/ctflow_bench]
-
-``select_refiners`` (``ctflow_gym.wrappers.selection``) runs the shipped policy alone and
-with each refiner attached (unverified, ``--strength``) on ``--episodes`` validation
-episodes (reset seeds ``--validation-seed`` + i) and keeps those that raise the mean
-return. The kept refiner (a ``RefinerEnsemble`` of them, rotating, when several are
-kept) is saved to ``--work/selected_<policy>``; report it on the test episodes (seeds
-1000 + i) with ``refined_policy_table.py --refiner <that folder>`` (printed at the end),
-which never saw the validation episodes' outcome. Writes
-``refiner_selection_<policy>.md`` / ``.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
+import dataclasses
 from pathlib import Path
 
-from common import machine_info, markdown_table, write_atomic  # benchmarks/ is the script's folder
+from harness import Settings, option, parse, write_results
 
 from ctflow_gym import RefinerEnsemble, load_refiner
 from ctflow_gym.data import load_sb3_policy, shipped_policy_path
 from ctflow_gym.wrappers import select_refiners
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--refiners", nargs="+", required=True, help="fitted refiner folders (candidates)")
-    parser.add_argument("--policy", default="medium")
-    parser.add_argument("--validation-seed", type=int, default=2000)
-    parser.add_argument("--episodes", type=int, default=50)
-    parser.add_argument("--strength", type=float, default=1.0)
-    parser.add_argument("--work", default="/tmp/ctflow_bench")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    args = parser.parse_args()
-    started = time.perf_counter()
-    policy = load_sb3_policy(shipped_policy_path(args.policy), env="Hopper-v5")
-    refiners = [load_refiner(folder) for folder in args.refiners]
+@dataclasses.dataclass
+class SelectionSettings(Settings):
+    refiners: tuple[str, ...] = option((), "fitted refiner folders (the candidates)")
+    policy: str = option("medium", "shipped policy")
+    validation_seed: int = option(2000, "reset seed of the first validation episode")
+    episodes: int = option(50, "validation episodes")
+    strength: float = option(1.0, "refinement strength")
+    work: str = option("/tmp/ctflow_bench", "where the kept refiner is saved")
+    max_episode_steps: int | None = option(None, "cut episodes at this many steps (default: the env's 1000)")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    s = parse(SelectionSettings, argv)
+    if not s.refiners:
+        raise SystemExit("--refiners: give the fitted refiner folders to choose from")
+    policy = load_sb3_policy(shipped_policy_path(s.policy), env="Hopper-v5")
+    refiners = [load_refiner(folder) for folder in s.refiners]
     selection = select_refiners(
-        policy,
-        refiners,
-        "Hopper-v5",
-        episodes=args.episodes,
-        seed=args.validation_seed,
-        strength=args.strength,
-        verify=False,
-    )
-    kept = [args.refiners[i] for i in selection.kept]
+        policy, refiners, "Hopper-v5", episodes=s.episodes, seed=s.validation_seed, strength=s.strength, verify=False,
+        max_episode_steps=s.max_episode_steps,
+    )  # fmt: skip
     chosen = None
-    if kept:
-        chosen = str(Path(args.work) / f"selected_{args.policy}")
-        if len(kept) == 1:
-            refiners[selection.kept[0]].save(chosen)
-        else:
-            RefinerEnsemble([refiners[i] for i in selection.kept]).save(chosen)
-    meta = {
-        "policy": args.policy,
-        "validation_seeds": [args.validation_seed, args.validation_seed + args.episodes - 1],
-        "episodes": args.episodes,
-        "strength": args.strength,
-        "machine": machine_info(),
-        "wall_minutes": (time.perf_counter() - started) / 60,
-    }
-    result = {
+    if selection.kept:
+        chosen = str(Path(s.work) / f"selected_{s.policy}")
+        kept = [refiners[i] for i in selection.kept]
+        (kept[0] if len(kept) == 1 else RefinerEnsemble(kept)).save(chosen)
+    meta = {**s.recorded(), "validation_seeds": [s.validation_seed, s.validation_seed + s.episodes - 1]}
+    data = {
         "meta": meta,
-        "refiners": args.refiners,
+        "refiners": list(s.refiners),
         "base_returns": selection.base_returns,
-        "validations": [v.__dict__ for v in selection.validations],
-        "kept": kept,
+        "validations": [dataclasses.asdict(v) for v in selection.validations],
+        "kept": [s.refiners[i] for i in selection.kept],
         "saved_to": chosen,
     }
-    rows = [
-        [
-            args.refiners[v.index],
-            f"{v.paired_gain:+.1f} ± {v.paired_gain_se:.1f}",
-            f"{100 * v.relative_change:+.1f}%",
-            f"{v.episodes_better}/{args.episodes}",
-            "kept" if v.index in selection.kept else "-",
-        ]
-        for v in selection.validations
-    ]
-    base_mean = sum(selection.base_returns) / len(selection.base_returns)
-    text = "\n".join(
-        [
-            f"# Refiners chosen for the shipped `{args.policy}` policy on validation episodes",
-            "",
-            (
-                f"Unverified, strength {args.strength}, {args.episodes} validation episodes (reset seeds "
-                f"{meta['validation_seeds'][0]}..{meta['validation_seeds'][1]}), paired with the policy alone "
-                f"(mean return {base_mean:.1f}). Kept: a refiner whose mean return rose. Machine: {meta['machine']}. "
-                f"Wall time {meta['wall_minutes']:.0f} min."
-            ),
-            "",
-            markdown_table(["refiner", "paired gain", "change", "episodes better", "selection"], rows),
-            "",
-            (
-                "Test (other episodes): `python benchmarks/refined_policy_table.py --policy "
-                f"{args.policy} --refiner {chosen} --tag _selected`"
-                if chosen
-                else "Nothing was kept: no refiner raised the policy's return on the validation episodes."
-            ),
-            "",
-        ]
-    )
-    name = f"refiner_selection_{args.policy}"
-    write_atomic(Path(args.out) / f"{name}.json", json.dumps(result, indent=2))
-    write_atomic(Path(args.out) / f"{name}.md", text)
-    print(text)
+    title = f"Refiners chosen for the shipped `{s.policy}` policy on validation episodes"
+    return write_results(s, f"refiner_selection_{s.policy}", data, "selection", title)
 
 
 if __name__ == "__main__":

@@ -1,210 +1,119 @@
-"""The CTF paper's Tables 1-3 on our data, plus the closed-loop truth and costs.
+"""The CTF paper's Tables 1-3 on our data, plus the closed-loop truth and the costs.
 
-Usage::
+Windows of H steps (stride 1) are split by episode, 80% for fitting and 20% for evaluation
+(``split_episodes`` with ``--seed``); every method is fitted on the first part only (the refiner
+keeps a further 20% of those episodes for its return predictor) and evaluated on
+``--eval-windows`` windows drawn from the second. Table 1: the method against the paper's
+baselines; Table 2: the neighbourhood size k; Table 3: the strength alpha (3b: with advantage
+feedback). Beside the proxy gain the paper reports, the realised gain replays each refined
+window open loop in MuJoCo from its recorded start state (``evaluate_refinement``; tracked
+execution, the package default, is in ``refiner_levers.py``). Costs: fit time, refining
+throughput and latency, exact pair search on random latents.
 
-    python benchmarks/refiner_tables.py [--dataset ID_OR_PATH] [--out benchmarks/results]
-        [--seed 0] [--eval-windows 1000] [--quick]
-
-Setup: windows of H steps (stride 1) are split by episode into 80% for fitting and
-20% for evaluation; every method is fitted on the first part only (the refiner keeps
-a further 20% of those episodes to fit its return predictor), and evaluated on
-``--eval-windows`` windows drawn from the second part. Closed-loop gain replays each
-refined window from its recorded start state in MuJoCo (see
-``ctflow_gym.refine.evaluation``). Writes ``refiner_tables.md`` and ``.json``.
+    python benchmarks/refiner_tables.py [--dataset ID_OR_PATH] [--seed 0] [--eval-windows 1000]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
-from common import (
-    fit_and_evaluation_windows,
-    machine_info,
-    markdown_table,
-    mean_se_cell,
-    write_atomic,
-)  # benchmarks/ is the script's folder
+from harness import Settings, option, parse, write_results
 
 from ctflow_gym import TrajectoryRefiner
-from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
+from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, make_windows, split_episodes
 from ctflow_gym.refine import local_pairs
 from ctflow_gym.refine.evaluation import evaluate_refinement
 
-COLUMNS = [
-    ("proxy_gain", "proxy gain"),
-    ("action_deviation", "action dev"),
-    ("latent_deviation", "latent dev"),
-    ("realized_gain", "closed-loop gain"),
-    ("dynamics_error", "dynamics error"),
-]
+STAGES = ("ae_steps", "flow_steps", "predictor_steps", "value_steps", "inverse_dynamics_steps")
 
 
-def _cell(report: dict, key: str) -> str:
-    value = report.get(key)
-    if value is None:
-        return "n/a"
-    return mean_se_cell(value) if key in ("proxy_gain", "realized_gain") else f"{value['mean']:.3f}"
+@dataclasses.dataclass
+class TablesSettings(Settings):
+    dataset: str = option(DEFAULT_DATASET_ID, "Minari dataset id or path")
+    seed: int = option(0, "the split's, the evaluation windows' and the fits' seed")
+    window: int = option(16, "window length H")
+    eval_windows: int = option(1000, "held-out evaluation windows")
+    ks: tuple[int, ...] = option((1, 3, 5, 10, 20, 50), "Table 2's neighbourhood sizes")
+    strengths: tuple[float, ...] = option((0.0, 0.25, 0.5, 0.75, 1.0, 1.25), "Table 3's strengths")
+    advantage_strengths: tuple[float, ...] = option((0.25, 0.5, 0.75, 1.0), "Table 3b's strengths")
+    fit_steps: int | None = option(None, "training steps of every fit stage (default: the package's)")
+    cost_batch: int = option(1024, "windows per refine call of the throughput measurement")
+    pair_cost_windows: tuple[int, ...] = option((10_000, 100_000), "window counts of the pair-search timing")
+    name: str = option("refiner_tables", "result file name")
 
 
-def _table(rows: list[tuple[str, dict]], first: str) -> str:
-    header = [first] + [name for _, name in COLUMNS] + ["gain > 0", "terminated"]
-    body = [
-        [label]
-        + [_cell(report, key) for key, _ in COLUMNS]
-        + [
-            f"{report.get(k, float('nan')):.2f}"
-            for k in ("realized_gain_positive_fraction", "refined_terminated_fraction")
-        ]
-        for label, report in rows
-    ]
-    return markdown_table(header, body)
-
-
-def _pair_cost(n: int, seed: int) -> float:
+def pair_seconds(n: int, seed: int) -> float:
+    """Seconds of exact pair construction (k = 3) on ``n`` random 16-d latents in episodes of 500."""
     rng = np.random.default_rng(seed)
-    latents = rng.normal(size=(n, 16)).astype(np.float32)
-    episode_ids = np.arange(n) // 500
-    start_steps = np.arange(n) % 500
-    feedback = rng.normal(size=n)
+    latents, feedback = rng.normal(size=(n, 16)).astype(np.float32), rng.normal(size=n)
     started = time.perf_counter()
-    local_pairs(latents, feedback, episode_ids, start_steps, window=16, k=3, margin=0.1)
+    local_pairs(latents, feedback, np.arange(n) // 500, np.arange(n) % 500, window=16, k=3, margin=0.1)
     return time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", default=DEFAULT_DATASET_ID)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--window", type=int, default=16)
-    parser.add_argument("--eval-windows", type=int, default=1000)
-    parser.add_argument("--quick", action="store_true", help="tiny budgets, for checking the script")
-    args = parser.parse_args()
-    budget = dict(ae_steps=300, flow_steps=300, predictor_steps=200) if args.quick else {}
-    started_all = time.perf_counter()
+def main(argv: list[str] | None = None) -> Path:
+    s = parse(TablesSettings, argv)
+    budget = {} if s.fit_steps is None else dict.fromkeys(STAGES, s.fit_steps)
+    dataset = load_dataset(s.dataset)
+    windows = make_windows(dataset, window=s.window)
+    fit_windows, pool = split_episodes(windows, 0.2, seed=s.seed)  # no method sees an evaluation episode
+    chosen = np.random.default_rng(s.seed).choice(len(pool), min(s.eval_windows, len(pool)), replace=False)
+    eval_windows = pool.subset(np.sort(chosen))
+    print(f"{len(windows)} windows; fit on {len(fit_windows)}, evaluate {len(eval_windows)}", flush=True)
 
-    dataset = load_dataset(args.dataset)
-    windows, fit_windows, eval_windows = fit_and_evaluation_windows(dataset, args.window, args.seed, args.eval_windows)
-    print(
-        f"{len(windows)} windows; fit on {len(fit_windows)}, evaluate {len(eval_windows)} held-out windows", flush=True
-    )
+    def fit(**overrides) -> TrajectoryRefiner:
+        config = dict(window=s.window, seed=s.seed, **budget, **overrides)
+        return TrajectoryRefiner(**config).fit(fit_windows, progress_bar=False)
 
-    def fit(**overrides) -> tuple[TrajectoryRefiner, float]:
-        started = time.perf_counter()
-        refiner = TrajectoryRefiner(window=args.window, seed=args.seed, **budget, **overrides).fit(
-            fit_windows, progress_bar=False
-        )
-        return refiner, time.perf_counter() - started
+    def evaluate(refiner, **options) -> dict:
+        return evaluate_refinement(refiner, eval_windows, seed=s.seed, execution="open_loop", **options)
 
-    def evaluate(refiner, **kwargs) -> dict:
-        # Open loop: the committed tables measure the paper's decoded actions (tracked: refiner_levers.py).
-        return evaluate_refinement(refiner, eval_windows, seed=args.seed, execution="open_loop", **kwargs)
-
-    ours, fit_seconds = fit()
-    print(f"fit {fit_seconds:.1f}s: {ours.fit_info}", flush=True)
-    nonlocal_flow, _ = fit(targets="nonlocal")
-    advantage, _ = fit(feedback="advantage")
-    table1 = [
-        ("ours (alpha = 1)", evaluate(ours)),
-        ("nearest improved neighbour", evaluate(ours, method="nearest")),
-        ("random improved trajectory", evaluate(ours, method="random")),
-        ("non-local flow matching", evaluate(nonlocal_flow)),
-        ("autoencoder reconstruction", evaluate(ours, method="reconstruction")),
-        ("ours, advantage feedback (alpha = 1)", evaluate(advantage)),
-    ]
-    print("table 1 done", flush=True)
-    table2 = []
-    for k in (1, 3, 5, 10, 20, 50):
-        refiner = ours if k == 3 else fit(k=k)[0]
-        table2.append((f"k = {k}", {**evaluate(refiner), "pairs": refiner.fit_info["pairs"]}))
-    print("table 2 done", flush=True)
-    table3 = [(f"alpha = {a}", evaluate(ours, strength=a)) for a in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)]
-    table3_adv = [(f"alpha = {a}", evaluate(advantage, strength=a)) for a in (0.25, 0.5, 0.75, 1.0)]
-    print("table 3 done", flush=True)
-
-    batch = eval_windows.subset(np.arange(len(eval_windows)) % len(eval_windows))
-    big_obs = np.resize(batch.observations, (1024, *batch.observations.shape[1:]))
-    big_act = np.resize(batch.actions, (1024, *batch.actions.shape[1:]))
-    ours.refine(big_obs, big_act)
     started = time.perf_counter()
-    repeats = 5
-    for _ in range(repeats):
-        ours.refine(big_obs, big_act)
-    throughput = repeats * 1024 / (time.perf_counter() - started)
+    ours = fit()
+    fit_seconds = time.perf_counter() - started
+    nonlocal_flow, advantage = fit(targets="nonlocal"), fit(feedback="advantage")
+    table1 = {
+        "ours (alpha = 1)": evaluate(ours),
+        "nearest improved neighbour": evaluate(ours, method="nearest"),
+        "random improved trajectory": evaluate(ours, method="random"),
+        "non-local flow matching": evaluate(nonlocal_flow),
+        "autoencoder reconstruction": evaluate(ours, method="reconstruction"),
+        "ours, advantage feedback (alpha = 1)": evaluate(advantage),
+    }
+    table2 = {}
+    for k in s.ks:
+        refiner = ours if k == ours.config.k else fit(k=k)
+        table2[f"k = {k}"] = {**evaluate(refiner), "pairs": refiner.fit_info["pairs"]}
+    table3 = {f"alpha = {a}": evaluate(ours, strength=a) for a in s.strengths}
+    table3_advantage = {f"alpha = {a}": evaluate(advantage, strength=a) for a in s.advantage_strengths}
+
+    batch = (np.resize(eval_windows.observations, (s.cost_batch, *eval_windows.observations.shape[1:])),)
+    batch += (np.resize(eval_windows.actions, (s.cost_batch, *eval_windows.actions.shape[1:])),)
+    ours.refine(*batch)
+    started = time.perf_counter()
+    for _ in range(5):
+        ours.refine(*batch)
+    throughput = 5 * s.cost_batch / (time.perf_counter() - started)
     latencies = []
-    for i in range(50):
+    for i in range(min(50, s.cost_batch)):
         started = time.perf_counter()
-        ours.refine(big_obs[i], big_act[i])
+        ours.refine(batch[0][i], batch[1][i])
         latencies.append(time.perf_counter() - started)
     cost = {
         "fit_seconds": fit_seconds,
         "refine_windows_per_second_batch_1024": throughput,
         "refine_latency_ms_batch_1_median": 1000 * float(np.median(latencies)),
-        "pair_construction_seconds": {
-            str(n): _pair_cost(n, args.seed) for n in ((1000, 2000) if args.quick else (10_000, 100_000))
-        },
+        "pair_construction_seconds": {str(n): pair_seconds(n, s.seed) for n in s.pair_cost_windows},
     }
-    result = {
-        "dataset": str(args.dataset),
-        "dataset_steps": int(dataset.total_steps),
-        "window": args.window,
-        "seed": args.seed,
-        "windows": len(windows),
-        "fit_windows": len(fit_windows),
-        "eval_windows": len(eval_windows),
-        "refiner_config": ours.config.to_dict(),
-        "fit_info": ours.fit_info,
-        "table1": dict(table1),
-        "table2": dict(table2),
-        "table3": dict(table3),
-        "table3_advantage": dict(table3_adv),
-        "cost": cost,
-        "machine": machine_info(),
-        "wall_seconds": time.perf_counter() - started_all,
-        "quick": args.quick,
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "refiner_tables_quick" if args.quick else "refiner_tables"
-    write_atomic(out / f"{stem}.json", json.dumps(result, indent=2, default=float))
-    md = [
-        f"# TrajectoryRefiner: the CTF paper's tables on `{args.dataset}`",
-        "",
-        f"Window H = {args.window}, seed {args.seed}, {len(fit_windows)} fit windows, "
-        f"{len(eval_windows)} held-out evaluation windows "
-        f"(episodes unseen in fitting). Machine: {result['machine']}. Wall time {result['wall_seconds'] / 60:.1f} min.",
-        "Gains are in window-return units (sum of H rewards); mean ± standard error over evaluation windows.",
-        (
-            "Closed-loop gain: refined actions replayed open loop in MuJoCo from the source window's "
-            "recorded start state, minus the source's realised return."
-        ),
-        "",
-        "## Table 1: methods",
-        _table(table1, "method"),
-        "",
-        "## Table 2: neighbourhood size k (ours, alpha = 1)",
-        _table(table2, "k"),
-        "",
-        "## Table 3: refinement strength alpha (ours)",
-        _table(table3, "alpha"),
-        "",
-        "### Table 3b: alpha with advantage feedback",
-        _table(table3_adv, "alpha"),
-        "",
-        "## Cost",
-        f"- fit (autoencoder + pairs + flow + predictor): {cost['fit_seconds']:.1f} s",
-        f"- refine throughput at batch 1024: {cost['refine_windows_per_second_batch_1024']:.0f} windows/s",
-        f"- refine latency at batch 1 (median of 50): {cost['refine_latency_ms_batch_1_median']:.2f} ms",
-        "- pair construction (exact k-NN, d = 16, k = 3): "
-        + ", ".join(f"{n} windows: {s:.2f} s" for n, s in cost["pair_construction_seconds"].items()),
-        "",
-    ]
-    write_atomic(out / f"{stem}.md", "\n".join(md))
-    print("\n".join(md))
+    data = {**s.recorded(), "dataset_steps": int(dataset.total_steps), "windows": len(windows)}
+    data.update(fit_windows=len(fit_windows), eval_windows=len(eval_windows))
+    data.update(refiner_config=ours.config.to_dict(), fit_info=ours.fit_info, cost=cost)
+    data.update(table1=table1, table2=table2, table3=table3, table3_advantage=table3_advantage)
+    title = f"TrajectoryRefiner: the CTF paper's tables on `{s.dataset}`"
+    return write_results(s, s.name, data, "refiner-tables", title)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,219 @@
+"""Every benchmark under ``benchmarks/`` runs on a tiny budget, writes the JSON its Results page reads, and renders.
+
+Each script's ``main`` runs in this process with tiny settings on the session's tiny Hopper
+dataset (and a tiny refiner fitted on it) into a temporary folder; the test checks the keys
+of the JSON it wrote (what ``docs/hooks/results.py`` renders the Results pages from), its
+``command`` and ``machine``, and that the ``.md`` beside it is the rendering. The d3rlpy
+peers run in their own venv (``benchmarks/peer_d3rlpy.py``): the GTP side is tested with a
+stored peer run, and the peer script itself only where that venv exists.
+``benchmarks/archive/`` holds finished investigations and is not tested.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem not in ("harness", "peer_d3rlpy"))
+PEER_PYTHON = ROOT / ".bench-venvs" / "d3rlpy" / "bin" / "python"
+
+
+@pytest.fixture(autouse=True)
+def benchmarks_importable(monkeypatch):
+    """``benchmarks/`` on the import path (its scripts import each other by name); torch threads restored after."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def bench(name: str):
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def tiny_refiner(random_dataset_path, tmp_path_factory) -> str:
+    """A refiner of window 8 fitted in seconds on the tiny dataset, saved."""
+    from ctflow_gym import TrajectoryRefiner
+
+    small = dict(ae_steps=30, flow_steps=30, predictor_steps=20, value_steps=20, inverse_dynamics_steps=30)
+    refiner = TrajectoryRefiner(window=8, ae_hidden=32, flow_hidden=32, **small).fit(
+        random_dataset_path, progress_bar=False
+    )
+    return str(refiner.save(tmp_path_factory.mktemp("refiner") / "refiner"))
+
+
+def written(path: Path, *keys: str) -> dict:
+    """The JSON at ``path`` (with ``keys``, ``command`` and ``machine``), after checking its ``.md`` renders it."""
+    data = json.loads(path.read_text())
+    assert set(keys) | {"command", "machine"} <= set(data), sorted(data)
+    assert data["command"].startswith(f"python benchmarks/{Path(data['command'].split()[1]).name}")
+    markdown = path.with_suffix(".md").read_text()
+    assert markdown.startswith("# ") and "|---|" in markdown and f"`{path}`" in markdown, markdown[:800]
+    return data
+
+
+def test_every_benchmark_is_smoke_tested_here_and_none_touches_private_attributes():
+    tested = set(re.findall(r'bench\("(\w+)"\)', Path(__file__).read_text()))
+    assert set(SCRIPTS) <= tested, set(SCRIPTS) - tested
+    for script in BENCHMARKS.glob("*.py"):
+        private = re.findall(r"^.*\._[a-z].*$", script.read_text(), re.MULTILINE)
+        assert not private, (script.name, private)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_lists_the_settings_and_runs_nothing(name, capsys):
+    with pytest.raises(SystemExit) as exit:
+        bench(name).main(["--help"])
+    assert exit.value.code == 0
+    assert "--out" in capsys.readouterr().out
+
+
+def test_runs_are_cached_and_redone_only_for_other_settings(tmp_path):
+    runs = bench("harness").Runs(tmp_path / "runs")
+    calls = []
+    compute = lambda: calls.append(1) or {"score": 1.0}  # noqa: E731
+    first = runs.run("seed0", {"steps": 10}, compute)
+    assert runs.run("seed0", {"steps": 10}, compute) == first and len(calls) == 1
+    assert {"steps", "machine", "wall_seconds", "score"} <= set(first)
+    runs.run("seed0", {"steps": 20}, compute)
+    assert len(calls) == 2 and runs.get("seed0", {"steps": 10}) is None
+    assert runs.get("seed0", {"steps": 20, "eval": 5}, defaults={"eval": 5}) is not None  # recorded before "eval"
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["seed0.json"]  # no temporary file left
+
+
+def test_gtp_speed(random_dataset_path, tmp_path):
+    args = ["--dataset", str(random_dataset_path), "--rounds", "1", "--block", "1", "--no-compile"]
+    path = bench("gtp_speed").main(args + ["--critic-ensemble", "2", "--out", str(tmp_path)])
+    data = written(path, "meta", "results", "learn_steps_per_second", "peers_steps_per_second")
+    assert path.name == "gtp_speed_ensemble2.json"
+    assert set(data["results"]) == {"GTP eager", "GTP-BC eager", "TD3+BC eager"}
+    assert data["meta"]["matmul_gflop_per_step"]["GTP"] > data["meta"]["matmul_gflop_per_step"]["TD3+BC"]
+
+
+def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, tmp_path, monkeypatch):
+    peers = bench("gtp_vs_peers")
+    name, steps = "smoke", 100
+    stored = json.loads((BENCHMARKS / "results" / "gtp_vs_peers_200k_runs" / "iql-seed0.json").read_text())
+    stored.update(steps=steps, eval_every=50, curve=[dict(p, step=50 * (i + 1)) for i, p in enumerate(stored["curve"])])
+    (tmp_path / f"{name}_runs").mkdir()
+    (tmp_path / f"{name}_runs" / "iql-seed0.json").write_text(json.dumps(stored))
+    args = ["--dataset", str(random_dataset_path), "--steps", str(steps), "--eval-every", "50", "--seeds", "0"]
+    args += ["--methods", "gtp", "gtp-bc", "--episodes", "1", "--envs", "1", "--action-candidates", "4"]
+    args += [
+        "--latency-rounds",
+        "1",
+        "--no-speed",
+        "--name",
+        name,
+        "--work",
+        str(tmp_path / "work"),
+        "--out",
+        str(tmp_path),
+    ]
+    data = written(peers.main(args + ["--critic-ensemble", "2"]), "meta", "summary", "latency", "runs")
+    assert set(data["summary"]) == {"gtp", "gtp-bc", "iql"}
+    assert set(data["summary"]["gtp"]["scores"]) == {"score", "score_K=2"}
+    assert [p["step"] for p in data["runs"][0]["curve"]] == [50, 100]
+    assert data["meta"]["critic_ensemble"] == 2 and data["meta"]["curves_png"] == f"{name}.png"
+    assert "d3rlpy IQL" in (tmp_path / f"{name}.md").read_text() and (tmp_path / f"{name}.png").is_file()
+    monkeypatch.setattr(peers, "run_gtp", lambda *a: pytest.fail("a finished run was trained again"))
+    assert peers.main(args + ["--critic-ensemble", "2"]) == tmp_path / f"{name}.json"  # all cached: nothing trains
+    with pytest.raises(SystemExit, match="other critic counts"):
+        peers.main(args + ["--critic-ensemble", "1"])
+
+
+@pytest.mark.skipif(not PEER_PYTHON.exists(), reason="d3rlpy's venv (.bench-venvs/d3rlpy) is absent: made on first use")
+def test_peer_d3rlpy_runs_in_its_venv(random_dataset_path, tmp_path):
+    from ctflow_gym.data import load_dataset
+
+    peers = bench("gtp_vs_peers")
+    data = peers.export_transitions(load_dataset(random_dataset_path), tmp_path / "transitions.npz")
+    run = peers.run_peer(PEER_PYTHON, data, "iql", 0, "Hopper-v5", 60, episodes=1, eval_every=30)
+    assert [p["step"] for p in run["curve"]] == [30, 60] and run["steps_per_second"] > 0
+
+
+def test_refiner_tables(random_dataset_path, tmp_path):
+    args = [
+        "--dataset",
+        str(random_dataset_path),
+        "--window",
+        "8",
+        "--eval-windows",
+        "10",
+        "--ks",
+        "3",
+        "--fit-steps",
+        "10",
+    ]
+    args += ["--strengths", "1.0", "--advantage-strengths", "1.0", "--cost-batch", "4", "--pair-cost-windows", "500"]
+    data = written(bench("refiner_tables").main(args + ["--out", str(tmp_path)]), "table1", "table2", "table3", "cost")
+    assert len(data["table1"]) == 6 and data["eval_windows"] == 10
+    assert "realized_gain" in data["table1"]["ours (alpha = 1)"]
+
+
+def test_refiner_levers(random_dataset_path, tmp_path):
+    args = ["--dataset", str(random_dataset_path), "--seeds", "0", "--strengths", "1.0", "--eval-windows", "10"]
+    data = written(bench("refiner_levers").main(args + ["--fit-steps", "10", "--out", str(tmp_path)]), "meta", "runs")
+    assert len(data["runs"][0]["rows"]) == 5 and data["meta"]["quick"] is True
+    assert (tmp_path / "refiner_levers_runs" / "seed0.json").is_file()
+
+
+def test_refined_policy_table(tiny_refiner, tmp_path):
+    args = ["--refiner", tiny_refiner, "--value", "critic", "--episodes", "1", "--max-episode-steps", "30"]
+    args += ["--candidates", "2", "--continuations", "0", "8", "--random-gate", "0.5", "--out", str(tmp_path)]
+    args += ["--only", "refiner, unverified", "gaussian, 2 verified +8 steps"]
+    data = written(bench("refined_policy_table").main(args), "meta", "results")
+    assert list(data["results"]) == ["alone", "refiner, unverified", "gaussian, 2 verified +8 steps"]
+    assert data["results"]["refiner, unverified"]["summary"]["episodes_better"] in (0, 1)
+
+
+def test_refiner_selection(tiny_refiner, tmp_path):
+    args = ["--refiners", tiny_refiner, tiny_refiner, "--episodes", "2", "--max-episode-steps", "30"]
+    data = written(bench("refiner_selection").main(args + ["--work", str(tmp_path), "--out", str(tmp_path)]), "meta")
+    assert len(data["validations"]) == 2 and len(data["base_returns"]) == 2
+    assert (data["saved_to"] is None) == (data["kept"] == [])
+
+
+def test_closed_loop_policy(tiny_refiner, tmp_path):
+    args = ["--refiner", tiny_refiner, "--episodes", "1", "--strengths", "1.0", "--wrapper-strength", "1.0"]
+    data = written(
+        bench("closed_loop_policy").main(args + ["--max-episode-steps", "30", "--out", str(tmp_path)]), "rows"
+    )
+    assert len(data["rows"]) == 6 and data["rows"]["base policy"]["lengths"] == [30]
+
+
+def test_scale(random_dataset_path, tmp_path):
+    dataset = str(random_dataset_path)
+    args = ["--dataset", dataset, "--gain-dataset", dataset, "--work", str(tmp_path / "work"), "--fit-steps", "10"]
+    args += ["--sections", "fit", "pairs", "gain", "--window", "8", "--subset-windows", "300", "--recall-queries", "20"]
+    args += ["--gain-windows", "10", "--no-processes", "--out", str(tmp_path)]
+    data = written(bench("scale").main(args), "meta", "fit", "pairs", "gain")
+    assert data["pairs"]["subset"]["recall_at_k"] > 0.9 and data["fit"]["peak_rss_mb"] > 0
+
+
+def test_scale_workers_sections(random_dataset_path, tmp_path, tiny_refiner):
+    """Replays and dataset building in worker processes (the same numbers with 1 and 2 workers)."""
+    (tmp_path / "work").mkdir()
+    shutil.copytree(tiny_refiner, tmp_path / "work" / "refiner_big")
+    args = ["--dataset", str(random_dataset_path), "--work", str(tmp_path / "work"), "--sections", "replay", "build"]
+    args += ["--window", "8", "--replay-windows", "40", "--tracked-windows", "10", "--build-steps", "100"]
+    data = written(bench("scale").main(args + ["--no-processes", "--out", str(tmp_path)]), "replay", "build")
+    replay, build = data["replay"], data["build"]
+    assert replay["open_loop_workers1"]["returns_sum"] == pytest.approx(replay["open_loop_workers2"]["returns_sum"])
+    assert build["workers1"]["first_actions_sum"] == build["workers2"]["first_actions_sum"]
+
+
+def test_dataset_table_without_built_recipes(tmp_path):
+    """The dataset table with a built recipe is tests/test_recipes.py's; here the policies' part and the rendering."""
+    path = bench("dataset_table").main(["--root", str(tmp_path / "empty"), "--episodes", "1", "--out", str(tmp_path)])
+    data = written(path, "datasets", "policies")
+    assert data["datasets"] == [] and {p["policy"] for p in data["policies"]} >= {"hopper-medium", "hopper-expert"}
