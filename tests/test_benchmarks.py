@@ -91,11 +91,22 @@ def test_runs_are_cached_and_redone_only_for_other_settings(tmp_path):
 
 
 def test_gtp_speed(random_dataset_path, tmp_path):
-    args = ["--dataset", str(random_dataset_path), "--rounds", "1", "--block", "1", "--no-compile"]
+    args = [
+        "--dataset",
+        str(random_dataset_path),
+        "--rounds",
+        "1",
+        "--block",
+        "1",
+        "--no-compile",
+        "--learn-steps",
+        "5",
+    ]
     path = bench("gtp_speed").main(args + ["--critic-ensemble", "2", "--out", str(tmp_path)])
     data = written(path, "meta", "results", "learn_steps_per_second", "peers_steps_per_second")
     assert path.name == "gtp_speed_ensemble2.json"
     assert set(data["results"]) == {"GTP eager", "GTP-BC eager", "TD3+BC eager"}
+    assert set(data["learn_steps_per_second"]) == {"GTP eager"}
     assert data["meta"]["matmul_gflop_per_step"]["GTP"] > data["meta"]["matmul_gflop_per_step"]["TD3+BC"]
 
 
@@ -195,7 +206,7 @@ def test_scale(random_dataset_path, tmp_path):
     dataset = str(random_dataset_path)
     args = ["--dataset", dataset, "--gain-dataset", dataset, "--work", str(tmp_path / "work"), "--fit-steps", "10"]
     args += ["--sections", "fit", "pairs", "gain", "--window", "8", "--subset-windows", "300", "--recall-queries", "20"]
-    args += ["--gain-windows", "10", "--no-processes", "--out", str(tmp_path)]
+    args += ["--gain-windows", "10", "--no-processes", "--threads", "1", "--out", str(tmp_path)]
     data = written(bench("scale").main(args), "meta", "fit", "pairs", "gain")
     assert data["pairs"]["subset"]["recall_at_k"] > 0.9 and data["fit"]["peak_rss_mb"] > 0
 
@@ -206,7 +217,9 @@ def test_scale_workers_sections(random_dataset_path, tmp_path, tiny_refiner):
     shutil.copytree(tiny_refiner, tmp_path / "work" / "refiner_big")
     args = ["--dataset", str(random_dataset_path), "--work", str(tmp_path / "work"), "--sections", "replay", "build"]
     args += ["--window", "8", "--replay-windows", "40", "--tracked-windows", "10", "--build-steps", "100"]
-    data = written(bench("scale").main(args + ["--no-processes", "--out", str(tmp_path)]), "replay", "build")
+    data = written(
+        bench("scale").main(args + ["--no-processes", "--threads", "1", "--out", str(tmp_path)]), "replay", "build"
+    )
     replay, build = data["replay"], data["build"]
     assert replay["open_loop_workers1"]["returns_sum"] == pytest.approx(replay["open_loop_workers2"]["returns_sum"])
     assert build["workers1"]["first_actions_sum"] == build["workers2"]["first_actions_sum"]
