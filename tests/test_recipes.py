@@ -21,13 +21,15 @@ from ctflow_gym.data.recipes import (
     shipped_behaviour_policy,
 )
 
-# Checksums of the two tiny recipes below as built on the project's machines (x86_64, MuJoCo 4.0.1,
-# numpy 2.4): a build on any CPU with those versions must reproduce them bit for bit.
+# Checksums of the three tiny recipes below (the medium-replay one reruns SB3 SAC from its seed) as
+# built on the project's machines (x86_64, MuJoCo 4.0.1, numpy 2.4): a build on any CPU with those
+# versions must reproduce them bit for bit, in a fresh process or after other builds in the same one.
 TINY_MAZE_SHA256 = "8fceb6b831d8c78818ae0ede42842812ee91b9baa6f23930afc2ec63e5e0d353"
+TINY_REPLAY_SHA256 = "2c4895df44a4de421c5135e8354cf8234e93611fbbcfd1fbd964f3820dc3d1e8"
 TINY_HOPPER_SHA256 = "b41cf2dd651aff4be9b3889bd6de4c86e1d829c131f554438bad6da8b712d1db"
 
 
-def _tiny_recipes(tmp_path, maze_sha=TINY_MAZE_SHA256, hopper_sha=TINY_HOPPER_SHA256):
+def _tiny_recipes(tmp_path, maze_sha=TINY_MAZE_SHA256, hopper_sha=TINY_HOPPER_SHA256, replay_sha=TINY_REPLAY_SHA256):
     document = {
         "recipes": [
             {
@@ -46,6 +48,21 @@ def _tiny_recipes(tmp_path, maze_sha=TINY_MAZE_SHA256, hopper_sha=TINY_HOPPER_SH
                 },
                 "sha256": hopper_sha,
             },
+            {
+                "dataset_id": "test/hopper/tiny-medium-replay-v0",
+                "build": {
+                    "env_id": "Hopper-v5",
+                    "kind": "medium-replay",
+                    "n_steps": 1200,
+                    "min_steps": 1200,
+                    "seed": 1,
+                    "eval_every": 600,
+                    "eval_episodes": 1,
+                    "sac_kwargs": {"learning_starts": 600, "batch_size": 64},
+                    "device": "cpu",
+                },
+                "sha256": replay_sha,
+            },
         ]
     }
     path = tmp_path / "recipes.json"
@@ -53,7 +70,9 @@ def _tiny_recipes(tmp_path, maze_sha=TINY_MAZE_SHA256, hopper_sha=TINY_HOPPER_SH
     return path
 
 
-@pytest.mark.parametrize("dataset_id", ["test/pointmaze/tiny-v0", "test/hopper/tiny-medium-v0"])
+@pytest.mark.parametrize(
+    "dataset_id", ["test/pointmaze/tiny-v0", "test/hopper/tiny-medium-v0", "test/hopper/tiny-medium-replay-v0"]
+)
 def test_a_recipe_rebuilds_bit_for_bit(tmp_path, dataset_id):
     recipes = _tiny_recipes(tmp_path)
     path = build_recipe(dataset_id, root=tmp_path / "root", progress_bar=False, recipes_path=recipes)

@@ -120,7 +120,8 @@ def test_ctflow_dataset_list_names_the_shipped_dataset_once(monkeypatch, capsys)
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(shipped_datasets_root()))
     assert main(["dataset", "list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    # listed under "shipped:" and not again under the other local datasets (the list indents its entries)
     assert [line.split()[0] for line in lines if line.startswith(DEFAULT_DATASET_ID)] == [DEFAULT_DATASET_ID]
 
 

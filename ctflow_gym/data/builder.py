@@ -213,6 +213,19 @@ def _roll_out(env: gym.Env, policy: Policy | None, n_steps: int, seed: int, show
             obs, _ = env.reset()
 
 
+def _import_minari_lazy_modules() -> None:
+    """Import now what Minari's episode buffer imports at the first recorded step.
+
+    Minari (``create`` extra) imports jax there, and importing jax draws from numpy's
+    global RNG, which SB3 has seeded for its replay sampling: only the first build in a
+    process would see that draw, so two builds in one process would differ.
+    """
+    try:
+        import jax.tree_util  # noqa: F401
+    except ImportError:  # a Minari without jax does not import it either
+        pass
+
+
 def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: Path) -> dict[str, Any]:
     """Run SB3 SAC on ``collector`` until its evaluation return reaches the target."""
     import torch
@@ -266,6 +279,7 @@ def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: P
                 return False
             return True
 
+    _import_minari_lazy_modules()
     sac_kwargs = {"learning_starts": 10_000, **(config.sac_kwargs or {})}
     model = SAC("MlpPolicy", collector, seed=config.seed, device=config.device, verbose=0, **sac_kwargs)
     # SB3's default logger makes an empty folder SB3-<date> in the temp dir at every learn;
