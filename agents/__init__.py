@@ -3,6 +3,9 @@
 - :class:`GTPAgent` / :class:`GTPConfig`: generative trajectory policies (the GTP
   paper): a flow-map actor trained with consistency + instantaneous flow losses and
   advantage weights from a double-Q critic. Registered as ``"gtp"``.
+- :class:`BCAgent` / :class:`BCConfig`: behaviour cloning with a deterministic MLP,
+  Flow to Better's policy extraction and the BC / filtered BC ("%BC") baselines
+  (``top_fraction``). Registered as ``"bc"``.
 - :class:`OfflineAgent`: the shared life cycle (learn, predict, evaluate, save, load,
   checkpoints and resume) a new agent subclasses.
 - :data:`AGENTS`, :func:`register_agent`, :func:`agent_class`, :func:`load_agent`: the
@@ -14,11 +17,15 @@ imports it, lazily).
 """
 
 from agents.base import NonFiniteLossError, OfflineAgent
+from agents.bc import FTB_TRAINING_STEPS, BCAgent, BCConfig
 from agents.gtp import PAPER_SETTINGS, GTPAgent, GTPConfig
 from agents.registry import AGENTS, agent_class, load_agent, register_agent
 
 __all__ = [
     "AGENTS",
+    "BCAgent",
+    "BCConfig",
+    "FTB_TRAINING_STEPS",
     "GTPAgent",
     "GTPConfig",
     "NonFiniteLossError",

@@ -165,10 +165,10 @@ class OfflineAgent:
 
     # ------------------------------------------------------------------ set-up
     def _attach_dataset(self, dataset) -> None:
-        self.transitions, self.dataset_id = load_matching_transitions(dataset, self.env, self.env_id)
-        if self.stats is None:
-            self.stats = NormalizationStats.from_arrays(self.transitions.observations, self.transitions.actions)
-        t = self.transitions
+        transitions, self.dataset_id = load_matching_transitions(dataset, self.env, self.env_id)
+        if self.stats is None:  # of the whole dataset, whatever part of it trains
+            self.stats = NormalizationStats.from_arrays(transitions.observations, transitions.actions)
+        self.transitions = t = self._training_transitions(transitions)
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
         self._data = {
             "observations": as_tensor(self.stats.normalize_observations(t.observations)),
@@ -177,6 +177,10 @@ class OfflineAgent:
             "next_observations": as_tensor(self.stats.normalize_observations(t.next_observations)),
             "terminations": as_tensor(t.terminations),
         }
+
+    def _training_transitions(self, transitions: Transitions) -> Transitions:
+        """The part of the dataset's ``transitions`` to train on (default: all; filtered BC keeps the best episodes)."""
+        return transitions
 
     def _init_networks(self) -> None:
         with torch.random.fork_rng(devices=[]):

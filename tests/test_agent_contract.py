@@ -24,6 +24,7 @@ from agents import AGENTS, GTPAgent, NonFiniteLossError, OfflineAgent, agent_cla
 from ctflow_gym.checkpoint import CheckpointError, read_checkpoint_meta
 
 TINY: dict[str, dict] = {
+    "bc": dict(hidden=64, batch_size=64),
     "gtp": dict(actor_hidden=64, actor_layers=2, critic_hidden=64, critic_layers=2, batch_size=64),
 }
 """Per registered agent: small networks and batches, so that each check takes a fraction of a second."""

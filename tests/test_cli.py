@@ -248,6 +248,30 @@ def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
     assert exit_info.value.code == 2 and "invalid choice: 'nope'" in err and "gtp" in err
 
 
+def test_agent_train_and_evaluate_bc(random_dataset_path, tmp_path, capsys):
+    """``--agent bc`` trains behaviour cloning; ``--top-fraction`` makes it filtered BC (BC only)."""
+    out = tmp_path / "bc"
+    common = ["--dataset", str(random_dataset_path), "--steps", "10", "--batch-size", "32", "--eval-episodes", "1"]
+    common += ["--device", "cpu", "--no-progress"]
+    assert main(["agent", "train", "--agent", "bc", "--top-fraction", "0.1", *common, "--out", str(out)]) == 0
+    assert "BCAgent (10 steps) saved to" in capsys.readouterr().out
+    meta = json.loads((out / "model" / "checkpoint.json").read_text())
+    assert meta["kind"] == "agent:BCAgent" and meta["config"]["top_fraction"] == 0.1 and meta["num_timesteps"] == 10
+    evaluate = ["agent", "evaluate", str(out / "model"), "--episodes", "1", "--out", str(tmp_path / "eval")]
+    assert main(evaluate) == 0
+    assert "BCAgent, 1 episodes: " in capsys.readouterr().out
+    mistakes = [
+        (["--agent", "bc", "--top-fraction", "1.5"], "--top-fraction must be in (0, 1]"),
+        (["--agent", "gtp", "--top-fraction", "0.1"], "--top-fraction: agent 'gtp' has no top_fraction setting"),
+        (["--agent", "bc", "--eta", "1"], "--eta: agent 'bc' has no eta setting"),
+    ]
+    for flags, expected in mistakes:
+        assert main(["agent", "train", *flags, *common, "--out", str(tmp_path / "x")]) == 2
+        assert expected in capsys.readouterr().err
+    assert main([*evaluate, "--sampling-steps", "2"]) == 2
+    assert "--sampling-steps: a BCAgent has no sampling_steps setting" in capsys.readouterr().err
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random_dataset_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")

@@ -4,6 +4,7 @@
     ctflow dataset build|thin|info|list Minari datasets (see ctflow_gym.data.builder)
     ctflow refiner fit|evaluate         TrajectoryRefiner, measured by replay in MuJoCo
     ctflow agent train|evaluate         offline agents (GTP by default): training and evaluation
+    ctflow improve                      a dataset's windows refined, verified by replay, written
     ctflow wrap REFINER                 an SB3 policy inside RefinementWrapper(replay=True)
     ctflow sweep run|summary            seeds x settings x datasets on Optuna (many workers)
 
@@ -25,7 +26,15 @@ import argparse
 import sys
 from typing import Sequence
 
-from ctflow_gym.cli import agent_commands, dataset_commands, demo, refiner_commands, sweep_command, wrap_command
+from ctflow_gym.cli import (
+    agent_commands,
+    dataset_commands,
+    demo,
+    improve_command,
+    refiner_commands,
+    sweep_command,
+    wrap_command,
+)
 from ctflow_gym.cli.common import UserError
 
 
@@ -36,10 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="ctflow_gym: offline trajectory refinement with flows, checked in MuJoCo, "
         "and generative trajectory policies.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,dataset,refiner,agent,wrap,sweep}")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{demo,dataset,refiner,improve,agent,wrap,sweep}"
+    )
     demo.register(commands)
     dataset_commands.register(commands)
     refiner_commands.register(commands)
+    improve_command.register(commands)
     agent_commands.register(commands)
     wrap_command.register(commands)
     sweep_command.register(commands)

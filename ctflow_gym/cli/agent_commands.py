@@ -19,6 +19,7 @@ CONFIG_FLAGS = {
     "sampling_steps": "--sampling-steps",
     "action_candidates": "--action-candidates",
     "critic_ensemble": "--critic-ensemble",
+    "top_fraction": "--top-fraction",
 }
 """Training flags that set fields of the agent's config (``None``: the agent's default), by field."""
 
@@ -48,7 +49,9 @@ def register(commands) -> None:
     train.add_argument(
         "--eta", type=float, default=None, help="advantage temperature (GTP; 0 = GTP-BC; default: the agent's, 5)"
     )
-    train.add_argument("--batch-size", type=int, default=None, help="minibatch size (default: the agent's, 256)")
+    train.add_argument(
+        "--batch-size", type=int, default=None, help="minibatch size (default: the agent's; GTP 256, BC 1024)"
+    )
     train.add_argument(
         "--sampling-steps", type=int, default=None, help="K at evaluation (GTP; default: the agent's, 5)"
     )
@@ -63,6 +66,13 @@ def register(commands) -> None:
         type=int,
         default=None,
         help="independent double-Q critics ranked by their mean (GTP; default: the agent's, 5; 1: the paper's)",
+    )
+    train.add_argument(
+        "--top-fraction",
+        type=float,
+        default=None,
+        help="filtered BC (%%BC): train on the best episodes holding this fraction of the data, e.g. 0.1 "
+        "(BC; default: all data)",
     )
     train.add_argument(
         "--compile", action="store_true", help="torch.compile the losses (falls back to eager with a warning)"
@@ -134,6 +144,8 @@ def _train(args: argparse.Namespace) -> int:
     for name in ("batch_size", "sampling_steps", "action_candidates", "critic_ensemble"):
         if getattr(args, name) is not None:
             positive(getattr(args, name), CONFIG_FLAGS[name])
+    if args.top_fraction is not None and not 0 < args.top_fraction <= 1:
+        raise UserError(f"--top-fraction must be in (0, 1]; got {args.top_fraction}")
     cls = agent_class(args.agent)
     overrides = _config_overrides(args, cls)
     dataset = load_dataset(args.dataset or DEFAULT_DATASET_ID)

@@ -1,0 +1,198 @@
+"""``improve_dataset``: a dataset's windows improved by any refiner, verified in MuJoCo, written as a dataset.
+
+The improve step of improve-then-extract: every window of the source dataset (cut at
+the refiner's length, tiling each episode by default) is refined, realised from its
+recorded start state and kept only if the realised window beats the source
+(:mod:`ctflow_gym.improve.verification`); the kept realised windows are written as a
+new Minari dataset with their provenance (:mod:`ctflow_gym.improve.writing`). Any
+registered refiner family is an improver (CTFlow's ``TrajectoryRefiner`` included);
+policies are then extracted from the result like from any dataset (e.g. ``BCAgent``).
+
+An interrupted run leaves nothing at the target (it is written under a scratch name
+and renamed at the end) and is restarted from the beginning: the refiner's sampling is
+seeded and replays are exact, so a restart writes the same dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from minari import MinariDataset
+
+from ctflow_gym import progress
+from ctflow_gym.data.minari_io import build_record, load_dataset, minari_root
+from ctflow_gym.data.windows import make_windows
+from ctflow_gym.improve.config import ImprovementConfig
+from ctflow_gym.improve.verification import VerifiedWindow, verify_windows
+from ctflow_gym.improve.writing import write_improved_dataset
+from ctflow_gym.refine.config import configured
+from ctflow_gym.refine.contract import require_refiner
+from ctflow_gym.refine.registry import refiner_kind
+
+
+@dataclass(frozen=True)
+class ImprovementReport:
+    """What :func:`improve_dataset` did.
+
+    Attributes:
+        dataset_id, path: the improved dataset written.
+        source_id: the dataset improved.
+        windows: source windows refined and realised.
+        accepted: realised windows kept (written as episodes).
+        realised_gain_accepted: mean realised score gain of the kept windows.
+        realised_gain_all: mean realised score gain over every window (kept or not).
+        predicted_gain_accepted: mean of the refiner's own gain estimate over the kept
+            windows (NaN when it gives none).
+        executions: kept windows per execution (``"open_loop"``, ``"tracked"``).
+        value_tail: whether scores had the value tail.
+        wall_time_s: seconds from start to the renamed dataset.
+    """
+
+    dataset_id: str
+    path: Path
+    source_id: str
+    windows: int
+    accepted: int
+    realised_gain_accepted: float
+    realised_gain_all: float
+    predicted_gain_accepted: float
+    executions: dict[str, int] = field(default_factory=dict)
+    value_tail: bool = False
+    wall_time_s: float = 0.0
+
+    @property
+    def acceptance_rate(self) -> float:
+        """Kept windows / refined windows."""
+        return self.accepted / self.windows if self.windows else 0.0
+
+    def summary(self) -> str:
+        """Three lines for people (rounded)."""
+        return (
+            f"improved {self.source_id} -> {self.dataset_id} ({self.path})\n"
+            f"kept {self.accepted} of {self.windows} windows ({100 * self.acceptance_rate:.1f}%), "
+            f"by execution {self.executions}; score {'return + value tail' if self.value_tail else 'return'}\n"
+            f"realised gain: kept {self.realised_gain_accepted:+.2f}, all windows {self.realised_gain_all:+.2f}; "
+            f"refiner's predicted gain of the kept {_rounded(self.predicted_gain_accepted)} ({self.wall_time_s:.0f} s)"
+        )
+
+
+def _rounded(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:+.2f}"
+
+
+def _mean(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def improve_dataset(
+    dataset: MinariDataset | str | os.PathLike,
+    refiner: Any,
+    dataset_id: str,
+    root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    config: ImprovementConfig | None = None,
+    progress_bar: bool = True,
+    **overrides: Any,
+) -> ImprovementReport:
+    """Improve ``dataset`` with ``refiner``, keep the verified windows, write them as ``dataset_id``.
+
+    ``dataset``: anything :func:`ctflow_gym.data.load_dataset` takes; it must have
+    recorded simulator states. ``refiner``: a fitted refiner of any registered family,
+    for the dataset's env. ``root``: the datasets folder written into (default Minari's
+    root). Keywords ``overrides`` set fields of :class:`ImprovementConfig`. Raises
+    ``FileExistsError`` naming ``dataset_id`` when it exists and ``overwrite`` is false.
+    """
+    started = time.time()
+    config = configured(config or ImprovementConfig(), overrides, "improve_dataset")
+    require_refiner(refiner)
+    source = load_dataset(dataset)
+    env_id = source.env_spec.id if source.env_spec is not None else None
+    if refiner.env_id is not None and env_id is not None and refiner.env_id != env_id:
+        raise ValueError(f"refiner: it was fitted for {refiner.env_id!r}, and the dataset is of {env_id!r}")
+    if not isinstance(dataset_id, str) or not dataset_id.strip() or dataset_id == source.id:
+        raise ValueError(f"dataset_id must be a new dataset id (not the source's {source.id!r}); got {dataset_id!r}")
+    root = Path(root) if root is not None else minari_root()
+    if (root / dataset_id).exists() and not overwrite:
+        raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {root / dataset_id}; pass overwrite=True")
+    windows = make_windows(source, refiner.window, stride=config.stride or refiner.window)
+    if windows.sim_states is None:
+        raise ValueError(
+            f"dataset: {source.id!r} recorded no simulator states, so its improved windows cannot be realised; "
+            "they can only be used unverified"
+        )
+    starts = _start_observations(source, windows.episode_ids, windows.start_steps)
+    value_fn = getattr(refiner, "value_function", None) if config.value_tail else None
+    verified: list[VerifiedWindow] = []
+    with progress.progress_bar(total=len(windows), desc="improve", unit="window", disable=not progress_bar) as bar:
+        for lo in range(0, len(windows), config.batch_size):
+            index = slice(lo, lo + config.batch_size)
+            verified += verify_windows(refiner, windows.subset(index), config, value_fn, starts[index])
+            bar.update(len(verified) - bar.n)
+    kept = [i for i, v in enumerate(verified) if v.accepted]
+    executions = {name: sum(verified[i].execution == name for i in kept) for name in ("open_loop", "tracked")}
+    source_record = build_record(source) or {}
+    record = {
+        # make_windows and dataset_summary read the state spec here: the realised windows recorded the same one
+        "sim_state_spec": source_record.get("sim_state_spec"),
+        "source_build": source_record,
+        "improver": {
+            "kind": refiner_kind(type(refiner)),
+            "checkpoint": getattr(refiner, "checkpoint_path", None),
+        },
+        "improvement": {
+            "source_id": source.id,
+            "config": config.to_dict(),
+            "value_tail": value_fn is not None,
+            "windows": len(windows),
+            "accepted": len(kept),
+            "executions": executions,
+            "episodes": {
+                "source_episode": [int(windows.episode_ids[i]) for i in kept],
+                "source_start": [int(windows.start_steps[i]) for i in kept],
+                "execution": [verified[i].execution for i in kept],
+                "predicted_gain": [_json_number(verified[i].predicted_gain) for i in kept],
+                "realised_gain": [verified[i].realised_gain for i in kept],
+            },
+        },
+    }
+    path = write_improved_dataset(
+        source,
+        [verified[i].realised for i in kept],
+        dataset_id,
+        root,
+        record,
+        include_source=config.include_source,
+        description=f"{len(kept)} windows of {source.id} improved by {record['improver']['kind']} and realised in "
+        "MuJoCo from their recorded start states" + (", after the source's episodes" if config.include_source else ""),
+    )
+    return ImprovementReport(
+        dataset_id=dataset_id,
+        path=path,
+        source_id=source.id,
+        windows=len(windows),
+        accepted=len(kept),
+        realised_gain_accepted=_mean([verified[i].realised_gain for i in kept]),
+        realised_gain_all=_mean([v.realised_gain for v in verified]),
+        predicted_gain_accepted=_mean([verified[i].predicted_gain for i in kept]),
+        executions=executions,
+        value_tail=value_fn is not None,
+        wall_time_s=time.time() - started,
+    )
+
+
+def _json_number(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _start_observations(source: MinariDataset, episode_ids: np.ndarray, start_steps: np.ndarray) -> np.ndarray:
+    """Each window's first observation at the dataset's own precision."""
+    wanted = np.unique(episode_ids)
+    observations = {int(e.id): e.observations for e in source.iterate_episodes(wanted.tolist())}
+    return np.stack([observations[int(e)][int(t)] for e, t in zip(episode_ids, start_steps)])
