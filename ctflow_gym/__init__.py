@@ -2,15 +2,17 @@
 
 The main names::
 
-    from ctflow_gym import TrajectoryRefiner, RefinementWrapper, RefinedPolicy, load_refiner
+    from ctflow_gym import TrajectoryRefiner, FTBRefiner, RefinementWrapper, RefinedPolicy, load_refiner
 
 The data layer is :mod:`ctflow_gym.data`, replay in MuJoCo :mod:`ctflow_gym.replay`,
-refiners :mod:`ctflow_gym.refine`, env integration :mod:`ctflow_gym.wrappers`.
+refiners :mod:`ctflow_gym.refine`, verified dataset improvement
+:mod:`ctflow_gym.improve`, env integration :mod:`ctflow_gym.wrappers`.
 """
 
 import ctflow_gym.envs  # noqa: F401  (registers the package's envs with gymnasium)
 from ctflow_gym.refine import (
     DatasetValueFunction,
+    FTBRefiner,
     GaussianPerturbation,
     RefinementResult,
     Refiner,
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DatasetValueFunction",
+    "FTBRefiner",
     "GaussianPerturbation",
     "RefinedPolicy",
     "RefinementResult",

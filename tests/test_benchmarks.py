@@ -230,3 +230,15 @@ def test_dataset_table_without_built_recipes(tmp_path):
     path = bench("dataset_table").main(["--root", str(tmp_path / "empty"), "--episodes", "1", "--out", str(tmp_path)])
     data = written(path, "datasets", "policies")
     assert data["datasets"] == [] and {p["policy"] for p in data["policies"]} >= {"hopper-medium", "hopper-expert"}
+
+
+def test_improve_extract(tmp_path):
+    """On the shipped data (its episodes hold FTB's 100-step label segments), every stage on a tiny budget."""
+    argv = ["--generator-steps", "20", "--score-steps", "20", "--top-n", "40", "--bc-steps", "20", "--bc-batch", "32"]
+    argv += ["--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    data = written(bench("improve_extract").main(argv), "fit", "improve", "rows")
+    assert [r["learner"] for r in data["rows"]][:3] == [
+        "BC, raw data", "filtered BC (top 10%), raw data", "BC, FTB generated (paper)"
+    ]  # fmt: skip
+    assert data["rows"][0]["transitions"] > data["rows"][1]["transitions"] > 0
+    assert data["improve"]["rounds"] and data["fit"]["fit_info"]["labelled_pairs"] == 15

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ctflow_gym import (
+    FTBRefiner,
     RefinedPolicy,
     RefinementResult,
     RefinementWrapper,
@@ -29,7 +30,23 @@ from ctflow_gym.refine.ensemble import RefinerEnsemble, agreement
 from ctflow_gym.refine.evaluation import evaluate_refinement, held_out_windows
 from ctflow_gym.refine.perturbation import GaussianPerturbation
 
-FAMILIES = ["TrajectoryRefiner", "ShiftTowardTarget", "GaussianPerturbation", "RefinerEnsemble"]
+FAMILIES = ["TrajectoryRefiner", "FTBRefiner", "ShiftTowardTarget", "GaussianPerturbation", "RefinerEnsemble"]
+
+
+TINY_FTB = dict(
+    window=8,
+    stride=2,
+    segment=10,
+    blocks=4,
+    score_hidden=32,
+    score_steps=50,
+    generator_hidden=16,
+    generator_blocks=2,
+    generator_steps=40,
+    sample_steps=4,
+    top_n=10,
+)
+"""Flow to Better small enough to fit in a second or two on the tiny random dataset (its numbers mean nothing)."""
 
 
 @register_refiner
@@ -71,8 +88,10 @@ def refiners(random_dataset):
         flow_hidden=64,
     ).fit(random_dataset, progress_bar=False)
     shift = ShiftTowardTarget(np.array([0.3, -0.2, 0.1], np.float32))
+    ftb = FTBRefiner(**TINY_FTB).fit(random_dataset, progress_bar=False)
     return {
         "TrajectoryRefiner": flow,
+        "FTBRefiner": ftb,
         "ShiftTowardTarget": shift,
         "GaussianPerturbation": GaussianPerturbation("Hopper-v5", window=8, sigma=0.2),
         "RefinerEnsemble": RefinerEnsemble([flow, shift]),

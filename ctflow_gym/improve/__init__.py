@@ -15,14 +15,18 @@ Example::
 """
 
 from ctflow_gym.improve.config import IMPROVE_EXECUTIONS, ImprovementConfig
-from ctflow_gym.improve.improvement import ImprovementReport, improve_dataset
-from ctflow_gym.improve.verification import VerifiedWindow, verify_windows
+from ctflow_gym.improve.improvement import ImprovementReport, improve_dataset, realise_proposals
+from ctflow_gym.improve.verification import VerifiedWindow, verify_proposals, verify_windows
+from ctflow_gym.improve.writing import NothingImprovedError
 
 __all__ = [
     "IMPROVE_EXECUTIONS",
     "ImprovementConfig",
     "ImprovementReport",
+    "NothingImprovedError",
     "VerifiedWindow",
     "improve_dataset",
+    "realise_proposals",
+    "verify_proposals",
     "verify_windows",
 ]

@@ -26,9 +26,9 @@ from minari import MinariDataset
 
 from ctflow_gym import progress
 from ctflow_gym.data.minari_io import build_record, load_dataset, minari_root
-from ctflow_gym.data.windows import make_windows
+from ctflow_gym.data.windows import Windows, make_windows
 from ctflow_gym.improve.config import ImprovementConfig
-from ctflow_gym.improve.verification import VerifiedWindow, verify_windows
+from ctflow_gym.improve.verification import VerifiedWindow, verify_proposals, verify_windows
 from ctflow_gym.improve.writing import write_improved_dataset
 from ctflow_gym.refine.config import configured
 from ctflow_gym.refine.contract import require_refiner
@@ -91,6 +91,23 @@ def _mean(values) -> float:
     return float(values.mean()) if len(values) else float("nan")
 
 
+def _checked_target(source: MinariDataset, dataset_id: str, root, overwrite: bool) -> Path:
+    if not isinstance(dataset_id, str) or not dataset_id.strip() or dataset_id == source.id:
+        raise ValueError(f"dataset_id must be a new dataset id (not the source's {source.id!r}); got {dataset_id!r}")
+    root = Path(root) if root is not None else minari_root()
+    if (root / dataset_id).exists() and not overwrite:
+        raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {root / dataset_id}; pass overwrite=True")
+    return root
+
+
+def _require_states(source: MinariDataset, windows: Windows) -> None:
+    if windows.sim_states is None:
+        raise ValueError(
+            f"dataset: {source.id!r} recorded no simulator states, so its improved windows cannot be realised; "
+            "they can only be used unverified"
+        )
+
+
 def improve_dataset(
     dataset: MinariDataset | str | os.PathLike,
     refiner: Any,
@@ -116,17 +133,9 @@ def improve_dataset(
     env_id = source.env_spec.id if source.env_spec is not None else None
     if refiner.env_id is not None and env_id is not None and refiner.env_id != env_id:
         raise ValueError(f"refiner: it was fitted for {refiner.env_id!r}, and the dataset is of {env_id!r}")
-    if not isinstance(dataset_id, str) or not dataset_id.strip() or dataset_id == source.id:
-        raise ValueError(f"dataset_id must be a new dataset id (not the source's {source.id!r}); got {dataset_id!r}")
-    root = Path(root) if root is not None else minari_root()
-    if (root / dataset_id).exists() and not overwrite:
-        raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {root / dataset_id}; pass overwrite=True")
+    root = _checked_target(source, dataset_id, root, overwrite)
     windows = make_windows(source, refiner.window, stride=config.stride or refiner.window)
-    if windows.sim_states is None:
-        raise ValueError(
-            f"dataset: {source.id!r} recorded no simulator states, so its improved windows cannot be realised; "
-            "they can only be used unverified"
-        )
+    _require_states(source, windows)
     starts = _start_observations(source, windows.episode_ids, windows.start_steps)
     value_fn = getattr(refiner, "value_function", None) if config.value_tail else None
     verified: list[VerifiedWindow] = []
@@ -135,6 +144,64 @@ def improve_dataset(
             index = slice(lo, lo + config.batch_size)
             verified += verify_windows(refiner, windows.subset(index), config, value_fn, starts[index])
             bar.update(len(verified) - bar.n)
+    return _write(source, windows, verified, refiner, dataset_id, root, config, value_fn is not None, started)
+
+
+def realise_proposals(
+    dataset: MinariDataset | str | os.PathLike,
+    windows: Windows,
+    observations: np.ndarray,
+    actions: np.ndarray,
+    improver: Any,
+    dataset_id: str,
+    predicted_gain: np.ndarray | None = None,
+    root: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    config: ImprovementConfig | None = None,
+    progress_bar: bool = True,
+    **overrides: Any,
+) -> ImprovementReport:
+    """Realise windows proposed elsewhere from their source ``windows``' start states; keep and write the verified.
+
+    For improvers whose proposals are not one refinement per window: Flow to Better's
+    iterative improvement keeps windows that descend from dataset windows
+    (``windows = make_windows(...).subset(pool.origins)``). ``improver`` is recorded as
+    the provenance and supplies the inverse-dynamics model of tracked execution when it
+    has one; ``config.strength`` is not used. Otherwise as :func:`improve_dataset`.
+    """
+    started = time.time()
+    config = configured(config or ImprovementConfig(), overrides, "realise_proposals")
+    source = load_dataset(dataset)
+    root = _checked_target(source, dataset_id, root, overwrite)
+    _require_states(source, windows)
+    if np.shape(observations)[:2] != windows.observations.shape[:2] or len(actions) != len(windows):
+        raise ValueError(
+            f"observations and actions must hold one proposal per window {windows.observations.shape[:2]}; got "
+            f"{np.shape(observations)} and {np.shape(actions)}"
+        )
+    starts = _start_observations(source, windows.episode_ids, windows.start_steps)
+    value_fn = getattr(improver, "value_function", None) if config.value_tail else None
+    verified: list[VerifiedWindow] = []
+    with progress.progress_bar(total=len(windows), desc="realise", unit="window", disable=not progress_bar) as bar:
+        for lo in range(0, len(windows), config.batch_size):
+            index = slice(lo, lo + config.batch_size)
+            predicted = None if predicted_gain is None else np.asarray(predicted_gain)[index]
+            verified += verify_proposals(
+                improver,
+                windows.subset(index),
+                observations[index],
+                actions[index],
+                predicted,
+                config,
+                value_fn,
+                starts[index],
+            )
+            bar.update(len(verified) - bar.n)
+    return _write(source, windows, verified, improver, dataset_id, root, config, value_fn is not None, started)
+
+
+def _write(source, windows, verified, improver, dataset_id, root, config, value_tail: bool, started: float):
+    """Write the accepted of ``verified`` with their provenance; the report."""
     kept = [i for i, v in enumerate(verified) if v.accepted]
     executions = {name: sum(verified[i].execution == name for i in kept) for name in ("open_loop", "tracked")}
     source_record = build_record(source) or {}
@@ -143,17 +210,18 @@ def improve_dataset(
         "sim_state_spec": source_record.get("sim_state_spec"),
         "source_build": source_record,
         "improver": {
-            "kind": refiner_kind(type(refiner)),
-            "checkpoint": getattr(refiner, "checkpoint_path", None),
+            "kind": refiner_kind(type(improver)),
+            "checkpoint": getattr(improver, "checkpoint_path", None),
         },
         "improvement": {
             "source_id": source.id,
             "config": config.to_dict(),
-            "value_tail": value_fn is not None,
+            "value_tail": value_tail,
             "windows": len(windows),
             "accepted": len(kept),
             "executions": executions,
             "episodes": {
+                "row": [int(i) for i in kept],
                 "source_episode": [int(windows.episode_ids[i]) for i in kept],
                 "source_start": [int(windows.start_steps[i]) for i in kept],
                 "execution": [verified[i].execution for i in kept],
@@ -182,7 +250,7 @@ def improve_dataset(
         realised_gain_all=_mean([v.realised_gain for v in verified]),
         predicted_gain_accepted=_mean([verified[i].predicted_gain for i in kept]),
         executions=executions,
-        value_tail=value_fn is not None,
+        value_tail=value_tail,
         wall_time_s=time.time() - started,
     )
 

@@ -54,6 +54,8 @@ class VerifiedWindow:
 
 def executions_for(refiner, execution: str) -> tuple[str, ...]:
     """The executions to realise with: ``execution``, or for ``"best"`` both where the refiner can track."""
+    if execution == "best" and refiner is None:
+        return ("open_loop",)
     if execution != "best":
         if execution == "tracked" and getattr(refiner, "inverse_dynamics", None) is None:
             raise ValueError(
@@ -77,19 +79,53 @@ def verify_windows(
     recorded it (full precision, written as the realised episode's first observation);
     default: the windows' own (float32) copies.
     """
+    _require_states(windows)
+    result = refiner.refine(windows.observations, windows.actions, strength=config.strength, seed=config.seed)
+    return verify_proposals(
+        refiner,
+        windows,
+        result.observations,
+        result.actions,
+        result.predicted_gain,
+        config,
+        value_fn,
+        start_observations,
+    )
+
+
+def _require_states(windows: Windows) -> None:
     if windows.sim_states is None:
         raise ValueError(
             "dataset: it recorded no simulator states, so its improved windows cannot be realised; they can only be "
             "used unverified (rebuild it with ctflow_gym.data.build_dataset to record states)"
         )
-    result = refiner.refine(windows.observations, windows.actions, strength=config.strength, seed=config.seed)
+
+
+def verify_proposals(
+    refiner,
+    windows: Windows,
+    observations: np.ndarray,
+    actions: np.ndarray,
+    predicted_gain: np.ndarray | None,
+    config: ImprovementConfig,
+    value_fn: ValueFn | None = None,
+    start_observations: np.ndarray | None = None,
+) -> list[VerifiedWindow]:
+    """Realise proposed windows (N, H, .) from the start states of their source ``windows`` and judge each.
+
+    For proposals made elsewhere (e.g. Flow to Better's iterative improvement, whose
+    windows descend from dataset windows); ``refiner`` only supplies the inverse-dynamics
+    model for tracked execution (None: open loop only). Arguments otherwise as
+    :func:`verify_windows`.
+    """
+    _require_states(windows)
     spec = windows.sim_state_spec or REPLAY_STATE_SPEC
     starts = windows.observations[:, 0] if start_observations is None else start_observations
     tries = {
         name: realise_windows(
             windows.env_id,
             windows.sim_states,
-            execution_plans(refiner, result.observations, result.actions, name),
+            execution_plans(refiner, observations, actions, name),
             starts,
             spec,
             workers=config.workers,
@@ -98,9 +134,7 @@ def verify_windows(
     }
     # summed in step order, as the realised windows are, so an exact replay compares equal
     source_returns = [float(sum(row.tolist())) for row in windows.rewards.astype(np.float64)]
-    predicted = (
-        np.full(len(windows), np.nan) if result.predicted_gain is None else np.asarray(result.predicted_gain, float)
-    )
+    predicted = np.full(len(windows), np.nan) if predicted_gain is None else np.asarray(predicted_gain, float)
     verified = []
     for i in range(len(windows)):
         source_terminated = bool(windows.end_terminated[i]) if windows.end_terminated is not None else False

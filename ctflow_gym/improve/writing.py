@@ -5,7 +5,8 @@ terminated only where the simulator terminated), with the simulator state at eve
 observation, so any of its windows replays exactly like those of a built dataset. The
 build record (:func:`ctflow_gym.data.minari_io.build_record`) holds the improvement's
 provenance: source dataset, improver and checkpoint, settings, counts, and per written
-episode its source episode and step, execution, predicted and realised gain. Written in
+episode its row among the windows improved, source episode and step, execution,
+predicted and realised gain. Written in
 a scratch folder and renamed into place, like every dataset the package writes.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import minari
+import numpy as np
 from minari import MinariDataset
 from minari.data_collector import EpisodeBuffer
 
@@ -23,6 +25,10 @@ from ctflow_gym.atomic import move_into_place, scratch_folder
 from ctflow_gym.data.minari_io import finish_dataset, minari_root_at
 from ctflow_gym.replay.realisation import RealisedWindow
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
+
+
+class NothingImprovedError(ValueError):
+    """No window was kept, so no dataset was written (the report of the attempt says why)."""
 
 
 def _realised_buffer(episode_id: int, realised: RealisedWindow) -> EpisodeBuffer:
@@ -50,6 +56,31 @@ def _source_buffer(episode_id: int, episode) -> EpisodeBuffer:
     )
 
 
+def _write_buffers(
+    source: MinariDataset, buffers: list, dataset_id: str, root: Path, record: dict[str, Any], description: str
+) -> Path:
+    """Minari's writer in a scratch folder, the record stored, then one rename into place."""
+    metadata = source.storage.metadata
+    with scratch_folder(root, ".ctflow-improve-") as scratch:
+        (scratch / dataset_id).parent.mkdir(parents=True, exist_ok=True)  # Minari makes only the last folder
+        with minari_root_at(scratch), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(author_email|code_permalink).*")
+            written = minari.create_dataset_from_buffers(
+                dataset_id,
+                buffer=buffers,
+                env=source.env_spec,
+                eval_env=source.env_spec.id,
+                algorithm_name=f"ctflow_gym improve ({record['improver']['kind']})",
+                code_permalink="ctflow_gym.improve.improve_dataset",
+                author="ctflow_gym",
+                ref_min_score=metadata.get("ref_min_score"),
+                ref_max_score=metadata.get("ref_max_score"),
+                description=description,
+            )
+            finish_dataset(written, record)
+        return move_into_place(scratch / dataset_id, root / dataset_id)
+
+
 def write_improved_dataset(
     source: MinariDataset,
     realised: Sequence[RealisedWindow],
@@ -71,23 +102,40 @@ def write_improved_dataset(
     for window in realised:
         buffers.append(_realised_buffer(len(buffers), window))
     if not buffers:
-        raise ValueError("no window was improved, so there is nothing to write (see the improvement summary)")
-    metadata = source.storage.metadata
-    with scratch_folder(root, ".ctflow-improve-") as scratch:
-        (scratch / dataset_id).parent.mkdir(parents=True, exist_ok=True)  # Minari makes only the last folder
-        with minari_root_at(scratch), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*(author_email|code_permalink).*")
-            written = minari.create_dataset_from_buffers(
-                dataset_id,
-                buffer=buffers,
-                env=source.env_spec,
-                eval_env=source.env_spec.id,
-                algorithm_name=f"ctflow_gym improve ({record['improver']['kind']})",
-                code_permalink="ctflow_gym.improve.improve_dataset",
-                author="ctflow_gym",
-                ref_min_score=metadata.get("ref_min_score"),
-                ref_max_score=metadata.get("ref_max_score"),
-                description=description,
-            )
-            finish_dataset(written, record)
-        return move_into_place(scratch / dataset_id, root / dataset_id)
+        raise NothingImprovedError("no window was improved, so there is nothing to write")
+    return _write_buffers(source, buffers, dataset_id, root, record, description)
+
+
+def write_unverified_dataset(
+    source: MinariDataset,
+    observations: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    dataset_id: str,
+    root: Path,
+    record: dict[str, Any],
+    description: str = "",
+) -> Path:
+    """Write generated windows (N, H, .) as they are, unrealised: the control "train on generated data".
+
+    What GTA / SynthER-style augmentation and Flow to Better's own extraction train on:
+    plans whose states the actions need not produce. Each window is an episode of H - 1
+    steps (its H states are the episode's H observations), truncated, without simulator
+    states (nothing here can be replayed). ``rewards`` (N, H) are whatever the caller
+    says they are; ``record`` must say what (e.g. a score model's per-step terms).
+    """
+    buffers = [
+        EpisodeBuffer(
+            id=i,
+            observations=list(np.asarray(obs, np.float64)),
+            actions=list(np.asarray(act[:-1], np.float32)),
+            rewards=list(np.asarray(rew[:-1], np.float64)),
+            terminations=[False] * (len(act) - 1),
+            truncations=[False] * (len(act) - 2) + [True],
+            infos={},
+        )
+        for i, (obs, act, rew) in enumerate(zip(observations, actions, rewards))
+    ]
+    if not buffers:
+        raise ValueError("observations: no window to write")
+    return _write_buffers(source, buffers, dataset_id, root, record, description)

@@ -6,6 +6,8 @@
   families by name and one loader that dispatches on a checkpoint's kind;
 - :class:`TrajectoryRefiner`: counterfactual transport flows (autoencoder, local pairs,
   source-conditioned flow matching, the paper's baselines);
+- :class:`FTBRefiner`: Flow to Better (:mod:`~ctflow_gym.refine.ftb`), a better window generated
+  conditioned on the worse one, and its iterative improvement;
 - :class:`GaussianPerturbation`: blind search as a family, the baseline to beat;
 - :class:`DatasetValueFunction`: V fitted on logged data (verification, bootstrapped feedback);
 - :mod:`~ctflow_gym.refine.execution` with :class:`InverseDynamics`: open-loop or tracked execution;
@@ -16,6 +18,7 @@ from ctflow_gym.refine.config import METHODS, RefinerConfig
 from ctflow_gym.refine.contract import RefinementResult, Refiner, refiner_checkpoint_path, require_refiner
 from ctflow_gym.refine.ensemble import RefinerEnsemble
 from ctflow_gym.refine.execution import EXECUTIONS, resolve_execution
+from ctflow_gym.refine.ftb import FTBConfig, FTBRefiner
 from ctflow_gym.refine.inverse_dynamics import InverseDynamics
 from ctflow_gym.refine.neighbours import nearest_neighbours
 from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nonlocal_pairs
@@ -27,6 +30,8 @@ from ctflow_gym.refine.value_function import DatasetValueFunction, ValueFunction
 __all__ = [
     "EXECUTIONS",
     "DatasetValueFunction",
+    "FTBConfig",
+    "FTBRefiner",
     "GaussianPerturbation",
     "InverseDynamics",
     "RefinerEnsemble",

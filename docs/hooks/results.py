@@ -1076,6 +1076,47 @@ def render_datasets(name: str, data: dict, path: Path, page: Page) -> str:
     )
 
 
+def render_improve_extract(name: str, data: dict, path: Path, page: Page) -> str:
+    """``improve_extract.json``: BC on raw, filtered, FTB-generated and FTB-realised data; the stages behind them."""
+    meta, improve, fit = data.get("meta", {}), data.get("improve", {}), data.get("fit", {})
+    rows = [
+        [
+            r["learner"],
+            r["transitions"],
+            number(r["median"]),
+            f"{number(r['min'])} .. {number(r['max'])}",
+            len(r["scores"]),
+        ]
+        for r in data["rows"]
+    ]
+    realised = improve.get("realised", {})
+    rounds = ", ".join(percent(r["accepted"]).lstrip("+") for r in improve.get("rounds", []))
+    info = fit.get("fit_info", {})
+    seconds = {**info.get("seconds", {}), **improve.get("seconds", {})}
+    return "\n".join(
+        [
+            f"D4RL score of the extracted policy, {meta.get('episodes')} episodes per seed (reset seeds 1000..), "
+            f"BC for {meta.get('bc_steps')} steps at batch {meta.get('bc_batch')}; dataset `{meta.get('dataset')}`.",
+            "",
+            table(["learner", "transitions", "median", "range", "seeds"], rows),
+            "",
+            f"FTB: windows of {meta.get('window')} steps, generator {meta.get('generator_steps')} steps; score model's "
+            f"rank correlation with the window return {number(info.get('score_return_rank_correlation'), 3)}. "
+            f"Iterative improvement from the top {meta.get('top_n')} windows: accepted per round {rounds}; "
+            f"mean score {number(improve.get('start_mean_score'), 3)} -> {number(improve.get('pool_mean_score'), 3)}; "
+            f"one-step dynamics error of the kept generated windows {number(improve.get('pool_dynamics_error'), 2)}. "
+            f"Realised in MuJoCo: {realised.get('accepted')} of {realised.get('windows')} pool windows beat their "
+            f"source (realised gain of the kept {number(realised.get('realised_gain_accepted'), 2, signed=True)}, "
+            f"of all "
+            f"{number(realised.get('realised_gain_all'), 2, signed=True)} window return). Seconds: "
+            + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
+            + ".",
+            "",
+            source_line(name, path, data),
+        ]
+    )
+
+
 RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "peers": render_peers,
     "speed": render_speed,
@@ -1092,6 +1133,7 @@ RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "closed-loop-policy": render_closed_loop_policy,
     "scale": render_scale,
     "datasets": render_datasets,
+    "improve_extract": render_improve_extract,
 }
 
 

@@ -1,0 +1,184 @@
+"""Improve, then extract: Flow to Better on the shipped Hopper data, verified by replay, extracted by BC.
+
+Stages (each a cached run under ``<out>/improve_extract_runs/``, so a rerun resumes):
+
+1. fit FTB (``FTBRefiner``) on the dataset and save it under ``--work``;
+2. the paper's iterative improvement from the best windows (``FTBRefiner.improve``);
+3. four datasets for the same learner: the raw data; the generated pool as FTB extracts
+   from it (plans, unverified); the pool realised in MuJoCo from each window's recorded
+   start state, keeping the realisations that beat their source (``realise_proposals``);
+   and, as the control for "verification is what pays", the generated plans of exactly
+   the windows whose realisation was kept (same count, unverified);
+4. BC (``BCAgent``, FTB's settings but ``--bc-steps``) on each, plus filtered BC (top 10%
+   by return) on the raw data, ``--seeds`` seeds each, scored over ``--episodes`` episodes.
+
+    python benchmarks/improve_extract.py [--generator-steps 4000] [--bc-steps 10000] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+from harness import Runs, Settings, option, parse, write_results
+
+from agents import BCAgent
+from ctflow_gym import FTBRefiner
+from ctflow_gym.data import default_dataset_path, load_dataset, make_windows
+from ctflow_gym.data.minari_io import build_record
+from ctflow_gym.improve import NothingImprovedError, realise_proposals
+from ctflow_gym.improve.writing import write_unverified_dataset
+
+
+@dataclasses.dataclass
+class ImproveExtractSettings(Settings):
+    dataset: str = option("", "dataset to improve (default: the shipped Hopper medium-replay data)")
+    window: int = option(32, "FTB window length")
+    generator_steps: int = option(4000, "FTB generator training steps")
+    top_n: int = option(1000, "windows FTB's iterative improvement starts from and keeps")
+    improve_stride: int = option(32, "stride of the windows improvement starts from")
+    score_steps: int = option(1000, "FTB score-model training steps (the code's 1000)")
+    bc_steps: int = option(10000, "BC training steps (FTB: 100k; cut for 2 CPU cores)")
+    bc_batch: int = option(1024, "BC batch size (FTB's 1024)")
+    seeds: tuple[int, ...] = option((0, 1, 2), "BC seeds")
+    episodes: int = option(10, "evaluation episodes per BC seed")
+    work: str = option("/tmp/ctflow_improve_extract", "where the fitted FTB and the datasets go")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    s = parse(ImproveExtractSettings, argv)
+    dataset_path = s.dataset or str(default_dataset_path())
+    source = load_dataset(dataset_path)
+    work, root = Path(s.work), Path(s.work) / "datasets"
+    runs = Runs(Path(s.out) / "improve_extract_runs")
+    stage_settings = {
+        "dataset": source.id,
+        "window": s.window,
+        "generator_steps": s.generator_steps,
+        "score_steps": s.score_steps,
+        "top_n": s.top_n,
+        "improve_stride": s.improve_stride,
+    }
+    ftb_folder = work / "ftb"
+
+    def fit() -> dict:
+        started = time.time()
+        ftb = FTBRefiner(
+            window=s.window, generator_steps=s.generator_steps, score_steps=s.score_steps, top_n=s.top_n
+        ).fit(source)
+        ftb.save(ftb_folder)
+        return {"fit_info": ftb.fit_info, "fit_seconds": time.time() - started}
+
+    fitted = runs.run("fit", stage_settings, fit)
+    if not ftb_folder.exists():  # the work folder was cleared: refit
+        fitted = runs.put("fit", {**stage_settings, **fit()})
+    ftb = FTBRefiner.load(ftb_folder)
+    windows = make_windows(source, s.window, stride=s.improve_stride)
+
+    def improve() -> dict:
+        started = time.time()
+        pool = ftb.improve(windows)
+        improve_seconds = time.time() - started
+        arrays = {
+            "observations": pool.observations,
+            "actions": pool.actions,
+            "origins": pool.origins,
+            "rewards": ftb.step_scores(pool.observations, pool.actions),  # what the unverified datasets carry
+        }
+        np.savez(work / "pool.npz", **arrays)
+        started = time.time()
+        record = {"improver": {"kind": "refiner:FTBRefiner", "checkpoint": str(ftb_folder)}, "rewards": "FTB score"}
+        write_unverified_dataset(
+            source, arrays["observations"], arrays["actions"], arrays["rewards"], "ctflow/hopper/ftb-generated-v0",
+            root, {**record, "windows": "the whole kept pool"}, "FTB's generated pool, unverified",
+        )  # fmt: skip
+        predicted = pool.scores - ftb.scores(windows.observations[pool.origins], windows.actions[pool.origins])
+        try:
+            realised = realise_proposals(
+                source, windows.subset(pool.origins), pool.observations, pool.actions, ftb,
+                "ctflow/hopper/ftb-realised-v0", root=root, overwrite=True, predicted_gain=predicted,
+            )  # fmt: skip
+        except NothingImprovedError:
+            realised = None
+        realise_seconds = time.time() - started
+        if realised is not None:
+            rows = build_record(load_dataset(realised.path))["improvement"]["episodes"]["row"]
+            kept = np.array(rows, dtype=np.int64)
+            write_unverified_dataset(
+                source, arrays["observations"][kept], arrays["actions"][kept], arrays["rewards"][kept],
+                "ctflow/hopper/ftb-generated-same-v0", root, {**record, "windows": "those whose realisation was kept"},
+                "FTB's generated windows whose realisation was kept, as planned (unverified)",
+            )  # fmt: skip
+        return {
+            "rounds": pool.rounds,
+            "start_mean_score": pool.start_mean_score,
+            "pool_mean_score": float(pool.scores.mean()),
+            "pool_generated_fraction": float(pool.generated.mean()),
+            "pool_dynamics_error": float(np.nanmean(pool.dynamics_error[pool.generated]))
+            if pool.generated.any()
+            else None,
+            "realised": {
+                "windows": len(pool.origins),
+                "accepted": 0 if realised is None else realised.accepted,
+                "realised_gain_accepted": None if realised is None else realised.realised_gain_accepted,
+                "realised_gain_all": None if realised is None else realised.realised_gain_all,
+                "predicted_gain_accepted": None if realised is None else realised.predicted_gain_accepted,
+            },
+            "seconds": {"improve": improve_seconds, "realise": realise_seconds},
+        }
+
+    improved = runs.run("improve", stage_settings, improve)
+    datasets = {
+        "BC, raw data": (dataset_path, None),
+        "filtered BC (top 10%), raw data": (dataset_path, 0.1),
+        "BC, FTB generated (paper)": (str(root / "ctflow/hopper/ftb-generated-v0"), None),
+        "BC, FTB realised (verified)": (str(root / "ctflow/hopper/ftb-realised-v0"), None),
+        "BC, FTB generated, same windows as realised": (str(root / "ctflow/hopper/ftb-generated-same-v0"), None),
+    }
+    rows = []
+    for label, (path, top_fraction) in datasets.items():
+        if not Path(path).exists():  # no realised window beat its source: nothing to learn from
+            rows.append({"learner": label, "transitions": 0, "scores": [], "median": None, "min": None, "max": None})
+            continue
+        scores = []
+        for seed in s.seeds:
+            settings = {
+                **stage_settings,
+                "learner": label,
+                "seed": seed,
+                "bc_steps": s.bc_steps,
+                "bc_batch": s.bc_batch,
+            }
+
+            def train(path=path, top_fraction=top_fraction, seed=seed) -> dict:
+                agent = BCAgent("Hopper-v5", path, device="cpu", seed=seed, batch_size=s.bc_batch,
+                                top_fraction=top_fraction)  # fmt: skip
+                agent.learn(s.bc_steps)
+                report = agent.evaluate(s.episodes, seed=1000)
+                return {
+                    "score": report["normalized_score"],
+                    "mean_return": report["mean_return"],
+                    "transitions": len(agent.transitions),
+                }
+
+            key = f"bc_{label.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '').replace('%', '')}"
+            scores.append(runs.run(f"{key}_seed{seed}", settings, train))
+        values = [r["score"] for r in scores]
+        rows.append(
+            {
+                "learner": label,
+                "transitions": scores[0]["transitions"],
+                "scores": values,
+                "median": float(np.median(values)),
+                "min": float(np.min(values)),
+                "max": float(np.max(values)),
+            }
+        )
+    data = {"meta": {**s.recorded(), "dataset": source.id}, "fit": fitted, "improve": improved, "rows": rows}
+    return write_results(s, "improve_extract", data, "improve_extract", "Improve, then extract (Flow to Better)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""Flow to Better's iterative improvement (paper Algorithm 4; code ``utils/filter.py``), with our exact validity check.
+
+Start from the ``top_n`` windows by score; in each round generate one window per
+current window (conditioned on it), accept a sample when it is valid and
+
+    score_norm(new) / score_norm(current) > sigma                        (sigma = 1.05)
+
+and let accepted samples replace their condition (so they are improved further). Stop
+after the paper's t_flow = K - i rounds (i the 1-based block of the worst start window;
+the code runs one more) or after a round accepting fewer than ``min_accept`` (5%), the
+code's early stop. The pool, the start windows and every accepted sample, is rescored
+and its ``top_n`` best kept.
+
+Validity: the code's check (every normalised entry below ``magnitude_limit``, 30), and
+ours, which is exact: the mean one-step dynamics error of the generated states and
+actions measured by MuJoCo (:func:`ctflow_gym.replay.dynamics_error`), filtered at
+``dynamics_tolerance`` when it is set and always recorded. Each kept window remembers
+the dataset window it descends from (``origins``), whose recorded start state it can be
+realised from (:mod:`ctflow_gym.improve`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ctflow_gym import progress
+from ctflow_gym.data.windows import Windows
+from ctflow_gym.replay.closed_loop import dynamics_error
+
+
+@dataclass(frozen=True)
+class ImprovedPool:
+    """The windows iterative improvement keeps, and how it went.
+
+    Attributes:
+        observations, actions: (N, H, .) the kept windows (plans: generated states need
+            not be what the actions produce; realise them to know).
+        scores: (N,) normalised FTB scores.
+        origins: (N,) row of the input ``windows`` each descends from.
+        generated: (N,) False for a start window kept as it was.
+        dynamics_error: (N,) mean one-step MuJoCo dynamics error (NaN where not measurable).
+        rounds: per round: ``accepted`` fraction, ``invalid_magnitude`` and
+            ``invalid_dynamics`` counts, ``mean_score`` of the current windows after it.
+        start_mean_score: mean score of the start windows.
+    """
+
+    observations: np.ndarray
+    actions: np.ndarray
+    scores: np.ndarray
+    origins: np.ndarray
+    generated: np.ndarray
+    dynamics_error: np.ndarray
+    rounds: list[dict] = field(default_factory=list)
+    start_mean_score: float = float("nan")
+
+
+def _dynamics_errors(env_id: str | None, observations: np.ndarray, actions: np.ndarray, workers: int) -> np.ndarray:
+    if env_id is None:
+        return np.full(len(observations), np.nan)
+    try:
+        return dynamics_error(env_id, observations, actions, workers)
+    except ValueError:  # an env whose observation does not determine its simulator state
+        return np.full(len(observations), np.nan)
+
+
+def _better(new: np.ndarray, current: np.ndarray, sigma: float) -> np.ndarray:
+    """The ratio test; for a score at or below 0 (the dataset's worst), any strict rise by sigma - 1 of the range."""
+    positive = current > 0
+    ratio_ok = new > sigma * np.where(positive, current, 0.0)
+    return np.where(positive, ratio_ok, new > current + (sigma - 1.0))
+
+
+def iterative_improvement(refiner, windows: Windows, seed: int = 0, progress_bar: bool = True, workers: int = 1):
+    """Algorithm 4 on ``windows`` with a fitted :class:`~ctflow_gym.refine.ftb.FTBRefiner` (module docstring)."""
+    cfg = refiner.config
+    if cfg.top_n > len(windows):
+        raise ValueError(f"top_n: {cfg.top_n} start windows asked for and windows holds {len(windows)}")
+    if cfg.dynamics_tolerance is not None and windows.env_id is None:
+        raise ValueError("dynamics_tolerance: the dynamics check needs the windows' env_id")
+    scores = refiner.scores(windows.observations, windows.actions)
+    start = np.argsort(-scores, kind="stable")[: cfg.top_n]
+    current = refiner._normalised_windows(windows.observations[start], windows.actions[start])
+    current_scores = scores[start].copy()
+    origins = start.copy()
+    rounds = cfg.max_rounds or max(1, cfg.blocks - (refiner.block_of(float(current_scores.min())) + 1))
+    pool_obs, pool_act = [windows.observations[start]], [windows.actions[start]]
+    pool_scores, pool_origins = [current_scores.copy()], [origins.copy()]
+    pool_generated = [np.zeros(len(start), bool)]
+    pool_errors = [np.zeros(len(start))]
+    history = []
+    for r in progress.progress_bar(range(rounds), desc="ftb improve", disable=not progress_bar):
+        sample = refiner._generate_normalised(current, seed + r)
+        obs, act = refiner._split(sample)
+        new_scores = refiner.scores(obs, act)
+        magnitude_ok = np.abs(sample).reshape(len(sample), -1).max(axis=1) < cfg.magnitude_limit
+        errors = _dynamics_errors(windows.env_id, obs, act, workers)
+        dynamics_ok = np.ones(len(sample), bool) if cfg.dynamics_tolerance is None else errors <= cfg.dynamics_tolerance
+        accepted = magnitude_ok & dynamics_ok & _better(new_scores, current_scores, cfg.sigma)
+        pool_obs.append(obs[accepted])
+        pool_act.append(act[accepted])
+        pool_scores.append(new_scores[accepted])
+        pool_origins.append(origins[accepted])
+        pool_generated.append(np.ones(int(accepted.sum()), bool))
+        pool_errors.append(errors[accepted])
+        current[accepted] = sample[accepted]
+        current_scores[accepted] = new_scores[accepted]
+        history.append(
+            {
+                "round": r + 1,
+                "accepted": float(accepted.mean()),
+                "invalid_magnitude": int((~magnitude_ok).sum()),
+                "invalid_dynamics": int((~dynamics_ok).sum()),
+                "mean_dynamics_error": float(np.nanmean(errors)) if np.isfinite(errors).any() else None,
+                "mean_score": float(current_scores.mean()),
+            }
+        )
+        if accepted.mean() < cfg.min_accept:
+            break
+    all_scores = np.concatenate(pool_scores)
+    keep = np.argsort(-all_scores, kind="stable")[: cfg.top_n]
+    return ImprovedPool(
+        observations=np.concatenate(pool_obs)[keep],
+        actions=np.concatenate(pool_act)[keep],
+        scores=all_scores[keep],
+        origins=np.concatenate(pool_origins)[keep],
+        generated=np.concatenate(pool_generated)[keep],
+        dynamics_error=np.concatenate(pool_errors)[keep],
+        rounds=history,
+        start_mean_score=float(scores[start].mean()),
+    )
