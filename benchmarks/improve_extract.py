@@ -52,7 +52,14 @@ def main(argv: list[str] | None = None) -> Path:
     dataset_path = s.dataset or str(default_dataset_path())
     source = load_dataset(dataset_path)
     work, root = Path(s.work), Path(s.work) / "datasets"
-    runs = Runs(Path(s.out) / "improve_extract_runs")
+    env_id, family = source.env_spec.id, source.id.rsplit("/", 1)[0]  # ctflow/hopper/medium-replay-v1 -> ctflow/hopper
+    generated_id, realised_id, same_id = (
+        f"{family}/ftb-{kind}-v0" for kind in ("generated", "realised", "generated-same")
+    )
+    name = "improve_extract" if not s.dataset else "improve_extract_" + source.id.replace("/", "_").replace("-", "_")
+    if s.dataset:  # each dataset its own work folders (the shipped data's are the top ones)
+        work, root = work / name, root / name
+    runs = Runs(Path(s.out) / f"{name}_runs")
     stage_settings = {
         "dataset": source.id,
         "window": s.window,
@@ -91,14 +98,14 @@ def main(argv: list[str] | None = None) -> Path:
         started = time.time()
         record = {"improver": {"kind": "refiner:FTBRefiner", "checkpoint": str(ftb_folder)}, "rewards": "FTB score"}
         write_unverified_dataset(
-            source, arrays["observations"], arrays["actions"], arrays["rewards"], "ctflow/hopper/ftb-generated-v0",
+            source, arrays["observations"], arrays["actions"], arrays["rewards"], generated_id,
             root, {**record, "windows": "the whole kept pool"}, "FTB's generated pool, unverified",
         )  # fmt: skip
         predicted = pool.scores - ftb.scores(windows.observations[pool.origins], windows.actions[pool.origins])
         try:
             realised = realise_proposals(
                 source, windows.subset(pool.origins), pool.observations, pool.actions, ftb,
-                "ctflow/hopper/ftb-realised-v0", root=root, overwrite=True, predicted_gain=predicted,
+                realised_id, root=root, overwrite=True, predicted_gain=predicted,
             )  # fmt: skip
         except NothingImprovedError:
             realised = None
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> Path:
             kept = np.array(rows, dtype=np.int64)
             write_unverified_dataset(
                 source, arrays["observations"][kept], arrays["actions"][kept], arrays["rewards"][kept],
-                "ctflow/hopper/ftb-generated-same-v0", root, {**record, "windows": "those whose realisation was kept"},
+                same_id, root, {**record, "windows": "those whose realisation was kept"},
                 "FTB's generated windows whose realisation was kept, as planned (unverified)",
             )  # fmt: skip
         return {
@@ -133,9 +140,9 @@ def main(argv: list[str] | None = None) -> Path:
     datasets = {
         "BC, raw data": (dataset_path, None),
         "filtered BC (top 10%), raw data": (dataset_path, 0.1),
-        "BC, FTB generated (paper)": (str(root / "ctflow/hopper/ftb-generated-v0"), None),
-        "BC, FTB realised (verified)": (str(root / "ctflow/hopper/ftb-realised-v0"), None),
-        "BC, FTB generated, same windows as realised": (str(root / "ctflow/hopper/ftb-generated-same-v0"), None),
+        "BC, FTB generated (paper)": (str(root / generated_id), None),
+        "BC, FTB realised (verified)": (str(root / realised_id), None),
+        "BC, FTB generated, same windows as realised": (str(root / same_id), None),
     }
     rows = []
     for label, (path, top_fraction) in datasets.items():
@@ -153,7 +160,7 @@ def main(argv: list[str] | None = None) -> Path:
             }
 
             def train(path=path, top_fraction=top_fraction, seed=seed) -> dict:
-                agent = BCAgent("Hopper-v5", path, device="cpu", seed=seed, batch_size=s.bc_batch,
+                agent = BCAgent(env_id, path, device="cpu", seed=seed, batch_size=s.bc_batch,
                                 top_fraction=top_fraction)  # fmt: skip
                 agent.learn(s.bc_steps)
                 report = agent.evaluate(s.episodes, seed=1000)
@@ -177,7 +184,7 @@ def main(argv: list[str] | None = None) -> Path:
             }
         )
     data = {"meta": {**s.recorded(), "dataset": source.id}, "fit": fitted, "improve": improved, "rows": rows}
-    return write_results(s, "improve_extract", data, "improve_extract", "Improve, then extract (Flow to Better)")
+    return write_results(s, name, data, "improve_extract", f"Improve, then extract (Flow to Better) on {source.id}")
 
 
 if __name__ == "__main__":
