@@ -42,6 +42,7 @@ import h5py
 import minari
 import numpy as np
 from minari import MinariDataset
+from minari.data_collector import EpisodeBuffer
 
 DEFAULT_DATASET_ID = "ctflow/hopper/medium-replay-v1"
 """Id of the Hopper-v5 medium-replay dataset shipped inside the package."""
@@ -243,3 +244,20 @@ def compact_hdf5(path: str | os.PathLike) -> None:
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def episode_buffer(episode_id: int, episode, state_key: str) -> EpisodeBuffer:
+    """A Minari ``EpisodeBuffer`` copy of a recorded ``episode`` (an ``EpisodeData``) with its simulator states
+    (the ``infos`` entry ``state_key``).
+
+    For writers that copy episodes into a new dataset (thinning, augmented improvement).
+    """
+    return EpisodeBuffer(
+        id=episode_id,
+        observations=list(episode.observations),
+        actions=list(episode.actions),
+        rewards=list(episode.rewards),
+        terminations=list(episode.terminations),
+        truncations=list(episode.truncations),
+        infos={state_key: list(episode.infos[state_key])},
+    )

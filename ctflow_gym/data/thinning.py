@@ -16,13 +16,13 @@ from pathlib import Path
 import minari
 import numpy as np
 from minari import MinariDataset
-from minari.data_collector import EpisodeBuffer
 
 from ctflow_gym import progress
 from ctflow_gym.atomic import move_into_place, scratch_folder
 from ctflow_gym.data.minari_io import (
     POLICY_FILE,
     build_record,
+    episode_buffer,
     finish_dataset,
     load_dataset,
     minari_root_at,
@@ -74,17 +74,7 @@ def thin_dataset(
     buffers = []
     with progress.progress_bar(total=len(kept), desc="thin", unit="episode", disable=not progress_bar) as bar:
         for episode in dataset.iterate_episodes(kept):
-            buffers.append(
-                EpisodeBuffer(
-                    id=len(buffers),
-                    observations=list(episode.observations),
-                    actions=list(episode.actions),
-                    rewards=list(episode.rewards),
-                    terminations=list(episode.terminations),
-                    truncations=list(episode.truncations),
-                    infos={SIM_STATE_INFO_KEY: list(episode.infos[SIM_STATE_INFO_KEY])},
-                )
-            )
+            buffers.append(episode_buffer(len(buffers), episode, SIM_STATE_INFO_KEY))
             bar.update(1)
     record = build_record(dataset) or {}
     record["thinned"] = {

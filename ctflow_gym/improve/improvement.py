@@ -138,12 +138,10 @@ def improve_dataset(
     _require_states(source, windows)
     starts = _start_observations(source, windows.episode_ids, windows.start_steps)
     value_fn = getattr(refiner, "value_function", None) if config.value_tail else None
-    verified: list[VerifiedWindow] = []
-    with progress.progress_bar(total=len(windows), desc="improve", unit="window", disable=not progress_bar) as bar:
-        for lo in range(0, len(windows), config.batch_size):
-            index = slice(lo, lo + config.batch_size)
-            verified += verify_windows(refiner, windows.subset(index), config, value_fn, starts[index])
-            bar.update(len(verified) - bar.n)
+    verified = _in_batches(
+        len(windows), config.batch_size, "improve", progress_bar,
+        lambda index: verify_windows(refiner, windows.subset(index), config, value_fn, starts[index]),
+    )  # fmt: skip
     return _write(source, windows, verified, refiner, dataset_id, root, config, value_fn is not None, started)
 
 
@@ -181,23 +179,25 @@ def realise_proposals(
         )
     starts = _start_observations(source, windows.episode_ids, windows.start_steps)
     value_fn = getattr(improver, "value_function", None) if config.value_tail else None
-    verified: list[VerifiedWindow] = []
-    with progress.progress_bar(total=len(windows), desc="realise", unit="window", disable=not progress_bar) as bar:
-        for lo in range(0, len(windows), config.batch_size):
-            index = slice(lo, lo + config.batch_size)
-            predicted = None if predicted_gain is None else np.asarray(predicted_gain)[index]
-            verified += verify_proposals(
-                improver,
-                windows.subset(index),
-                observations[index],
-                actions[index],
-                predicted,
-                config,
-                value_fn,
-                starts[index],
-            )
-            bar.update(len(verified) - bar.n)
+    predicted = None if predicted_gain is None else np.asarray(predicted_gain)
+    verified = _in_batches(
+        len(windows), config.batch_size, "realise", progress_bar,
+        lambda index: verify_proposals(
+            improver, windows.subset(index), observations[index], actions[index],
+            None if predicted is None else predicted[index], config, value_fn, starts[index],
+        ),
+    )  # fmt: skip
     return _write(source, windows, verified, improver, dataset_id, root, config, value_fn is not None, started)
+
+
+def _in_batches(n: int, batch_size: int, label: str, progress_bar: bool, verify) -> list[VerifiedWindow]:
+    """``verify(slice)`` over consecutive slices of ``range(n)``, with one progress bar over the windows."""
+    verified: list[VerifiedWindow] = []
+    with progress.progress_bar(total=n, desc=label, unit="window", disable=not progress_bar) as bar:
+        for lo in range(0, n, batch_size):
+            verified += verify(slice(lo, lo + batch_size))
+            bar.update(len(verified) - bar.n)
+    return verified
 
 
 def _write(source, windows, verified, improver, dataset_id, root, config, value_tail: bool, started: float):

@@ -22,7 +22,7 @@ from minari import MinariDataset
 from minari.data_collector import EpisodeBuffer
 
 from ctflow_gym.atomic import move_into_place, scratch_folder
-from ctflow_gym.data.minari_io import finish_dataset, minari_root_at
+from ctflow_gym.data.minari_io import episode_buffer, finish_dataset, minari_root_at
 from ctflow_gym.replay.realisation import RealisedWindow
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
@@ -41,18 +41,6 @@ def _realised_buffer(episode_id: int, realised: RealisedWindow) -> EpisodeBuffer
         terminations=[False] * (n - 1) + [realised.terminated],
         truncations=[False] * (n - 1) + [not realised.terminated],
         infos={SIM_STATE_INFO_KEY: list(realised.sim_states)},
-    )
-
-
-def _source_buffer(episode_id: int, episode) -> EpisodeBuffer:
-    return EpisodeBuffer(
-        id=episode_id,
-        observations=list(episode.observations),
-        actions=list(episode.actions),
-        rewards=list(episode.rewards),
-        terminations=list(episode.terminations),
-        truncations=list(episode.truncations),
-        infos={SIM_STATE_INFO_KEY: list(episode.infos[SIM_STATE_INFO_KEY])},
     )
 
 
@@ -98,7 +86,7 @@ def write_improved_dataset(
     buffers = []
     if include_source:
         for episode in source.iterate_episodes():
-            buffers.append(_source_buffer(len(buffers), episode))
+            buffers.append(episode_buffer(len(buffers), episode, SIM_STATE_INFO_KEY))
     for window in realised:
         buffers.append(_realised_buffer(len(buffers), window))
     if not buffers:
