@@ -25,11 +25,14 @@ import numpy as np
 from harness import Runs, Settings, option, parse, write_results
 
 from agents import BCAgent
-from ctflow_gym import FTBRefiner
+from ctflow_gym import FTBRefiner, TrajectoryRefiner
 from ctflow_gym.data import default_dataset_path, load_dataset, make_windows
 from ctflow_gym.data.minari_io import build_record
-from ctflow_gym.improve import NothingImprovedError, realise_proposals
+from ctflow_gym.improve import NothingImprovedError, improve_dataset, realise_proposals
 from ctflow_gym.improve.writing import write_unverified_dataset
+
+RECORDED_BEFORE = {"score_steps": 1000}
+"""Settings the first committed runs were made with before they were recorded (see ``harness.Runs``)."""
 
 
 @dataclasses.dataclass
@@ -40,6 +43,8 @@ class ImproveExtractSettings(Settings):
     top_n: int = option(1000, "windows FTB's iterative improvement starts from and keeps")
     improve_stride: int = option(32, "stride of the windows improvement starts from")
     score_steps: int = option(1000, "FTB score-model training steps (the code's 1000)")
+    ctflow: bool = option(True, "also improve with CTFlow's TrajectoryRefiner (defaults) and extract from that")
+    ctflow_feedback: str = option("return", "the TrajectoryRefiner's feedback")
     bc_steps: int = option(10000, "BC training steps (FTB: 100k; cut for 2 CPU cores)")
     bc_batch: int = option(1024, "BC batch size (FTB's 1024)")
     seeds: tuple[int, ...] = option((0, 1, 2), "BC seeds")
@@ -53,8 +58,8 @@ def main(argv: list[str] | None = None) -> Path:
     source = load_dataset(dataset_path)
     work, root = Path(s.work), Path(s.work) / "datasets"
     env_id, family = source.env_spec.id, source.id.rsplit("/", 1)[0]  # ctflow/hopper/medium-replay-v1 -> ctflow/hopper
-    generated_id, realised_id, same_id = (
-        f"{family}/ftb-{kind}-v0" for kind in ("generated", "realised", "generated-same")
+    generated_id, realised_id, same_id, ctflow_id = (
+        f"{family}/{kind}-v0" for kind in ("ftb-generated", "ftb-realised", "ftb-generated-same", "ctflow-realised")
     )
     name = "improve_extract" if not s.dataset else "improve_extract_" + source.id.replace("/", "_").replace("-", "_")
     if s.dataset:  # each dataset its own work folders (the shipped data's are the top ones)
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> Path:
         ftb.save(ftb_folder)
         return {"fit_info": ftb.fit_info, "fit_seconds": time.time() - started}
 
-    fitted = runs.run("fit", stage_settings, fit)
+    fitted = runs.run("fit", stage_settings, fit, RECORDED_BEFORE)
     if not ftb_folder.exists():  # the work folder was cleared: refit
         fitted = runs.put("fit", {**stage_settings, **fit()})
     ftb = FTBRefiner.load(ftb_folder)
@@ -136,7 +141,30 @@ def main(argv: list[str] | None = None) -> Path:
             "seconds": {"improve": improve_seconds, "realise": realise_seconds},
         }
 
-    improved = runs.run("improve", stage_settings, improve)
+    improved = runs.run("improve", stage_settings, improve, RECORDED_BEFORE)
+    if s.ctflow:
+
+        def improve_with_ctflow() -> dict:
+            started = time.time()
+            refiner = TrajectoryRefiner(feedback=s.ctflow_feedback, seed=0).fit(source)
+            refiner.save(work / "ctflow")
+            fit_seconds = time.time() - started
+            try:
+                report = improve_dataset(source, refiner, ctflow_id, root=root, overwrite=True)
+            except NothingImprovedError:
+                return {"windows": None, "accepted": 0, "seconds": {"fit": fit_seconds}}
+            return {
+                "windows": report.windows,
+                "accepted": report.accepted,
+                "executions": report.executions,
+                "realised_gain_accepted": report.realised_gain_accepted,
+                "realised_gain_all": report.realised_gain_all,
+                "predicted_gain_accepted": report.predicted_gain_accepted,
+                "seconds": {"fit": fit_seconds, "improve": report.wall_time_s},
+            }
+
+        ctflow_settings = {"dataset": source.id, "ctflow_feedback": s.ctflow_feedback}
+        improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow)
     datasets = {
         "BC, raw data": (dataset_path, None),
         "filtered BC (top 10%), raw data": (dataset_path, 0.1),
@@ -144,6 +172,8 @@ def main(argv: list[str] | None = None) -> Path:
         "BC, FTB realised (verified)": (str(root / realised_id), None),
         "BC, FTB generated, same windows as realised": (str(root / same_id), None),
     }
+    if s.ctflow:
+        datasets["BC, CTFlow realised (verified)"] = (str(root / ctflow_id), None)
     rows = []
     for label, (path, top_fraction) in datasets.items():
         if not Path(path).exists():  # no realised window beat its source: nothing to learn from
@@ -171,7 +201,7 @@ def main(argv: list[str] | None = None) -> Path:
                 }
 
             key = f"bc_{label.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '').replace('%', '')}"
-            scores.append(runs.run(f"{key}_seed{seed}", settings, train))
+            scores.append(runs.run(f"{key}_seed{seed}", settings, train, RECORDED_BEFORE))
         values = [r["score"] for r in scores]
         rows.append(
             {

@@ -235,7 +235,7 @@ def test_dataset_table_without_built_recipes(tmp_path):
 def test_improve_extract(tmp_path):
     """On the shipped data (its episodes hold FTB's 100-step label segments), every stage on a tiny budget."""
     argv = ["--generator-steps", "20", "--score-steps", "20", "--top-n", "40", "--bc-steps", "20", "--bc-batch", "32"]
-    argv += ["--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    argv += ["--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path / "work"), "--no-ctflow"]
     data = written(bench("improve_extract").main(argv), "fit", "improve", "rows")
     assert [r["learner"] for r in data["rows"]][:3] == [
         "BC, raw data", "filtered BC (top 10%), raw data", "BC, FTB generated (paper)"

@@ -1111,6 +1111,13 @@ def render_improve_extract(name: str, data: dict, path: Path, page: Page) -> str
             f"{number(realised.get('realised_gain_all'), 2, signed=True)} window return). Seconds: "
             + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items())
             + ".",
+            ""
+            if "ctflow" not in improve
+            else f" CTFlow (`TrajectoryRefiner`, defaults): {improve['ctflow']['accepted']} of "
+            f"{improve['ctflow'].get('windows')} windows of 16 steps realised a gain (kept "
+            f"{number(improve['ctflow'].get('realised_gain_accepted'), 2, signed=True)}, all "
+            f"{number(improve['ctflow'].get('realised_gain_all'), 2, signed=True)}; by execution "
+            f"{improve['ctflow'].get('executions')}).",
             "",
             source_line(name, path, data),
         ]
