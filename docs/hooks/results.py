@@ -1113,7 +1113,7 @@ def render_improve_extract(name: str, data: dict, path: Path, page: Page) -> str
             + ".",
             ""
             if "ctflow" not in improve
-            else f" CTFlow (`TrajectoryRefiner`, defaults): {improve['ctflow']['accepted']} of "
+            else f"CTFlow (`TrajectoryRefiner`, defaults): {improve['ctflow']['accepted']} of "
             f"{improve['ctflow'].get('windows')} windows of 16 steps realised a gain (kept "
             f"{number(improve['ctflow'].get('realised_gain_accepted'), 2, signed=True)}, all "
             f"{number(improve['ctflow'].get('realised_gain_all'), 2, signed=True)}; by execution "
