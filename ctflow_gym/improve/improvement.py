@@ -28,7 +28,7 @@ from ctflow_gym import progress
 from ctflow_gym.data.minari_io import build_record, load_dataset, minari_root
 from ctflow_gym.data.windows import Windows, make_windows
 from ctflow_gym.improve.config import ImprovementConfig
-from ctflow_gym.improve.verification import VerifiedWindow, verify_proposals, verify_windows
+from ctflow_gym.improve.verification import VerifiedWindow, require_states, verify_proposals, verify_windows
 from ctflow_gym.improve.writing import write_improved_dataset
 from ctflow_gym.refine.config import configured
 from ctflow_gym.refine.contract import require_refiner
@@ -100,14 +100,6 @@ def _checked_target(source: MinariDataset, dataset_id: str, root, overwrite: boo
     return root
 
 
-def _require_states(source: MinariDataset, windows: Windows) -> None:
-    if windows.sim_states is None:
-        raise ValueError(
-            f"dataset: {source.id!r} recorded no simulator states, so its improved windows cannot be realised; "
-            "they can only be used unverified"
-        )
-
-
 def improve_dataset(
     dataset: MinariDataset | str | os.PathLike,
     refiner: Any,
@@ -135,7 +127,7 @@ def improve_dataset(
         raise ValueError(f"refiner: it was fitted for {refiner.env_id!r}, and the dataset is of {env_id!r}")
     root = _checked_target(source, dataset_id, root, overwrite)
     windows = make_windows(source, refiner.window, stride=config.stride or refiner.window)
-    _require_states(source, windows)
+    require_states(windows, source.id)
     starts = _start_observations(source, windows.episode_ids, windows.start_steps)
     value_fn = getattr(refiner, "value_function", None) if config.value_tail else None
     verified = _in_batches(
@@ -171,7 +163,7 @@ def realise_proposals(
     config = configured(config or ImprovementConfig(), overrides, "realise_proposals")
     source = load_dataset(dataset)
     root = _checked_target(source, dataset_id, root, overwrite)
-    _require_states(source, windows)
+    require_states(windows, source.id)
     if np.shape(observations)[:2] != windows.observations.shape[:2] or len(actions) != len(windows):
         raise ValueError(
             f"observations and actions must hold one proposal per window {windows.observations.shape[:2]}; got "

@@ -21,7 +21,7 @@ import numpy as np
 
 from ctflow_gym.data.windows import Windows
 from ctflow_gym.improve.config import ImprovementConfig
-from ctflow_gym.refine.execution import execution_plans
+from ctflow_gym.refine.execution import execution_plans, resolve_execution
 from ctflow_gym.replay.realisation import RealisedWindow, realise_windows
 from ctflow_gym.replay.scoring import ValueFn, window_score
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC
@@ -53,17 +53,12 @@ class VerifiedWindow:
 
 
 def executions_for(refiner, execution: str) -> tuple[str, ...]:
-    """The executions to realise with: ``execution``, or for ``"best"`` both where the refiner can track."""
-    if execution == "best" and refiner is None:
-        return ("open_loop",)
-    if execution != "best":
-        if execution == "tracked" and getattr(refiner, "inverse_dynamics", None) is None:
-            raise ValueError(
-                f"execution='tracked' needs an inverse-dynamics model, and this {type(refiner).__name__} has none; "
-                "use 'open_loop' or 'best'"
-            )
-        return (execution,)
-    return ("open_loop", "tracked") if getattr(refiner, "inverse_dynamics", None) is not None else ("open_loop",)
+    """The executions to realise with: for ``"best"`` both where the refiner can track (open loop where it
+    cannot, or where there is no refiner), else ``execution`` checked by
+    :func:`~ctflow_gym.refine.execution.resolve_execution`."""
+    if execution == "best":
+        return ("open_loop", "tracked") if getattr(refiner, "inverse_dynamics", None) is not None else ("open_loop",)
+    return (resolve_execution(refiner, execution),)
 
 
 def verify_windows(
@@ -79,7 +74,7 @@ def verify_windows(
     recorded it (full precision, written as the realised episode's first observation);
     default: the windows' own (float32) copies.
     """
-    _require_states(windows)
+    require_states(windows)
     result = refiner.refine(windows.observations, windows.actions, strength=config.strength, seed=config.seed)
     return verify_proposals(
         refiner,
@@ -93,11 +88,13 @@ def verify_windows(
     )
 
 
-def _require_states(windows: Windows) -> None:
+def require_states(windows: Windows, dataset_id: str | None = None) -> None:
+    """Raise ``ValueError`` naming the dataset when ``windows`` carry no simulator states to realise from."""
     if windows.sim_states is None:
+        name = "it" if dataset_id is None else repr(dataset_id)
         raise ValueError(
-            "dataset: it recorded no simulator states, so its improved windows cannot be realised; they can only be "
-            "used unverified (rebuild it with ctflow_gym.data.build_dataset to record states)"
+            f"dataset: {name} recorded no simulator states, so its improved windows cannot be realised; they can "
+            "only be used unverified (rebuild it with ctflow_gym.data.build_dataset to record states)"
         )
 
 
@@ -118,7 +115,7 @@ def verify_proposals(
     model for tracked execution (None: open loop only). Arguments otherwise as
     :func:`verify_windows`.
     """
-    _require_states(windows)
+    require_states(windows)
     spec = windows.sim_state_spec or REPLAY_STATE_SPEC
     starts = windows.observations[:, 0] if start_observations is None else start_observations
     tries = {

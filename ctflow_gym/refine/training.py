@@ -1,8 +1,8 @@
-"""The minibatch Adam loop shared by the refiner's three networks."""
+"""The minibatch Adam loop shared by the refiners' networks (CTFlow's and Flow to Better's)."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import torch
 
@@ -22,25 +22,39 @@ def train_minibatch(
     logger: RunLogger = NULL_LOGGER,
     progress_bar: bool = True,
     log_every: int = 100,
+    sample: Callable[[], Any] | None = None,
+    max_grad_norm: float | None = None,
+    lr_lambda: Callable[[int], float] | None = None,
 ) -> float:
-    """Minimise ``loss_fn(batch_indices)`` with Adam for ``steps`` steps.
+    """Minimise ``loss_fn(batch)`` with Adam for ``steps`` steps.
 
-    Batches are drawn uniformly with replacement from ``range(n_samples)`` by
-    ``generator``. The loss goes to ``logger`` as ``"<name>"`` every ``log_every``
-    steps. Returns the mean loss of the last ``log_every`` steps. A non-finite loss
-    stops training with ``FloatingPointError`` naming the step.
+    Batches are ``sample()`` when given, else indices drawn uniformly with replacement
+    from ``range(n_samples)`` by ``generator``. ``max_grad_norm`` clips the gradient's
+    norm; ``lr_lambda(step)`` scales the learning rate (``LambdaLR``). The loss goes to
+    ``logger`` as ``"<name>"`` every ``log_every`` steps. Returns the mean loss of the
+    last ``log_every`` steps. A non-finite loss stops training with
+    ``FloatingPointError`` naming the step.
     """
-    optimizer = torch.optim.Adam(list(parameters), lr=lr)
+    parameters = list(parameters)
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    schedule = None if lr_lambda is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     recent: list[float] = []
     bar = make_progress_bar(range(steps), desc=name, disable=not progress_bar, leave=False)
     for step in bar:
-        batch = torch.randint(n_samples, (min(batch_size, n_samples),), generator=generator)
+        if sample is not None:
+            batch = sample()
+        else:
+            batch = torch.randint(n_samples, (min(batch_size, n_samples),), generator=generator)
         loss = loss_fn(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{name} became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         recent.append(loss.item())
         if len(recent) > log_every:
             recent.pop(0)

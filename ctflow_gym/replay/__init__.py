@@ -25,7 +25,7 @@ from ctflow_gym.replay.sim_state import (
     state_size,
 )
 from ctflow_gym.replay.snapshot import EnvSnapshot, capture_snapshot, has_simulator, restore_snapshot
-from ctflow_gym.replay.stepping import WindowReplay, replay_actions, replay_window, step_open_loop
+from ctflow_gym.replay.stepping import WindowReplay, iterate_steps, replay_actions, replay_window, step_open_loop
 
 __all__ = [
     "REPLAY_STATE_SPEC",
@@ -39,6 +39,7 @@ __all__ = [
     "dynamics_error",
     "get_sim_state",
     "has_simulator",
+    "iterate_steps",
     "mujoco_handles",
     "replay_actions",
     "replay_window",

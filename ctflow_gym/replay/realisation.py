@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, get_sim_state, set_sim_state
-from ctflow_gym.replay.stepping import ActionPlan, Window, require_start_observation
+from ctflow_gym.replay.stepping import Window, iterate_steps
 from ctflow_gym.workers import in_chunks, require_workers
 
 
@@ -60,24 +60,16 @@ def realise_window(
     the restored simulator gives). Steps ``env.unwrapped`` (no time limit), stopping at
     a termination.
     """
-    require_start_observation(window, start_observation)
     if start_observation is None:
         raise ValueError("start_observation: realising a window records its first observation; give it")
     set_sim_state(env, sim_state, spec)
-    base = env.unwrapped
-    plan = window if isinstance(window, ActionPlan) else None
-    observation = np.asarray(start_observation)
-    observations, actions, rewards, states = [observation], [], [], [get_sim_state(env, spec)]
+    observations, actions, rewards, states = [np.asarray(start_observation)], [], [], [get_sim_state(env, spec)]
     terminated = False
-    for t in range(len(window)):
-        action = np.asarray(plan.action(observation, t) if plan is not None else window[t], dtype=np.float32)
-        observation, reward, terminated, _, _ = base.step(action)
+    for action, observation, reward, terminated, _ in iterate_steps(env, window, start_observation):
         observations.append(np.asarray(observation))
         actions.append(action)
         rewards.append(float(reward))
         states.append(get_sim_state(env, spec))
-        if terminated:
-            break
     return RealisedWindow(
         observations=np.asarray(observations, dtype=np.float64),
         actions=np.asarray(actions, dtype=np.float32).reshape(len(actions), -1),

@@ -13,7 +13,7 @@ replay; the caller restores the env (:mod:`ctflow_gym.replay.snapshot`) around i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -55,23 +55,37 @@ def step_open_loop(
     return window_return, terminated, observation, rewards
 
 
+def iterate_steps(
+    env: gym.Env, actions: Window, start_observation=None
+) -> Iterator[tuple[np.ndarray, Any, float, bool, dict[str, Any]]]:
+    """Step the unwrapped env through ``actions`` (a sequence, or an :class:`ActionPlan`), stopping at a termination.
+
+    Yields ``(action applied, observation, reward, terminated, info)`` after each step:
+    the one loop that every replay here and every realisation
+    (:mod:`ctflow_gym.replay.realisation`) steps by.
+    """
+    require_start_observation(actions, start_observation)
+    base = env.unwrapped
+    observation = start_observation
+    plan = actions if isinstance(actions, ActionPlan) else None
+    for t in range(len(actions)):
+        action = np.asarray(plan.action(observation, t) if plan is not None else actions[t], dtype=np.float32)
+        observation, reward, terminated, _, info = base.step(action)
+        yield action, observation, reward, terminated, info
+        if terminated:
+            break
+
+
 def _step_open_loop(
     env: gym.Env, actions: Window, start_observation=None
 ) -> tuple[float, bool, np.ndarray | None, list[float], dict[str, Any], np.ndarray]:
     """:func:`step_open_loop`, plus the last step's ``info`` (empty when no step was) and the actions applied."""
-    require_start_observation(actions, start_observation)
-    base = env.unwrapped
     rewards: list[float] = []
     observation, terminated, info = start_observation, False, {}
-    plan = actions if isinstance(actions, ActionPlan) else None
     applied = []
-    for t in range(len(actions)):
-        action = np.asarray(plan.action(observation, t) if plan is not None else actions[t], dtype=np.float32)
+    for action, observation, reward, terminated, info in iterate_steps(env, actions, start_observation):
         applied.append(action)
-        observation, reward, terminated, _, info = base.step(action)
         rewards.append(float(reward))
-        if terminated:
-            break
     return float(sum(rewards)), bool(terminated), observation, rewards, dict(info), np.asarray(applied)
 
 

@@ -82,13 +82,14 @@ def iterative_improvement(refiner, windows: Windows, seed: int = 0, progress_bar
     scores = refiner.scores(windows.observations, windows.actions)
     start = np.argsort(-scores, kind="stable")[: cfg.top_n]
     current = refiner._normalised_windows(windows.observations[start], windows.actions[start])
-    current_scores = scores[start].copy()
-    origins = start.copy()
+    current_scores = scores[start]  # a copy (fancy indexing); it changes as samples are accepted
     rounds = cfg.max_rounds or max(1, cfg.blocks - (refiner.block_of(float(current_scores.min())) + 1))
-    pool_obs, pool_act = [windows.observations[start]], [windows.actions[start]]
-    pool_scores, pool_origins = [current_scores.copy()], [origins.copy()]
-    pool_generated = [np.zeros(len(start), bool)]
-    pool_errors = [np.zeros(len(start))]
+    # the pool, one entry per part: the start windows, then each round's accepted samples
+    pool = [
+        _pool_part(
+            windows.observations[start], windows.actions[start], current_scores, start, False, np.zeros(len(start))
+        )
+    ]
     history = []
     for r in progress.progress_bar(range(rounds), desc="ftb improve", disable=not progress_bar):
         sample = refiner._generate_normalised(current, seed + r)
@@ -98,12 +99,7 @@ def iterative_improvement(refiner, windows: Windows, seed: int = 0, progress_bar
         errors = _dynamics_errors(windows.env_id, obs, act, workers)
         dynamics_ok = np.ones(len(sample), bool) if cfg.dynamics_tolerance is None else errors <= cfg.dynamics_tolerance
         accepted = magnitude_ok & dynamics_ok & _better(new_scores, current_scores, cfg.sigma)
-        pool_obs.append(obs[accepted])
-        pool_act.append(act[accepted])
-        pool_scores.append(new_scores[accepted])
-        pool_origins.append(origins[accepted])
-        pool_generated.append(np.ones(int(accepted.sum()), bool))
-        pool_errors.append(errors[accepted])
+        pool.append(_pool_part(obs, act, new_scores, start, True, errors, accepted))
         current[accepted] = sample[accepted]
         current_scores[accepted] = new_scores[accepted]
         history.append(
@@ -118,15 +114,24 @@ def iterative_improvement(refiner, windows: Windows, seed: int = 0, progress_bar
         )
         if accepted.mean() < cfg.min_accept:
             break
-    all_scores = np.concatenate(pool_scores)
-    keep = np.argsort(-all_scores, kind="stable")[: cfg.top_n]
+    kept = {name: np.concatenate([part[name] for part in pool]) for name in pool[0]}
+    keep = np.argsort(-kept["scores"], kind="stable")[: cfg.top_n]
     return ImprovedPool(
-        observations=np.concatenate(pool_obs)[keep],
-        actions=np.concatenate(pool_act)[keep],
-        scores=all_scores[keep],
-        origins=np.concatenate(pool_origins)[keep],
-        generated=np.concatenate(pool_generated)[keep],
-        dynamics_error=np.concatenate(pool_errors)[keep],
+        **{name: values[keep] for name, values in kept.items()},
         rounds=history,
         start_mean_score=float(scores[start].mean()),
     )
+
+
+def _pool_part(observations, actions, scores, origins, generated: bool, errors, rows=slice(None)) -> dict:
+    """The ``rows`` of one part of the pool, as :class:`ImprovedPool`'s per-window fields (``origins``: each row's
+    start window, which an accepted sample keeps for life)."""
+    count = len(scores[rows])
+    return {
+        "observations": observations[rows],
+        "actions": actions[rows],
+        "scores": scores[rows].copy(),  # the start part's are the current scores, which change
+        "origins": origins[rows],
+        "generated": np.full(count, generated),
+        "dynamics_error": errors[rows],
+    }

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ctflow_gym import progress
 from ctflow_gym.checkpoint import (
     load_module_tensors,
     load_tensors,
@@ -47,6 +46,7 @@ from ctflow_gym.refine.ftb.losses import bradley_terry_loss, conditional_flow_ma
 from ctflow_gym.refine.ftb.preferences import BlockPairs, score_blocks, scripted_labels
 from ctflow_gym.refine.ftb.sampling import generate
 from ctflow_gym.refine.registry import refiner_kind, register_refiner
+from ctflow_gym.refine.training import train_minibatch
 
 SCORE_LOSS_FUNCTIONS = {"bce_segment": segment_bce_loss, "bradley_terry": bradley_terry_loss}
 
@@ -173,51 +173,36 @@ class FTBRefiner:
         ]
         labels = torch.as_tensor(pairs.labels, device=self.device)
         loss_fn = SCORE_LOSS_FUNCTIONS[cfg.score_loss]
-        optimizer = torch.optim.Adam(self.reward.parameters(), lr=cfg.score_lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min((step + 1) / cfg.score_warmup, 1.0))
-        recent = []
-        for step in progress.progress_bar(range(cfg.score_steps), desc="ftb score", disable=not progress_bar):
-            if len(labels) <= cfg.score_batch:
-                # the code draws 256 pairs with replacement from its 15, which estimates this mean loss with
-                # noise, at 17 times the work: 100-step segments made the score model the slowest stage
-                batch = torch.arange(len(labels), device=self.device)
-            else:
-                batch = torch.randint(len(labels), (cfg.score_batch,), generator=generator).to(self.device)
+
+        def loss(batch: torch.Tensor) -> torch.Tensor:
             o1, a1, o2, a2 = (t[batch] for t in tensors)
-            loss = loss_fn(self.reward, (o1, a1), (o2, a2), labels[batch])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"ftb score loss became {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.reward.parameters(), 0.25)  # the code's clip
-            optimizer.step()
-            schedule.step()
-            recent = (recent + [loss.item()])[-100:]
-            if step % 100 == 0:
-                logger.log({"ftb/score_loss": float(np.mean(recent))}, step=step)
-        return float(np.mean(recent))
+            return loss_fn(self.reward, (o1, a1), (o2, a2), labels[batch])
+
+        # the code draws 256 pairs with replacement from its 15, which estimates the mean loss over all of them
+        # with noise, at 17 times the work: 100-step segments made the score model the slowest stage
+        whole = (lambda: torch.arange(len(labels))) if len(labels) <= cfg.score_batch else None
+        return train_minibatch(
+            self.reward.parameters(), loss, len(labels), cfg.score_steps, cfg.score_batch, cfg.score_lr, generator,
+            "ftb/score_loss", logger, progress_bar, sample=whole, max_grad_norm=0.25,  # the code's clip
+            lr_lambda=lambda step: min((step + 1) / cfg.score_warmup, 1.0),
+        )  # fmt: skip
 
     def _fit_generator(self, windows: Windows, blocks: np.ndarray, generator, progress_bar, logger) -> float:
         """Flow matching on block pairs (paper Eq. 5), ``pairs_per_block`` pairs per adjacent blocks per batch."""
         cfg = self.config
         data = torch.as_tensor(self._normalised_windows(windows.observations, windows.actions), device=self.device)
         pairs = BlockPairs(blocks, cfg.pairs_per_block)
-        optimizer = torch.optim.Adam(self.velocity.parameters(), lr=cfg.generator_lr)
-        recent = []
-        for step in progress.progress_bar(range(cfg.generator_steps), desc="ftb generator", disable=not progress_bar):
-            worse, better = pairs.sample(generator)
-            loss = conditional_flow_matching_loss(
+
+        def loss(batch: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+            worse, better = batch
+            return conditional_flow_matching_loss(
                 self.velocity, data[better], data[worse], cfg.condition_dropout, generator
             )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"ftb generator loss became {loss.item()} at step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            recent = (recent + [loss.item()])[-100:]
-            if step % 100 == 0:
-                logger.log({"ftb/generator_loss": float(np.mean(recent))}, step=step)
-        return float(np.mean(recent))
+
+        return train_minibatch(
+            self.velocity.parameters(), loss, len(data), cfg.generator_steps, cfg.pairs_per_block, cfg.generator_lr,
+            generator, "ftb/generator_loss", logger, progress_bar, sample=lambda: pairs.sample(generator),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ scores
     def _normalised_windows(self, observations: np.ndarray, actions: np.ndarray) -> np.ndarray:
