@@ -27,7 +27,6 @@ from harness import Runs, Settings, option, parse, write_results
 from agents import BCAgent
 from ctflow_gym import FTBRefiner, TrajectoryRefiner
 from ctflow_gym.data import default_dataset_path, load_dataset, make_windows
-from ctflow_gym.data.minari_io import build_record
 from ctflow_gym.improve import NothingImprovedError, improve_dataset, realise_proposals
 from ctflow_gym.improve.writing import write_unverified_dataset
 
@@ -93,17 +92,11 @@ def main(argv: list[str] | None = None) -> Path:
         started = time.time()
         pool = ftb.improve(windows)
         improve_seconds = time.time() - started
-        arrays = {
-            "observations": pool.observations,
-            "actions": pool.actions,
-            "origins": pool.origins,
-            "rewards": ftb.step_scores(pool.observations, pool.actions),  # what the unverified datasets carry
-        }
-        np.savez(work / "pool.npz", **arrays)
+        rewards = ftb.step_scores(pool.observations, pool.actions)  # what the unverified datasets carry
         started = time.time()
         record = {"improver": {"kind": "refiner:FTBRefiner", "checkpoint": str(ftb_folder)}, "rewards": "FTB score"}
         write_unverified_dataset(
-            source, arrays["observations"], arrays["actions"], arrays["rewards"], generated_id,
+            source, pool.observations, pool.actions, rewards, generated_id,
             root, {**record, "windows": "the whole kept pool"}, "FTB's generated pool, unverified",
         )  # fmt: skip
         predicted = pool.scores - ftb.scores(windows.observations[pool.origins], windows.actions[pool.origins])
@@ -116,10 +109,9 @@ def main(argv: list[str] | None = None) -> Path:
             realised = None
         realise_seconds = time.time() - started
         if realised is not None:
-            rows = build_record(load_dataset(realised.path))["improvement"]["episodes"]["row"]
-            kept = np.array(rows, dtype=np.int64)
+            kept = np.array(realised.kept_rows, dtype=np.int64)
             write_unverified_dataset(
-                source, arrays["observations"][kept], arrays["actions"][kept], arrays["rewards"][kept],
+                source, pool.observations[kept], pool.actions[kept], rewards[kept],
                 same_id, root, {**record, "windows": "those whose realisation was kept"},
                 "FTB's generated windows whose realisation was kept, as planned (unverified)",
             )  # fmt: skip

@@ -52,6 +52,7 @@ def test_kept_windows_really_improved_and_replay_as_written(improved):
     record = build_record(dataset)
     episodes = record["improvement"]["episodes"]
     assert len(episodes["source_episode"]) == report.accepted
+    assert report.kept_rows == episodes["row"]
     assert all(gain > 0 for gain in episodes["realised_gain"])
     assert record["improver"]["kind"] == "refiner:TrajectoryRefiner"
     env = gym.make("Hopper-v5")

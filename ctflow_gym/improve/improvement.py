@@ -51,6 +51,8 @@ class ImprovementReport:
         executions: kept windows per execution (``"open_loop"``, ``"tracked"``).
         value_tail: whether scores had the value tail.
         wall_time_s: seconds from start to the renamed dataset.
+        kept_rows: the rows of the windows improved whose realisation was kept, in the
+            order they were written (the build record's ``improvement.episodes.row``).
     """
 
     dataset_id: str
@@ -64,6 +66,7 @@ class ImprovementReport:
     executions: dict[str, int] = field(default_factory=dict)
     value_tail: bool = False
     wall_time_s: float = 0.0
+    kept_rows: list[int] = field(default_factory=list)
 
     @property
     def acceptance_rate(self) -> float:
@@ -244,6 +247,7 @@ def _write(source, windows, verified, improver, dataset_id, root, config, value_
         executions=executions,
         value_tail=value_tail,
         wall_time_s=time.time() - started,
+        kept_rows=record["improvement"]["episodes"]["row"],
     )
 
 
