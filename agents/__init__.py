@@ -6,6 +6,12 @@
 - :class:`BCAgent` / :class:`BCConfig`: behaviour cloning with a deterministic MLP,
   Flow to Better's policy extraction and the BC / filtered BC ("%BC") baselines
   (``top_fraction``). Registered as ``"bc"``.
+- :class:`FQLAgent` / :class:`FQLConfig`: Flow Q-Learning (Park et al., ICML 2025): a
+  behaviour flow, a one-step policy distilled from it under a double-Q critic.
+  Registered as ``"fql"``.
+- :class:`DeFlowAgent` / :class:`DeFlowConfig`: DeFlow (Mu, 2026): FQL's flow and critic
+  with a residual refinement kept in a trust region derived from the data's Intrinsic
+  Action Variance (:func:`intrinsic_action_variance`). Registered as ``"deflow"``.
 - :class:`OfflineAgent`: the shared life cycle (learn, predict, evaluate, save, load,
   checkpoints and resume) a new agent subclasses.
 - :data:`AGENTS`, :func:`register_agent`, :func:`agent_class`, :func:`load_agent`: the
@@ -18,6 +24,8 @@ imports it, lazily).
 
 from agents.base import NonFiniteLossError, OfflineAgent
 from agents.bc import FTB_TRAINING_STEPS, BCAgent, BCConfig
+from agents.deflow import DeFlowAgent, DeFlowConfig, intrinsic_action_variance
+from agents.fql import FQLAgent, FQLConfig
 from agents.gtp import PAPER_SETTINGS, GTPAgent, GTPConfig
 from agents.registry import AGENTS, agent_class, load_agent, register_agent
 
@@ -25,6 +33,10 @@ __all__ = [
     "AGENTS",
     "BCAgent",
     "BCConfig",
+    "DeFlowAgent",
+    "DeFlowConfig",
+    "FQLAgent",
+    "FQLConfig",
     "FTB_TRAINING_STEPS",
     "GTPAgent",
     "GTPConfig",
@@ -32,6 +44,7 @@ __all__ = [
     "OfflineAgent",
     "PAPER_SETTINGS",
     "agent_class",
+    "intrinsic_action_variance",
     "load_agent",
     "register_agent",
 ]

@@ -25,6 +25,8 @@ from ctflow_gym.checkpoint import CheckpointError, read_checkpoint_meta
 
 TINY: dict[str, dict] = {
     "bc": dict(hidden=64, batch_size=64),
+    "deflow": dict(actor_hidden=32, actor_layers=2, critic_hidden=32, critic_layers=2, batch_size=64, flow_steps=3),
+    "fql": dict(actor_hidden=32, actor_layers=2, critic_hidden=32, critic_layers=2, batch_size=64, flow_steps=3),
     "gtp": dict(actor_hidden=64, actor_layers=2, critic_hidden=64, critic_layers=2, batch_size=64),
 }
 """Per registered agent: small networks and batches, so that each check takes a fraction of a second."""

@@ -20,6 +20,9 @@ CONFIG_FLAGS = {
     "action_candidates": "--action-candidates",
     "critic_ensemble": "--critic-ensemble",
     "top_fraction": "--top-fraction",
+    "alpha": "--alpha",
+    "flow_steps": "--flow-steps",
+    "target_divergence": "--target-divergence",
 }
 """Training flags that set fields of the agent's config (``None``: the agent's default), by field."""
 
@@ -73,6 +76,18 @@ def register(commands) -> None:
         default=None,
         help="filtered BC (%%BC): train on the best episodes holding this fraction of the data, e.g. 0.1 "
         "(BC; default: all data)",
+    )
+    train.add_argument(
+        "--alpha", type=float, default=None, help="weight of the distillation loss (FQL; default: the agent's, 10)"
+    )
+    train.add_argument(
+        "--flow-steps", type=int, default=None, help="Euler steps of the behaviour flow (FQL, DeFlow; default: 10)"
+    )
+    train.add_argument(
+        "--target-divergence",
+        type=float,
+        default=None,
+        help="trust region delta on the mean squared residual (DeFlow; default: derived from the data's IAV)",
     )
     train.add_argument(
         "--compile", action="store_true", help="torch.compile the losses (falls back to eager with a warning)"
@@ -141,7 +156,7 @@ def _train(args: argparse.Namespace) -> int:
     device = device_of(args)
     positive(args.steps, "--steps")
     positive(args.eval_envs, "--eval-envs")
-    for name in ("batch_size", "sampling_steps", "action_candidates", "critic_ensemble"):
+    for name in ("batch_size", "sampling_steps", "action_candidates", "critic_ensemble", "flow_steps"):
         if getattr(args, name) is not None:
             positive(getattr(args, name), CONFIG_FLAGS[name])
     if args.top_fraction is not None and not 0 < args.top_fraction <= 1:
