@@ -14,7 +14,9 @@ gradient step (``_train_step``) and how it acts (``_act``); registering it with
 
 Conventions:
 
-- Timesteps are gradient steps (there is no environment interaction in training).
+- Timesteps are gradient steps in ``learn`` (no environment interaction); in
+  ``learn_online`` (:mod:`agents.online`) they are env steps, each followed by one
+  gradient step on the dataset with the online transitions appended.
 - Observations are normalised with dataset statistics; actions live in [-1, 1]
   inside the agent (the env's box mapped linearly) and are mapped back and clipped
   to the box on the way out.
@@ -41,6 +43,7 @@ from stable_baselines3.common.logger import Logger
 
 from agents.compilation import compile_backend
 from agents.evaluation import evaluate_predict, evaluation_vec_env, monitored_vec_env, require_vectorization
+from agents.online import OnlineBuffer, learn_online
 from agents.persistence import (
     config_from_meta,
     holds_something,
@@ -152,6 +155,8 @@ class OfflineAgent:
         self.obs_dim = int(self.env.observation_space.shape[0])
         self.act_dim = int(self.env.action_space.shape[0])
         self.transitions: Transitions | None = None
+        self._rows = 0  # training rows of self._data to draw minibatches from: the dataset's, then online ones
+        self._online: OnlineBuffer | None = None  # the transitions learn_online appended, once there are some
         self.dataset_id: str | None = None
         self.stats: NormalizationStats | None = None
         if dataset is not None:
@@ -169,6 +174,7 @@ class OfflineAgent:
         if self.stats is None:  # of the whole dataset, whatever part of it trains
             self.stats = NormalizationStats.from_arrays(transitions.observations, transitions.actions)
         self.transitions = t = self._training_transitions(transitions)
+        self._rows, self._online = len(t), None
         as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
         self._data = {
             "observations": as_tensor(self.stats.normalize_observations(t.observations)),
@@ -272,11 +278,15 @@ class OfflineAgent:
         return self._batch_at(torch.as_tensor(self._batch_indices(batch_size), device=self.device))
 
     def _batch_indices(self, batch_size: int) -> np.ndarray:
-        """The next minibatch's dataset indices, from the agent's seeded numpy generator."""
-        return self._batch_rng.integers(0, len(self.transitions), batch_size)
+        """The next minibatch's row indices, from the agent's seeded numpy generator.
+
+        Uniform over the ``self._rows`` training rows: the dataset's, then those
+        ``learn_online`` appended (:mod:`agents.online`).
+        """
+        return self._batch_rng.integers(0, self._rows, batch_size)
 
     def _batch_at(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The normalised transitions at ``index`` (a device tensor of dataset indices)."""
+        """The normalised transitions at ``index`` (a device tensor of row indices)."""
         return {name: values[index] for name, values in self._data.items()}
 
     def learn(
@@ -338,13 +348,7 @@ class OfflineAgent:
         if not (isinstance(cuda_graph, bool) or cuda_graph == "auto"):
             raise ValueError(f"cuda_graph must be True, False or 'auto'; got {cuda_graph!r}")
         logger = run_logger or self.run_logger
-        checkpoint = None if checkpoint_path is None else Path(checkpoint_path)
-        if checkpoint is not None and checkpoint.exists() and not checkpoint.is_dir():
-            raise FileExistsError(f"checkpoint_path: {str(checkpoint)!r} is a file; a checkpoint is a folder")
-        if resume and checkpoint is not None and holds_something(checkpoint):
-            meta = self._read_meta(checkpoint)  # damaged, old-layout or foreign folders raise here
-            require_same_settings(self, checkpoint, meta)
-            self._restore(checkpoint, meta)
+        if self._resume_from(checkpoint_path, resume) is not None:
             self.target_timesteps = int(total_timesteps)
         elif resume or not reset_num_timesteps:
             self.target_timesteps = int(total_timesteps) if resume else self.num_timesteps + int(total_timesteps)
@@ -361,26 +365,13 @@ class OfflineAgent:
             disable=not progress_bar,
             unit="step",
         )
+        settings = (logger, log_interval, eval_freq, n_eval_episodes, n_eval_envs, checkpoint_path, checkpoint_freq)
         try:
             while self.num_timesteps < self.target_timesteps:
-                try:
-                    steps.step()
-                except NonFiniteLossError as error:
-                    saved = self._save_last_good(checkpoint_path)
-                    step = self.num_timesteps + 1
-                    whole = steps.restores_whole_step
-                    raise NonFiniteLossError(error.loss_name, error.value, step, str(saved), whole) from None
+                self._gradient_step(steps, checkpoint_path)
                 self.num_timesteps += 1
                 bar.update(1)
-                at_end = self.num_timesteps == self.target_timesteps
-                if log_interval and (self.num_timesteps % log_interval == 0 or at_end):
-                    self._record(logger, {f"train/{k}": v for k, v in steps.means().items()})
-                if eval_freq and self.num_timesteps % eval_freq == 0:
-                    self._record(logger, self._evaluation_metrics(n_eval_episodes, n_eval_envs))
-                if checkpoint_path is not None and checkpoint_freq and self.num_timesteps % checkpoint_freq == 0:
-                    self.save(checkpoint_path)
-                callback.update_locals(locals())
-                if not callback.on_step():
+                if not self._after_step(steps, callback, locals(), *settings):
                     break
         finally:
             bar.close()
@@ -389,6 +380,128 @@ class OfflineAgent:
             self.save(checkpoint_path)
         callback.on_training_end()
         return self
+
+    def learn_online(
+        self,
+        env: gym.Env | str | None = None,
+        total_timesteps: int = 100_000,
+        callback: Any = None,
+        log_interval: int = 1000,
+        progress_bar: bool = False,
+        eval_freq: int = 0,
+        n_eval_episodes: int = 10,
+        n_eval_envs: int = 1,
+        checkpoint_path: str | os.PathLike | None = None,
+        checkpoint_freq: int = 0,
+        resume: bool = False,
+        run_logger: RunLogger | None = None,
+        learning_starts: int = 0,
+        deterministic_acting: bool = False,
+    ) -> "OfflineAgent":
+        """Fine-tune online for ``total_timesteps`` env steps, as Flow Q-Learning's online phase does.
+
+        Continues from the agent's current state (offline-trained, or loaded with
+        ``dataset=``). Each step acts with ``predict(obs, deterministic=deterministic_acting)``
+        (stochastic by default: the policy's sampling noise explores), steps ``env``,
+        appends the transition to the training data (after the dataset's rows; normalised
+        with the dataset's statistics; ``terminations`` is 1 only for a true termination,
+        a truncated episode bootstraps), resets on either end, and then, once
+        ``learning_starts`` online transitions are held, takes one gradient step on a
+        minibatch drawn uniformly from all rows (``learn``'s steps, eager).
+        ``num_timesteps`` counts env steps, continuing from the offline count. The
+        machinery is :mod:`agents.online`.
+
+        ``callback``, ``log_interval``, ``progress_bar``, ``eval_freq``, ``n_eval_episodes``,
+        ``n_eval_envs``, ``checkpoint_freq`` and ``run_logger`` are as in :meth:`learn` (a
+        callback's ``locals`` also hold SB3's ``new_obs``, ``rewards``, ``dones`` and
+        ``infos`` of the step); each finished episode also logs ``online/episode_return``,
+        ``online/episode_length`` and, for envs with D4RL reference returns,
+        ``online/normalized_score``.
+
+        Args:
+            env: the env to act in (an env or an id); default: the agent's env id made
+                fresh (the agent's own env serves evaluations). Its spaces must be the dataset's.
+            total_timesteps: env steps of this online phase; with ``resume=True``, the
+                phase's total, which a resumed run continues up to.
+            checkpoint_path: as in :meth:`learn`; checkpoints also hold the online
+                transitions gathered so far (``online.safetensors``, :mod:`agents.persistence`).
+            resume: restore the checkpoint at ``checkpoint_path``, online transitions
+                included, and continue. What cannot be restored exactly is the env's state
+                in the middle of an episode: a resumed run starts a new episode (resets are
+                seeded from the seed and step count, so a run resumed from a checkpoint
+                written at the end of an episode continues exactly as the uninterrupted one).
+            learning_starts: online transitions to gather before the first gradient step.
+            deterministic_acting: act with ``predict(deterministic=True)`` instead.
+
+        Raises ``ValueError`` naming the argument for ``total_timesteps`` < 1,
+        ``learning_starts`` < 0 and an ``env`` whose spaces are not the dataset's, and
+        one saying to pass ``dataset=`` for an agent without a dataset.
+        """
+        return learn_online(
+            self,
+            env=env,
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            progress_bar=progress_bar,
+            eval_freq=eval_freq,
+            n_eval_episodes=n_eval_episodes,
+            n_eval_envs=n_eval_envs,
+            checkpoint_path=checkpoint_path,
+            checkpoint_freq=checkpoint_freq,
+            resume=resume,
+            run_logger=run_logger,
+            learning_starts=learning_starts,
+            deterministic_acting=deterministic_acting,
+        )
+
+    def _resume_from(self, checkpoint_path: str | os.PathLike | None, resume: bool) -> dict[str, Any] | None:
+        """Check ``checkpoint_path``; with ``resume`` and a checkpoint there, restore it and return its metadata."""
+        checkpoint = None if checkpoint_path is None else Path(checkpoint_path)
+        if checkpoint is not None and checkpoint.exists() and not checkpoint.is_dir():
+            raise FileExistsError(f"checkpoint_path: {str(checkpoint)!r} is a file; a checkpoint is a folder")
+        if not (resume and checkpoint is not None and holds_something(checkpoint)):
+            return None
+        meta = self._read_meta(checkpoint)  # damaged, old-layout or foreign folders raise here
+        require_same_settings(self, checkpoint, meta)
+        self._restore(checkpoint, meta)
+        return meta
+
+    def _gradient_step(self, steps: Any, checkpoint_path: str | os.PathLike | None) -> None:
+        """One step of ``steps``; a non-finite loss saves the last good state and raises with the step number."""
+        try:
+            steps.step()
+        except NonFiniteLossError as error:
+            saved = self._save_last_good(checkpoint_path)
+            step = self.num_timesteps + 1
+            whole = steps.restores_whole_step
+            raise NonFiniteLossError(error.loss_name, error.value, step, str(saved), whole) from None
+
+    def _after_step(
+        self,
+        steps: Any,
+        callback: BaseCallback,
+        local_vars: dict[str, Any],
+        logger: RunLogger,
+        log_interval: int,
+        eval_freq: int,
+        n_eval_episodes: int,
+        n_eval_envs: int,
+        checkpoint_path: str | os.PathLike | None,
+        checkpoint_freq: int,
+    ) -> bool:
+        """Log, evaluate, checkpoint and call back after step ``num_timesteps``; False when the callback stops."""
+        at_end = self.num_timesteps == self.target_timesteps
+        if log_interval and (self.num_timesteps % log_interval == 0 or at_end):
+            means = steps.means()
+            if means:  # none before learn_online's learning_starts
+                self._record(logger, {f"train/{k}": v for k, v in means.items()})
+        if eval_freq and self.num_timesteps % eval_freq == 0:
+            self._record(logger, self._evaluation_metrics(n_eval_episodes, n_eval_envs))
+        if checkpoint_path is not None and checkpoint_freq and self.num_timesteps % checkpoint_freq == 0:
+            self.save(checkpoint_path)
+        callback.update_locals(local_vars)
+        return callback.on_step()
 
     def _init_callback(self, callback: Any) -> BaseCallback:
         if callback is None:
@@ -517,7 +630,9 @@ class OfflineAgent:
 
         ``env`` defaults to ``gym.make`` of the saved env id; a given env must have the
         saved id and spaces. Pass ``dataset`` to continue training
-        (``learn(..., reset_num_timesteps=False)``); the saved normalisation is kept.
+        (``learn(..., reset_num_timesteps=False)`` or ``learn_online``); the saved
+        normalisation is kept, and online transitions saved with the agent follow the
+        dataset's rows again.
         Raises ``FileNotFoundError`` when there is no checkpoint at ``path`` and
         :class:`~ctflow_gym.checkpoint.CheckpointError` (a ``ValueError``) naming the
         file when it is damaged, of another version or of another agent class.
@@ -530,9 +645,9 @@ class OfflineAgent:
         agent = cls(env, None, config, device=device, seed=meta["seed"], run_logger=run_logger)
         agent.stats = NormalizationStats.from_dict(meta["stats"])
         agent._init_networks()
-        agent._restore(path, meta)
-        if dataset is not None:
+        if dataset is not None:  # before the restore, which appends the checkpoint's online transitions to it
             agent._attach_dataset(dataset)
+        agent._restore(path, meta)
         return agent
 
     def _restore(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:

@@ -10,7 +10,10 @@ A saved agent is a checkpoint folder of kind ``"agent:<class name>"``:
 - ``weights.safetensors``: every network of ``agent._modules()`` (EMA copies included),
   keyed ``"<module>.<parameter>"``;
 - ``training_state.pt``: the optimisers' state and the torch RNG state, read with
-  ``torch.load(weights_only=True)``.
+  ``torch.load(weights_only=True)``;
+- after ``learn_online``: ``online.safetensors``, the transitions gathered online (env
+  units; :data:`agents.online.ONLINE_FIELDS`), and ``online`` in ``checkpoint.json``
+  (their number and the online phase's first step, :meth:`agents.online.OnlineBuffer.meta`).
 
 Nothing in the folder is executed on load, and it is written atomically. Functions
 here take the agent (or its class) as an argument, so this module needs nothing from
@@ -28,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from agents.online import ONLINE_FILE_STEM, restore_online
 from agents.steps import ORDINARY_FORM, has_graph_modes
 from ctflow_gym.checkpoint import (
     META_FILE,
@@ -91,8 +95,17 @@ def save_agent(agent: OfflineAgent, path: str | os.PathLike) -> Path:
         "optimizers": {name: portable_state(optimizer) for name, optimizer in agent._optimizers().items()},
         "torch_rng": agent.generator.get_state().cpu(),
     }
+    online = None
+    if agent._online is not None:
+        meta["online"] = agent._online.meta()
+        online = {ONLINE_FILE_STEM: agent._online.tensors()}
     return save_checkpoint(
-        path, checkpoint_kind(type(agent)), meta, module_tensors(agent._modules()), training_state=training_state
+        path,
+        checkpoint_kind(type(agent)),
+        meta,
+        module_tensors(agent._modules()),
+        extra_tensors=online,
+        training_state=training_state,
     )
 
 
@@ -176,7 +189,9 @@ def restore_agent(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, 
     """Load networks, optimisers, RNG states and step counts of the checkpoint at ``path`` into ``agent``.
 
     ``meta`` is what :func:`read_agent_meta` returned for ``path``. A checkpoint without
-    ``training_state.pt`` restores the networks and counts only (enough to act).
+    ``training_state.pt`` restores the networks and counts only (enough to act). The
+    online transitions, if any, follow the dataset's rows when the agent has its
+    dataset (:func:`agents.online.restore_online`).
     """
     load_module_tensors(agent._modules(), load_tensors(path, device=agent.device), path)
     state = load_training_state(path, device=agent.device)
@@ -196,6 +211,7 @@ def restore_agent(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, 
     agent._batch_rng = np.random.default_rng()
     agent._batch_rng.bit_generator.state = meta["batch_rng"]
     agent._set_acting_state(meta.get("acting_state", {}))
+    restore_online(agent, path, meta)
 
 
 def require_same_settings(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, Any]) -> None:
