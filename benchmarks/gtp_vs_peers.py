@@ -36,6 +36,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -44,13 +45,26 @@ import torch
 from gtp_speed import measure_speed
 from harness import Runs, Settings, interleaved_timings, machine_info, matches, option, parse, write_json, write_results
 
-from agents import GTPAgent, GTPConfig
+from agents import DeFlowAgent, FQLAgent, GTPAgent, GTPConfig
 from agents.gtp.networks import FlowMapActor, plain_mlp_actor
 from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
 
-METHODS = ("gtp", "gtp-bc", "iql", "td3+bc")
-LABELS = {"gtp": "GTP", "gtp-bc": "GTP-BC", "iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"}
+METHODS = ("gtp", "gtp-bc", "fql", "deflow", "iql", "td3+bc")
+LABELS = {
+    "gtp": "GTP",
+    "gtp-bc": "GTP-BC",
+    "fql": "FQL",
+    "deflow": "DeFlow",
+    "iql": "d3rlpy IQL",
+    "td3+bc": "d3rlpy TD3+BC",
+}
+FLOW_AGENTS = {"fql": FQLAgent, "deflow": DeFlowAgent}
+FLOW_NETWORKS = {
+    "gtp": dict(actor_hidden=256, actor_layers=3, critic_hidden=256, critic_layers=2),
+    "paper": {},
+}
+"""FQL's and DeFlow's network sizes: GTP's (the common size) or their papers' (4 x 512 everywhere)."""
 BEFORE_RECORDED = GTPConfig.BEFORE_RECORDED
 """What GTP runs stored before a setting was recorded were made with."""
 LAST_EVALUATIONS = 5
@@ -72,6 +86,9 @@ class PeersSettings(Settings):
     action_candidates: int = option(GTPConfig.action_candidates, "GTP's N, the samples its critic chooses from")
     schedule_max_steps: int = option(GTPConfig.schedule_max_steps, "GTP's s1 of Eq. 76 (the paper: 1280)")
     critic_ensemble: int = option(GTPConfig.critic_ensemble, "GTP's critics (the paper: 1)")
+    flow_networks: str = option("gtp", "FQL's and DeFlow's network sizes", choices=tuple(FLOW_NETWORKS))
+    fql_alpha: float = option(10.0, "FQL's alpha (its code's default)")
+    deflow_delta: float | None = option(None, "DeFlow's trust region delta (None: derived from the data's IAV)")
     device: str = option("cpu", "torch device (ours and the peers')")
     name: str | None = option(None, "result file name (default gtp_vs_peers_<steps/1000>k[_final][_ensemble<M>])")
     work: str = option("/tmp/ctflow_gtp_vs_peers", "GTP's checkpoints (curve runs)")
@@ -204,6 +221,57 @@ def run_gtp(method: str, seed: int, s: PeersSettings, dataset, folder: Path) -> 
     )
     curve = [
         {"step": e["step"], "score": e["normalized_score"], "score_K=2": k2[str(e["step"])]} for e in agent.eval_history
+    ]
+    return {**run, "curve": curve}
+
+
+def run_flow_agent(method: str, seed: int, s: PeersSettings, dataset, folder: Path) -> dict:
+    """Train FQL or DeFlow (resumable from ``folder``) with a curve, or evaluate once at the end.
+
+    Evaluated as ``learn`` evaluates (``predict(deterministic=True)``: the noise z = 0), with
+    ``s.envs`` envs at once; each curve point also carries the seconds of training before it
+    (summed over resumed calls, evaluations excluded), for time-to-score.
+    """
+    options = dict(batch_size=s.batch_size, device=s.device, **FLOW_NETWORKS[s.flow_networks])
+    options.update(alpha=s.fql_alpha) if method == "fql" else options.update(target_divergence=s.deflow_delta)
+    agent = FLOW_AGENTS[method](dataset.env_spec.id, dataset, seed=seed, **options)
+    run = {"method": method, "seed": seed, "batch_size": s.batch_size, "flow_networks": s.flow_networks}
+    run.update(fql_alpha=s.fql_alpha) if method == "fql" else run.update(deflow_delta=s.deflow_delta)
+    if method == "deflow":
+        run["trust_region"] = agent.trust_region
+    if not s.eval_every:
+        agent.learn(s.steps, progress_bar=s.progress)
+        return {**run, "returns": agent.evaluate(s.episodes, seed=10_000 + seed, n_envs=s.envs)["returns"]}
+    folder.mkdir(parents=True, exist_ok=True)
+    clock_file = folder / "training_seconds.json"
+    clock = json.loads(clock_file.read_text()) if clock_file.exists() else {}
+    # Training seconds: the time from the end of one evaluation (and checkpoint) to the step before the next.
+    timer = {"trained": max(clock.values(), default=0.0), "since": time.perf_counter()}
+
+    def stamp(_locals, _globals) -> bool:  # runs after each step, after learn's evaluation and checkpoint of it
+        step, now = agent.num_timesteps, time.perf_counter()
+        if (step + 1) % s.eval_every == 0:
+            timer["trained"] += now - timer["since"]
+        elif step % s.eval_every == 0:
+            clock.setdefault(str(step), timer["trained"])
+            write_json(clock_file, clock)
+            timer["since"] = now
+        return True
+
+    agent.learn(
+        s.steps,
+        callback=stamp,
+        eval_freq=s.eval_every,
+        n_eval_episodes=s.episodes,
+        n_eval_envs=s.envs,
+        checkpoint_path=folder / "model",
+        checkpoint_freq=s.eval_every,
+        resume=True,
+        progress_bar=s.progress,
+    )
+    curve = [
+        {"step": e["step"], "score": e["normalized_score"], "training_seconds": clock.get(str(e["step"]))}
+        for e in agent.eval_history
     ]
     return {**run, "curve": curve}
 
@@ -349,7 +417,10 @@ def main(argv: list[str] | None = None) -> Path:
     def settings_of(method: str) -> dict:
         """What a stored run of ``method`` must have been made with to count here."""
         gtp = {"schedule_max_steps": s.schedule_max_steps} if method.startswith("gtp") else {}
-        return {**shared, **gtp, **({"critic_ensemble": s.critic_ensemble} if method == "gtp" else {})}
+        flow = {"flow_networks": s.flow_networks} if method in FLOW_AGENTS else {}
+        flow.update({"fql_alpha": s.fql_alpha} if method == "fql" else {})
+        flow.update({"deflow_delta": s.deflow_delta} if method == "deflow" else {})
+        return {**shared, **gtp, **flow, **({"critic_ensemble": s.critic_ensemble} if method == "gtp" else {})}
 
     def report() -> Path:
         stored = [r for r in runs.all("*-seed*.json") if matches(r, settings_of(r["method"]), BEFORE_RECORDED)]
@@ -388,8 +459,11 @@ def main(argv: list[str] | None = None) -> Path:
                 if runs.get(key, settings_of(method), BEFORE_RECORDED) is not None:
                     continue
                 print(f"[gtp_vs_peers] {method} seed {seed}: {s.steps} steps", flush=True)
+                folder = Path(s.work) / name / method / f"seed{seed}"
                 if method.startswith("gtp"):
-                    compute = partial(run_gtp, method, seed, s, dataset, Path(s.work) / name / method / f"seed{seed}")
+                    compute = partial(run_gtp, method, seed, s, dataset, folder)
+                elif method in FLOW_AGENTS:
+                    compute = partial(run_flow_agent, method, seed, s, dataset, folder)
                 else:
                     options = dict(batch_size=s.batch_size, episodes=s.episodes, eval_every=s.eval_every)
                     options.update(device=s.device, threads=s.threads, progress=s.progress)

@@ -142,6 +142,32 @@ def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, 
         peers.main(args + ["--critic-ensemble", "1"])
 
 
+def test_gtp_vs_peers_trains_fql_and_deflow_with_training_time_per_evaluation(random_dataset_path, tmp_path):
+    peers = bench("gtp_vs_peers")
+    args = ["--dataset", str(random_dataset_path), "--steps", "40", "--eval-every", "20", "--seeds", "0"]
+    args += ["--methods", "fql", "deflow", "--episodes", "1", "--envs", "1", "--batch-size", "32"]
+    args += ["--latency-rounds", "1", "--no-speed", "--name", "flow", "--work", str(tmp_path / "work")]
+    data = written(peers.main(args + ["--out", str(tmp_path)]), "meta", "summary", "runs")
+    assert set(data["summary"]) == {"fql", "deflow"}
+    for run in data["runs"]:
+        seconds = [point["training_seconds"] for point in run["curve"]]
+        assert [point["step"] for point in run["curve"]] == [20, 40] and 0 < seconds[0] < seconds[1]
+    deflow = next(run for run in data["runs"] if run["method"] == "deflow")
+    assert deflow["trust_region"] > 0 and deflow["flow_networks"] == "gtp"
+    assert "DeFlow" in (tmp_path / "flow.md").read_text()
+
+
+def test_agent_speed(random_dataset_path, tmp_path):
+    args = ["--dataset", str(random_dataset_path), "--rounds", "1", "--block", "1", "--latency-rounds", "1"]
+    data = written(bench("agent_speed").main(args + ["--out", str(tmp_path)]), "meta", "results", "latency")
+    assert set(data["results"]) == {"GTP", "TD3+BC"} | {
+        f"{agent} ({size})" for agent in ("FQL", "DeFlow") for size in ("GTP's sizes", "paper sizes")
+    }
+    work = {name: result["gflop_per_step"] for name, result in data["results"].items()}
+    assert work["DeFlow (paper sizes)"] > work["FQL (paper sizes)"] > work["FQL (GTP's sizes)"] > work["TD3+BC"]
+    assert data["latency"]["GTP (K=5, N=50)"]["speedup_vs_gtp_default"] == 1.0
+
+
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason="d3rlpy's venv (.bench-venvs/d3rlpy) is absent: made on first use")
 def test_peer_d3rlpy_runs_in_its_venv(random_dataset_path, tmp_path):
     from ctflow_gym.data import load_dataset

@@ -252,7 +252,8 @@ class Page:
 def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
     """``gtp_vs_peers*.json``: scores per method over seeds, curves, training speed and action latency."""
     meta, summary = data.get("meta", {}), data.get("summary", {})
-    labels = {"gtp": "GTP", "gtp-bc": "GTP-BC", "iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"}
+    labels = {"gtp": "GTP", "gtp-bc": "GTP-BC", "fql": "FQL", "deflow": "DeFlow"}
+    labels.update({"iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"})
     seeds = sorted({seed for entry in summary.values() for seed in entry.get("seeds", [])})
     rows, peak_rows, in_runs = [], [], []
     for method, entry in summary.items():
@@ -395,6 +396,39 @@ def render_speed(name: str, data: dict, path: Path, page: Page) -> str:
             + ".",
         ]
     out += ["", source_line(name, path, data)]
+    return "\n".join(out)
+
+
+def render_agent_speed(name: str, data: dict, path: Path, page: Page) -> str:
+    """``agent_speed.json``: GTP, FQL, DeFlow and TD3+BC steps/s with counted work, and ``predict`` latency."""
+    meta, results, latency = data.get("meta", {}), data.get("results", {}), data.get("latency", {})
+    rows = [
+        [
+            method,
+            number(r.get("steps_per_second")),
+            number(r.get("us_per_step"), 0),
+            number(r.get("gflop_per_step"), 3),
+            number(r.get("gflop_per_second")),
+            f"{number(r.get('ratio_to_td3bc'), 2)}x",
+        ]
+        for method, r in results.items()
+    ]
+    latency_rows = [
+        [method, f"{number(r.get('us'), 0)} us", f"{number(r.get('speedup_vs_gtp_default'), 1)}x"]
+        for method, r in latency.items()
+    ]
+    out = [
+        f"Device {meta.get('device')}, {meta.get('threads')} torch thread(s), batch {meta.get('batch_size')}, "
+        f"GTP with {meta.get('critic_ensemble')} critic(s), FQL and DeFlow with {meta.get('flow_steps')} flow steps.",
+        "",
+        table(["method", "steps/s", "us/step", "GFLOP/step (counted)", "GFLOP/s", "speed vs TD3+BC"], rows),
+        "",
+        "`predict` on one observation (median per call):",
+        "",
+        table(["policy", "latency", "faster than GTP's default"], latency_rows),
+        "",
+        source_line(name, path, data),
+    ]
     return "\n".join(out)
 
 
@@ -1127,6 +1161,7 @@ def render_improve_extract(name: str, data: dict, path: Path, page: Page) -> str
 RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "peers": render_peers,
     "speed": render_speed,
+    "agent_speed": render_agent_speed,
     "paired": render_paired,
     "candidate-count": render_candidate_count,
     "critic-swap": render_critic_swap,
