@@ -13,14 +13,8 @@ from typing import Sequence
 
 import minari
 
-from ctflow_gym.atomic import move_into_place, scratch_folder
-from ctflow_gym.data.minari_io import (
-    build_record,
-    finish_dataset,
-    load_dataset,
-    minari_root,
-    minari_root_at,
-)
+from ctflow_gym.data.derived import write_dataset_atomically
+from ctflow_gym.data.minari_io import build_record, load_dataset, minari_root
 
 
 def combine_datasets(
@@ -45,13 +39,14 @@ def combine_datasets(
     final_path = root / dataset_id
     if final_path.exists() and not overwrite:
         raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True")
-    with scratch_folder(root, ".ctflow-combine-") as scratch:
-        (scratch / dataset_id).parent.mkdir(parents=True, exist_ok=True)  # Minari makes only the last folder
-        with minari_root_at(scratch):
-            combined = minari.combine_datasets(datasets, dataset_id)
-            record = {"combined_from": [str(source) for source in sources]}
-            specs = {(build_record(dataset) or {}).get("sim_state_spec") for dataset in datasets}
-            if len(specs) == 1 and None not in specs:  # the recorded states replay with the sources' spec
-                record["sim_state_spec"] = specs.pop()
-            finish_dataset(combined, record)
-        return move_into_place(scratch / dataset_id, final_path)
+    record = {"combined_from": [str(source) for source in sources]}
+    specs = {(build_record(dataset) or {}).get("sim_state_spec") for dataset in datasets}
+    if len(specs) == 1 and None not in specs:  # the recorded states replay with the sources' spec
+        record["sim_state_spec"] = specs.pop()
+    return write_dataset_atomically(
+        dataset_id,
+        root,
+        record,
+        lambda: minari.combine_datasets(datasets, dataset_id),
+        scratch_prefix=".ctflow-combine-",
+    )

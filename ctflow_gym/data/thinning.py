@@ -9,24 +9,14 @@ hidden scratch folder beside the target, renamed into place at the end.
 from __future__ import annotations
 
 import os
-import shutil
-import warnings
 from pathlib import Path
 
-import minari
 import numpy as np
 from minari import MinariDataset
 
 from ctflow_gym import progress
-from ctflow_gym.atomic import move_into_place, scratch_folder
-from ctflow_gym.data.minari_io import (
-    POLICY_FILE,
-    build_record,
-    episode_buffer,
-    finish_dataset,
-    load_dataset,
-    minari_root_at,
-)
+from ctflow_gym.data.derived import write_derived_dataset
+from ctflow_gym.data.minari_io import POLICY_FILE, build_record, episode_buffer, load_dataset
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
 
@@ -87,27 +77,20 @@ def thin_dataset(
     }
     metadata = dataset.storage.metadata
     kept_note = f"{len(kept)} of {dataset.total_episodes} episodes kept"
-    with scratch_folder(root, ".ctflow-thin-") as scratch:
-        with minari_root_at(scratch), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*author_email.*")
-            thinned = minari.create_dataset_from_buffers(
-                dataset_id,
-                buffer=buffers,
-                env=dataset.env_spec,
-                eval_env=dataset.env_spec.id,
-                algorithm_name=metadata.get("algorithm_name", "ctflow_gym") + f", {kept_note}",
-                code_permalink="ctflow_gym.data.thinning.thin_dataset",
-                author="ctflow_gym",
-                ref_min_score=metadata.get("ref_min_score"),
-                ref_max_score=metadata.get("ref_max_score"),
-                description=metadata.get("description", "")
-                + f" Thinned: {len(kept)} evenly spaced episodes of {dataset.total_episodes} kept.",
-            )
-            finish_dataset(thinned, record)
-        policy = Path(dataset.storage.data_path).parent / POLICY_FILE
-        if policy.is_file():
-            shutil.copy2(policy, scratch / dataset_id / POLICY_FILE)
-        return move_into_place(scratch / dataset_id, final_path)
+    policy = Path(dataset.storage.data_path).parent / POLICY_FILE
+    return write_derived_dataset(
+        dataset,
+        buffers,
+        dataset_id,
+        root,
+        record,
+        algorithm_name=metadata.get("algorithm_name", "ctflow_gym") + f", {kept_note}",
+        code_permalink="ctflow_gym.data.thinning.thin_dataset",
+        description=metadata.get("description", "")
+        + f" Thinned: {len(kept)} evenly spaced episodes of {dataset.total_episodes} kept.",
+        scratch_prefix=".ctflow-thin-",
+        extra_files=[policy] if policy.is_file() else [],
+    )
 
 
 def _evenly_spaced_episodes(lengths: np.ndarray, target_steps: int) -> list[int]:

@@ -12,17 +12,15 @@ a scratch folder and renamed into place, like every dataset the package writes.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-import minari
 import numpy as np
 from minari import MinariDataset
 from minari.data_collector import EpisodeBuffer
 
-from ctflow_gym.atomic import move_into_place, scratch_folder
-from ctflow_gym.data.minari_io import episode_buffer, finish_dataset, minari_root_at
+from ctflow_gym.data.derived import write_derived_dataset
+from ctflow_gym.data.minari_io import episode_buffer
 from ctflow_gym.replay.realisation import RealisedWindow
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
@@ -47,26 +45,18 @@ def _realised_buffer(episode_id: int, realised: RealisedWindow) -> EpisodeBuffer
 def _write_buffers(
     source: MinariDataset, buffers: list, dataset_id: str, root: Path, record: dict[str, Any], description: str
 ) -> Path:
-    """Minari's writer in a scratch folder, the record stored, then one rename into place."""
-    metadata = source.storage.metadata
-    with scratch_folder(root, ".ctflow-improve-") as scratch:
-        (scratch / dataset_id).parent.mkdir(parents=True, exist_ok=True)  # Minari makes only the last folder
-        with minari_root_at(scratch), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*(author_email|code_permalink).*")
-            written = minari.create_dataset_from_buffers(
-                dataset_id,
-                buffer=buffers,
-                env=source.env_spec,
-                eval_env=source.env_spec.id,
-                algorithm_name=f"ctflow_gym improve ({record['improver']['kind']})",
-                code_permalink="ctflow_gym.improve.improve_dataset",
-                author="ctflow_gym",
-                ref_min_score=metadata.get("ref_min_score"),
-                ref_max_score=metadata.get("ref_max_score"),
-                description=description,
-            )
-            finish_dataset(written, record)
-        return move_into_place(scratch / dataset_id, root / dataset_id)
+    """Write ``buffers`` as ``dataset_id`` under ``root`` (:func:`ctflow_gym.data.derived.write_derived_dataset`)."""
+    return write_derived_dataset(
+        source,
+        buffers,
+        dataset_id,
+        root,
+        record,
+        algorithm_name=f"ctflow_gym improve ({record['improver']['kind']})",
+        code_permalink="ctflow_gym.improve.improve_dataset",
+        description=description,
+        scratch_prefix=".ctflow-improve-",
+    )
 
 
 def write_improved_dataset(
