@@ -168,6 +168,20 @@ def test_agent_speed(random_dataset_path, tmp_path):
     assert data["latency"]["GTP (K=5, N=50)"]["speedup_vs_gtp_default"] == 1.0
 
 
+def test_offline_to_online_continues_one_agent_both_ways_and_resumes(random_dataset_path, tmp_path, monkeypatch):
+    online = bench("offline_to_online")
+    args = ["--dataset", str(random_dataset_path), "--offline-steps", "20", "--online-steps", "20"]
+    args += ["--eval-every", "10", "--episodes", "1", "--envs", "1", "--work", str(tmp_path / "work")]
+    data = written(online.main(args + ["--out", str(tmp_path)]), "meta", "summary", "runs")
+    assert set(data["summary"]) == {"online", "offline"}
+    for run in data["runs"]:
+        assert [point["step"] for point in run["curve"]] == [30, 40] and run["trust_region"] > 0
+    handovers = {run["handover_score"] for run in data["runs"]}
+    assert len(handovers) == 1  # both arms start from the same agent, evaluated the same way
+    monkeypatch.setattr(online, "run_arm", lambda *a: pytest.fail("a finished arm was run again"))
+    online.main(args + ["--out", str(tmp_path)])
+
+
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason="d3rlpy's venv (.bench-venvs/d3rlpy) is absent: made on first use")
 def test_peer_d3rlpy_runs_in_its_venv(random_dataset_path, tmp_path):
     from ctflow_gym.data import load_dataset

@@ -432,6 +432,27 @@ def render_agent_speed(name: str, data: dict, path: Path, page: Page) -> str:
     return "\n".join(out)
 
 
+def render_offline_to_online(name: str, data: dict, path: Path, page: Page) -> str:
+    """``offline_to_online_*.json``: hand-over and final scores of the online and offline-only arms, per seed."""
+    meta, summary = data.get("meta", {}), data.get("summary", {})
+    rows = []
+    for arm, entry in summary.items():
+        for seed, start, final, gain in zip(entry["seeds"], entry["handover"], entry["final"], entry["gain"]):
+            rows.append([arm, seed, number(start), number(final), number(gain, 1, True)])
+    out = [
+        f"Agent {meta.get('agent')} on `{meta.get('dataset')}`: {meta.get('offline_steps')} offline gradient steps, "
+        f"then {meta.get('online_steps')} more steps per arm (online: env steps, each followed by a gradient step "
+        f"on the dataset and the online transitions; offline: gradient steps on the dataset alone). Final = mean of "
+        f"the last {meta.get('last')} evaluations ({meta.get('episodes')} episodes each, every "
+        f"{meta.get('eval_every')} steps).",
+        "",
+        table(["arm", "seed", "hand-over score", "final score", "gain"], rows),
+        "",
+        source_line(name, path, data, commits=meta.get("run_commits")),
+    ]
+    return "\n".join(out)
+
+
 def render_paired(name: str, data: dict, path: Path, page: Page) -> str:
     """``gtp_compare_runs`` output: two arms seed by seed (score K = 5, K = 2 fitted, worst of the last 5, best)."""
     labels, stats = data.get("labels", {}), data.get("statistics", {})
@@ -1162,6 +1183,7 @@ RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "peers": render_peers,
     "speed": render_speed,
     "agent_speed": render_agent_speed,
+    "offline_to_online": render_offline_to_online,
     "paired": render_paired,
     "candidate-count": render_candidate_count,
     "critic-swap": render_critic_swap,
