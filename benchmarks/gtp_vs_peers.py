@@ -331,6 +331,15 @@ def run_scores(run: dict, env_id: str) -> dict[str, float]:
     return scores
 
 
+def time_to_score(curve: list[dict], final: float, fraction: float = 0.9) -> dict:
+    """When a run's evaluation first held ``fraction`` of its final score: the step and, if recorded, the
+    training seconds before it (``None`` for a final score <= 0, where the rule means nothing)."""
+    if final <= 0:
+        return {"step": None, "training_seconds": None}
+    point = next(p for p in curve if p["score"] >= fraction * final or p is curve[-1])
+    return {"step": int(point["step"]), "training_seconds": point.get("training_seconds")}
+
+
 def seed_statistics(values: list[float]) -> dict:
     """Median, mean and standard deviation (ddof 1; 0 for one seed) of per-seed scores."""
     values = np.asarray(values, dtype=float)
@@ -353,6 +362,7 @@ def summarize(runs: list[dict], env_id: str) -> dict:
         if all("curve" in r for r in mine):  # the best single evaluation, in hindsight: not an offline score
             best = [max(r["curve"], key=lambda point: point["score"]) for r in mine]
             entry["peaks"] = [{"score": float(b["score"]), "step": int(b["step"])} for b in best]
+            entry["to_90_percent"] = [time_to_score(r["curve"], s["score"]) for r, s in zip(mine, scores)]
         if all("steps_per_second" in r for r in mine):
             entry["steps_per_second"] = float(np.mean([r["steps_per_second"] for r in mine]))
         table[method] = entry

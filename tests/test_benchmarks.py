@@ -154,6 +154,8 @@ def test_gtp_vs_peers_trains_fql_and_deflow_with_training_time_per_evaluation(ra
         assert [point["step"] for point in run["curve"]] == [20, 40] and 0 < seconds[0] < seconds[1]
     deflow = next(run for run in data["runs"] if run["method"] == "deflow")
     assert deflow["trust_region"] > 0 and deflow["flow_networks"] == "gtp"
+    for entry in data["summary"].values():  # the step (and training seconds) to 90% of each seed's final score
+        assert all(reached["step"] in (20, 40, None) for reached in entry["to_90_percent"])
     assert "DeFlow" in (tmp_path / "flow.md").read_text()
 
 

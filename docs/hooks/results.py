@@ -255,7 +255,7 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
     labels = {"gtp": "GTP", "gtp-bc": "GTP-BC", "fql": "FQL", "deflow": "DeFlow"}
     labels.update({"iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"})
     seeds = sorted({seed for entry in summary.values() for seed in entry.get("seeds", [])})
-    rows, peak_rows, in_runs = [], [], []
+    rows, peak_rows, in_runs, time_rows = [], [], [], []
     for method, entry in summary.items():
         by_seed = dict.fromkeys(seeds, "")
         for key, scores in entry.get("scores", {}).items():
@@ -272,6 +272,13 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
             for seed, peak in zip(entry.get("seeds", []), entry["peaks"]):
                 by_seed[seed] = f"{number(peak['score'])} at {peak['step'] // 1000}k"
             peak_rows.append([labels.get(method, method)] + list(by_seed.values()))
+        if entry.get("to_90_percent"):
+            cells = dict.fromkeys(seeds, "")
+            for seed, reached in zip(entry.get("seeds", []), entry["to_90_percent"]):
+                if reached.get("step") is not None:
+                    seconds = reached.get("training_seconds")
+                    cells[seed] = f"{reached['step'] // 1000}k" + (f" ({number(seconds / 60)} min)" if seconds else "")
+            time_rows.append([labels.get(method, method)] + list(cells.values()))
     settings = [
         f"dataset `{meta.get('dataset')}` ({meta.get('transitions')} transitions)",
         f"{meta.get('steps')} gradient steps, batch {meta.get('batch_size')}",
@@ -307,6 +314,14 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
             "(not an offline score): how much a run lost between its best point and its last evaluations.",
             "",
             table(["peak"] + [f"seed {s}" for s in seeds], peak_rows),
+        ]
+    if time_rows and any(any(cell for cell in row[1:]) for row in time_rows):
+        out += [
+            "",
+            "When each seed's evaluation first held 90% of its final score: the step and, where recorded, the "
+            "minutes of training before it (one torch thread, evaluations excluded, cores shared with the other runs).",
+            "",
+            table(["to 90% of final"] + [f"seed {s}" for s in seeds], time_rows),
         ]
     out += ["", source_line(name, path, data, commits=meta.get("run_commits"))]
     if meta.get("curves_png"):
