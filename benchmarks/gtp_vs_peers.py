@@ -45,7 +45,7 @@ import torch
 from gtp_speed import measure_speed
 from harness import Runs, Settings, interleaved_timings, machine_info, matches, option, parse, write_json, write_results
 
-from agents import DeFlowAgent, FQLAgent, GTPAgent, GTPConfig
+from agents import DeFlowAgent, FQLAgent, GTPAgent, GTPConfig, load_agent
 from agents.gtp.networks import FlowMapActor, plain_mlp_actor
 from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
@@ -273,7 +273,32 @@ def run_flow_agent(method: str, seed: int, s: PeersSettings, dataset, folder: Pa
         {"step": e["step"], "score": e["normalized_score"], "training_seconds": clock.get(str(e["step"]))}
         for e in agent.eval_history
     ]
-    return {**run, "curve": curve}
+    return {**run, "curve": curve, "final_by_noise": final_by_noise(agent, s, seed)}
+
+
+def final_by_noise(agent, s: PeersSettings, seed: int) -> dict[str, float]:
+    """The trained FQL / DeFlow agent's D4RL score with noise z = 0 (``deterministic=True``) and with sampled z.
+
+    The official code always samples z (the papers' scores); z = 0 is ``predict``'s reproducible
+    default. Same reset seeds (10000 + seed) for both.
+    """
+    scores = {}
+    for label, deterministic in (("z=0", True), ("sampled z", False)):
+        result = agent.evaluate(s.episodes, deterministic=deterministic, seed=10_000 + seed, n_envs=s.envs)
+        scores[label] = result["normalized_score"]
+    return scores
+
+
+def backfill_final_by_noise(runs: Runs, key: str, s: PeersSettings, folder: Path, seed: int) -> None:
+    """Add ``final_by_noise`` to a stored FQL / DeFlow run made before it was recorded, from its final checkpoint."""
+    file = runs.folder / f"{key}.json"
+    run = json.loads(file.read_text())
+    model = folder / "model"
+    if "final_by_noise" in run or not model.is_dir():
+        return
+    agent = load_agent(model, device=s.device)
+    if agent.num_timesteps == s.steps:
+        write_json(file, {**run, "final_by_noise": final_by_noise(agent, s, seed)})
 
 
 def action_latency(obs_dim: int, act_dim: int, device: str, rounds: int) -> dict:
@@ -363,6 +388,9 @@ def summarize(runs: list[dict], env_id: str) -> dict:
             best = [max(r["curve"], key=lambda point: point["score"]) for r in mine]
             entry["peaks"] = [{"score": float(b["score"]), "step": int(b["step"])} for b in best]
             entry["to_90_percent"] = [time_to_score(r["curve"], s["score"]) for r, s in zip(mine, scores)]
+        if all("final_by_noise" in r for r in mine):
+            labels = mine[0]["final_by_noise"]
+            entry["final_by_noise"] = {k: seed_statistics([r["final_by_noise"][k] for r in mine]) for k in labels}
         if all("steps_per_second" in r for r in mine):
             entry["steps_per_second"] = float(np.mean([r["steps_per_second"] for r in mine]))
         table[method] = entry
@@ -463,13 +491,18 @@ def main(argv: list[str] | None = None) -> Path:
             speed["peers"] = time_peers(dataset, s.device, peers()[0], s.speed_steps, s.threads, runs.folder)
             record = {**speed, "device": s.device, "threads": s.threads, "critic_ensemble": s.critic_ensemble}
             write_json(speed_file, {**record, "machine": machine_info()})
+        for seed in () if s.speed_only else s.seeds:  # FQL / DeFlow runs stored before final_by_noise was
+            for method in (m for m in s.methods if m in FLOW_AGENTS):
+                if runs.get(f"{method}-seed{seed}", settings_of(method), BEFORE_RECORDED) is not None:
+                    folder = Path(s.work) / name / method / f"seed{seed}"
+                    backfill_final_by_noise(runs, f"{method}-seed{seed}", s, folder, seed)
         for seed in () if s.report_only or s.speed_only else s.seeds:
             for method in s.methods:
                 key = f"{method}-seed{seed}"
+                folder = Path(s.work) / name / method / f"seed{seed}"
                 if runs.get(key, settings_of(method), BEFORE_RECORDED) is not None:
                     continue
                 print(f"[gtp_vs_peers] {method} seed {seed}: {s.steps} steps", flush=True)
-                folder = Path(s.work) / name / method / f"seed{seed}"
                 if method.startswith("gtp"):
                     compute = partial(run_gtp, method, seed, s, dataset, folder)
                 elif method in FLOW_AGENTS:

@@ -156,7 +156,13 @@ def test_gtp_vs_peers_trains_fql_and_deflow_with_training_time_per_evaluation(ra
     assert deflow["trust_region"] > 0 and deflow["flow_networks"] == "gtp"
     for entry in data["summary"].values():  # the step (and training seconds) to 90% of each seed's final score
         assert all(reached["step"] in (20, 40, None) for reached in entry["to_90_percent"])
+    assert all(set(run["final_by_noise"]) == {"z=0", "sampled z"} for run in data["runs"])
     assert "DeFlow" in (tmp_path / "flow.md").read_text()
+    stored = tmp_path / "flow_runs" / "fql-seed0.json"  # a run stored before final_by_noise was recorded
+    old = json.loads(stored.read_text())
+    stored.write_text(json.dumps({k: v for k, v in old.items() if k != "final_by_noise"}))
+    peers.main(args + ["--out", str(tmp_path), "--report-only"])  # backfilled from the run's final checkpoint
+    assert json.loads(stored.read_text())["final_by_noise"] == old["final_by_noise"]
 
 
 def test_agent_speed(random_dataset_path, tmp_path):

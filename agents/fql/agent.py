@@ -11,11 +11,16 @@ normalised transitions with actions in [-1, 1]:
    :func:`~agents.fql.losses.q_loss`), the last term optionally normalised by mean |Q|.
 4. One Adam step on critic + actor loss over every network (the code's single ``optax.adam``
    over the whole parameter tree: the same update as separate optimisers, since each loss
-   reaches only its own networks, see :mod:`agents.fql.losses`); then the target critic's EMA.
+   reaches only its own networks, see :mod:`agents.fql.losses`), and the target critic's EMA
+   toward the critic as it was before that step (the code's ``target_update`` reads the
+   pre-update parameters).
 
 Acting: a = clip(mu(s, z)), one network evaluation. ``deterministic=True`` (``predict``'s
-default) takes z = 0, the noise's mode, so that a deterministic call is reproducible;
-``deterministic=False`` draws z ~ N(0, I), as the paper's evaluation does.
+default, and SB3's ``evaluate_policy``'s) takes z = 0, the noise's mode, so that a
+deterministic call is reproducible; ``deterministic=False`` draws z ~ N(0, I), as the official
+evaluation always does (its ``sample_actions`` ignores the temperature it is given). z = 0 need
+not map to a likely action where the behaviour is multimodal, so for scores comparable with the
+papers evaluate with ``deterministic=False`` (the benchmarks report both).
 
 Where this follows the paper rather than the code, or neither: observations are
 normalised with the dataset's statistics (the code feeds raw observations; every agent
@@ -159,9 +164,9 @@ class FQLAgent(OfflineAgent):
         loss_actor = self._checked("actor_loss", loss_actor)
         self.optimizer.zero_grad(set_to_none=True)
         (loss_critic + loss_actor).backward()
-        self.optimizer.step()
-        with torch.no_grad():
+        with torch.no_grad():  # the official code moves the target toward the critic as it was before this update
             torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.config.tau)
+        self.optimizer.step()
         metrics = {name: value.detach() for name, value in parts.items()}
         metrics.update(critic_loss=loss_critic.detach(), actor_loss=loss_actor.detach(), q_mean=q_mean)
         return metrics

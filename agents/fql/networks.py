@@ -10,7 +10,8 @@
 FQL's MLP is ``Dense -> GELU -> LayerNorm`` per hidden layer (LayerNorm after the
 activation, where :class:`ctflow_gym.models.mlp.MLP` puts it before), Xavier-uniform
 weights (flax's ``variance_scaling(1, "fan_avg", "uniform")``) and zero biases; :func:`fql_mlp`
-builds the same.
+builds the same, with flax's defaults where torch's differ: the tanh approximation of GELU
+(``jax.nn.gelu``'s default) and LayerNorm's epsilon 1e-6.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ def fql_mlp(in_dim: int, out_dim: int, hidden: int, layers: int, layer_norm: boo
     modules: list[nn.Module] = []
     width = in_dim
     for _ in range(layers):
-        modules += [nn.Linear(width, hidden), nn.GELU()]
+        modules += [nn.Linear(width, hidden), nn.GELU(approximate="tanh")]
         if layer_norm:
-            modules.append(nn.LayerNorm(hidden))
+            modules.append(nn.LayerNorm(hidden, eps=1e-6))
         width = hidden
     modules.append(nn.Linear(width, out_dim))
     net = nn.Sequential(*modules)
