@@ -59,8 +59,12 @@ def offline_agent(s: OnlineSettings, seed: int, dataset, folder: Path) -> Path:
     if s.offline_from:
         source = Path(s.offline_from) / s.agent / f"seed{seed}" / "model"
         if not model.exists():
-            shutil.copytree(source, model.with_name(".offline.tmp"), dirs_exist_ok=True)
-            os.replace(model.with_name(".offline.tmp"), model)
+            scratch = model.with_name(f".offline-{os.getpid()}.tmp")  # arms may run in parallel processes
+            shutil.copytree(source, scratch)
+            try:
+                os.replace(scratch, model)
+            except OSError:  # another arm's process put it there first
+                shutil.rmtree(scratch)
         return model
     agent = FLOW_AGENTS[s.agent](dataset.env_spec.id, dataset, seed=seed, **FLOW_NETWORKS[s.flow_networks])
     agent.learn(s.offline_steps, checkpoint_path=model, checkpoint_freq=s.eval_every, resume=True)
