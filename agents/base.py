@@ -233,6 +233,13 @@ class OfflineAgent:
     def _set_acting_state(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`_acting_state` returned (``{}`` for checkpoints written without one)."""
 
+    def _refresh_acting_state(self) -> None:
+        """Bring what acting needs besides the weights up to date with them (default: nothing).
+
+        Called before ``learn``'s and ``learn_online``'s evaluations and when they end, never by
+        ``predict``: acting stays cheap while the weights change every step (online fine-tuning).
+        """
+
     def _use_compile(self, backend: str | None) -> None:
         """Compile the loss functions with ``backend`` (None: eager); see :mod:`agents.compilation`."""
         if backend is not None:
@@ -376,6 +383,7 @@ class OfflineAgent:
         finally:
             bar.close()
             steps.close()
+        self._refresh_acting_state()
         if checkpoint_path is not None:
             self.save(checkpoint_path)
         callback.on_training_end()
@@ -526,6 +534,7 @@ class OfflineAgent:
         self.logger.dump(self.num_timesteps)
 
     def _evaluation_metrics(self, n_episodes: int, n_envs: int = 1) -> dict[str, float]:
+        self._refresh_acting_state()
         result = self.evaluate(n_episodes, n_envs=n_envs)
         summary = {k: v for k, v in result.items() if k != "returns"}
         self.eval_history.append({"step": self.num_timesteps, "episodes": len(result["returns"]), **summary})

@@ -373,6 +373,7 @@ def learn_online(
                 resource.close()
         if made_here:
             env.close()
+    agent._refresh_acting_state()
     if checkpoint_path is not None:
         agent.save(checkpoint_path)
     callback.on_training_end()

@@ -475,7 +475,8 @@ def main(argv: list[str] | None = None) -> Path:
         speed = json.loads(speed_file.read_text()) if speed_file.exists() else None
         latency = json.loads(latency_file.read_text())
         data = {"meta": meta, "summary": summarize(stored, env_id), "speed": speed, "latency": latency, "runs": stored}
-        return write_results(s, name, data, "peers", "GTP against d3rlpy's IQL and TD3+BC on the same data")
+        methods = [LABELS[m] for m in METHODS if any(r["method"] == m for r in stored)] or ["GTP"]
+        return write_results(s, name, data, "peers", f"{', '.join(methods)} on the same data")
 
     peer = {}
 

@@ -226,9 +226,12 @@ def test_fitted_times_follow_training_are_saved_and_change_no_random_stream(rand
             agent.fit_sampling_times(bad)
     with pytest.raises(ValueError, match="fitted_sampling_steps"):
         GTPAgent("Hopper-v5", random_dataset_path, fitted_sampling_steps=(1,), **TINY)
-    agent.learn(5, reset_num_timesteps=False)  # trained on: the next K = 2 action refits first
-    agent.predict(obs, sampling_steps=2)
+    agent.learn(5, reset_num_timesteps=False)  # trained on: learn refits as it ends
     assert agent._fitted_at == agent.num_timesteps == 25
+    fit = agent._fitted[2]
+    agent._train_step(agent.sample_batch(agent.config.batch_size))  # weights changed outside learn: stale,
+    agent.predict(obs, sampling_steps=2)  # but predict never refits (acting stays cheap)
+    assert agent._fitted_at is None and agent._fitted[2] is fit
     before = agent._fitted[2]
     agent.learn(25)  # trained anew to the same step count: still a refit
     agent.predict(obs, sampling_steps=2)
@@ -485,3 +488,17 @@ def test_actor_losses_in_one_call_equal_the_two_losses_of_the_paper():
     consistency, flow = actor_losses(actor, teacher, obs, actions, noise, t, u, tau, weights)
     torch.testing.assert_close(consistency, consistency_loss(actor, teacher, obs, actions, noise, t, u, tau, weights))
     torch.testing.assert_close(flow, flow_loss(actor, obs, actions, noise, t, weights))
+
+
+def test_online_fine_tuning_acts_with_the_last_fit_and_refits_when_it_ends(random_dataset_path):
+    """learn_online changes the weights every env step; predict does not refit each time, learn_online's end does."""
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=3, sampling_steps=2, **TINY).learn(10)
+    fit = agent._fitted[2]
+    seen = []
+
+    def record(_locals, _globals) -> bool:
+        seen.append(agent._fitted[2] is fit)
+        return True
+
+    agent.learn_online(total_timesteps=6, callback=record)
+    assert seen == [True] * 6 and agent._fitted_at == agent.num_timesteps == 16 and agent._fitted[2] is not fit

@@ -151,15 +151,18 @@ class GTPAgent(OfflineAgent):
         """The times T > t_1 > ... > 0 that ``predict`` jumps through with K = ``steps`` map steps.
 
         For K in ``config.fitted_sampling_steps`` the intermediate stops fitted to the
-        trained map (:meth:`fit_sampling_times`); they are refitted, on the attached
-        dataset, whenever the weights have trained since the last fit. Otherwise, and
-        when no fit can be had (an agent loaded without ``dataset`` from a checkpoint
-        saved before fits existed: a warning says so once), Karras' times of Eq. 15.
+        trained map (:meth:`fit_sampling_times`): refitted on the attached dataset when
+        ``learn`` or ``learn_online`` ends, before their evaluations and when the agent is
+        saved (:meth:`_refresh_acting_state`), never here, so that acting stays cheap while
+        the weights change (online fine-tuning acts with the fit of its last evaluation).
+        Here a fit is made only where there is none yet and the dataset is attached (an
+        agent loaded from a checkpoint saved before fits existed). Otherwise, and when no
+        fit can be had (no dataset either: a warning says so once), Karras' times of Eq. 15.
         """
         require_positive_int(steps, "sampling_steps")
         if steps < 2 or steps not in self.config.fitted_sampling_steps:
             return self._times(steps)
-        if self.transitions is not None and self._fits_stale():
+        if steps not in self._fitted and self.transitions is not None:
             self.fit_sampling_times()
         if steps in self._fitted:
             return self._fitted[steps].times
@@ -227,9 +230,13 @@ class GTPAgent(OfflineAgent):
         noise = torch.randn(n_states, self.act_dim, generator=generator)
         return self._data["observations"][index.to(self.device)], noise.to(self.device)
 
-    def _acting_state(self) -> dict[str, Any]:
+    def _refresh_acting_state(self) -> None:
+        """Refit the sampling times if the weights have trained since the last fit (and the dataset is attached)."""
         if self.transitions is not None and self.config.fitted_sampling_steps and self._fits_stale():
             self.fit_sampling_times()
+
+    def _acting_state(self) -> dict[str, Any]:
+        self._refresh_acting_state()
         fits = {str(k): asdict(fit) for k, fit in sorted(self._fitted.items())}
         return {"fitted_sampling_times": fits, "fitted_at_step": self._fitted_at}
 

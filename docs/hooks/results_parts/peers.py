@@ -44,12 +44,22 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
         f"seeds {meta.get('seeds')}",
         f"{meta.get('episodes')} evaluation episodes"
         + (f" every {meta['eval_every']} steps" if meta.get("eval_every") else " at the end"),
-        f"GTP acts with the best of N = {meta.get('action_candidates')} samples by its critic",
     ]
-    if "schedule_max_steps" in meta:
-        settings.append(f"schedule s1 = {meta['schedule_max_steps']}")
-    if "critic_ensemble" in meta:
-        settings.append(f"{meta['critic_ensemble']} critic(s)")
+    with_gtp = any(method.startswith("gtp") for method in summary) or not summary
+    if with_gtp:
+        settings.append(f"GTP acts with the best of N = {meta.get('action_candidates')} samples by its critic")
+        if "schedule_max_steps" in meta:
+            settings.append(f"schedule s1 = {meta['schedule_max_steps']}")
+        if "critic_ensemble" in meta:
+            settings.append(f"{meta['critic_ensemble']} critic(s)")
+    if {"fql", "deflow"} & set(summary):
+        sizes = {"gtp": "GTP's network sizes", "paper": "their papers' network sizes (4 x 512)"}
+        settings.append(f"FQL and DeFlow with {sizes.get(meta.get('flow_networks'), meta.get('flow_networks'))}")
+        if "fql" in summary:
+            settings.append(f"FQL's alpha = {meta.get('fql_alpha')}")
+        if "deflow" in summary:
+            delta = meta.get("deflow_delta")
+            settings.append(f"DeFlow's delta = {delta if delta is not None else 'derived from the IAV'}")
     score_rule = (
         "score = mean D4RL score of the last 5 evaluations"
         if meta.get("eval_every")
@@ -110,7 +120,7 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
         out += [render_speed_table(speed.get("results", {}), speed.get("peers", {}))]
         out += ["", source_line(name, path, data, machine=speed.get("machine"))]
     latency = data.get("latency") or {}
-    batches = [key for key in latency if key.startswith("batch=")]
+    batches = [key for key in latency if key.startswith("batch=")] if with_gtp else []  # GTP's actor's latency
     if batches:
         rows = []
         for key in batches:
