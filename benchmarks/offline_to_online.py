@@ -55,7 +55,7 @@ class OnlineSettings(Settings):
 
 def offline_agent(s: OnlineSettings, seed: int, dataset, folder: Path) -> Path:
     """The checkpoint of the offline agent at ``s.offline_steps``: copied from ``--offline-from`` or trained here."""
-    model = folder / "offline"
+    model = folder / "handover"  # never written by an arm (they checkpoint into folder / arm)
     if s.offline_from:
         source = Path(s.offline_from) / s.agent / f"seed{seed}" / "model"
         if not model.exists():

@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from agents import load_agent
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 SCRIPTS = sorted(p.stem for p in BENCHMARKS.glob("*.py") if p.stem not in ("harness", "peer_d3rlpy"))
@@ -186,6 +188,8 @@ def test_offline_to_online_continues_one_agent_both_ways_and_resumes(random_data
         assert [point["step"] for point in run["curve"]] == [30, 40] and run["trust_region"] > 0
     handovers = {run["handover_score"] for run in data["runs"]}
     assert len(handovers) == 1  # both arms start from the same agent, evaluated the same way
+    handover = tmp_path / "work" / "offline_to_online_deflow" / "seed0" / "handover"
+    assert load_agent(handover, device="cpu").num_timesteps == 20  # no arm wrote over the start
     monkeypatch.setattr(online, "run_arm", lambda *a: pytest.fail("a finished arm was run again"))
     online.main(args + ["--out", str(tmp_path)])
 
