@@ -140,7 +140,7 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
         ]
         if not latency.get("predict"):
             out += ["", source_line(name, path, data, machine=latency.get("machine"))]
-    predict = latency.get("predict")
+    predict = latency.get("predict") if with_gtp else None
     if predict:
         out += [
             "",
@@ -236,10 +236,12 @@ def render_agent_speed(name: str, data: dict, path: Path, page: Page) -> str:
 def render_offline_to_online(name: str, data: dict, path: Path, page: Page) -> str:
     """``offline_to_online_*.json``: hand-over and final scores of the online and offline-only arms, per seed."""
     meta, summary = data.get("meta", {}), data.get("summary", {})
+    curves = {(r["arm"], r["seed"]): r.get("curve", []) for r in data.get("runs", [])}
     rows = []
     for arm, entry in summary.items():
         for seed, start, final, gain in zip(entry["seeds"], entry["handover"], entry["final"], entry["gain"]):
-            rows.append([arm, seed, number(start), number(final), number(gain, 1, True)])
+            evaluations = ", ".join(number(point["score"]) for point in curves.get((arm, seed), []))
+            rows.append([arm, seed, number(start), evaluations, number(final), number(gain, 1, True)])
     out = [
         f"Agent {meta.get('agent')} on `{meta.get('dataset')}`: {meta.get('offline_steps')} offline gradient steps, "
         f"then {meta.get('online_steps')} more steps per arm (online: env steps, each followed by a gradient step "
@@ -247,7 +249,7 @@ def render_offline_to_online(name: str, data: dict, path: Path, page: Page) -> s
         f"the last {meta.get('last')} evaluations ({meta.get('episodes')} episodes each, every "
         f"{meta.get('eval_every')} steps).",
         "",
-        table(["arm", "seed", "hand-over score", "final score", "gain"], rows),
+        table(["arm", "seed", "hand-over score", "evaluations after it", "final score", "gain"], rows),
         "",
         source_line(name, path, data, commits=meta.get("run_commits")),
     ]
