@@ -179,6 +179,21 @@ def time_peers(dataset, device: str, python: Path, steps: int, threads: int, wor
 # ------------------------------------------------------------------------------------------------------- GTP
 
 
+def learn_with_curve(agent, s: PeersSettings, folder: Path, callback) -> None:
+    """``learn`` for ``s.steps``, evaluated and checkpointed into ``folder`` every ``s.eval_every`` steps, resumed."""
+    agent.learn(
+        s.steps,
+        callback=callback,
+        eval_freq=s.eval_every,
+        n_eval_episodes=s.episodes,
+        n_eval_envs=s.envs,
+        checkpoint_path=folder / "model",
+        checkpoint_freq=s.eval_every,
+        resume=True,
+        progress_bar=s.progress,
+    )
+
+
 def run_gtp(method: str, seed: int, s: PeersSettings, dataset, folder: Path) -> dict:
     """Train GTP (or GTP-BC, eta = 0) and evaluate it: a curve (``s.eval_every``) or once at the end, K = 1, 2, 5."""
     eta = 0.0 if method == "gtp-bc" else s.eta
@@ -208,17 +223,7 @@ def run_gtp(method: str, seed: int, s: PeersSettings, dataset, folder: Path) -> 
             write_json(k2_file, k2)
         return True
 
-    agent.learn(
-        s.steps,
-        callback=evaluate_k2,
-        eval_freq=s.eval_every,
-        n_eval_episodes=s.episodes,
-        n_eval_envs=s.envs,
-        checkpoint_path=folder / "model",
-        checkpoint_freq=s.eval_every,
-        resume=True,
-        progress_bar=s.progress,
-    )
+    learn_with_curve(agent, s, folder, evaluate_k2)
     curve = [
         {"step": e["step"], "score": e["normalized_score"], "score_K=2": k2[str(e["step"])]} for e in agent.eval_history
     ]
@@ -258,17 +263,7 @@ def run_flow_agent(method: str, seed: int, s: PeersSettings, dataset, folder: Pa
             timer["since"] = now
         return True
 
-    agent.learn(
-        s.steps,
-        callback=stamp,
-        eval_freq=s.eval_every,
-        n_eval_episodes=s.episodes,
-        n_eval_envs=s.envs,
-        checkpoint_path=folder / "model",
-        checkpoint_freq=s.eval_every,
-        resume=True,
-        progress_bar=s.progress,
-    )
+    learn_with_curve(agent, s, folder, stamp)
     curve = [
         {"step": e["step"], "score": e["normalized_score"], "training_seconds": clock.get(str(e["step"]))}
         for e in agent.eval_history
