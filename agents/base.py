@@ -175,13 +175,28 @@ class OfflineAgent:
             self.stats = NormalizationStats.from_arrays(transitions.observations, transitions.actions)
         self.transitions = t = self._training_transitions(transitions)
         self._rows, self._online = len(t), None
-        as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
+        rows = self.training_rows(t.observations, t.actions, t.rewards, t.next_observations, t.terminations)
         self._data = {
-            "observations": as_tensor(self.stats.normalize_observations(t.observations)),
-            "actions": as_tensor(self.to_unit_actions(t.actions)),
-            "rewards": as_tensor(t.rewards),
-            "next_observations": as_tensor(self.stats.normalize_observations(t.next_observations)),
-            "terminations": as_tensor(t.terminations),
+            name: torch.as_tensor(values, dtype=torch.float32, device=self.device) for name, values in rows.items()
+        }
+
+    def training_rows(
+        self,
+        observations: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_observations: np.ndarray,
+        terminations: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Transitions in env units as the agent trains on them: observations normalised with the dataset's
+        statistics, actions mapped to [-1, 1]; rewards and terminations as they are (the dataset's rows and
+        ``learn_online``'s both go through here)."""
+        return {
+            "observations": self.stats.normalize_observations(observations),
+            "actions": self.to_unit_actions(actions),
+            "rewards": rewards,
+            "next_observations": self.stats.normalize_observations(next_observations),
+            "terminations": terminations,
         }
 
     def _training_transitions(self, transitions: Transitions) -> Transitions:
@@ -258,6 +273,12 @@ class OfflineAgent:
         if not torch.isfinite(loss):
             raise NonFiniteLossError(name, float(loss.detach()))
         return loss
+
+    @staticmethod
+    @torch.no_grad()
+    def _ema_update(target: torch.nn.Module, source: torch.nn.Module, rate: float) -> None:
+        """Move ``target``'s parameters toward ``source``'s: target <- target + rate (source - target), in place."""
+        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), rate)
 
     def _graph_key(self) -> Any:
         """What a captured CUDA graph of ``_train_step`` depends on besides its tensors' addresses.

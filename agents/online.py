@@ -163,15 +163,7 @@ class OnlineBuffer:
 
     def _write(self, start: int, stop: int) -> None:
         """Normalise online rows ``start:stop`` of :attr:`raw` into the training tensors."""
-        agent = self.agent
-        raw = {name: values[start:stop] for name, values in self.raw.items()}
-        rows = {
-            "observations": agent.stats.normalize_observations(raw["observations"]),
-            "actions": agent.to_unit_actions(raw["actions"]),
-            "rewards": raw["rewards"],
-            "next_observations": agent.stats.normalize_observations(raw["next_observations"]),
-            "terminations": raw["terminations"],
-        }
+        rows = self.agent.training_rows(*(self.raw[name][start:stop] for name in DATA_FIELDS))
         at = self.dataset_rows + start
         for name, values in rows.items():
             self._storage[name][at : at + stop - start] = torch.from_numpy(np.ascontiguousarray(values))

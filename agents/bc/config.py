@@ -15,14 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ctflow_gym.data.validation import require_positive_int
+
 FTB_TRAINING_STEPS = 100_000
 """Gradient steps FTB trains its policy for (100 iterations of 1,000): the ``total_timesteps`` to pass to ``learn``."""
-
-
-def require_positive_int(value, name: str) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (bools are not)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
 
 
 def require_top_fraction(value) -> None:

@@ -29,7 +29,6 @@ from agents.deflow.losses import multiplier_loss, refinement_loss, residual_squa
 from agents.deflow.networks import LagrangeMultiplier
 from agents.fql.agent import FQLAgent
 from agents.fql.losses import flow_matching_loss
-from agents.fql.networks import ActorVectorField
 from agents.registry import register_agent
 
 
@@ -49,9 +48,7 @@ class DeFlowAgent(FQLAgent):
 
     def _build_policy(self) -> None:
         cfg = self.config
-        self.refiner = ActorVectorField(
-            self.obs_dim, self.act_dim, cfg.actor_hidden, cfg.actor_layers, cfg.actor_layer_norm, time_input=False
-        ).to(self.device)
+        self.refiner = self._actor_field(time_input=False)
         self.multiplier = LagrangeMultiplier(cfg.initial_log_multiplier).to(self.device)
         self.trust_region: float | None = cfg.target_divergence
         if self.trust_region is None and self.transitions is not None:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.fql.config import FlowCriticConfig, require_positive_int
+from agents.fql.config import FlowCriticConfig
+from ctflow_gym.data.validation import require_positive_int
 
 IAV_STATES = 10_000
 """Query states the IAV is estimated on by default (a seeded sample; neighbours are searched among all states)."""

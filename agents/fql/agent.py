@@ -70,9 +70,7 @@ class FQLAgent(OfflineAgent):
 
     def _build(self) -> None:
         cfg = self.config
-        self.flow = ActorVectorField(
-            self.obs_dim, self.act_dim, cfg.actor_hidden, cfg.actor_layers, cfg.actor_layer_norm, time_input=True
-        ).to(self.device)
+        self.flow = self._actor_field(time_input=True)
         self._build_policy()
         self.critic = QEnsemble(
             self.obs_dim, self.act_dim, cfg.critic_hidden, cfg.critic_layers, cfg.critic_layer_norm
@@ -82,12 +80,17 @@ class FQLAgent(OfflineAgent):
         self.optimizer = torch.optim.Adam([p for module in trained for p in module.parameters()], lr=cfg.lr)
         self._use_compile(None)
 
+    def _actor_field(self, time_input: bool) -> ActorVectorField:
+        """An actor network of the configured size on the agent's device: the flow (timed) or a policy-side field."""
+        cfg = self.config
+        field = ActorVectorField(
+            self.obs_dim, self.act_dim, cfg.actor_hidden, cfg.actor_layers, cfg.actor_layer_norm, time_input
+        )
+        return field.to(self.device)
+
     def _build_policy(self) -> None:
         """The policy network(s) beside the flow: FQL's one-step policy mu_omega(s, z)."""
-        cfg = self.config
-        self.policy = ActorVectorField(
-            self.obs_dim, self.act_dim, cfg.actor_hidden, cfg.actor_layers, cfg.actor_layer_norm, time_input=False
-        ).to(self.device)
+        self.policy = self._actor_field(time_input=False)
 
     def _policy_modules(self) -> dict[str, torch.nn.Module]:
         return {"policy": self.policy}
@@ -164,8 +167,8 @@ class FQLAgent(OfflineAgent):
         loss_actor = self._checked("actor_loss", loss_actor)
         self.optimizer.zero_grad(set_to_none=True)
         (loss_critic + loss_actor).backward()
-        with torch.no_grad():  # the official code moves the target toward the critic as it was before this update
-            torch._foreach_lerp_(list(self.critic_target.parameters()), list(self.critic.parameters()), self.config.tau)
+        # The official code moves the target toward the critic as it was before this update.
+        self._ema_update(self.critic_target, self.critic, self.config.tau)
         self.optimizer.step()
         metrics = {name: value.detach() for name, value in parts.items()}
         metrics.update(critic_loss=loss_critic.detach(), actor_loss=loss_actor.detach(), q_mean=q_mean)

@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ctflow_gym.data.validation import require_positive_int
+
 Q_AGGREGATIONS = ("mean", "min")
-
-
-def require_positive_int(value, name: str) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (bools are not)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
 
 
 @dataclass

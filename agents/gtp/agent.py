@@ -53,7 +53,7 @@ import torch
 from agents.base import OfflineAgent
 from agents.compilation import CompiledOrEager
 from agents.gtp.calibration import FittedTimes, clipped_actions, fine_path, fit_sampling_times, rms_distance
-from agents.gtp.config import GTPConfig, require_positive_int, require_stop_counts
+from agents.gtp.config import GTPConfig, require_stop_counts
 from agents.gtp.losses import actor_losses, advantage_weights, critic_loss, td_target
 from agents.gtp.networks import FlowMapActor
 from agents.gtp.schedule import (
@@ -64,6 +64,7 @@ from agents.gtp.schedule import (
     time_grid,
 )
 from agents.registry import register_agent
+from ctflow_gym.data.validation import require_positive_int
 from ctflow_gym.models import DoubleQ, DoubleQEnsemble
 
 DETERMINISTIC_NOISE_SEED = 0
@@ -465,11 +466,6 @@ class GTPAgent(OfflineAgent):
         norms = [torch.nn.utils.clip_grad_norm_(group, limit) for group in groups]
         optimizer.step()
         return norms[0] if len(norms) == 1 else torch.stack(norms).mean()
-
-    @staticmethod
-    @torch.no_grad()
-    def _ema_update(target: torch.nn.Module, source: torch.nn.Module, rate: float) -> None:
-        torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), rate)
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         # Metrics stay 0-dim tensors: ``learn`` sums them on the device and reads them at

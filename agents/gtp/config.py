@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from ctflow_gym.data.validation import require_positive_int
+
 PAPER_SETTINGS: dict[str, dict[str, float | bool]] = {
     # dataset: learning rate, eta, max-Q backup, gradient norm (GTP paper, Table 4)
     "halfcheetah-medium-v2": {"lr": 3e-4, "eta": 5.0, "max_q_backup": False, "grad_norm": 9.0},
@@ -28,12 +30,6 @@ PAPER_SETTINGS: dict[str, dict[str, float | bool]] = {
     "antmaze-umaze-diverse-v0": {"lr": 3e-4, "eta": 1.0, "max_q_backup": True, "grad_norm": 3.0},
     "antmaze-medium-play-v0": {"lr": 1e-3, "eta": 5.0, "max_q_backup": True, "grad_norm": 2.0},
 }
-
-
-def require_positive_int(value, name: str) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (bools are not)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
 
 
 def require_stop_counts(steps, name: str) -> None:
