@@ -11,15 +11,21 @@ ships no script for it, so the choices are ours and stated here:
   dimension, in the agent's action units ([-1, 1]), the units delta is compared in;
 - IAV is the mean over query states and action dimensions ("normalised by the action
   dimension"); on large datasets it is estimated on a seeded sample of query states,
-  the neighbours still searched among all states (exact search with FAISS).
+  the neighbours still searched among all states.
+
+The search is exact brute force (every squared distance |q|^2 - 2 q.x + |x|^2 in float32,
+then the k smallest), the same computation as FAISS's ``IndexFlatL2``, done in torch so
+that the agents need nothing beyond torch (FAISS is the refiner's; an exact search gains
+nothing from it).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-QUERY_CHUNK = 16_384
-"""Query states per FAISS search call (bounds the memory of one call)."""
+DISTANCES_PER_CHUNK = 1 << 25
+"""Query-to-state distances computed at once (128 MiB of float32): bounds the memory of a chunk."""
 
 
 def intrinsic_action_variance(
@@ -57,17 +63,17 @@ def intrinsic_action_variance(
             f"neighbours: the trust region delta cannot be derived from {len(observations)} states with "
             f"k = {neighbours} nearest neighbours; give target_divergence explicitly or use more data"
         )
-    import faiss
-
-    index = faiss.IndexFlatL2(observations.shape[1])
-    index.add(observations)
+    states = torch.from_numpy(observations)
+    squared_norms = states.square().sum(dim=1)
     queries = np.arange(len(observations))
     if max_states is not None and max_states < len(queries):
         queries = np.sort(np.random.default_rng(seed).choice(len(queries), max_states, replace=False))
+    chunk = max(1, DISTANCES_PER_CHUNK // len(observations))
     total = 0.0
-    for start in range(0, len(queries), QUERY_CHUNK):
-        rows = queries[start : start + QUERY_CHUNK]
-        _, found = index.search(observations[rows], neighbours)
+    for start in range(0, len(queries), chunk):
+        rows = torch.from_numpy(queries[start : start + chunk])
+        distances = squared_norms[rows, None] - 2.0 * states[rows] @ states.T + squared_norms[None, :]
+        found = distances.topk(neighbours, dim=1, largest=False).indices.numpy()
         total += float(actions[found].var(axis=1).mean(axis=1).sum())
     return total / len(queries)
 
