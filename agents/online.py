@@ -44,6 +44,7 @@ from agents.evaluation import require_vectorization, return_summary
 from agents.resolution import env_id_of, make_env
 from agents.steps import training_steps
 from ctflow_gym.checkpoint import META_FILE, CheckpointError, load_tensors
+from ctflow_gym.data.validation import require_int
 from ctflow_gym.logging import RunLogger
 from ctflow_gym.progress import progress_bar as make_progress_bar
 
@@ -273,12 +274,6 @@ def online_env(agent: OfflineAgent, env: gym.Env | str | None) -> tuple[gym.Env,
     return env, made
 
 
-def require_count(value: Any, name: str, least: int) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``least``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
-
-
 def episode_metrics(episode_return: float, length: int, env_id: str | None) -> dict[str, float]:
     """``online/episode_return``, ``online/episode_length`` and, for D4RL envs, ``online/normalized_score``."""
     summary = return_summary([episode_return], env_id)
@@ -308,8 +303,8 @@ def learn_online(
     """The online phase of :meth:`agents.base.OfflineAgent.learn_online` (see there for the arguments)."""
     if agent.transitions is None:
         raise ValueError(NO_DATASET)
-    require_count(total_timesteps, "total_timesteps", 1)
-    require_count(learning_starts, "learning_starts", 0)
+    require_int(total_timesteps, "total_timesteps")
+    require_int(learning_starts, "learning_starts", least=0)
     require_vectorization(n_eval_envs, "sync", "n_eval_envs")
     if eval_freq and env is agent.env:
         raise ValueError("env: the agent's own env serves its evaluations (eval_freq); act in another one (default)")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ctflow_gym.data.validation import require_positive_int
+from ctflow_gym.data.validation import require_int
 
 FTB_TRAINING_STEPS = 100_000
 """Gradient steps FTB trains its policy for (100 iterations of 1,000): the ``total_timesteps`` to pass to ``learn``."""
@@ -59,7 +59,7 @@ class BCConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range."""
         for name in ("hidden", "layers", "batch_size"):
-            require_positive_int(getattr(self, name), name)
+            require_int(getattr(self, name), name)
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0; got {self.lr!r}")
         if not self.weight_decay >= 0:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.fql.config import FlowCriticConfig
-from ctflow_gym.data.validation import require_positive_int
+from ctflow_gym.data.validation import require_int
 
 IAV_STATES = 10_000
 """Query states the IAV is estimated on by default (a seeded sample; neighbours are searched among all states)."""
@@ -61,10 +61,10 @@ class DeFlowConfig(FlowCriticConfig):
                 f"target_divergence (the trust region delta) must be > 0, or None to derive it from the data; "
                 f"got {self.target_divergence!r}"
             )
-        require_positive_int(self.iav_neighbours, "iav_neighbours")
+        require_int(self.iav_neighbours, "iav_neighbours")
         if self.iav_neighbours < 2:
             raise ValueError(f"iav_neighbours must be >= 2 (a variance needs two actions); got {self.iav_neighbours}")
         if not self.iav_scale > 0:
             raise ValueError(f"iav_scale must be > 0; got {self.iav_scale!r}")
         if self.iav_states is not None:
-            require_positive_int(self.iav_states, "iav_states")
+            require_int(self.iav_states, "iav_states")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ctflow_gym.data.validation import require_positive_int
+from ctflow_gym.data.validation import require_int
 
 Q_AGGREGATIONS = ("mean", "min")
 
@@ -58,7 +58,7 @@ class FlowCriticConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first field out of range."""
         for name in ("flow_steps", "batch_size", "actor_hidden", "actor_layers", "critic_hidden", "critic_layers"):
-            require_positive_int(getattr(self, name), name)
+            require_int(getattr(self, name), name)
         if self.q_agg not in Q_AGGREGATIONS:
             raise ValueError(f"q_agg must be one of {Q_AGGREGATIONS}; got {self.q_agg!r}")
         if not self.lr > 0:

@@ -64,7 +64,7 @@ from agents.gtp.schedule import (
     time_grid,
 )
 from agents.registry import register_agent
-from ctflow_gym.data.validation import require_positive_int
+from ctflow_gym.data.validation import require_int
 from ctflow_gym.models import DoubleQ, DoubleQEnsemble
 
 DETERMINISTIC_NOISE_SEED = 0
@@ -160,7 +160,7 @@ class GTPAgent(OfflineAgent):
         agent loaded from a checkpoint saved before fits existed). Otherwise, and when no
         fit can be had (no dataset either: a warning says so once), Karras' times of Eq. 15.
         """
-        require_positive_int(steps, "sampling_steps")
+        require_int(steps, "sampling_steps")
         if steps < 2 or steps not in self.config.fitted_sampling_steps:
             return self._times(steps)
         if steps not in self._fitted and self.transitions is not None:
@@ -215,7 +215,7 @@ class GTPAgent(OfflineAgent):
         """Dataset states and start noises drawn with ``seed``, and the trained levels T ... min_time."""
         if self.transitions is None:
             raise ValueError(f"{caller} draws dataset states; load the agent with dataset=...")
-        require_positive_int(n_states, "n_states")
+        require_int(n_states, "n_states")
         observations, noise = self._seeded_states(n_states, seed)
         levels = self._grid().flip(0)[:-1].tolist()  # T ... min_time, without the 0 below
         return observations, noise, levels
@@ -256,7 +256,7 @@ class GTPAgent(OfflineAgent):
 
     @action_candidates.setter
     def action_candidates(self, candidates: int) -> None:
-        require_positive_int(candidates, "action_candidates")
+        require_int(candidates, "action_candidates")
         self.config.action_candidates = candidates
 
     def sample_actions(
@@ -326,7 +326,7 @@ class GTPAgent(OfflineAgent):
                 )
             steps = times
         candidates = self.action_candidates if action_candidates is None else action_candidates
-        require_positive_int(candidates, "action_candidates")
+        require_int(candidates, "action_candidates")
         return self.select_actions(observations, steps, candidates, deterministic)
 
     def predict(

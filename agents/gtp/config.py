@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from ctflow_gym.data.validation import require_positive_int
+from ctflow_gym.data.validation import require_int
 
 PAPER_SETTINGS: dict[str, dict[str, float | bool]] = {
     # dataset: learning rate, eta, max-Q backup, gradient norm (GTP paper, Table 4)
@@ -214,7 +214,7 @@ class GTPConfig:
                 f"got {self.schedule_min_steps}, {self.schedule_max_steps}"
             )
         for name in ("sampling_steps", "train_sampling_steps", "action_candidates", "critic_ensemble"):
-            require_positive_int(getattr(self, name), name)
+            require_int(getattr(self, name), name)
         fitted = self.fitted_sampling_steps
         if not isinstance(fitted, tuple):
             raise ValueError(f"fitted_sampling_steps must be a tuple of integers >= 2; got {fitted!r}")

@@ -35,10 +35,11 @@ def require_finite(array: np.ndarray, argument: str, where: str = "") -> None:
         raise ValueError(f"{argument} must be finite; found {np.asarray(array)[first]} at index {first}{location}")
 
 
-def require_positive_int(value, name: str) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= 1 (bools are not)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
+def require_int(value, name: str, least: int = 1) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``least`` (bools are not; numpy
+    integers are)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
 
 
 def require_strength(strength: float) -> float:
