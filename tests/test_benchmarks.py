@@ -15,6 +15,8 @@ import importlib
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -294,3 +296,13 @@ def test_improve_extract(tmp_path):
     ]  # fmt: skip
     assert data["rows"][0]["transitions"] > data["rows"][1]["transitions"] > 0
     assert data["improve"]["rounds"] and data["fit"]["fit_info"]["labelled_pairs"] == 15
+
+
+def test_gpu_lease_probe_on_cpu(random_dataset_path):
+    """The lease's speed probe (``benchmarks/gpu_lease/probe.py``) runs on a CPU too and prints its JSON line."""
+    script = BENCHMARKS / "gpu_lease" / "probe.py"
+    command = [sys.executable, str(script), "fql", "305", str(random_dataset_path), "cpu"]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["method"] == "fql" and result["rate"] > 0 and result["score"] is not None
