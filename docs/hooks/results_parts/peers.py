@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .formatting import Page, number, table
-from .provenance import source_line
+from .provenance import first_machine, runs_machines_line, source_line
 
 
 def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
@@ -110,6 +110,8 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
             table(["to 90% of final"] + [f"seed {s}" for s in seeds], time_rows),
         ]
     out += ["", source_line(name, path, data, commits=meta.get("run_commits"))]
+    where = runs_machines_line(data.get("runs", []), labels, first_machine(data))
+    out += ["", where] if where else []
     if meta.get("curves_png"):
         png = path.parent / meta["curves_png"]
         if png.is_file():

@@ -28,6 +28,25 @@ def machine_text(machine: dict | None) -> str:
     return ", ".join(parts)
 
 
+def runs_machines_line(runs: list[dict], labels: dict[str, str], reported_on: dict | None) -> str:
+    """Where the runs of a result file trained, when that is not (only) the machine that wrote the report.
+
+    Each machine in words with the runs (method and seed) it trained, and each distinct ``code``
+    note the runs carry (what ran, where the recorded commit does not say it); "" when every run
+    trained on the reporting machine and none carries a note.
+    """
+    groups: dict[str, list[str]] = {}
+    for run in runs:
+        run_label = f"{labels.get(run.get('method'), run.get('method'))} {run.get('seed')}"
+        groups.setdefault(machine_text(run.get("machine")), []).append(run_label)
+    notes = sorted({run["code"] for run in runs if run.get("code")})
+    if not notes and (not groups or set(groups) == {machine_text(reported_on)}):
+        return ""
+    places = "; ".join(f"{where} ({', '.join(which)})" for where, which in groups.items())
+    text = f"Runs trained on: {places}." + "".join(f" Code: {note}." for note in notes)
+    return f"<small>{text}</small>"
+
+
 def first_machine(data: dict) -> dict | None:
     """The machine a result file records (``meta.machine``, ``machine``, or the first one in its runs)."""
     meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
