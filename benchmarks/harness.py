@@ -119,12 +119,19 @@ def parse(settings_class: type, argv: list[str] | None = None) -> Any:
 
 
 def machine_info() -> dict[str, Any]:
-    """Commit (``+dirty`` when code outside ``benchmarks/results`` differs), versions, CPU, cores, threads, GPU."""
+    """Commit (``+dirty`` when code outside ``benchmarks/results`` differs), versions, CPU, cores, threads, GPU.
+
+    ``CTFLOW_COMMIT`` in the environment names the commit instead of git's HEAD: a lent GPU
+    machine's copy of the tree carries stale git metadata (``benchmarks/gpu_lease/README.md``).
+    """
     git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+    commit = os.environ.get("CTFLOW_COMMIT")
+    if not commit:
+        commit = git("rev-parse", "--short", "HEAD") or "unknown"
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results")
+        commit += "+dirty" if dirty else ""
     return {
-        "commit": commit + ("+dirty" if dirty else ""),
+        "commit": commit,
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
