@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from ctflow_gym.data.scores import D4RL_REFERENCE_RETURNS, normalized_score
+from ctflow_gym.data.validation import require_int
 
 
 def monitored_vec_env(env: gym.Env):
@@ -27,8 +28,7 @@ VECTORIZATIONS = ("sync", "async")
 
 def require_vectorization(n_envs: Any, vectorization: Any, argument: str = "n_envs") -> None:
     """Raise ``ValueError`` naming ``argument`` (an integer >= 1) or ``vectorization`` (``"sync"`` / ``"async"``)."""
-    if isinstance(n_envs, bool) or not isinstance(n_envs, (int, np.integer)) or n_envs < 1:
-        raise ValueError(f"{argument} must be an integer >= 1; got {n_envs!r}")
+    require_int(n_envs, argument, numpy_integers=True)
     if vectorization not in VECTORIZATIONS:
         raise ValueError(f"vectorization must be one of {VECTORIZATIONS}; got {vectorization!r}")
 

@@ -303,8 +303,8 @@ def learn_online(
     """The online phase of :meth:`agents.base.OfflineAgent.learn_online` (see there for the arguments)."""
     if agent.transitions is None:
         raise ValueError(NO_DATASET)
-    require_int(total_timesteps, "total_timesteps")
-    require_int(learning_starts, "learning_starts", least=0)
+    require_int(total_timesteps, "total_timesteps", numpy_integers=True)
+    require_int(learning_starts, "learning_starts", least=0, numpy_integers=True)
     require_vectorization(n_eval_envs, "sync", "n_eval_envs")
     if eval_freq and env is agent.env:
         raise ValueError("env: the agent's own env serves its evaluations (eval_freq); act in another one (default)")

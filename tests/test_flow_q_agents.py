@@ -203,6 +203,8 @@ def test_predict_is_reproducible_when_deterministic(fql, deflow):
         (DeFlowAgent, dict(target_divergence=-0.1), "target_divergence .* must be > 0"),
         (DeFlowAgent, dict(iav_neighbours=1), "iav_neighbours must be >= 2"),
         (FQLAgent, dict(q_agg="max"), "q_agg must be one of"),
+        # A numpy integer would pass here and break the checkpoint's JSON at save time.
+        (FQLAgent, dict(batch_size=np.int64(64)), "batch_size must be an integer >= 1"),
     ],
 )
 def test_bad_settings_are_named(random_dataset_path, cls, setting, message):

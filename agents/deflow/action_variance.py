@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ctflow_gym.data.validation import require_int
+
 DISTANCES_PER_CHUNK = 1 << 25
 """Query-to-state distances computed at once (128 MiB of float32): bounds the memory of a chunk."""
 
@@ -56,8 +58,7 @@ def intrinsic_action_variance(
             f"observations and actions must be (N, obs_dim) and (N, act_dim) arrays of the same N; "
             f"got {observations.shape} and {actions.shape}"
         )
-    if isinstance(neighbours, bool) or not isinstance(neighbours, int) or neighbours < 2:
-        raise ValueError(f"neighbours must be an integer >= 2; got {neighbours!r}")
+    require_int(neighbours, "neighbours", least=2)
     if len(observations) < neighbours:
         raise ValueError(
             f"neighbours: the trust region delta cannot be derived from {len(observations)} states with "

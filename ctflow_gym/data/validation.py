@@ -35,10 +35,14 @@ def require_finite(array: np.ndarray, argument: str, where: str = "") -> None:
         raise ValueError(f"{argument} must be finite; found {np.asarray(array)[first]} at index {first}{location}")
 
 
-def require_int(value, name: str, least: int = 1) -> None:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``least`` (bools are not; numpy
-    integers are)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+def require_int(value, name: str, least: int = 1, numpy_integers: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``least``.
+
+    Bools are not integers here. Numpy integers are only with ``numpy_integers``: leave it off
+    for values that are saved as JSON (configuration fields), which a numpy integer would break.
+    """
+    kinds = (int, np.integer) if numpy_integers else int
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < least:
         raise ValueError(f"{name} must be an integer >= {least}; got {value!r}")
 
 

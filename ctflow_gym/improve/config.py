@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ctflow_gym.workers import require_workers
+
 IMPROVE_EXECUTIONS = ("best", "open_loop", "tracked")
 
 
@@ -65,8 +67,7 @@ class ImprovementConfig:
             raise ValueError(f"gamma must be in [0, 1]; got {self.gamma!r}")
         if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {self.batch_size!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, (int, np.integer)) or self.workers < 1:
-            raise ValueError(f"workers must be an integer >= 1; got {self.workers!r}")
+        require_workers(self.workers)
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict (recorded in the improved dataset)."""

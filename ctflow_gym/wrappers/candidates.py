@@ -22,6 +22,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from ctflow_gym.data.validation import require_int
 from ctflow_gym.refine.contract import RefinementResult
 from ctflow_gym.refine.execution import execution_plans
 from ctflow_gym.replay import EnvSnapshot, ValueFn, WindowReplay, capture_snapshot, replay_window
@@ -29,8 +30,7 @@ from ctflow_gym.replay import EnvSnapshot, ValueFn, WindowReplay, capture_snapsh
 
 def require_candidates(candidates: Any, verify: bool, verify_argument: str) -> int:
     """``candidates`` as an int >= 1; more than one needs verification (named by ``verify_argument``)."""
-    if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)) or candidates < 1:
-        raise ValueError(f"candidates must be an integer >= 1; got {candidates!r}")
+    require_int(candidates, "candidates", numpy_integers=True)
     if candidates > 1 and not verify:
         raise ValueError(
             f"candidates={candidates} needs {verify_argument}=True: without replay nothing chooses among them"

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from ctflow_gym.data.validation import require_observation, require_strength
+from ctflow_gym.data.validation import require_int, require_observation, require_strength
 from ctflow_gym.refine.execution import resolve_execution
 from ctflow_gym.replay import (
     ValueFn,
@@ -102,8 +102,7 @@ class RefinedPolicy:
         replan_every: int | None = None,
     ):
         require_value_fn(value_fn, gamma)
-        if isinstance(continuation, bool) or not isinstance(continuation, (int, np.integer)) or continuation < 0:
-            raise ValueError(f"continuation must be an integer >= 0; got {continuation!r}")
+        require_int(continuation, "continuation", least=0, numpy_integers=True)
         if continuation and not verify:
             raise ValueError(f"continuation={continuation} needs verify=True: it lengthens the verification replay")
         self.continuation = int(continuation)
