@@ -12,6 +12,7 @@ from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import load_dataset, make_windows
 from ctflow_gym.data.minari_io import build_record, minari_root_at
 from ctflow_gym.improve import ImprovementConfig, improve_dataset, verify_windows
+from ctflow_gym.replay.continuation import policy_continuations
 from ctflow_gym.replay.realisation import realise_window, realise_windows
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY, set_sim_state
 
@@ -55,17 +56,21 @@ def test_kept_windows_really_improved_and_replay_as_written(improved):
     assert report.kept_rows == episodes["row"]
     assert all(gain > 0 for gain in episodes["realised_gain"])
     assert record["improver"]["kind"] == "refiner:TrajectoryRefiner"
+    _replays_as_written(dataset)  # every written transition is what MuJoCo does from the recorded state
+    # the written windows are windows like any other: they cut and replay
+    assert make_windows(dataset, 4).sim_states is not None
+
+
+def _replays_as_written(dataset) -> None:
+    """Every episode of ``dataset`` is what MuJoCo does from its first recorded state, bit for bit."""
     env = gym.make("Hopper-v5")
     env.reset(seed=0)
     for episode in dataset.iterate_episodes():
-        # every written transition is what MuJoCo does from the recorded state: replay it
         set_sim_state(env, episode.infos[SIM_STATE_INFO_KEY][0])
         for t, action in enumerate(episode.actions):
             observation, reward, terminated, _, _ = env.unwrapped.step(action)
             np.testing.assert_array_equal(observation, episode.observations[t + 1])
             assert reward == episode.rewards[t] and terminated == episode.terminations[t]
-    # the written windows are windows like any other: they cut and replay
-    assert make_windows(dataset, 4).sim_states is not None
 
 
 def test_improvement_is_deterministic_and_can_include_the_source(random_dataset, tiny_refiner, improved, tmp_path):
@@ -77,7 +82,7 @@ def test_improvement_is_deterministic_and_can_include_the_source(random_dataset,
         root=tmp_path,
         progress_bar=False,
         batch_size=64,
-        include_source=True,
+        source_steps="all",
     )
     assert again.accepted == report.accepted
     with_source = load_dataset(again.path)
@@ -85,6 +90,34 @@ def test_improvement_is_deterministic_and_can_include_the_source(random_dataset,
     last = list(with_source.iterate_episodes([with_source.total_episodes - 1]))[0]
     first_improved = list(dataset.iterate_episodes([dataset.total_episodes - 1]))[0]
     np.testing.assert_array_equal(last.actions, first_improved.actions)
+
+
+def test_unimproved_source_steps_put_each_kept_window_in_place_of_its_span(random_dataset, tiny_refiner, improved,
+                                                                           tmp_path):  # fmt: skip
+    report, dataset = improved
+    replaced = improve_dataset(
+        random_dataset, tiny_refiner, "test/hopper/replaced-v0", root=tmp_path, progress_bar=False,
+        batch_size=64, source_steps="unimproved",
+    )  # fmt: skip
+    written = load_dataset(replaced.path)
+    episodes = build_record(written)["improvement"]["episodes"]
+    spans = {(e, s) for e, s in zip(episodes["source_episode"], episodes["source_start"])}
+    window = tiny_refiner.window
+    # every source step is written once: by its kept window where one improved it, else as it was
+    assert written.total_steps == random_dataset.total_steps - len(spans) * window + dataset.total_steps
+    fragments = written.total_episodes - report.accepted
+    improved_steps = {(e, s + k) for e, s in spans for k in range(window)}
+    source_actions = {}
+    for episode in random_dataset.iterate_episodes():
+        for t, action in enumerate(episode.actions):
+            if (int(episode.id), t) not in improved_steps:
+                source_actions[episode.observations[t].tobytes()] = action
+    kept = [e for e in written.iterate_episodes(list(range(fragments)))]
+    assert sum(len(e.actions) for e in kept) == len(source_actions)
+    for episode in kept:  # the fragments are the source's unimproved steps, with their own actions
+        for t, action in enumerate(episode.actions):
+            np.testing.assert_array_equal(action, source_actions[episode.observations[t].tobytes()])
+    _replays_as_written(written)
 
 
 def test_strength_zero_improves_nothing(random_dataset, tiny_refiner, tmp_path):
@@ -97,6 +130,46 @@ def test_strength_zero_improves_nothing(random_dataset, tiny_refiner, tmp_path):
     assert not (tmp_path / "test" / "none-v0").exists()
 
 
+def test_a_policy_continuation_is_the_exact_return_of_stepping_it(random_dataset):
+    windows = make_windows(random_dataset, 8, stride=8).subset(slice(0, 6))
+
+    def lean(observations):  # a deterministic policy acting on a batch
+        return np.tile(np.array([[0.3, -0.2, 0.1]], np.float32), (len(observations), 1))
+
+    after = policy_continuations("Hopper-v5", windows.sim_states, windows.observations[:, 0], lean, 30)
+    env = gym.make("Hopper-v5")
+    env.reset(seed=0)
+    for i in range(len(windows)):
+        set_sim_state(env, windows.sim_states[i])
+        total, steps, terminated = 0.0, 0, False
+        while steps < 30 and not terminated:
+            observation, reward, terminated, _, _ = env.unwrapped.step(lean(windows.observations[:1, 0])[0])
+            total, steps = total + float(reward), steps + 1
+        assert (after.returns[i], after.steps[i], after.terminated[i]) == (total, steps, terminated)
+        np.testing.assert_array_equal(after.end_observations[i], observation)
+    assert after.terminated.any() or (after.steps == 30).all()
+
+
+def test_a_continuation_judges_source_and_proposal_alike(random_dataset, tiny_refiner):
+    windows = make_windows(random_dataset, 8, stride=8).subset(slice(0, 12))
+
+    def still(observations):
+        return np.zeros((len(observations), 3), np.float32)
+
+    # strength 0 proposes the source itself: replayed and continued alike, it gains exactly nothing
+    same = verify_windows(tiny_refiner, windows, ImprovementConfig(strength=0.0, continuation=20), policy=still)
+    assert not any(v.accepted for v in same)
+    assert all(v.realised_gain == 0 for v in same if v.execution == "open_loop")
+    several = verify_windows(
+        tiny_refiner, windows, ImprovementConfig(strength=(0.5, 1.0), samples=2, continuation=20), policy=still
+    )
+    alone = verify_windows(tiny_refiner, windows, ImprovementConfig(strength=1.0, continuation=20), policy=still)
+    # the candidate is the best realisation of all proposals, so trying more never scores lower
+    assert all(m.realised_score >= a.realised_score for m, a in zip(several, alone))
+    with pytest.raises(ValueError, match="policy"):
+        verify_windows(tiny_refiner, windows, ImprovementConfig(continuation=20))
+
+
 def test_bad_input_is_named(random_dataset, tiny_refiner, improved, tmp_path):
     report, _ = improved
     with pytest.raises(FileExistsError, match="dataset_id"):
@@ -105,7 +178,9 @@ def test_bad_input_is_named(random_dataset, tiny_refiner, improved, tmp_path):
         )
     with pytest.raises(ValueError, match="dataset_id must be a new dataset id"):
         improve_dataset(random_dataset, tiny_refiner, random_dataset.id, root=tmp_path)
-    for field, value in [("strength", -1.0), ("execution", "fast"), ("min_gain", -1), ("stride", 0), ("workers", 0)]:
+    for field, value in [("strength", -1.0), ("strength", ()), ("execution", "fast"), ("min_gain", -1), ("stride", 0),
+                         ("workers", 0), ("samples", 0), ("noise", -1.0), ("continuation", -1),
+                         ("source_steps", "some")]:  # fmt: skip
         with pytest.raises(ValueError, match=field):
             improve_dataset(random_dataset, tiny_refiner, "test/x-v0", root=tmp_path, **{field: value})
     with pytest.raises(TypeError, match="unknown argument 'sigma'"):
@@ -141,6 +216,16 @@ def test_ctflow_improve_writes_a_dataset_minari_loads(random_dataset_path, tiny_
     assert "kept" in out and "realised gain" in out
     with minari_root_at(tmp_path / "root"):
         assert minari.load_dataset("test/cli-improved-v0").total_episodes > 0
+    # several strengths, judged with the shipped medium policy's continuation, written in place of their spans
+    more = argv[:5] + ["--dataset-id", "test/cli-continued-v0", "--out", str(tmp_path / "root"), "--no-progress"]
+    more += ["--strength", "0.5", "1", "--continuation", "5", "--policy", "shipped:hopper-medium"]
+    assert main(more + ["--source-steps", "unimproved"]) == 0
+    record = build_record(load_dataset(tmp_path / "root" / "test" / "cli-continued-v0"))
+    assert record["improvement"]["config"]["strength"] == [0.5, 1.0]
+    assert record["improvement"]["config"]["continuation"] == 5
+    assert record["improvement"]["continuation_policy"] == "function"
+    assert main(more[:-2] + ["--overwrite"]) == 2 and "--continuation 5 needs --policy" in capsys.readouterr().err
+    assert main(more[:-1] + ["shipped:nobody", "--overwrite"]) == 2 and "--policy" in capsys.readouterr().err
     assert main(argv) == 2
     assert "dataset_id" in capsys.readouterr().err
     assert main(argv[:4] + [str(tmp_path / "missing")] + argv[5:]) == 2

@@ -30,7 +30,27 @@ def register(commands) -> None:
     improve.add_argument("--refiner", required=True, help="refiner checkpoint folder (any registered family)")
     improve.add_argument("--dataset-id", required=True, help="id of the improved dataset to write")
     improve.add_argument("--out", default=None, help="datasets root folder (default: Minari's root)")
-    improve.add_argument("--strength", type=float, default=1.0, help="refinement strength (default: 1.0)")
+    improve.add_argument(
+        "--strength",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="refinement strength, or several: each makes proposals and the best realised is kept (default: 1.0)",
+    )
+    improve.add_argument("--samples", type=int, default=1, help="proposals per strength (default: 1)")
+    improve.add_argument("--noise", type=float, default=1.0, help="sampling noise of the extra samples (default: 1)")
+    improve.add_argument(
+        "--continuation",
+        type=int,
+        default=0,
+        help="steps of --policy after each window that count in its score (default: 0, the window alone)",
+    )
+    improve.add_argument(
+        "--policy",
+        default=None,
+        help="the policy of --continuation: an SB3 zip, an actor folder, or shipped:NAME (e.g. shipped:hopper-medium)",
+    )
+    improve.add_argument("--policy-algo", default=None, help="SB3 class that saved --policy (default: from the zip)")
     improve.add_argument("--stride", type=int, default=None, help="steps between windows (default: the window)")
     improve.add_argument(
         "--execution",
@@ -42,7 +62,13 @@ def register(commands) -> None:
     improve.add_argument(
         "--no-value-tail", action="store_true", help="score by window return only (default: + the refiner's V tail)"
     )
-    improve.add_argument("--include-source", action="store_true", help="write the source's episodes first")
+    improve.add_argument(
+        "--source-steps",
+        choices=["none", "all", "unimproved"],
+        default="none",
+        help="source steps written before the improved windows: none, all of them, or those no kept window "
+        "replaced (default: none)",
+    )
     improve.add_argument("--workers", type=int, default=1, help="replay processes (same result; default: 1)")
     improve.add_argument("--seed", type=int, default=0, help="seed of the refiner's sampling (default: 0)")
     improve.add_argument("--device", default="cpu", help="torch device of the refiner (default: cpu)")
@@ -56,6 +82,7 @@ def _improve(args: argparse.Namespace) -> int:
     from ctflow_gym.refine import load_refiner
 
     positive(args.workers, "--workers")
+    policy = _continuation_policy(args)
     try:
         refiner = load_refiner(args.refiner, device=args.device)
     except FileNotFoundError as error:
@@ -67,14 +94,38 @@ def _improve(args: argparse.Namespace) -> int:
         root=args.out,
         overwrite=args.overwrite,
         progress_bar=not args.no_progress,
-        strength=args.strength,
+        strength=tuple(args.strength) if len(args.strength) > 1 else args.strength[0],
+        samples=args.samples,
+        noise=args.noise,
+        continuation=args.continuation,
+        policy=policy,
         stride=args.stride,
         execution=args.execution,
         min_gain=args.min_gain,
         value_tail=not args.no_value_tail,
-        include_source=args.include_source,
+        source_steps=args.source_steps,
         workers=args.workers,
         seed=args.seed,
     )
     print(report.summary())
     return 0
+
+
+def _continuation_policy(args: argparse.Namespace):
+    """The policy ``--policy`` names (deterministic, acting on batches), or None; errors name the flag."""
+    if args.policy is None:
+        if args.continuation:
+            raise UserError(f"--continuation {args.continuation} needs --policy (the policy that acts after windows)")
+        return None
+    from ctflow_gym.data.actor_policies import behaviour_policy
+    from ctflow_gym.data.minari_io import load_dataset
+    from ctflow_gym.data.recipes import SHIPPED_POLICY_PREFIX, shipped_behaviour_policy
+
+    try:
+        path = args.policy
+        if path.startswith(SHIPPED_POLICY_PREFIX):
+            path = shipped_behaviour_policy(path[len(SHIPPED_POLICY_PREFIX) :])
+        env_id = load_dataset(args.dataset).env_spec.id
+        return behaviour_policy(path, args.policy_algo, env_id, deterministic=True, seed=0)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(f"--policy: {error}") from None

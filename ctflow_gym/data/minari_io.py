@@ -246,18 +246,31 @@ def compact_hdf5(path: str | os.PathLike) -> None:
         staging.unlink(missing_ok=True)
 
 
-def episode_buffer(episode_id: int, episode, state_key: str) -> EpisodeBuffer:
+def episode_buffer(
+    episode_id: int, episode, state_key: str, start: int = 0, stop: int | None = None
+) -> EpisodeBuffer:
     """A Minari ``EpisodeBuffer`` copy of a recorded ``episode`` (an ``EpisodeData``) with its simulator states
-    (the ``infos`` entry ``state_key``).
+    (the ``infos`` entry ``state_key``); steps ``start`` to ``stop`` (default: all of them).
 
-    For writers that copy episodes into a new dataset (thinning, augmented improvement).
+    For writers that copy episodes into a new dataset (thinning, augmented improvement). A
+    part that ends before the episode does is truncated there (steps ``start..stop-1``,
+    observations and states ``start..stop``); one that reaches the end keeps the episode's
+    own termination and truncation.
     """
+    n = len(episode.actions)
+    stop = n if stop is None else stop
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"start, stop: need 0 <= start < stop <= {n} (the episode's steps); got {start}, {stop}")
+    terminations = list(episode.terminations[start:stop])
+    truncations = list(episode.truncations[start:stop])
+    if stop < n:
+        terminations[-1], truncations[-1] = False, True
     return EpisodeBuffer(
         id=episode_id,
-        observations=list(episode.observations),
-        actions=list(episode.actions),
-        rewards=list(episode.rewards),
-        terminations=list(episode.terminations),
-        truncations=list(episode.truncations),
-        infos={state_key: list(episode.infos[state_key])},
+        observations=list(episode.observations[start : stop + 1]),
+        actions=list(episode.actions[start:stop]),
+        rewards=list(episode.rewards[start:stop]),
+        terminations=terminations,
+        truncations=truncations,
+        infos={state_key: list(episode.infos[state_key][start : stop + 1])},
     )

@@ -111,6 +111,7 @@ def improve_dataset(
     overwrite: bool = False,
     config: ImprovementConfig | None = None,
     progress_bar: bool = True,
+    policy: Any = None,
     **overrides: Any,
 ) -> ImprovementReport:
     """Improve ``dataset`` with ``refiner``, keep the verified windows, write them as ``dataset_id``.
@@ -118,7 +119,9 @@ def improve_dataset(
     ``dataset``: anything :func:`ctflow_gym.data.load_dataset` takes; it must have
     recorded simulator states. ``refiner``: a fitted refiner of any registered family,
     for the dataset's env. ``root``: the datasets folder written into (default Minari's
-    root). Keywords ``overrides`` set fields of :class:`ImprovementConfig`. Raises
+    root). ``policy``: the policy whose continuation scores windows when
+    ``continuation`` > 0 (an SB3 model, or a callable on batches of observations).
+    Keywords ``overrides`` set fields of :class:`ImprovementConfig`. Raises
     ``FileExistsError`` naming ``dataset_id`` when it exists and ``overwrite`` is false.
     """
     started = time.time()
@@ -135,9 +138,9 @@ def improve_dataset(
     value_fn = getattr(refiner, "value_function", None) if config.value_tail else None
     verified = _in_batches(
         len(windows), config.batch_size, "improve", progress_bar,
-        lambda index: verify_windows(refiner, windows.subset(index), config, value_fn, starts[index]),
+        lambda index: verify_windows(refiner, windows.subset(index), config, value_fn, starts[index], policy),
     )  # fmt: skip
-    return _write(source, windows, verified, refiner, dataset_id, root, config, value_fn is not None, started)
+    return _write(source, windows, verified, refiner, dataset_id, root, config, value_fn is not None, started, policy)
 
 
 def realise_proposals(
@@ -152,6 +155,7 @@ def realise_proposals(
     overwrite: bool = False,
     config: ImprovementConfig | None = None,
     progress_bar: bool = True,
+    policy: Any = None,
     **overrides: Any,
 ) -> ImprovementReport:
     """Realise windows proposed elsewhere from their source ``windows``' start states; keep and write the verified.
@@ -160,7 +164,7 @@ def realise_proposals(
     iterative improvement keeps windows that descend from dataset windows
     (``windows = make_windows(...).subset(pool.origins)``). ``improver`` is recorded as
     the provenance and supplies the inverse-dynamics model of tracked execution when it
-    has one; ``config.strength`` is not used. Otherwise as :func:`improve_dataset`.
+    has one; ``config.strength``, ``samples`` and ``noise`` are not used. Otherwise as :func:`improve_dataset`.
     """
     started = time.time()
     config = configured(config or ImprovementConfig(), overrides, "realise_proposals")
@@ -179,10 +183,10 @@ def realise_proposals(
         len(windows), config.batch_size, "realise", progress_bar,
         lambda index: verify_proposals(
             improver, windows.subset(index), observations[index], actions[index],
-            None if predicted is None else predicted[index], config, value_fn, starts[index],
+            None if predicted is None else predicted[index], config, value_fn, starts[index], policy,
         ),
     )  # fmt: skip
-    return _write(source, windows, verified, improver, dataset_id, root, config, value_fn is not None, started)
+    return _write(source, windows, verified, improver, dataset_id, root, config, value_fn is not None, started, policy)
 
 
 def _in_batches(n: int, batch_size: int, label: str, progress_bar: bool, verify) -> list[VerifiedWindow]:
@@ -195,7 +199,7 @@ def _in_batches(n: int, batch_size: int, label: str, progress_bar: bool, verify)
     return verified
 
 
-def _write(source, windows, verified, improver, dataset_id, root, config, value_tail: bool, started: float):
+def _write(source, windows, verified, improver, dataset_id, root, config, value_tail: bool, started: float, policy):
     """Write the accepted of ``verified`` with their provenance; the report."""
     kept = [i for i, v in enumerate(verified) if v.accepted]
     executions = {name: sum(verified[i].execution == name for i in kept) for name in ("open_loop", "tracked")}
@@ -212,6 +216,8 @@ def _write(source, windows, verified, improver, dataset_id, root, config, value_
             "source_id": source.id,
             "config": config.to_dict(),
             "value_tail": value_tail,
+            # what followed each window in its score (the config's continuation steps of it)
+            "continuation_policy": type(policy).__name__ if config.continuation else None,
             "windows": len(windows),
             "accepted": len(kept),
             "executions": executions,
@@ -231,9 +237,10 @@ def _write(source, windows, verified, improver, dataset_id, root, config, value_
         dataset_id,
         root,
         record,
-        include_source=config.include_source,
+        source_steps=config.source_steps,
+        replaced=[(e, t, t + windows.window) for e, t in zip(windows.episode_ids[kept], windows.start_steps[kept])],
         description=f"{len(kept)} windows of {source.id} improved by {record['improver']['kind']} and realised in "
-        "MuJoCo from their recorded start states" + (", after the source's episodes" if config.include_source else ""),
+        "MuJoCo from their recorded start states" + _SOURCE_STEPS_WORDS[config.source_steps],
     )
     return ImprovementReport(
         dataset_id=dataset_id,
@@ -249,6 +256,13 @@ def _write(source, windows, verified, improver, dataset_id, root, config, value_
         wall_time_s=time.time() - started,
         kept_rows=record["improvement"]["episodes"]["row"],
     )
+
+
+_SOURCE_STEPS_WORDS = {
+    "none": "",
+    "all": ", after the source's episodes",
+    "unimproved": ", after the source's steps that no kept window improved",
+}
 
 
 def _json_number(value: float) -> float | None:

@@ -1,27 +1,36 @@
 """Verified improvement of windows: refine, realise in MuJoCo, keep what really got better.
 
-For each source window (with its recorded start state) the refiner proposes an
-improved window; the proposal is realised from the source's start state
+For each source window (with its recorded start state) the refiner proposes improved
+windows (one per strength and sample, :class:`~ctflow_gym.improve.ImprovementConfig`);
+each proposal is realised from the source's start state
 (:func:`ctflow_gym.replay.realisation.realise_windows`), open loop and, where the
-refiner has an inverse-dynamics model, tracked, and the realisation with the higher
+refiner has an inverse-dynamics model, tracked, and the realisation with the highest
 score is the candidate. It is kept when
 
-    score(realised) > score(source) + min_gain,   score = return + gamma^H V(s_end)
+    score(realised) > score(source) + min_gain,
+    score = return + [policy's continuation return] + gamma^T V(s_end)
 
 (the tail only with a value function, and 0 after a termination), and it does not
-terminate where the source did not: a fall is never an improvement. The source's
-score uses its recorded rewards, which its replay reproduces bit for bit.
+terminate where the source did not: a fall is never an improvement. Without a
+continuation the source's score uses its recorded rewards, which its replay reproduces
+bit for bit. With one (``continuation`` > 0 and the policy that will act after the
+window), both windows are followed by ``continuation`` steps of that policy from their
+end states (:mod:`ctflow_gym.replay.continuation`), so a window is judged by what it is
+worth to that policy: keeping it is then a verified step of policy improvement over the
+policy, window by window, and the value tail (if any) is taken where the continuation ends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import numpy as np
 
 from ctflow_gym.data.windows import Windows
 from ctflow_gym.improve.config import ImprovementConfig
 from ctflow_gym.refine.execution import execution_plans, resolve_execution
+from ctflow_gym.replay.continuation import policy_continuations
 from ctflow_gym.replay.realisation import RealisedWindow, realise_windows
 from ctflow_gym.replay.scoring import ValueFn, window_score
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC
@@ -67,25 +76,28 @@ def verify_windows(
     config: ImprovementConfig,
     value_fn: ValueFn | None = None,
     start_observations: np.ndarray | None = None,
+    policy: Any = None,
 ) -> list[VerifiedWindow]:
     """Refine ``windows``, realise each proposal and judge it (module docstring); one result per window.
 
-    ``start_observations`` (N, obs_dim): each window's first observation as the dataset
-    recorded it (full precision, written as the realised episode's first observation);
-    default: the windows' own (float32) copies.
+    Every strength of ``config.strengths()`` makes ``config.samples`` proposals per window
+    (the first as ``refine`` gives it, the others drawn with ``config.noise``), and the best
+    realised of them all is the candidate. ``start_observations`` (N, obs_dim): each
+    window's first observation as the dataset recorded it (full precision, written as the
+    realised episode's first observation); default: the windows' own (float32) copies.
+    ``policy``: the policy whose ``config.continuation`` steps after each window count in
+    its score (needed when that is > 0).
     """
     require_states(windows)
-    result = refiner.refine(windows.observations, windows.actions, strength=config.strength, seed=config.seed)
-    return verify_proposals(
-        refiner,
-        windows,
-        result.observations,
-        result.actions,
-        result.predicted_gain,
-        config,
-        value_fn,
-        start_observations,
-    )
+    proposals = []
+    for strength in config.strengths():
+        for sample in range(config.samples):
+            noise = config.noise if sample else 0.0
+            result = refiner.refine(
+                windows.observations, windows.actions, strength=strength, seed=config.seed + sample, noise=noise
+            )
+            proposals.append((result.observations, result.actions, result.predicted_gain))
+    return judge_proposals(refiner, windows, proposals, config, value_fn, start_observations, policy)
 
 
 def require_states(windows: Windows, dataset_id: str | None = None) -> None:
@@ -107,6 +119,7 @@ def verify_proposals(
     config: ImprovementConfig,
     value_fn: ValueFn | None = None,
     start_observations: np.ndarray | None = None,
+    policy: Any = None,
 ) -> list[VerifiedWindow]:
     """Realise proposed windows (N, H, .) from the start states of their source ``windows`` and judge each.
 
@@ -115,44 +128,102 @@ def verify_proposals(
     model for tracked execution (None: open loop only). Arguments otherwise as
     :func:`verify_windows`.
     """
+    return judge_proposals(
+        refiner, windows, [(observations, actions, predicted_gain)], config, value_fn, start_observations, policy
+    )
+
+
+def judge_proposals(
+    refiner,
+    windows: Windows,
+    proposals: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+    config: ImprovementConfig,
+    value_fn: ValueFn | None = None,
+    start_observations: np.ndarray | None = None,
+    policy: Any = None,
+) -> list[VerifiedWindow]:
+    """Realise every ``(observations, actions, predicted_gain)`` proposal for ``windows``; judge the best per window.
+
+    Each proposal is realised with every execution of ``config.execution``; per window the
+    realisation with the highest score is the candidate, compared with the source's score
+    (module docstring). With ``config.continuation`` > 0 both scores include ``policy``'s
+    continuation from the window's end state (:mod:`ctflow_gym.replay.continuation`; the
+    source's end state comes from replaying it, which is exact).
+    """
     require_states(windows)
+    if config.continuation and policy is None:
+        raise ValueError(f"policy: continuation={config.continuation} scores windows by what a policy does after "
+                         "them; pass the policy (an SB3 model or a batch callable)")  # fmt: skip
     spec = windows.sim_state_spec or REPLAY_STATE_SPEC
     starts = windows.observations[:, 0] if start_observations is None else start_observations
-    tries = {
-        name: realise_windows(
-            windows.env_id,
-            windows.sim_states,
-            execution_plans(refiner, observations, actions, name),
-            starts,
-            spec,
-            workers=config.workers,
+    tries = []  # (realised windows, execution, predicted gains) per proposal and execution
+    for observations, actions, predicted_gain in proposals:
+        if np.shape(observations)[:2] != windows.observations.shape[:2] or len(actions) != len(windows):
+            raise ValueError(
+                f"observations and actions must hold one proposal per window {windows.observations.shape[:2]}; "
+                f"got {np.shape(observations)} and {np.shape(actions)}"
+            )
+        predicted = np.full(len(windows), np.nan) if predicted_gain is None else np.asarray(predicted_gain, float)
+        for name in executions_for(refiner, config.execution):
+            plans = execution_plans(refiner, observations, actions, name)
+            realised = realise_windows(windows.env_id, windows.sim_states, plans, starts, spec, workers=config.workers)
+            tries.append((realised, name, predicted))
+    source_scores = _source_scores(windows, starts, spec, config, value_fn, policy)
+    scores = _realised_scores([realised for realised, _, _ in tries], windows, spec, config, value_fn, policy)
+    verified = []
+    for i in range(len(windows)):
+        best = int(np.argmax(scores[:, i]))
+        realised, name, predicted = tries[best]
+        source_terminated = bool(windows.end_terminated[i]) if windows.end_terminated is not None else False
+        fell = realised[i].terminated and not source_terminated
+        accepted = bool(scores[best, i] > source_scores[i] + config.min_gain and not fell)
+        verified.append(
+            VerifiedWindow(realised[i], name, source_scores[i], scores[best, i], float(predicted[i]), accepted)
         )
-        for name in executions_for(refiner, config.execution)
-    }
+    return verified
+
+
+def _source_scores(windows: Windows, starts, spec: int, config: ImprovementConfig, value_fn, policy) -> np.ndarray:
+    """The source windows' scores: recorded return (+ tail), or with a continuation, their exact replay's."""
+    if config.continuation:
+        replayed = realise_windows(
+            windows.env_id, windows.sim_states, windows.actions, starts, spec, workers=config.workers
+        )
+        return _realised_scores([replayed], windows, spec, config, value_fn, policy)[0]
     # summed in step order, as the realised windows are, so an exact replay compares equal
     source_returns = [float(sum(row.tolist())) for row in windows.rewards.astype(np.float64)]
-    predicted = np.full(len(windows), np.nan) if predicted_gain is None else np.asarray(predicted_gain, float)
-    verified = []
+    scores = np.empty(len(windows))
     for i in range(len(windows)):
         source_terminated = bool(windows.end_terminated[i]) if windows.end_terminated is not None else False
         end = windows.end_observations[i] if windows.end_observations is not None else None
-        source_score = window_score(
-            source_returns[i],
-            end,
-            source_terminated,
-            value_fn if end is not None else None,
-            config.gamma,
+        scores[i] = window_score(
+            source_returns[i], end, source_terminated, value_fn if end is not None else None, config.gamma,
             windows.window,
-        )
-        scored = [
-            (_score(realised[i], value_fn, config.gamma, windows.window), name, realised[i])
-            for name, realised in tries.items()
-        ]
-        score, name, realised = max(scored, key=lambda item: item[0])
-        fell = realised.terminated and not source_terminated
-        accepted = bool(score > source_score + config.min_gain and not fell)
-        verified.append(VerifiedWindow(realised, name, source_score, score, float(predicted[i]), accepted))
-    return verified
+        )  # fmt: skip
+    return scores
+
+
+def _realised_scores(tries: list[list[RealisedWindow]], windows: Windows, spec: int, config, value_fn, policy):
+    """(tries, N) scores of realised windows: return [+ the policy's continuation] [+ the value tail]."""
+    flat = [realised for realised_windows in tries for realised in realised_windows]
+    if not config.continuation:
+        return np.array([_score(r, value_fn, config.gamma, windows.window) for r in flat]).reshape(len(tries), -1)
+    going = [k for k, r in enumerate(flat) if not r.terminated]
+    after = policy_continuations(
+        windows.env_id,
+        np.array([flat[k].sim_states[-1] for k in going]),
+        np.array([flat[k].observations[-1] for k in going]),
+        policy,
+        config.continuation,
+        spec,
+    )
+    scores = np.array([r.window_return for r in flat])
+    for j, k in enumerate(going):
+        scores[k] = window_score(
+            flat[k].window_return + after.returns[j], after.end_observations[j], bool(after.terminated[j]),
+            value_fn, config.gamma, len(flat[k]) + int(after.steps[j]),
+        )  # fmt: skip
+    return scores.reshape(len(tries), -1)
 
 
 def _score(realised: RealisedWindow, value_fn: ValueFn | None, gamma: float, horizon: int) -> float:

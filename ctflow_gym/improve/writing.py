@@ -65,23 +65,45 @@ def write_improved_dataset(
     dataset_id: str,
     root: Path,
     record: dict[str, Any],
-    include_source: bool = False,
+    source_steps: str = "none",
+    replaced: Sequence[tuple[int, int, int]] = (),
     description: str = "",
 ) -> Path:
-    """Write ``realised`` (after ``source``'s own episodes if ``include_source``) as ``dataset_id`` under ``root``.
+    """Write ``realised`` as ``dataset_id`` under ``root``, after the ``source`` steps ``source_steps`` names.
 
-    ``record`` is stored as the build record. The caller has checked that the target may
-    be written. Returns the folder written.
+    ``source_steps`` as :attr:`ctflow_gym.improve.ImprovementConfig.source_steps`:
+    ``"none"``, ``"all"`` (every source episode first), or ``"unimproved"`` (the source
+    episodes without the spans ``replaced`` lists as ``(episode id, start step, stop
+    step)``, each remaining run of steps an episode of its own). ``record`` is stored as
+    the build record. The caller has checked that the target may be written. Returns the
+    folder written.
     """
     buffers = []
-    if include_source:
+    if source_steps != "none":
+        cut: dict[int, list[tuple[int, int]]] = {}
+        if source_steps == "unimproved":
+            for episode_id, start, stop in replaced:
+                cut.setdefault(int(episode_id), []).append((int(start), int(stop)))
         for episode in source.iterate_episodes():
-            buffers.append(episode_buffer(len(buffers), episode, SIM_STATE_INFO_KEY))
+            for start, stop in _kept_spans(len(episode.actions), cut.get(int(episode.id), [])):
+                buffers.append(episode_buffer(len(buffers), episode, SIM_STATE_INFO_KEY, start, stop))
     for window in realised:
         buffers.append(_realised_buffer(len(buffers), window))
     if not buffers:
         raise NothingImprovedError("no window was improved, so there is nothing to write")
     return _write_buffers(source, buffers, dataset_id, root, record, description)
+
+
+def _kept_spans(length: int, removed: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The runs of steps ``0..length-1`` left once the ``removed`` ``(start, stop)`` spans are taken out."""
+    spans, at = [], 0
+    for start, stop in sorted(removed):
+        if start > at:
+            spans.append((at, start))
+        at = max(at, stop)
+    if at < length:
+        spans.append((at, length))
+    return spans
 
 
 def write_unverified_dataset(
