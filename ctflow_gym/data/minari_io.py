@@ -246,9 +246,7 @@ def compact_hdf5(path: str | os.PathLike) -> None:
         staging.unlink(missing_ok=True)
 
 
-def episode_buffer(
-    episode_id: int, episode, state_key: str, start: int = 0, stop: int | None = None
-) -> EpisodeBuffer:
+def episode_buffer(episode_id: int, episode, state_key: str, start: int = 0, stop: int | None = None) -> EpisodeBuffer:
     """A Minari ``EpisodeBuffer`` copy of a recorded ``episode`` (an ``EpisodeData``) with its simulator states
     (the ``infos`` entry ``state_key``); steps ``start`` to ``stop`` (default: all of them).
 
