@@ -178,6 +178,8 @@ def test_bad_input_is_named(random_dataset, tiny_refiner, improved, tmp_path):
         )
     with pytest.raises(ValueError, match="dataset_id must be a new dataset id"):
         improve_dataset(random_dataset, tiny_refiner, random_dataset.id, root=tmp_path)
+    with pytest.raises(ValueError, match="dataset_id must be a Minari id"):  # before any window is refined
+        improve_dataset(random_dataset, tiny_refiner, "test/strength-1.0-v0", root=tmp_path)
     for field, value in [("strength", -1.0), ("strength", ()), ("execution", "fast"), ("min_gain", -1), ("stride", 0),
                          ("workers", 0), ("samples", 0), ("noise", -1.0), ("continuation", -1),
                          ("source_steps", "some")]:  # fmt: skip

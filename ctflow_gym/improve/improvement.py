@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from minari import MinariDataset
+from minari.dataset.minari_dataset import parse_dataset_id
 
 from ctflow_gym import progress
 from ctflow_gym.data.minari_io import build_record, load_dataset, minari_root
@@ -97,6 +98,13 @@ def _mean(values) -> float:
 def _checked_target(source: MinariDataset, dataset_id: str, root, overwrite: bool) -> Path:
     if not isinstance(dataset_id, str) or not dataset_id.strip() or dataset_id == source.id:
         raise ValueError(f"dataset_id must be a new dataset id (not the source's {source.id!r}); got {dataset_id!r}")
+    try:  # checked before any work: Minari refuses a malformed id only when the dataset is written
+        parse_dataset_id(dataset_id)
+    except ValueError:
+        raise ValueError(
+            "dataset_id must be a Minari id, (namespace/)name-v<version> with no '.' (e.g. "
+            f"'ctflow/hopper/improved-v0'); got {dataset_id!r}"
+        ) from None
     root = Path(root) if root is not None else minari_root()
     if (root / dataset_id).exists() and not overwrite:
         raise FileExistsError(f"dataset_id: {dataset_id!r} already exists at {root / dataset_id}; pass overwrite=True")

@@ -49,7 +49,7 @@ except ImportError:  # rendering a benchmark's .md without MkDocs installed
 # ``results.py`` cannot shadow another module named ``results`` in the harness's process.
 sys.path.append(str(Path(__file__).resolve().parent))
 
-from results_parts.datasets import render_datasets, render_improve_extract
+from results_parts.datasets import render_datasets, render_improve_extract, render_policy_improvement
 from results_parts.formatting import Page
 from results_parts.gtp_diagnostics import (
     render_candidate_count,
@@ -102,6 +102,7 @@ RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "scale": render_scale,
     "datasets": render_datasets,
     "improve_extract": render_improve_extract,
+    "policy_improvement": render_policy_improvement,
 }
 
 

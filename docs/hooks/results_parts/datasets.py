@@ -97,3 +97,50 @@ def render_improve_extract(name: str, data: dict, path: Path, page: Page) -> str
             source_line(name, path, data),
         ]
     )
+
+
+def render_policy_improvement(name: str, data: dict, path: Path, page: Page) -> str:
+    """``policy_improvement_*.json``: a policy, BC on its rollouts, and BC on them after verified improvement."""
+    meta, policy = data.get("meta", {}), data["policy"]
+    rows = [
+        [
+            "the policy itself (deterministic)",
+            "-",
+            f"{number(policy['mean_return'], 0)} ± {number(policy['std_return'], 0)}",
+            "-",
+            f"{policy['falls']} of {meta.get('episodes')} episodes fall",
+            "-",
+        ]
+    ]
+    rows += [
+        [
+            r["learner"],
+            f"{r['transitions']:,}",
+            number(r["median"], 0),
+            f"{number(r['min'], 0)} .. {number(r['max'], 0)}",
+            f"{r['above_policy']} of {len(r['returns'])} seeds above the policy",
+            number(float(sorted(r["scores"])[len(r["scores"]) // 2])),
+        ]
+        for r in data["rows"]
+    ]
+    improved = [
+        f"{label}: {r['accepted']:,} of {number(r.get('windows'), 0)} windows kept (realised gain of the kept "
+        f"{number(r.get('realised_gain_accepted'), 2, signed=True)}, of all "
+        f"{number(r.get('realised_gain_all'), 2, signed=True)}; by execution {r.get('executions')}; "
+        f"{number(r.get('seconds'), 0)} s)"
+        for label, r in data.get("improve", {}).items()
+    ]
+    return "\n".join(
+        [
+            f"Mean return over {meta.get('episodes')} episodes (reset seeds 1000..) of each policy; BC "
+            f"{meta.get('bc_steps')} steps at FTB's settings; rollouts `{meta.get('dataset')}`; improvement with "
+            f"strengths {meta.get('strengths')}, each kept window written in place of the span it improved.",
+            "",
+            table(["policy", "transitions", "median return", "range", "against the policy", "median score"], rows),
+            "",
+            "Verified improvement (`TrajectoryRefiner` fitted on the rollouts, "
+            f"{number(data.get('fit', {}).get('fit_seconds'), 0)} s): " + "; ".join(improved) + ".",
+            "",
+            source_line(name, path, data),
+        ]
+    )

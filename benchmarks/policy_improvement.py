@@ -1,0 +1,205 @@
+"""A user's policy improved from its own rollouts: verified improvement, then BC, against the policy itself.
+
+Goal 3 of the improve-then-extract issue: "the medium policy's own windows (its rollouts,
+as a dataset) improved and extracted give a policy above the medium policy's return". The
+policy never runs beside a refiner; what reaches it is a dataset. Stages (each a cached run
+under ``<out>/<name>_runs/``, so a rerun resumes):
+
+1. the policy alone, deterministic, ``--episodes`` episodes (reset seeds 1000..);
+2. CTFlow's ``TrajectoryRefiner`` (defaults) fitted on the policy's rollouts (``--dataset``,
+   default ``ctflow/hopper/medium-v1``: the shipped medium policy's stochastic actions;
+   ``ctflow dataset build ctflow/hopper/medium-v1`` makes it);
+3. its verified improvement (``improve_dataset``, the best realisation of the proposals kept
+   and written in place of the window it improved: ``source_steps="unimproved"``) three
+   ways: strength 1 judged by the window's own return (the defaults); strength 1 judged by
+   the window followed by ``--continuation`` steps of the policy (what the window is worth
+   *to that policy*); and every strength of ``--strengths`` proposed, judged the same way
+   (larger verified gains, larger changes to the actions);
+4. BC (``BCAgent``, FTB's settings but ``--bc-steps``) on the rollouts, filtered BC (top 10%)
+   on them, and BC on each improved dataset, ``--seeds`` seeds, ``--episodes`` episodes each
+   (reset seeds 1000.., the policy's).
+
+    python benchmarks/policy_improvement.py [--bc-steps 20000] [--seeds 0 1 2] [--episodes 50]
+
+``--learners`` trains only some rows (e.g. ``raw filtered`` in a second process while the
+first improves: both share the run cache); a last run with every learner assembles the table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from harness import Runs, Settings, option, parse, write_results
+
+from agents import BCAgent
+from ctflow_gym import TrajectoryRefiner
+from ctflow_gym.data import load_dataset, normalized_score
+from ctflow_gym.data.actor_policies import behaviour_policy
+from ctflow_gym.data.recipes import SHIPPED_POLICY_PREFIX, shipped_behaviour_policy
+from ctflow_gym.improve import NothingImprovedError, improve_dataset
+from ctflow_gym.wrappers.episodes import record_episodes
+
+LEARNERS = ("raw", "filtered", "improved")
+"""The rows: BC on the rollouts, filtered BC on them, BC on each improved dataset."""
+
+EVALUATION_SEED = 1000
+"""Reset seed of the first evaluation episode (the policy's and every extracted policy's)."""
+
+
+@dataclasses.dataclass
+class PolicyImprovementSettings(Settings):
+    dataset: str = option("ctflow/hopper/medium-v1", "the policy's rollouts (Minari id or path)")
+    policy: str = option("shipped:hopper-medium", "the policy: shipped:NAME, an actor folder or an SB3 zip")
+    window: int = option(16, "the refiner's window (TrajectoryRefiner's default)")
+    refiner_steps: int = option(4000, "the refiner's autoencoder, flow and inverse-dynamics steps (its defaults)")
+    strengths: tuple[float, ...] = option((1.0, 2.0, 4.0), "refinement strengths proposed per window")
+    continuation: int = option(48, "steps of the policy after each window in its verified score")
+    bc_steps: int = option(20000, "BC training steps (FTB: 100k; cut for 2 CPU cores)")
+    seeds: tuple[int, ...] = option((0, 1, 2), "BC seeds")
+    learners: tuple[str, ...] = option(LEARNERS, "rows to train: raw, filtered, improved")
+    episodes: int = option(50, "evaluation episodes (the policy's and each BC seed's)")
+    work: str = option("/tmp/ctflow_policy_improvement", "where the fitted refiner and the datasets go")
+
+
+def _policy(spec: str, env_id: str):
+    path = spec
+    if spec.startswith(SHIPPED_POLICY_PREFIX):
+        path = shipped_behaviour_policy(spec[len(SHIPPED_POLICY_PREFIX) :])
+    return behaviour_policy(path, None, env_id, deterministic=True, seed=0)
+
+
+def _summary(scores: list[float]) -> dict:
+    return {"median": float(np.median(scores)), "min": float(np.min(scores)), "max": float(np.max(scores))}
+
+
+def main(argv: list[str] | None = None) -> Path:
+    s = parse(PolicyImprovementSettings, argv)
+    source = load_dataset(s.dataset)
+    env_id = source.env_spec.id
+    policy = _policy(s.policy, env_id)
+    name = "policy_improvement_" + source.id.replace("/", "_").replace("-", "_")
+    work = Path(s.work) / name
+    runs = Runs(Path(s.out) / f"{name}_runs")
+    base = {"dataset": source.id, "policy": s.policy}
+
+    def alone() -> dict:
+        records = record_episodes(gym.make(env_id), policy, s.episodes, seed=EVALUATION_SEED)
+        returns = [r.episode_return for r in records]
+        return {
+            "mean_return": float(np.mean(returns)),
+            "std_return": float(np.std(returns)),
+            "score": float(normalized_score(env_id, np.mean(returns))),
+            "falls": int(sum(r.terminated for r in records)),
+        }
+
+    policy_alone = runs.run("policy", {**base, "episodes": s.episodes}, alone)
+    refiner_folder = work / "refiner"
+
+    def fit() -> dict:
+        started = time.time()
+        n = s.refiner_steps
+        budget = dict(ae_steps=n, flow_steps=n, predictor_steps=max(n // 2, 1), inverse_dynamics_steps=n)
+        TrajectoryRefiner(window=s.window, seed=0, **budget).fit(source, progress_bar=False).save(refiner_folder)
+        return {"fit_seconds": time.time() - started}
+
+    fit_settings = {**base, "window": s.window, "refiner_steps": s.refiner_steps}
+    fitted = runs.run("fit", fit_settings, fit)
+    if not refiner_folder.exists():  # the work folder was cleared: refit
+        fitted = runs.put("fit", {**fit_settings, **fit()})
+    refiner = TrajectoryRefiner.load(refiner_folder)
+    improvements = {  # label -> (strengths, continuation)
+        "strength 1, window return": ((1.0,), 0),
+        f"strength 1, window + {s.continuation} policy steps": ((1.0,), s.continuation),
+        f"strengths {', '.join(f'{x:g}' for x in s.strengths)}, window + {s.continuation} policy steps": (
+            tuple(s.strengths),
+            s.continuation,
+        ),
+    }
+    improved = {}
+    for number, (label, (strengths, continuation)) in enumerate(
+        improvements.items() if "improved" in s.learners else []
+    ):
+        dataset_id = f"improved/variant{number}-v0"
+
+        def improve(dataset_id=dataset_id, strengths=strengths, continuation=continuation) -> dict:
+            try:
+                report = improve_dataset(
+                    source, refiner, dataset_id, root=work / "datasets", overwrite=True, progress_bar=False,
+                    strength=strengths, continuation=continuation, policy=policy, source_steps="unimproved",
+                )  # fmt: skip
+            except NothingImprovedError:
+                return {"path": None, "accepted": 0}
+            return {
+                "path": str(report.path),
+                "windows": report.windows,
+                "accepted": report.accepted,
+                "executions": report.executions,
+                "realised_gain_accepted": report.realised_gain_accepted,
+                "realised_gain_all": report.realised_gain_all,
+                "seconds": report.wall_time_s,
+            }
+
+        settings = {**fit_settings, "strengths": list(strengths), "continuation": continuation}
+        improved[label] = runs.run(f"improve_variant{number}", settings, improve)
+        if improved[label]["path"] is not None and not Path(improved[label]["path"]).exists():
+            improved[label] = runs.put(f"improve_variant{number}", {**settings, **improve()})
+    learners = {}  # trained in this order (the improved first: a second process can take raw / filtered)
+    for label, result in improved.items():
+        if result["path"] is not None:  # else no window improved: nothing new to learn from
+            strengths, continuation = improvements[label]
+            learners[f"BC, improved ({label})"] = (result["path"], None, list(strengths), continuation)
+    if "raw" in s.learners:
+        learners["BC, rollouts"] = (s.dataset, None, None, None)
+    if "filtered" in s.learners:
+        learners["filtered BC (top 10%), rollouts"] = (s.dataset, 0.1, None, None)
+    rows = []
+    for label, (path, top_fraction, strengths, continuation) in learners.items():
+        results = []
+        for seed in s.seeds:
+
+            def train(path=path, top_fraction=top_fraction, seed=seed) -> dict:
+                started = time.time()
+                agent = BCAgent(env_id, path, device="cpu", seed=seed, top_fraction=top_fraction)
+                agent.learn(s.bc_steps)
+                report = agent.evaluate(s.episodes, seed=EVALUATION_SEED)
+                return {
+                    "score": report["normalized_score"],
+                    "mean_return": report["mean_return"],
+                    "transitions": len(agent.transitions),
+                    "seconds": time.time() - started,
+                }
+
+            settings = {**base, "learner": label, "seed": seed, "bc_steps": s.bc_steps, "episodes": s.episodes}
+            if strengths is not None:
+                settings.update(fit_settings, strengths=strengths, continuation=continuation)
+            key = "bc_" + "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
+            results.append(runs.run(f"{key}_seed{seed}", settings, train))
+        returns = [r["mean_return"] for r in results]
+        rows.append(
+            {
+                "learner": label,
+                "transitions": results[0]["transitions"],
+                "returns": returns,
+                "scores": [r["score"] for r in results],
+                **_summary(returns),
+                "above_policy": int(sum(r > policy_alone["mean_return"] for r in returns)),
+            }
+        )
+    rows.sort(key=lambda row: not row["learner"].startswith("BC, rollouts"))
+    rows.sort(key=lambda row: "improved" in row["learner"])  # shown: raw, filtered, then the improved
+    data = {
+        "meta": {**s.recorded(), "dataset": source.id, "env_id": env_id},
+        "policy": policy_alone,
+        "fit": fitted,
+        "improve": improved,
+        "rows": rows,
+    }
+    return write_results(s, name, data, "policy_improvement", f"A policy improved from its own rollouts ({s.policy})")
+
+
+if __name__ == "__main__":
+    main()
