@@ -39,7 +39,7 @@ from agents import BCAgent
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import load_dataset, normalized_score
 from ctflow_gym.data.actor_policies import behaviour_policy
-from ctflow_gym.data.recipes import SHIPPED_POLICY_PREFIX, shipped_behaviour_policy
+from ctflow_gym.data.recipes import policy_path
 from ctflow_gym.improve import NothingImprovedError, improve_dataset
 from ctflow_gym.wrappers.episodes import record_episodes
 
@@ -66,10 +66,7 @@ class PolicyImprovementSettings(Settings):
 
 
 def _policy(spec: str, env_id: str):
-    path = spec
-    if spec.startswith(SHIPPED_POLICY_PREFIX):
-        path = shipped_behaviour_policy(spec[len(SHIPPED_POLICY_PREFIX) :])
-    return behaviour_policy(path, None, env_id, deterministic=True, seed=0)
+    return behaviour_policy(policy_path(spec), None, env_id, deterministic=True, seed=0)
 
 
 def _summary(scores: list[float]) -> dict:

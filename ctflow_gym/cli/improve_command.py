@@ -119,13 +119,10 @@ def _continuation_policy(args: argparse.Namespace):
         return None
     from ctflow_gym.data.actor_policies import behaviour_policy
     from ctflow_gym.data.minari_io import load_dataset
-    from ctflow_gym.data.recipes import SHIPPED_POLICY_PREFIX, shipped_behaviour_policy
+    from ctflow_gym.data.recipes import policy_path
 
     try:
-        path = args.policy
-        if path.startswith(SHIPPED_POLICY_PREFIX):
-            path = shipped_behaviour_policy(path[len(SHIPPED_POLICY_PREFIX) :])
         env_id = load_dataset(args.dataset).env_spec.id
-        return behaviour_policy(path, args.policy_algo, env_id, deterministic=True, seed=0)
+        return behaviour_policy(policy_path(args.policy), args.policy_algo, env_id, deterministic=True, seed=0)
     except (FileNotFoundError, ValueError) as error:
         raise UserError(f"--policy: {error}") from None

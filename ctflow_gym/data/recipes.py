@@ -71,8 +71,8 @@ class Recipe:
             raise ValueError(f"recipe {self.dataset_id!r}: unknown build fields {sorted(unknown)}")
         values = dict(self.build)
         for name in ("policy", "expert_policy"):
-            if isinstance(values.get(name), str) and values[name].startswith(SHIPPED_POLICY_PREFIX):
-                values[name] = str(shipped_behaviour_policy(values[name][len(SHIPPED_POLICY_PREFIX) :]))
+            if isinstance(values.get(name), str):
+                values[name] = str(policy_path(values[name]))
         return BuildConfig(dataset_id=self.dataset_id, root=None if root is None else str(root), **values, **overrides)
 
 
@@ -92,6 +92,13 @@ def shipped_behaviour_policy(name: str) -> Path:
         shipped = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
         raise FileNotFoundError(f"policy: no shipped behaviour policy {name!r} at {path} (shipped: {shipped})")
     return path
+
+
+def policy_path(spec: str | os.PathLike) -> Path:
+    """The path a policy ``spec`` names: ``"shipped:<name>"`` -> the shipped folder, anything else as it is."""
+    if isinstance(spec, str) and spec.startswith(SHIPPED_POLICY_PREFIX):
+        return shipped_behaviour_policy(spec[len(SHIPPED_POLICY_PREFIX) :])
+    return Path(spec)
 
 
 def load_recipes(path: str | os.PathLike | None = None) -> dict[str, Recipe]:
