@@ -104,10 +104,12 @@ def main(argv: list[str] | None = None) -> Path:
         return {"fit_seconds": time.time() - started}
 
     fit_settings = {**base, "window": s.window, "refiner_steps": s.refiner_steps}
-    fitted = runs.run("fit", fit_settings, fit)
-    if not refiner_folder.exists():  # the work folder was cleared: refit
-        fitted = runs.put("fit", {**fit_settings, **fit()})
-    refiner = TrajectoryRefiner.load(refiner_folder)
+    fitted = runs.get("fit", fit_settings) or {}
+    if "improved" in s.learners:
+        fitted = runs.run("fit", fit_settings, fit)
+        if not refiner_folder.exists():  # the work folder was cleared: refit
+            fitted = runs.put("fit", {**fit_settings, **fit()})
+        refiner = TrajectoryRefiner.load(refiner_folder)
     improvements = {  # label -> (strengths, continuation)
         "strength 1, window return": ((1.0,), 0),
         f"strength 1, window + {s.continuation} policy steps": ((1.0,), s.continuation),
