@@ -46,6 +46,9 @@ from ctflow_gym.wrappers.episodes import record_episodes
 LEARNERS = ("raw", "filtered", "improved")
 """The rows: BC on the rollouts, filtered BC on them, BC on each improved dataset."""
 
+SATURATED = 0.99
+"""An action component beyond this (in absolute value) counts as at the edge of the [-1, 1] box."""
+
 EVALUATION_SEED = 1000
 """Reset seed of the first evaluation episode (the policy's and every extracted policy's)."""
 
@@ -67,6 +70,12 @@ class PolicyImprovementSettings(Settings):
 
 def _policy(spec: str, env_id: str):
     return behaviour_policy(policy_path(spec), None, env_id, deterministic=True, seed=0)
+
+
+def _saturated(path: str) -> float:
+    """Fraction of a dataset's action components at the edge of the box (|a| > 0.99; Hopper's box is [-1, 1])."""
+    actions = np.concatenate([episode.actions for episode in load_dataset(path).iterate_episodes()])
+    return float(np.mean(np.abs(actions) > SATURATED))
 
 
 def _summary(scores: list[float]) -> dict:
@@ -190,8 +199,11 @@ def main(argv: list[str] | None = None) -> Path:
         )
     rows.sort(key=lambda row: not row["learner"].startswith("BC, rollouts"))
     rows.sort(key=lambda row: "improved" in row["learner"])  # shown: raw, filtered, then the improved
+    saturated = {"rollouts": _saturated(s.dataset)}  # what the extracted policies imitate
+    saturated.update({label: _saturated(r["path"]) for label, r in improved.items() if r["path"] is not None})
     data = {
         "meta": {**s.recorded(), "dataset": source.id, "env_id": env_id},
+        "saturated_actions": saturated,
         "policy": policy_alone,
         "fit": fitted,
         "improve": improved,

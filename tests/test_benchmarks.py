@@ -320,3 +320,5 @@ def test_policy_improvement(random_dataset_path, tmp_path):
     assert all(r["accepted"] > 0 for r in data["improve"].values()), data["improve"]
     assert len(learners) == 5 and data["rows"][0]["transitions"] > data["rows"][1]["transitions"]
     assert [key for key in data["improve"]][-1] == "strengths 1, 2, window + 5 policy steps"
+    assert set(data["saturated_actions"]) == {"rollouts", *data["improve"]}
+    assert all(0 <= v <= 1 for v in data["saturated_actions"].values())

@@ -141,6 +141,10 @@ def render_policy_improvement(name: str, data: dict, path: Path, page: Page) -> 
             "Verified improvement (`TrajectoryRefiner` fitted on the rollouts, "
             f"{number(data.get('fit', {}).get('fit_seconds'), 0)} s): " + "; ".join(improved) + ".",
             "",
+            "Action components at the edge of the box (|a| > 0.99) in what BC imitates: "
+            + ", ".join(f"{label} {percent(v).lstrip('+')}" for label, v in data.get("saturated_actions", {}).items())
+            + ".",
+            "",
             source_line(name, path, data),
         ]
     )
