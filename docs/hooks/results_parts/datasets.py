@@ -124,7 +124,7 @@ def render_policy_improvement(name: str, data: dict, path: Path, page: Page) -> 
         for r in data["rows"]
     ]
     improved = [
-        f"{label}: {r['accepted']:,} of {number(r.get('windows'), 0)} windows kept (realised gain of the kept "
+        f"{label}: {r['accepted']:,} of {r.get('windows', 0):,} windows kept (realised gain of the kept "
         f"{number(r.get('realised_gain_accepted'), 2, signed=True)}, of all "
         f"{number(r.get('realised_gain_all'), 2, signed=True)}; by execution {r.get('executions')}; "
         f"{number(r.get('seconds'), 0)} s)"
