@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from minari import DataCollector
 
-from ctflow_gym import TrajectoryRefiner
+from ctflow_gym import GaussianPerturbation, TrajectoryRefiner
 from ctflow_gym.data import load_dataset, make_windows
 from ctflow_gym.data.minari_io import build_record, minari_root_at
 from ctflow_gym.improve import ImprovementConfig, improve_dataset, verify_windows
@@ -168,6 +168,15 @@ def test_a_continuation_judges_source_and_proposal_alike(random_dataset, tiny_re
     assert all(m.realised_score >= a.realised_score for m, a in zip(several, alone))
     with pytest.raises(ValueError, match="policy"):
         verify_windows(tiny_refiner, windows, ImprovementConfig(continuation=20))
+
+
+def test_extra_samples_of_a_refiner_that_samples_by_seed_alone(random_dataset):
+    windows = make_windows(random_dataset, 8, stride=8).subset(slice(0, 12))
+    blind = GaussianPerturbation("Hopper-v5", window=8)  # its refine takes a seed and no noise argument
+    one = verify_windows(blind, windows, ImprovementConfig(strength=1.0))
+    three = verify_windows(blind, windows, ImprovementConfig(strength=1.0, samples=3))
+    assert all(m.realised_score >= o.realised_score for m, o in zip(three, one))
+    assert any(m.realised_score > o.realised_score for m, o in zip(three, one))  # new seeds, new proposals
 
 
 def test_bad_input_is_named(random_dataset, tiny_refiner, improved, tmp_path):

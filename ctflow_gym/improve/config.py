@@ -25,8 +25,10 @@ class ImprovementConfig:
             verification keeps only what really gained, so trying several costs replays,
             not correctness).
         samples: proposals per strength: the first as ``refine`` gives it, the others
-            sampled with ``noise`` (seeds ``seed + 1``, ``seed + 2``, ...; refiners that
-            do not sample ignore ``noise`` and repeat the first).
+            with seeds ``seed + 1``, ``seed + 2``, ... and, where ``refine`` takes a
+            ``noise`` argument (TrajectoryRefiner), sampled with ``noise``; refiners that
+            sample by seed alone (FTBRefiner's generator, GaussianPerturbation) get new
+            seeds only, and a deterministic refiner repeats its first proposal.
         noise: ``refine``'s sampling noise for the extra samples (TrajectoryRefiner: the
             flow starts from z_src + strength * noise * eps).
         continuation: steps of the policy passed to :func:`improve_dataset` that follow

@@ -22,6 +22,7 @@ policy, window by window, and the value tail (if any) is taken where the continu
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -89,12 +90,14 @@ def verify_windows(
     its score (needed when that is > 0).
     """
     require_states(windows)
+    takes_noise = "noise" in inspect.signature(refiner.refine).parameters
     proposals = []
     for strength in config.strengths():
         for sample in range(config.samples):
-            noise = config.noise if sample else 0.0
+            # the first sample is refine's own; extra ones differ by seed, and by noise where refine takes it
+            options = {"noise": config.noise} if sample and takes_noise else {}
             result = refiner.refine(
-                windows.observations, windows.actions, strength=strength, seed=config.seed + sample, noise=noise
+                windows.observations, windows.actions, strength=strength, seed=config.seed + sample, **options
             )
             proposals.append((result.observations, result.actions, result.predicted_gain))
     return judge_proposals(refiner, windows, proposals, config, value_fn, start_observations, policy)
