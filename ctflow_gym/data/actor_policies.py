@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -136,6 +136,24 @@ class SACActorPolicy:
 
         hidden = [pair(f"hidden{i}") for i in range(int(meta["layers"]))]
         return cls(hidden, pair("mu"), pair("log_std"), meta["action_low"], meta["action_high"], meta["env_id"], seed)
+
+
+def policy_action_fn(policy: Any, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """``observation -> action`` from an SB3-style model (its ``predict``) or a callable; ``TypeError`` otherwise.
+
+    One observation or a batch, as the model or the callable takes them (SB3's ``predict`` and
+    :meth:`SACActorPolicy.predict` take both).
+    """
+    if hasattr(policy, "predict"):
+        return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
+    if callable(policy):
+        return policy
+    raise TypeError(
+        (
+            "policy must be an SB3-style model (with predict(obs, deterministic=...)) or a callable; "
+            f"got {type(policy).__name__}"
+        )
+    )
 
 
 def is_actor_checkpoint(path: str | os.PathLike) -> bool:

@@ -84,7 +84,7 @@ class ImprovementConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field."""
-        strengths = self.strength if isinstance(self.strength, (tuple, list)) else (self.strength,)
+        strengths = self._strength_values()
         if not strengths or any(
             isinstance(s, bool) or not isinstance(s, (int, float, np.number)) or not np.isfinite(s) or s < 0
             for s in strengths
@@ -110,8 +110,10 @@ class ImprovementConfig:
 
     def strengths(self) -> tuple[float, ...]:
         """``strength`` as a tuple of floats (one strength or several)."""
-        strengths = self.strength if isinstance(self.strength, (tuple, list)) else (self.strength,)
-        return tuple(float(s) for s in strengths)
+        return tuple(float(s) for s in self._strength_values())
+
+    def _strength_values(self) -> tuple:
+        return tuple(self.strength) if isinstance(self.strength, (tuple, list)) else (self.strength,)
 
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict (recorded in the improved dataset)."""

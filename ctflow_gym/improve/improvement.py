@@ -29,7 +29,13 @@ from ctflow_gym import progress
 from ctflow_gym.data.minari_io import build_record, load_dataset, minari_root
 from ctflow_gym.data.windows import Windows, make_windows
 from ctflow_gym.improve.config import ImprovementConfig
-from ctflow_gym.improve.verification import VerifiedWindow, require_states, verify_proposals, verify_windows
+from ctflow_gym.improve.verification import (
+    VerifiedWindow,
+    require_one_per_window,
+    require_states,
+    verify_proposals,
+    verify_windows,
+)
 from ctflow_gym.improve.writing import write_improved_dataset
 from ctflow_gym.refine.config import configured
 from ctflow_gym.refine.contract import require_refiner
@@ -179,11 +185,7 @@ def realise_proposals(
     source = load_dataset(dataset)
     root = _checked_target(source, dataset_id, root, overwrite)
     require_states(windows, source.id)
-    if np.shape(observations)[:2] != windows.observations.shape[:2] or len(actions) != len(windows):
-        raise ValueError(
-            f"observations and actions must hold one proposal per window {windows.observations.shape[:2]}; got "
-            f"{np.shape(observations)} and {np.shape(actions)}"
-        )
+    require_one_per_window(windows, observations, actions)  # before any batch is realised
     starts = _start_observations(source, windows.episode_ids, windows.start_steps)
     value_fn = getattr(improver, "value_function", None) if config.value_tail else None
     predicted = None if predicted_gain is None else np.asarray(predicted_gain)

@@ -161,11 +161,7 @@ def judge_proposals(
     starts = windows.observations[:, 0] if start_observations is None else start_observations
     tries = []  # (realised windows, execution, predicted gains) per proposal and execution
     for observations, actions, predicted_gain in proposals:
-        if np.shape(observations)[:2] != windows.observations.shape[:2] or len(actions) != len(windows):
-            raise ValueError(
-                f"observations and actions must hold one proposal per window {windows.observations.shape[:2]}; "
-                f"got {np.shape(observations)} and {np.shape(actions)}"
-            )
+        require_one_per_window(windows, observations, actions)
         predicted = np.full(len(windows), np.nan) if predicted_gain is None else np.asarray(predicted_gain, float)
         for name in executions_for(refiner, config.execution):
             plans = execution_plans(refiner, observations, actions, name)
@@ -184,6 +180,15 @@ def judge_proposals(
             VerifiedWindow(realised[i], name, source_scores[i], scores[best, i], float(predicted[i]), accepted)
         )
     return verified
+
+
+def require_one_per_window(windows: Windows, observations, actions) -> None:
+    """Raise ``ValueError`` naming ``observations`` and ``actions`` unless they hold one proposal per window."""
+    if np.shape(observations)[:2] != windows.observations.shape[:2] or len(actions) != len(windows):
+        raise ValueError(
+            f"observations and actions must hold one proposal per window {windows.observations.shape[:2]}; "
+            f"got {np.shape(observations)} and {np.shape(actions)}"
+        )
 
 
 def _source_scores(windows: Windows, starts, spec: int, config: ImprovementConfig, value_fn, policy) -> np.ndarray:

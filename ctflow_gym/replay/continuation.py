@@ -20,6 +20,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from ctflow_gym.data.actor_policies import policy_action_fn
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, set_sim_state
 
 LOCKSTEP_ENVS = 256
@@ -43,20 +44,6 @@ class Continuations:
     end_observations: np.ndarray
 
 
-def batch_action_fn(policy: Any):
-    """``(n, obs_dim) -> (n, act_dim)`` from an SB3-style model (deterministic ``predict``) or a callable.
-
-    A callable must itself take a batch of observations. ``TypeError`` names ``policy`` otherwise.
-    """
-    if hasattr(policy, "predict"):
-        return lambda observations: np.asarray(policy.predict(observations, deterministic=True)[0])
-    if callable(policy):
-        return lambda observations: np.asarray(policy(observations))
-    raise TypeError(
-        f"policy must be an SB3-style model (predict(obs, deterministic=True)) or a callable; got {type(policy)}"
-    )
-
-
 def policy_continuations(
     env_id: str,
     sim_states: np.ndarray,
@@ -68,10 +55,12 @@ def policy_continuations(
     """Let ``policy`` act for ``steps`` steps from each row of ``sim_states`` (module docstring).
 
     ``observations`` (N, obs_dim): the observation recorded with each state (a restored
-    state gives it back bit for bit). ``policy``: as :func:`batch_action_fn`. The same
-    inputs give the same result (the simulator and a deterministic policy are exact).
+    state gives it back bit for bit). ``policy``: an SB3-style model (its deterministic
+    ``predict``) or a callable, either taking a batch (n, obs_dim) to (n, act_dim)
+    (:func:`~ctflow_gym.data.actor_policies.policy_action_fn`). The same inputs give the
+    same result (the simulator and a deterministic policy are exact).
     """
-    act = batch_action_fn(policy)
+    act = policy_action_fn(policy, deterministic=True)
     n = len(sim_states)
     if len(observations) != n:
         raise ValueError(f"sim_states ({n}) and observations ({len(observations)}) must have one row per state")
@@ -92,7 +81,7 @@ def policy_continuations(
                 live = np.flatnonzero(running)
                 if not len(live):
                     break
-                actions = act(ends[rows[live]].astype(np.float32))
+                actions = np.asarray(act(ends[rows[live]].astype(np.float32)))
                 for k, action in zip(live, actions):
                     observation, reward, done, _, _ = envs[k].unwrapped.step(action)
                     row = rows[k]
@@ -105,4 +94,4 @@ def policy_continuations(
     return Continuations(returns, taken, terminated, ends)
 
 
-__all__ = ["LOCKSTEP_ENVS", "Continuations", "batch_action_fn", "policy_continuations"]
+__all__ = ["LOCKSTEP_ENVS", "Continuations", "policy_continuations"]

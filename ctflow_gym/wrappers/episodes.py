@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-
-def policy_action_fn(policy: Any, deterministic: bool = True) -> Callable[[np.ndarray], np.ndarray]:
-    """``observation -> action`` from an SB3-style model (its ``predict``) or a callable; ``TypeError`` otherwise."""
-    if hasattr(policy, "predict"):
-        return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
-    if callable(policy):
-        return policy
-    raise TypeError(
-        (
-            "policy must be an SB3-style model (with predict(obs, deterministic=...)) or a callable; "
-            f"got {type(policy).__name__}"
-        )
-    )
+from ctflow_gym.data.actor_policies import policy_action_fn
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
+from ctflow_gym.data.actor_policies import policy_action_fn
 from ctflow_gym.data.validation import require_int, require_observation, require_strength
 from ctflow_gym.refine.execution import resolve_execution
 from ctflow_gym.replay import (
@@ -42,7 +43,6 @@ from ctflow_gym.replay import (
 from ctflow_gym.replay.stepping import ActionPlan
 from ctflow_gym.wrappers.candidates import refine_candidates, replay_candidates, require_candidates
 from ctflow_gym.wrappers.checks import require_action_shape, require_env_matches_refiner, require_policy_matches_env
-from ctflow_gym.wrappers.episodes import policy_action_fn
 
 __all__ = ["RefinedPolicy", "sb3_value_function"]
 

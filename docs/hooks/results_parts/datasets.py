@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from .formatting import Page, number, percent, table
@@ -119,7 +120,7 @@ def render_policy_improvement(name: str, data: dict, path: Path, page: Page) -> 
             number(r["median"], 0),
             f"{number(r['min'], 0)} .. {number(r['max'], 0)}",
             f"{r['above_policy']} of {len(r['returns'])} seeds above the policy",
-            number(float(sorted(r["scores"])[len(r["scores"]) // 2])),
+            number(statistics.median(r["scores"])),
         ]
         for r in data["rows"]
     ]
