@@ -14,7 +14,10 @@ under ``<out>/<name>_runs/``, so a rerun resumes):
    ways: strength 1 judged by the window's own return (the defaults); strength 1 judged by
    the window followed by ``--continuation`` steps of the policy (what the window is worth
    *to that policy*); and every strength of ``--strengths`` proposed, judged the same way
-   (larger verified gains, larger changes to the actions);
+   (larger verified gains, larger changes to the actions); and every strength again with only
+   each proposal's first ``--commit-steps`` steps realised before the policy's continuation
+   (``commit_steps``: what is verified is then "these few actions, then the policy", a decision
+   a reactive policy can take, where a whole window is a better *sequence*);
 4. BC (``BCAgent``, FTB's settings but ``--bc-steps``) on the rollouts, filtered BC (top 10%)
    on them, and BC on each improved dataset, ``--seeds`` seeds, ``--episodes`` episodes each
    (reset seeds 1000.., the policy's).
@@ -61,6 +64,7 @@ class PolicyImprovementSettings(Settings):
     refiner_steps: int = option(4000, "the refiner's autoencoder, flow and inverse-dynamics steps (its defaults)")
     strengths: tuple[float, ...] = option((1.0, 2.0, 4.0), "refinement strengths proposed per window")
     continuation: int = option(48, "steps of the policy after each window in its verified score")
+    commit_steps: int = option(4, "steps of each proposal realised before the continuation (the last variant)")
     bc_steps: int = option(20000, "BC training steps (FTB: 100k; cut for 2 CPU cores)")
     seeds: tuple[int, ...] = option((0, 1, 2), "BC seeds")
     learners: tuple[str, ...] = option(LEARNERS, "rows to train: raw, filtered, improved")
@@ -119,25 +123,30 @@ def main(argv: list[str] | None = None) -> Path:
         if not refiner_folder.exists():  # the work folder was cleared: refit
             fitted = runs.put("fit", {**fit_settings, **fit()})
         refiner = TrajectoryRefiner.load(refiner_folder)
-    improvements = {  # label -> (strengths, continuation)
-        "strength 1, window return": ((1.0,), 0),
-        f"strength 1, window + {s.continuation} policy steps": ((1.0,), s.continuation),
-        f"strengths {', '.join(f'{x:g}' for x in s.strengths)}, window + {s.continuation} policy steps": (
+    several = f"strengths {', '.join(f'{x:g}' for x in s.strengths)}"
+    improvements = {  # label -> (strengths, continuation, commit_steps)
+        "strength 1, window return": ((1.0,), 0, None),
+        f"strength 1, window + {s.continuation} policy steps": ((1.0,), s.continuation, None),
+        f"{several}, window + {s.continuation} policy steps": (tuple(s.strengths), s.continuation, None),
+        f"{several}, first {s.commit_steps} steps + {s.continuation} policy steps": (
             tuple(s.strengths),
             s.continuation,
+            s.commit_steps,
         ),
     }
+    uncommitted = {"commit_steps": None}  # runs stored before commit_steps existed realised whole windows
     improved = {}
-    for number, (label, (strengths, continuation)) in enumerate(
+    for number, (label, (strengths, continuation, commit)) in enumerate(
         improvements.items() if "improved" in s.learners else []
     ):
         dataset_id = f"improved/variant{number}-v0"
 
-        def improve(dataset_id=dataset_id, strengths=strengths, continuation=continuation) -> dict:
+        def improve(dataset_id=dataset_id, strengths=strengths, continuation=continuation, commit=commit) -> dict:
             try:
                 report = improve_dataset(
                     source, refiner, dataset_id, root=work / "datasets", overwrite=True, progress_bar=False,
-                    strength=strengths, continuation=continuation, policy=policy, source_steps="unimproved",
+                    strength=strengths, continuation=continuation, commit_steps=commit, policy=policy,
+                    source_steps="unimproved",
                 )  # fmt: skip
             except NothingImprovedError:
                 return {"path": None, "accepted": 0}
@@ -151,21 +160,21 @@ def main(argv: list[str] | None = None) -> Path:
                 "seconds": report.wall_time_s,
             }
 
-        settings = {**fit_settings, "strengths": list(strengths), "continuation": continuation}
-        improved[label] = runs.run(f"improve_variant{number}", settings, improve)
+        settings = {**fit_settings, "strengths": list(strengths), "continuation": continuation, "commit_steps": commit}
+        improved[label] = runs.run(f"improve_variant{number}", settings, improve, uncommitted)
         if improved[label]["path"] is not None and not Path(improved[label]["path"]).exists():
             improved[label] = runs.put(f"improve_variant{number}", {**settings, **improve()})
     learners = {}  # trained in this order (the improved first: a second process can take raw / filtered)
     for label, result in improved.items():
         if result["path"] is not None:  # else no window improved: nothing new to learn from
-            strengths, continuation = improvements[label]
-            learners[f"BC, improved ({label})"] = (result["path"], None, list(strengths), continuation)
+            strengths, continuation, commit = improvements[label]
+            learners[f"BC, improved ({label})"] = (result["path"], None, list(strengths), continuation, commit)
     if "raw" in s.learners:
-        learners["BC, rollouts"] = (s.dataset, None, None, None)
+        learners["BC, rollouts"] = (s.dataset, None, None, None, None)
     if "filtered" in s.learners:
-        learners["filtered BC (top 10%), rollouts"] = (s.dataset, 0.1, None, None)
+        learners["filtered BC (top 10%), rollouts"] = (s.dataset, 0.1, None, None, None)
     rows = []
-    for label, (path, top_fraction, strengths, continuation) in learners.items():
+    for label, (path, top_fraction, strengths, continuation, commit) in learners.items():
         results = []
         for seed in s.seeds:
 
@@ -183,9 +192,9 @@ def main(argv: list[str] | None = None) -> Path:
 
             settings = {**base, "learner": label, "seed": seed, "bc_steps": s.bc_steps, "episodes": s.episodes}
             if strengths is not None:
-                settings.update(fit_settings, strengths=strengths, continuation=continuation)
+                settings.update(fit_settings, strengths=strengths, continuation=continuation, commit_steps=commit)
             key = "bc_" + "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
-            results.append(runs.run(f"{key}_seed{seed}", settings, train))
+            results.append(runs.run(f"{key}_seed{seed}", settings, train, uncommitted))
         returns = [r["mean_return"] for r in results]
         rows.append(
             {

@@ -311,14 +311,15 @@ def test_gpu_lease_probe_on_cpu(random_dataset_path):
 def test_policy_improvement(random_dataset_path, tmp_path):
     """A policy (the shipped medium actor) beside BC on rollouts and on their verified improvement, tiny budgets."""
     argv = ["--dataset", str(random_dataset_path), "--window", "8", "--refiner-steps", "30", "--continuation", "5"]
-    argv += ["--strengths", "1", "2", "--bc-steps", "20", "--seeds", "0", "--episodes", "1"]
+    argv += ["--strengths", "1", "2", "--commit-steps", "3", "--bc-steps", "20", "--seeds", "0", "--episodes", "1"]
     argv += ["--out", str(tmp_path), "--work", str(tmp_path / "work")]
     data = written(bench("policy_improvement").main(argv), "policy", "fit", "improve", "rows")
     assert data["policy"]["mean_return"] > 0 and data["meta"]["strengths"] == [1.0, 2.0]
     learners = [r["learner"] for r in data["rows"]]
     assert learners[:2] == ["BC, rollouts", "filtered BC (top 10%), rollouts"]
     assert all(r["accepted"] > 0 for r in data["improve"].values()), data["improve"]
-    assert len(learners) == 5 and data["rows"][0]["transitions"] > data["rows"][1]["transitions"]
-    assert [key for key in data["improve"]][-1] == "strengths 1, 2, window + 5 policy steps"
+    assert len(learners) == 6 and data["rows"][0]["transitions"] > data["rows"][1]["transitions"]
+    assert list(data["improve"])[-2:] == ["strengths 1, 2, window + 5 policy steps",
+                                          "strengths 1, 2, first 3 steps + 5 policy steps"]  # fmt: skip
     assert set(data["saturated_actions"]) == {"rollouts", *data["improve"]}
     assert all(0 <= v <= 1 for v in data["saturated_actions"].values())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import minari
 import numpy as np
@@ -10,10 +12,11 @@ from minari import DataCollector
 
 from ctflow_gym import GaussianPerturbation, TrajectoryRefiner
 from ctflow_gym.data import load_dataset, make_windows
-from ctflow_gym.data.minari_io import build_record, minari_root_at
-from ctflow_gym.improve import ImprovementConfig, improve_dataset, verify_windows
+from ctflow_gym.data.minari_io import build_record, episode_buffer, minari_root_at
+from ctflow_gym.improve import ImprovementConfig, improve_dataset, verify_proposals, verify_windows
 from ctflow_gym.replay.continuation import policy_continuations
 from ctflow_gym.replay.realisation import realise_window, realise_windows
+from ctflow_gym.replay.scoring import window_score
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY, set_sim_state
 
 
@@ -170,6 +173,43 @@ def test_a_continuation_judges_source_and_proposal_alike(random_dataset, tiny_re
         verify_windows(tiny_refiner, windows, ImprovementConfig(continuation=20))
 
 
+def test_committed_steps_are_judged_over_the_same_steps_then_the_policy(random_dataset, tiny_refiner, tmp_path):
+    windows = make_windows(random_dataset, 8, stride=8).subset(slice(0, 12))
+
+    def still(observations):
+        return np.zeros((len(observations), 3), np.float32)
+
+    config = ImprovementConfig(strength=0.0, continuation=20, commit_steps=3)
+    same = verify_windows(tiny_refiner, windows, config, policy=still)
+    assert not any(v.accepted for v in same)  # 3 source steps then the policy, against themselves
+    assert all(v.realised_gain == 0 for v in same if v.execution == "open_loop")
+    moved = verify_windows(tiny_refiner, windows, dataclasses.replace(config, strength=1.0), policy=still)
+    assert all(len(v.realised) == 3 or v.realised.terminated for v in moved)
+    env = gym.make("Hopper-v5")
+    env.reset(seed=0)
+    for i, v in enumerate(moved):  # the score is exactly: the 3 realised steps, then 20 of the policy
+        set_sim_state(env, windows.sim_states[i])
+        total = 0.0
+        for action in v.realised.actions:
+            total += float(env.unwrapped.step(action)[1])
+        after = policy_continuations("Hopper-v5", v.realised.sim_states[-1:], v.realised.observations[-1:], still, 20)
+        if not v.realised.terminated:
+            assert v.realised_score == window_score(
+                total + after.returns[0], after.end_observations[0], bool(after.terminated[0]),
+                tiny_refiner.value_function, 0.99, 3 + int(after.steps[0]),
+            )  # fmt: skip
+    # written in place of the 3 steps each kept window replaced, the rest of the source as it was
+    report = improve_dataset(
+        random_dataset, tiny_refiner, "test/hopper/committed-v0", root=tmp_path, progress_bar=False,
+        continuation=20, commit_steps=3, policy=still, source_steps="unimproved",
+    )  # fmt: skip
+    written = load_dataset(report.path)
+    assert written.total_steps == random_dataset.total_steps  # 3 realised steps in place of 3 source steps each
+    assert all(len(e.actions) <= 3 for e in written.iterate_episodes(range(written.total_episodes - report.accepted,
+                                                                          written.total_episodes)))  # fmt: skip
+    _replays_as_written(written)
+
+
 def test_extra_samples_of_a_refiner_that_samples_by_seed_alone(random_dataset):
     windows = make_windows(random_dataset, 8, stride=8).subset(slice(0, 12))
     blind = GaussianPerturbation("Hopper-v5", window=8)  # its refine takes a seed and no noise argument
@@ -191,13 +231,22 @@ def test_bad_input_is_named(random_dataset, tiny_refiner, improved, tmp_path):
         improve_dataset(random_dataset, tiny_refiner, "test/strength-1.0-v0", root=tmp_path)
     for field, value in [("strength", -1.0), ("strength", ()), ("execution", "fast"), ("min_gain", -1), ("stride", 0),
                          ("workers", 0), ("samples", 0), ("noise", -1.0), ("continuation", -1),
-                         ("source_steps", "some")]:  # fmt: skip
+                         ("source_steps", "some"), ("commit_steps", 0), ("commit_steps", 9)]:  # fmt: skip
         with pytest.raises(ValueError, match=field):
             improve_dataset(random_dataset, tiny_refiner, "test/x-v0", root=tmp_path, **{field: value})
     with pytest.raises(TypeError, match="unknown argument 'sigma'"):
         improve_dataset(random_dataset, tiny_refiner, "test/x-v0", root=tmp_path, sigma=1.05)
     with pytest.raises(ValueError, match="sim_states"):
         realise_windows("Hopper-v5", None, [], np.zeros((0, 11)))
+    windows = make_windows(random_dataset, 8, stride=8).subset(slice(0, 4))
+    with pytest.raises(ValueError, match="one proposal per window"):  # three proposals for four windows
+        verify_proposals(
+            tiny_refiner, windows, windows.observations[:3], windows.actions[:3], None, ImprovementConfig()
+        )
+    episode = next(random_dataset.iterate_episodes())
+    for start, stop in [(-1, 2), (3, 3), (0, len(episode.actions) + 1)]:
+        with pytest.raises(ValueError, match="start, stop"):
+            episode_buffer(0, episode, SIM_STATE_INFO_KEY, start, stop)
 
 
 def test_a_dataset_without_simulator_states_can_only_be_used_unverified(tiny_refiner, tmp_path):
@@ -230,10 +279,11 @@ def test_ctflow_improve_writes_a_dataset_minari_loads(random_dataset_path, tiny_
     # several strengths, judged with the shipped medium policy's continuation, written in place of their spans
     more = argv[:5] + ["--dataset-id", "test/cli-continued-v0", "--out", str(tmp_path / "root"), "--no-progress"]
     more += ["--strength", "0.5", "1", "--continuation", "5", "--policy", "shipped:hopper-medium"]
-    assert main(more + ["--source-steps", "unimproved"]) == 0
+    assert main(more + ["--commit-steps", "5", "--source-steps", "unimproved"]) == 0
     record = build_record(load_dataset(tmp_path / "root" / "test" / "cli-continued-v0"))
     assert record["improvement"]["config"]["strength"] == [0.5, 1.0]
     assert record["improvement"]["config"]["continuation"] == 5
+    assert record["improvement"]["config"]["commit_steps"] == 5
     assert record["improvement"]["continuation_policy"] == "function"
     assert main(more[:-2] + ["--overwrite"]) == 2 and "--continuation 5 needs --policy" in capsys.readouterr().err
     assert main(more[:-1] + ["shipped:nobody", "--overwrite"]) == 2 and "--policy" in capsys.readouterr().err

@@ -51,6 +51,13 @@ def register(commands) -> None:
         help="the policy of --continuation: an SB3 zip, an actor folder, or shipped:NAME (e.g. shipped:hopper-medium)",
     )
     improve.add_argument("--policy-algo", default=None, help="SB3 class that saved --policy (default: from the zip)")
+    improve.add_argument(
+        "--commit-steps",
+        type=int,
+        default=None,
+        help="realise only each proposal's first N steps before the continuation, and judge the source over the "
+        "same N (default: the whole window)",
+    )
     improve.add_argument("--stride", type=int, default=None, help="steps between windows (default: the window)")
     improve.add_argument(
         "--execution",
@@ -99,6 +106,7 @@ def _improve(args: argparse.Namespace) -> int:
         noise=args.noise,
         continuation=args.continuation,
         policy=policy,
+        commit_steps=args.commit_steps,
         stride=args.stride,
         execution=args.execution,
         min_gain=args.min_gain,

@@ -36,6 +36,15 @@ class ImprovementConfig:
             window alone. See :mod:`ctflow_gym.improve.verification`: with the policy the
             improved data will be extracted for (its own rollouts improved), a kept window
             is a verified improvement *for that policy*, not just a faster 16 steps.
+        commit_steps: steps of each proposal that are realised (its first ones) before the
+            ``continuation`` takes over, as a receding-horizon controller plans H steps and
+            commits k; None (the default) realises the whole window. The source is judged
+            over the same first steps, so with ``commit_steps=1`` and a continuation a kept
+            window is exactly a one-step policy improvement, Q_pi(s, a') > Q_pi(s, a), which a
+            reactive policy extracted by BC can represent; a whole kept window is a better
+            *sequence*, which it need not (the Results page's "A policy improved from its own
+            rollouts"). The kept spans written (and cut out with ``source_steps="unimproved"``)
+            are these first steps; set ``stride`` to improve more of each episode.
         stride: steps between the starts of the windows cut from each episode; None
             means the refiner's window length (windows tile each episode without
             overlapping, so each source step is improved at most once).
@@ -72,6 +81,7 @@ class ImprovementConfig:
     samples: int = 1
     noise: float = 1.0
     continuation: int = 0
+    commit_steps: int | None = None
     stride: int | None = None
     execution: str = "best"
     min_gain: float = 0.0
@@ -94,6 +104,8 @@ class ImprovementConfig:
         require_int(self.continuation, "continuation", least=0)
         if not np.isfinite(self.noise) or self.noise < 0:
             raise ValueError(f"noise must be a finite number >= 0; got {self.noise!r}")
+        if self.commit_steps is not None:
+            require_int(self.commit_steps, "commit_steps")
         if self.stride is not None and (not isinstance(self.stride, (int, np.integer)) or self.stride < 1):
             raise ValueError(f"stride must be a positive integer or None; got {self.stride!r}")
         if self.execution not in IMPROVE_EXECUTIONS:

@@ -31,6 +31,7 @@ from ctflow_gym.data.windows import Windows, make_windows
 from ctflow_gym.improve.config import ImprovementConfig
 from ctflow_gym.improve.verification import (
     VerifiedWindow,
+    committed_steps,
     require_one_per_window,
     require_states,
     verify_proposals,
@@ -146,6 +147,7 @@ def improve_dataset(
     if refiner.env_id is not None and env_id is not None and refiner.env_id != env_id:
         raise ValueError(f"refiner: it was fitted for {refiner.env_id!r}, and the dataset is of {env_id!r}")
     root = _checked_target(source, dataset_id, root, overwrite)
+    committed_steps(config, refiner.window)  # checked before any work
     windows = make_windows(source, refiner.window, stride=config.stride or refiner.window)
     require_states(windows, source.id)
     starts = _start_observations(source, windows.episode_ids, windows.start_steps)
@@ -186,6 +188,7 @@ def realise_proposals(
     root = _checked_target(source, dataset_id, root, overwrite)
     require_states(windows, source.id)
     require_one_per_window(windows, observations, actions)  # before any batch is realised
+    committed_steps(config, windows.window)
     starts = _start_observations(source, windows.episode_ids, windows.start_steps)
     value_fn = getattr(improver, "value_function", None) if config.value_tail else None
     predicted = None if predicted_gain is None else np.asarray(predicted_gain)
@@ -212,6 +215,7 @@ def _in_batches(n: int, batch_size: int, label: str, progress_bar: bool, verify)
 def _write(source, windows, verified, improver, dataset_id, root, config, value_tail: bool, started: float, policy):
     """Write the accepted of ``verified`` with their provenance; the report."""
     kept = [i for i, v in enumerate(verified) if v.accepted]
+    commit = committed_steps(config, windows.window)  # the span of the source each kept window replaces
     executions = {name: sum(verified[i].execution == name for i in kept) for name in ("open_loop", "tracked")}
     source_record = build_record(source) or {}
     record = {
@@ -248,7 +252,7 @@ def _write(source, windows, verified, improver, dataset_id, root, config, value_
         root,
         record,
         source_steps=config.source_steps,
-        replaced=[(e, t, t + windows.window) for e, t in zip(windows.episode_ids[kept], windows.start_steps[kept])],
+        replaced=[(e, t, t + commit) for e, t in zip(windows.episode_ids[kept], windows.start_steps[kept])],
         description=f"{len(kept)} windows of {source.id} improved by {record['improver']['kind']} and realised in "
         "MuJoCo from their recorded start states" + _SOURCE_STEPS_WORDS[config.source_steps],
     )

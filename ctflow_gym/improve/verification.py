@@ -18,6 +18,9 @@ window), both windows are followed by ``continuation`` steps of that policy from
 end states (:mod:`ctflow_gym.replay.continuation`), so a window is judged by what it is
 worth to that policy: keeping it is then a verified step of policy improvement over the
 policy, window by window, and the value tail (if any) is taken where the continuation ends.
+With ``commit_steps`` = k < H only each proposal's first k actions are realised (and
+the source's first k steps replayed) before the continuation: what is verified is then
+"these k actions, then the policy", a decision a reactive policy can take.
 """
 
 from __future__ import annotations
@@ -159,22 +162,23 @@ def judge_proposals(
                          "them; pass the policy (an SB3 model or a batch callable)")  # fmt: skip
     spec = windows.sim_state_spec or REPLAY_STATE_SPEC
     starts = windows.observations[:, 0] if start_observations is None else start_observations
+    commit = committed_steps(config, windows.window)
     tries = []  # (realised windows, execution, predicted gains) per proposal and execution
     for observations, actions, predicted_gain in proposals:
         require_one_per_window(windows, observations, actions)
         predicted = np.full(len(windows), np.nan) if predicted_gain is None else np.asarray(predicted_gain, float)
         for name in executions_for(refiner, config.execution):
-            plans = execution_plans(refiner, observations, actions, name)
+            # a tracked plan keeps every planned state (step k's correction steers toward state k + 1)
+            plans = execution_plans(refiner, observations, np.asarray(actions)[:, :commit], name)
             realised = realise_windows(windows.env_id, windows.sim_states, plans, starts, spec, workers=config.workers)
             tries.append((realised, name, predicted))
-    source_scores = _source_scores(windows, starts, spec, config, value_fn, policy)
+    source_scores, source_terminated = _source_scores(windows, starts, spec, config, value_fn, policy, commit)
     scores = _realised_scores([realised for realised, _, _ in tries], windows, spec, config, value_fn, policy)
     verified = []
     for i in range(len(windows)):
         best = int(np.argmax(scores[:, i]))
         realised, name, predicted = tries[best]
-        source_terminated = bool(windows.end_terminated[i]) if windows.end_terminated is not None else False
-        fell = realised[i].terminated and not source_terminated
+        fell = realised[i].terminated and not source_terminated[i]
         accepted = bool(scores[best, i] > source_scores[i] + config.min_gain and not fell)
         verified.append(
             VerifiedWindow(realised[i], name, source_scores[i], scores[best, i], float(predicted[i]), accepted)
@@ -191,31 +195,46 @@ def require_one_per_window(windows: Windows, observations, actions) -> None:
         )
 
 
-def _source_scores(windows: Windows, starts, spec: int, config: ImprovementConfig, value_fn, policy) -> np.ndarray:
-    """The source windows' scores: recorded return (+ tail), or with a continuation, their exact replay's."""
-    if config.continuation:
+def committed_steps(config: ImprovementConfig, window: int) -> int:
+    """The steps of each proposal realised: ``config.commit_steps`` (checked against ``window``) or all of them."""
+    if config.commit_steps is None:
+        return window
+    if config.commit_steps > window:
+        raise ValueError(f"commit_steps must be at most the refiner's window ({window}); got {config.commit_steps}")
+    return config.commit_steps
+
+
+def _source_scores(
+    windows: Windows, starts, spec: int, config: ImprovementConfig, value_fn, policy, commit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The source windows' scores and whether each terminated: from the recorded steps (return + tail), or, with
+    a continuation or fewer steps committed than the window, from an exact replay of its first ``commit`` steps."""
+    terminated = np.zeros(len(windows), dtype=bool)
+    if windows.end_terminated is not None:
+        terminated[:] = windows.end_terminated
+    if config.continuation or commit < windows.window:
         replayed = realise_windows(
-            windows.env_id, windows.sim_states, windows.actions, starts, spec, workers=config.workers
+            windows.env_id, windows.sim_states, windows.actions[:, :commit], starts, spec, workers=config.workers
         )
-        return _realised_scores([replayed], windows, spec, config, value_fn, policy)[0]
+        scores = _realised_scores([replayed], windows, spec, config, value_fn, policy)[0]
+        return scores, np.array([r.terminated for r in replayed])
     # summed in step order, as the realised windows are, so an exact replay compares equal
     source_returns = [float(sum(row.tolist())) for row in windows.rewards.astype(np.float64)]
     scores = np.empty(len(windows))
     for i in range(len(windows)):
-        source_terminated = bool(windows.end_terminated[i]) if windows.end_terminated is not None else False
         end = windows.end_observations[i] if windows.end_observations is not None else None
         scores[i] = window_score(
-            source_returns[i], end, source_terminated, value_fn if end is not None else None, config.gamma,
+            source_returns[i], end, bool(terminated[i]), value_fn if end is not None else None, config.gamma,
             windows.window,
         )  # fmt: skip
-    return scores
+    return scores, terminated
 
 
 def _realised_scores(tries: list[list[RealisedWindow]], windows: Windows, spec: int, config, value_fn, policy):
     """(tries, N) scores of realised windows: return [+ the policy's continuation] [+ the value tail]."""
     flat = [realised for realised_windows in tries for realised in realised_windows]
     if not config.continuation:
-        return np.array([_score(r, value_fn, config.gamma, windows.window) for r in flat]).reshape(len(tries), -1)
+        return np.array([_score(r, value_fn, config.gamma, len(r)) for r in flat]).reshape(len(tries), -1)
     going = [k for k, r in enumerate(flat) if not r.terminated]
     after = policy_continuations(
         windows.env_id,
