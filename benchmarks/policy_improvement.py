@@ -26,6 +26,15 @@ under ``<out>/<name>_runs/``, so a rerun resumes):
 
 ``--learners`` trains only some rows (e.g. ``raw filtered`` in a second process while the
 first improves: both share the run cache); a last run with every learner assembles the table.
+
+The same question for logged data without a policy (goal 2, e.g. the shipped Hopper
+medium-replay data): ``--top-fraction 0.1 --policy bc`` improves the dataset's best episodes
+(filtered BC's data, written as a dataset of their own by ``thin_dataset``), with BC on them as
+the policy whose continuation judges each window (the policy row is that BC, seed 0). The
+refiner is fitted on the whole dataset (its better neighbours are what it learns from); the
+"raw" row is then filtered BC, and there is no separate filtered row.
+
+    python benchmarks/policy_improvement.py --dataset <medium-replay> --top-fraction 0.1 --policy bc
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from harness import Runs, Settings, option, parse, write_results
 
 from agents import BCAgent
 from ctflow_gym import TrajectoryRefiner
-from ctflow_gym.data import load_dataset, normalized_score
+from ctflow_gym.data import load_dataset, normalized_score, thin_dataset
 from ctflow_gym.data.actor_policies import behaviour_policy
 from ctflow_gym.data.recipes import policy_path
 from ctflow_gym.improve import NothingImprovedError, improve_dataset
@@ -59,7 +68,10 @@ EVALUATION_SEED = 1000
 @dataclasses.dataclass
 class PolicyImprovementSettings(Settings):
     dataset: str = option("ctflow/hopper/medium-v1", "the policy's rollouts (Minari id or path)")
-    policy: str = option("shipped:hopper-medium", "the policy: shipped:NAME, an actor folder or an SB3 zip")
+    policy: str = option(
+        "shipped:hopper-medium", "the policy: shipped:NAME, an actor folder, an SB3 zip, or bc (BC on the data)"
+    )
+    top_fraction: float = option(0.0, "improve only the best episodes holding this fraction of the steps (0: all)")
     window: int = option(16, "the refiner's window (TrajectoryRefiner's default)")
     refiner_steps: int = option(4000, "the refiner's autoencoder, flow and inverse-dynamics steps (its defaults)")
     strengths: tuple[float, ...] = option((1.0, 2.0, 4.0), "refinement strengths proposed per window")
@@ -86,15 +98,41 @@ def _summary(scores: list[float]) -> dict:
     return {"median": float(np.median(scores)), "min": float(np.min(scores)), "max": float(np.max(scores))}
 
 
+def _train_bc(env_id: str, path, seed: int, steps: int, top_fraction: float | None = None) -> BCAgent:
+    agent = BCAgent(env_id, path, device="cpu", seed=seed, top_fraction=top_fraction)
+    agent.learn(steps)
+    return agent
+
+
 def main(argv: list[str] | None = None) -> Path:
     s = parse(PolicyImprovementSettings, argv)
-    source = load_dataset(s.dataset)
-    env_id = source.env_spec.id
-    policy = _policy(s.policy, env_id)
-    name = "policy_improvement_" + source.id.replace("/", "_").replace("-", "_")
+    if not 0 <= s.top_fraction <= 1:
+        raise SystemExit(f"--top-fraction must be in [0, 1]; got {s.top_fraction}")
+    whole = load_dataset(s.dataset)
+    env_id = whole.env_spec.id
+    name = "policy_improvement_" + whole.id.replace("/", "_").replace("-", "_")
+    if s.top_fraction:
+        name += f"_best{100 * s.top_fraction:g}".replace(".", "_")
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
+    source, source_path = whole, s.dataset
+    if s.top_fraction:  # the best episodes, a dataset of their own (rebuilt when the work folder was cleared)
+        best_id = f"{whole.id.rsplit('/', 1)[0]}/best-v0"
+        best_path = work / "datasets" / best_id
+        if not best_path.exists():
+            thin_dataset(whole, None, work / "datasets", best_id, top_fraction=s.top_fraction, progress_bar=False)
+        source, source_path = load_dataset(best_path), str(best_path)
     base = {"dataset": source.id, "policy": s.policy}
+    if s.top_fraction:
+        base["top_fraction"] = s.top_fraction
+    if s.policy == "bc":  # the policy is BC on the data the improvement starts from, seed 0
+        policy_folder = work / "policy_bc"
+        if not policy_folder.exists():
+            _train_bc(env_id, source_path, 0, s.bc_steps).save(policy_folder)
+        policy = BCAgent.load(policy_folder, env=env_id, device="cpu")
+        base["policy_bc_steps"] = s.bc_steps
+    else:
+        policy = _policy(s.policy, env_id)
 
     def alone() -> dict:
         records = record_episodes(gym.make(env_id), policy, s.episodes, seed=EVALUATION_SEED)
@@ -113,7 +151,7 @@ def main(argv: list[str] | None = None) -> Path:
         started = time.time()
         n = s.refiner_steps
         budget = dict(ae_steps=n, flow_steps=n, predictor_steps=max(n // 2, 1), inverse_dynamics_steps=n)
-        TrajectoryRefiner(window=s.window, seed=0, **budget).fit(source, progress_bar=False).save(refiner_folder)
+        TrajectoryRefiner(window=s.window, seed=0, **budget).fit(whole, progress_bar=False).save(refiner_folder)
         return {"fit_seconds": time.time() - started}
 
     fit_settings = {**base, "window": s.window, "refiner_steps": s.refiner_steps}
@@ -170,8 +208,9 @@ def main(argv: list[str] | None = None) -> Path:
             strengths, continuation, commit = improvements[label]
             learners[f"BC, improved ({label})"] = (result["path"], None, list(strengths), continuation, commit)
     if "raw" in s.learners:
-        learners["BC, rollouts"] = (s.dataset, None, None, None, None)
-    if "filtered" in s.learners:
+        raw = f"BC, best {100 * s.top_fraction:g}% episodes" if s.top_fraction else "BC, rollouts"
+        learners[raw] = (source_path, None, None, None, None)
+    if "filtered" in s.learners and not s.top_fraction:
         learners["filtered BC (top 10%), rollouts"] = (s.dataset, 0.1, None, None, None)
     rows = []
     for label, (path, top_fraction, strengths, continuation, commit) in learners.items():
@@ -180,8 +219,7 @@ def main(argv: list[str] | None = None) -> Path:
 
             def train(path=path, top_fraction=top_fraction, seed=seed) -> dict:
                 started = time.time()
-                agent = BCAgent(env_id, path, device="cpu", seed=seed, top_fraction=top_fraction)
-                agent.learn(s.bc_steps)
+                agent = _train_bc(env_id, path, seed, s.bc_steps, top_fraction)
                 report = agent.evaluate(s.episodes, seed=EVALUATION_SEED)
                 return {
                     "score": report["normalized_score"],
@@ -206,19 +244,22 @@ def main(argv: list[str] | None = None) -> Path:
                 "above_policy": int(sum(r > policy_alone["mean_return"] for r in returns)),
             }
         )
-    rows.sort(key=lambda row: not row["learner"].startswith("BC, rollouts"))
+    rows.sort(key=lambda row: not row["learner"].startswith(("BC, rollouts", "BC, best")))
     rows.sort(key=lambda row: "improved" in row["learner"])  # shown: raw, filtered, then the improved
-    saturated = {"rollouts": _saturated(s.dataset)}  # what the extracted policies imitate
+    saturated = {"rollouts": _saturated(source_path)}  # what the extracted policies imitate
     saturated.update({label: _saturated(r["path"]) for label, r in improved.items() if r["path"] is not None})
     data = {
-        "meta": {**s.recorded(), "dataset": source.id, "env_id": env_id},
+        "meta": {**s.recorded(), "dataset": source.id, "whole_dataset": whole.id, "env_id": env_id},
         "saturated_actions": saturated,
         "policy": policy_alone,
         "fit": fitted,
         "improve": improved,
         "rows": rows,
     }
-    return write_results(s, name, data, "policy_improvement", f"A policy improved from its own rollouts ({s.policy})")
+    title = f"A policy improved from its own rollouts ({s.policy})"
+    if s.top_fraction:
+        title = f"The best episodes of {whole.id} improved, then extracted (policy: {s.policy})"
+    return write_results(s, name, data, "policy_improvement", title)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from agents import load_agent
+from ctflow_gym.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -323,3 +324,20 @@ def test_policy_improvement(random_dataset_path, tmp_path):
                                           "strengths 1, 2, first 3 steps + 5 policy steps"]  # fmt: skip
     assert set(data["saturated_actions"]) == {"rollouts", *data["improve"]}
     assert all(0 <= v <= 1 for v in data["saturated_actions"].values())
+
+
+def test_policy_improvement_of_a_datasets_best_episodes(random_dataset_path, tmp_path):
+    """Logged data without a policy: its best episodes improved, judged by BC on them, extracted."""
+    argv = ["--dataset", str(random_dataset_path), "--top-fraction", "0.5", "--policy", "bc", "--window", "8"]
+    argv += ["--refiner-steps", "30", "--continuation", "5", "--strengths", "1", "2", "--commit-steps", "3"]
+    argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--learners", "raw", "improved"]
+    argv += ["--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    path = bench("policy_improvement").main(argv)
+    data = written(path, "policy", "fit", "improve", "rows")
+    assert path.name.endswith("_best50.json") and data["meta"]["whole_dataset"] == "ctflow/hopper/random-v0"
+    best = load_dataset(tmp_path / "work" / path.stem / "datasets" / "ctflow" / "hopper" / "best-v0")
+    assert best.total_steps <= load_dataset(random_dataset_path).total_steps // 2
+    learners = [r["learner"] for r in data["rows"]]
+    assert learners[0] == "BC, best 50% episodes" and len(learners) == 5  # no separate filtered row
+    assert data["rows"][0]["transitions"] == best.total_steps
+    assert "the policy: BC on the data improved" in path.with_suffix(".md").read_text()

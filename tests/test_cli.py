@@ -56,6 +56,12 @@ def test_dataset_list_and_thin_to_a_step_target(random_dataset_path, tmp_path, c
     shipped, recipes = listed.split("recipes (")
     assert "ctflow/hopper/medium-replay-v1" in shipped and "ctflow/pointmaze/umaze-v1" in recipes
     assert "test/hopper/small-v0" in listed.split("other local datasets")[1]
+    best = ["dataset", "thin", str(random_dataset_path), "--top-fraction", "0.1", "--out", str(root)]
+    assert main(best + ["--dataset-id", "test/hopper/best-v0", "--no-progress"]) == 0
+    assert main(["dataset", "info", "test/hopper/best-v0"]) == 0
+    assert '"top_fraction": 0.1' in capsys.readouterr().out
+    assert main(best[:4] + ["1.5"] + best[5:] + ["--dataset-id", "test/hopper/x-v0"]) == 2
+    assert "top_fraction" in capsys.readouterr().err
 
 
 def test_demo_end_to_end_with_wandb_offline(tmp_path, capsys):

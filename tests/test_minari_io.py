@@ -12,6 +12,7 @@ from ctflow_gym.data import (
     combine_datasets,
     dataset_summary,
     load_dataset,
+    load_transitions,
     make_windows,
     thin_dataset,
 )
@@ -278,6 +279,23 @@ def test_thin_dataset_keeps_every_kth_episode_with_states(random_dataset_path, t
         thin_dataset(random_dataset_path, 0, tmp_path)
 
 
+def test_thin_dataset_to_its_best_episodes_is_filtered_bcs_data(random_dataset_path, tmp_path):
+    from agents.bc.filtering import top_episodes
+
+    path = thin_dataset(random_dataset_path, None, tmp_path, dataset_id="test/hopper/top-v0", top_fraction=0.2)
+    best = top_episodes(load_transitions(random_dataset_path), 0.2)
+    kept = load_transitions(path)
+    np.testing.assert_array_equal(kept.observations, best.observations)  # the same episodes, in the same order
+    np.testing.assert_array_equal(kept.actions, best.actions)
+    assert build_record(load_dataset(path))["thinned"]["top_fraction"] == 0.2
+    assert make_windows(load_dataset(path), 8).sim_states is not None  # improvable: states kept
+    for bad in (0.0, 1.5, True):
+        with pytest.raises(ValueError, match="top_fraction"):
+            thin_dataset(random_dataset_path, None, tmp_path, dataset_id="test/hopper/x-v0", top_fraction=bad)
+    with pytest.raises(ValueError, match="exactly one"):
+        thin_dataset(random_dataset_path, 2, tmp_path, dataset_id="test/hopper/x-v0", top_fraction=0.2)
+
+
 def test_thin_dataset_to_a_step_target_keeps_the_whole_range(random_dataset_path, tmp_path):
     source = load_dataset(random_dataset_path)
     lengths = [len(e.actions) for e in source.iterate_episodes()]
@@ -291,7 +309,7 @@ def test_thin_dataset_to_a_step_target_keeps_the_whole_range(random_dataset_path
     fewer = np.unique(np.round(np.linspace(0, len(lengths) - 1, thinned.total_episodes - 1)).astype(int))
     assert np.sum(np.asarray(lengths)[fewer]) < 600
     assert build_record(thinned)["thinned"]["target_steps"] == 600
-    with pytest.raises(ValueError, match="exactly one of keep_every and target_steps"):
+    with pytest.raises(ValueError, match="exactly one of keep_every, target_steps and top_fraction"):
         thin_dataset(random_dataset_path, 2, tmp_path, target_steps=600)
     with pytest.raises(ValueError, match="target_steps must be an integer"):
         thin_dataset(random_dataset_path, None, tmp_path, target_steps=10**9)

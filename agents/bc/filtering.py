@@ -3,7 +3,8 @@
 The Decision Transformer paper's %BC clones "the top X% of timesteps in the dataset,
 ordered by episode returns"; its code (``pct_traj``) takes whole episodes, best return
 first, while together they hold at most X% of the dataset's timesteps, and always the best
-episode. :func:`top_episodes` is that rule.
+episode. :func:`top_episodes` applies that rule
+(:func:`ctflow_gym.data.thinning.best_episodes`, which also writes them as a dataset).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import fields
 import numpy as np
 
 from agents.bc.config import require_top_fraction
+from ctflow_gym.data.thinning import best_episodes
 from ctflow_gym.data.transitions import Transitions
 
 
@@ -34,11 +36,8 @@ def top_episodes(transitions: Transitions, fraction: float) -> Transitions:
     if fraction is None:
         raise ValueError("top_fraction must be a number in (0, 1] here; None means no filtering")
     lengths = episode_lengths(transitions)
-    best_first = np.argsort(-transitions.episode_returns, kind="stable")
-    budget = max(int(fraction * len(transitions)), 1)
-    count = max(1, int(np.sum(np.cumsum(lengths[best_first]) <= budget)))
     kept = np.zeros(len(lengths), dtype=bool)
-    kept[best_first[:count]] = True
+    kept[best_episodes(lengths, transitions.episode_returns, fraction)] = True
     rows = np.repeat(kept, lengths)
     return Transitions(**{field.name: getattr(transitions, field.name)[rows] for field in fields(Transitions)})
 

@@ -72,7 +72,7 @@ def register(commands) -> None:
         help="copy a dataset keeping evenly spaced episodes",
         description=(
             "Copy a dataset keeping every k-th episode, or the fewest evenly spaced episodes that hold "
-            "at least N steps."
+            "at least N steps, or the best episodes."
         ),
     )
     thin.add_argument("dataset", help="Minari id or path")
@@ -80,6 +80,11 @@ def register(commands) -> None:
     how.add_argument("--keep-every", type=int, help="keep episodes 0, k, 2k, ...")
     how.add_argument(
         "--target-steps", type=int, help="keep the fewest evenly spaced episodes with at least this many steps"
+    )
+    how.add_argument(
+        "--top-fraction",
+        type=float,
+        help="keep the best episodes by return that hold at most this fraction of the steps (filtered BC's data)",
     )
     thin.add_argument("--out", required=True, help="datasets root folder to write into")
     thin.add_argument("--dataset-id", default=None, help="id of the copy (default: the source's)")
@@ -188,6 +193,7 @@ def _thin(args: argparse.Namespace) -> int:
         args.overwrite,
         target_steps=args.target_steps,
         progress_bar=not args.no_progress,
+        top_fraction=args.top_fraction,
     )
     print(f"dataset written to {path}")
     return 0

@@ -1,7 +1,9 @@
-"""Thin a Minari dataset: keep a subset of its episodes, spread evenly over it.
+"""Thin a Minari dataset: keep a subset of its episodes, spread evenly over it or the best of them.
 
-For shipping a replay dataset within a size budget while keeping its whole range of
-quality (random-level first episodes to medium-level last ones). The copy is made
+Spread evenly: for shipping a replay dataset within a size budget while keeping its whole
+range of quality (random-level first episodes to medium-level last ones). The best: the
+episodes filtered BC ("%BC") clones (:func:`best_episodes`), as a dataset of their own, so
+that they can be improved and extracted from like any dataset. The copy is made
 with Minari's own ``create_dataset_from_buffers`` and written like a build: in a
 hidden scratch folder beside the target, renamed into place at the end.
 """
@@ -28,12 +30,15 @@ def thin_dataset(
     overwrite: bool = False,
     target_steps: int | None = None,
     progress_bar: bool = True,
+    top_fraction: float | None = None,
 ) -> Path:
-    """Write a copy of ``source`` that keeps a subset of its episodes, spread evenly.
+    """Write a copy of ``source`` that keeps a subset of its episodes, spread evenly or the best.
 
-    Either ``keep_every=k`` keeps episodes 0, k, 2k, ..., or ``target_steps=n`` keeps
+    Exactly one of: ``keep_every=k`` keeps episodes 0, k, 2k, ...; ``target_steps=n`` keeps
     the fewest evenly spaced episodes (first and last included) whose steps add up to
-    at least n (finer than any k when a size budget is tight). The copy goes to
+    at least n (finer than any k when a size budget is tight); ``top_fraction=f`` keeps
+    the best episodes by return that hold at most a fraction f of the steps
+    (:func:`best_episodes`, filtered BC's rule). The copy goes to
     ``<root>/<dataset_id>`` (default id: the source's), keeps simulator states and the
     source's build record with a ``"thinned"`` entry added, and carries the
     ``policy.zip`` that lies beside the source's ``data/`` folder, if there is one.
@@ -41,8 +46,12 @@ def thin_dataset(
     ``progress_bar`` shows a bar over the copied episodes (see
     :mod:`ctflow_gym.progress`). Returns the folder written.
     """
-    if (keep_every is None) == (target_steps is None):
-        raise ValueError("give exactly one of keep_every and target_steps")
+    if sum(value is not None for value in (keep_every, target_steps, top_fraction)) != 1:
+        raise ValueError("give exactly one of keep_every, target_steps and top_fraction")
+    if top_fraction is not None and (
+        isinstance(top_fraction, bool) or not isinstance(top_fraction, (int, float)) or not 0 < top_fraction <= 1
+    ):
+        raise ValueError(f"top_fraction must be a number in (0, 1]; got {top_fraction!r}")
     if keep_every is not None and (not isinstance(keep_every, int) or keep_every < 1):
         raise ValueError(f"keep_every must be a positive integer; got {keep_every!r}")
     dataset = load_dataset(source)
@@ -59,6 +68,10 @@ def thin_dataset(
         )
     if keep_every is not None:
         kept = list(range(0, dataset.total_episodes, keep_every))
+    elif top_fraction is not None:
+        episodes = list(dataset.iterate_episodes())
+        returns = np.array([np.sum(e.rewards, dtype=np.float64) for e in episodes])
+        kept = best_episodes(np.array([len(e.actions) for e in episodes]), returns, top_fraction).tolist()
     else:
         kept = _evenly_spaced_episodes(np.array([len(e.actions) for e in dataset.iterate_episodes()]), target_steps)
     buffers = []
@@ -73,10 +86,12 @@ def thin_dataset(
         "source_steps": dataset.total_steps,
         "keep_every": keep_every,
         "target_steps": target_steps,
+        "top_fraction": top_fraction,
         "kept_episodes": len(kept),
     }
     metadata = dataset.storage.metadata
     kept_note = f"{len(kept)} of {dataset.total_episodes} episodes kept"
+    how = "the best by return" if top_fraction is not None else "evenly spaced"
     policy = Path(dataset.storage.data_path).parent / POLICY_FILE
     return write_derived_dataset(
         dataset,
@@ -87,7 +102,7 @@ def thin_dataset(
         algorithm_name=metadata.get("algorithm_name", "ctflow_gym") + f", {kept_note}",
         code_permalink="ctflow_gym.data.thinning.thin_dataset",
         description=metadata.get("description", "")
-        + f" Thinned: {len(kept)} evenly spaced episodes of {dataset.total_episodes} kept.",
+        + f" Thinned: {len(kept)} episodes of {dataset.total_episodes} kept, {how}.",
         scratch_prefix=".ctflow-thin-",
         extra_files=[policy] if policy.is_file() else [],
     )
@@ -109,3 +124,18 @@ def _evenly_spaced_episodes(lengths: np.ndarray, target_steps: int) -> list[int]
     while lengths[chosen(low)].sum() < target_steps:  # guard the rare non-monotone step
         low += 1
     return chosen(low).tolist()
+
+
+def best_episodes(lengths: np.ndarray, returns: np.ndarray, fraction: float) -> np.ndarray:
+    """The indices (ascending) of the best episodes that together hold at most ``fraction`` of all steps.
+
+    Filtered BC's rule ("%BC", the Decision Transformer code's ``pct_traj``): episodes ranked
+    by return (ties: the earlier first), taken best first until the next would bring the
+    kept steps above ``int(fraction * total)``; the best episode is kept even when it alone
+    is longer.
+    """
+    lengths, returns = np.asarray(lengths), np.asarray(returns, dtype=np.float64)
+    best_first = np.argsort(-returns, kind="stable")
+    budget = max(int(fraction * int(lengths.sum())), 1)
+    count = max(1, int(np.sum(np.cumsum(lengths[best_first]) <= budget)))
+    return np.sort(best_first[:count])

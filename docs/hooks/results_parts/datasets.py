@@ -103,9 +103,10 @@ def render_improve_extract(name: str, data: dict, path: Path, page: Page) -> str
 def render_policy_improvement(name: str, data: dict, path: Path, page: Page) -> str:
     """``policy_improvement_*.json``: a policy, BC on its rollouts, and BC on them after verified improvement."""
     meta, policy = data.get("meta", {}), data["policy"]
+    extracted = meta.get("policy") == "bc"  # the policy is BC on the data improved, seed 0
     rows = [
         [
-            "the policy itself (deterministic)",
+            "the policy: BC on the data improved, seed 0" if extracted else "the policy itself (deterministic)",
             "-",
             f"{number(policy['mean_return'], 0)} ± {number(policy['std_return'], 0)}",
             "-",
@@ -134,12 +135,18 @@ def render_policy_improvement(name: str, data: dict, path: Path, page: Page) -> 
     return "\n".join(
         [
             f"Mean return over {meta.get('episodes')} episodes (reset seeds 1000..) of each policy; BC "
-            f"{meta.get('bc_steps')} steps at FTB's settings; rollouts `{meta.get('dataset')}`; improvement with "
-            f"strengths {meta.get('strengths')}, each kept window written in place of the span it improved.",
+            f"{meta.get('bc_steps')} steps at FTB's settings; data improved `{meta.get('dataset')}`"
+            + (
+                f" (the best {percent(meta['top_fraction']).lstrip('+')} of `{meta.get('whole_dataset')}`'s steps)"
+                if meta.get("top_fraction")
+                else ""
+            )
+            + f"; improvement with strengths {meta.get('strengths')}, each kept window written in place of the "
+            "span it improved.",
             "",
             table(["policy", "transitions", "median return", "range", "against the policy", "median score"], rows),
             "",
-            "Verified improvement (`TrajectoryRefiner` fitted on the rollouts, "
+            f"Verified improvement (`TrajectoryRefiner` fitted on `{meta.get('whole_dataset', meta.get('dataset'))}`, "
             f"{number(data.get('fit', {}).get('fit_seconds'), 0)} s): " + "; ".join(improved) + ".",
             "",
             "Action components at the edge of the box (|a| > 0.99) in what BC imitates: "
