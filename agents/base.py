@@ -28,7 +28,6 @@ Conventions:
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from dataclasses import fields, replace
 from pathlib import Path
@@ -38,21 +37,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 from minari import MinariDataset
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import Logger
 
-from agents.compilation import compile_backend
+from agents.errors import NonFiniteLossError
 from agents.evaluation import evaluate_predict, evaluation_vec_env, monitored_vec_env, require_vectorization
-from agents.online import OnlineBuffer, learn_online
-from agents.persistence import (
-    config_from_meta,
-    holds_something,
-    read_agent_meta,
-    require_same_settings,
-    restore_agent,
-    save_agent,
-)
-from agents.reporting import EvaluationPrinter
+from agents.online import learn_online
+from agents.online_buffer import OnlineBuffer
+from agents.persistence import config_from_meta, read_agent_meta, restore_agent, save_agent
 from agents.resolution import (
     action_bounds,
     env_id_of,
@@ -60,45 +51,14 @@ from agents.resolution import (
     make_env,
     require_env_matches_checkpoint,
 )
-from agents.steps import training_steps
+from agents.training import learn_offline
 from ctflow_gym.data import NormalizationStats
 from ctflow_gym.data.transitions import Transitions
 from ctflow_gym.data.validation import require_observation
 from ctflow_gym.devices import resolve_device
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
-from ctflow_gym.progress import progress_bar as make_progress_bar
 
 __all__ = ["NonFiniteLossError", "OfflineAgent", "env_id_of", "make_env"]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or inf; raised before the optimiser step that would apply it.
-
-    ``whole_step``: the saved ``checkpoint`` is the state after the previous step
-    (graph-replayed steps restore it). Eagerly (False) it is the state when the loss
-    was found, before its update; an update of the same step that came before it (GTP:
-    the critic's, when an actor loss fails) is in it, as the message says.
-    """
-
-    def __init__(
-        self,
-        loss_name: str,
-        value: float,
-        step: int | None = None,
-        checkpoint: str | None = None,
-        whole_step: bool = True,
-    ):
-        self.loss_name, self.value, self.step, self.checkpoint = loss_name, value, step, checkpoint
-        where = f" at gradient step {step}" if step is not None else ""
-        saved = ""
-        if checkpoint and whole_step:
-            saved = f"; the last good state (after step {step - 1}) was saved to {checkpoint}"
-        elif checkpoint:
-            saved = (
-                f"; the state before {loss_name}'s update was saved to {checkpoint} (updates of step {step} "
-                "made before it are in it)"
-            )
-        super().__init__(f"{loss_name} became {value}{where}; training stopped{saved}")
 
 
 class OfflineAgent:
@@ -367,48 +327,23 @@ class OfflineAgent:
                 ``True`` on a device without CUDA warns and trains eagerly; ``False``:
                 eager steps (for debugging: every op runs from Python).
         """
-        if self.transitions is None:
-            raise ValueError("this agent has no dataset to learn from; pass dataset= to the constructor or to load()")
-        if not isinstance(total_timesteps, (int, np.integer)) or total_timesteps < 0:
-            raise ValueError(f"total_timesteps must be a non-negative integer; got {total_timesteps!r}")
-        require_vectorization(n_eval_envs, "sync", "n_eval_envs")
-        self._use_compile(compile_backend(compile))
-        if not (isinstance(cuda_graph, bool) or cuda_graph == "auto"):
-            raise ValueError(f"cuda_graph must be True, False or 'auto'; got {cuda_graph!r}")
-        logger = run_logger or self.run_logger
-        if self._resume_from(checkpoint_path, resume) is not None:
-            self.target_timesteps = int(total_timesteps)
-        elif resume or not reset_num_timesteps:
-            self.target_timesteps = int(total_timesteps) if resume else self.num_timesteps + int(total_timesteps)
-        else:
-            self.num_timesteps = 0
-            self.target_timesteps = int(total_timesteps)
-        callback = self._init_callback(callback)
-        callback.on_training_start(locals(), globals())
-        steps = training_steps(self, cuda_graph)
-        bar = make_progress_bar(
-            total=self.target_timesteps,
-            initial=self.num_timesteps,
-            desc=type(self).__name__,
-            disable=not progress_bar,
-            unit="step",
+        return learn_offline(
+            self,
+            total_timesteps,
+            callback,
+            log_interval,
+            progress_bar,
+            reset_num_timesteps,
+            eval_freq,
+            n_eval_episodes,
+            n_eval_envs,
+            checkpoint_path,
+            checkpoint_freq,
+            resume,
+            run_logger,
+            compile,
+            cuda_graph,
         )
-        settings = (logger, log_interval, eval_freq, n_eval_episodes, n_eval_envs, checkpoint_path, checkpoint_freq)
-        try:
-            while self.num_timesteps < self.target_timesteps:
-                self._gradient_step(steps, checkpoint_path)
-                self.num_timesteps += 1
-                bar.update(1)
-                if not self._after_step(steps, callback, locals(), *settings):
-                    break
-        finally:
-            bar.close()
-            steps.close()
-        self._refresh_acting_state()
-        if checkpoint_path is not None:
-            self.save(checkpoint_path)
-        callback.on_training_end()
-        return self
 
     def learn_online(
         self,
@@ -483,89 +418,6 @@ class OfflineAgent:
             learning_starts=learning_starts,
             deterministic_acting=deterministic_acting,
         )
-
-    def _resume_from(self, checkpoint_path: str | os.PathLike | None, resume: bool) -> dict[str, Any] | None:
-        """Check ``checkpoint_path``; with ``resume`` and a checkpoint there, restore it and return its metadata."""
-        checkpoint = None if checkpoint_path is None else Path(checkpoint_path)
-        if checkpoint is not None and checkpoint.exists() and not checkpoint.is_dir():
-            raise FileExistsError(f"checkpoint_path: {str(checkpoint)!r} is a file; a checkpoint is a folder")
-        if not (resume and checkpoint is not None and holds_something(checkpoint)):
-            return None
-        meta = self._read_meta(checkpoint)  # damaged, old-layout or foreign folders raise here
-        require_same_settings(self, checkpoint, meta)
-        self._restore(checkpoint, meta)
-        return meta
-
-    def _gradient_step(self, steps: Any, checkpoint_path: str | os.PathLike | None) -> None:
-        """One step of ``steps``; a non-finite loss saves the last good state and raises with the step number."""
-        try:
-            steps.step()
-        except NonFiniteLossError as error:
-            saved = self._save_last_good(checkpoint_path)
-            step = self.num_timesteps + 1
-            whole = steps.restores_whole_step
-            raise NonFiniteLossError(error.loss_name, error.value, step, str(saved), whole) from None
-
-    def _after_step(
-        self,
-        steps: Any,
-        callback: BaseCallback,
-        local_vars: dict[str, Any],
-        logger: RunLogger,
-        log_interval: int,
-        eval_freq: int,
-        n_eval_episodes: int,
-        n_eval_envs: int,
-        checkpoint_path: str | os.PathLike | None,
-        checkpoint_freq: int,
-    ) -> bool:
-        """Log, evaluate, checkpoint and call back after step ``num_timesteps``; False when the callback stops."""
-        at_end = self.num_timesteps == self.target_timesteps
-        if log_interval and (self.num_timesteps % log_interval == 0 or at_end):
-            means = steps.means()
-            if means:  # none before learn_online's learning_starts
-                self._record(logger, {f"train/{k}": v for k, v in means.items()})
-        if eval_freq and self.num_timesteps % eval_freq == 0:
-            self._record(logger, self._evaluation_metrics(n_eval_episodes, n_eval_envs))
-        if checkpoint_path is not None and checkpoint_freq and self.num_timesteps % checkpoint_freq == 0:
-            self.save(checkpoint_path)
-        callback.update_locals(local_vars)
-        return callback.on_step()
-
-    def _init_callback(self, callback: Any) -> BaseCallback:
-        if callback is None:
-            callback = CallbackList([])
-        elif isinstance(callback, list):
-            callback = CallbackList(callback)
-        elif not isinstance(callback, BaseCallback):
-            if not callable(callback):
-                raise TypeError(
-                    f"callback must be an SB3 BaseCallback, a list of them or a callable; got {type(callback).__name__}"
-                )
-            callback = ConvertCallback(callback)
-        if self.verbose:  # each evaluation as one line, as the command line prints it
-            callback = CallbackList([callback, EvaluationPrinter(prefix=f"[{type(self).__name__}] ")])
-        callback.init_callback(self)
-        return callback
-
-    def _record(self, logger: RunLogger, metrics: dict[str, float]) -> None:
-        logger.log(metrics, step=self.num_timesteps)
-        for key, value in metrics.items():
-            self.logger.record(key, value)
-        self.logger.dump(self.num_timesteps)
-
-    def _evaluation_metrics(self, n_episodes: int, n_envs: int = 1) -> dict[str, float]:
-        self._refresh_acting_state()
-        result = self.evaluate(n_episodes, n_envs=n_envs)
-        summary = {k: v for k, v in result.items() if k != "returns"}
-        self.eval_history.append({"step": self.num_timesteps, "episodes": len(result["returns"]), **summary})
-        return {f"eval/{k}": v for k, v in summary.items() if v is not None}
-
-    def _save_last_good(self, checkpoint_path) -> Path:
-        if checkpoint_path is not None:
-            return self.save(checkpoint_path)
-        path = Path(tempfile.mkdtemp(prefix=f"{type(self).__name__.lower()}-last-good-")) / "checkpoint"
-        return self.save(path)
 
     # -------------------------------------------------------------- acting
     def predict(

@@ -12,8 +12,8 @@ A saved agent is a checkpoint folder of kind ``"agent:<class name>"``:
 - ``training_state.pt``: the optimisers' state and the torch RNG state, read with
   ``torch.load(weights_only=True)``;
 - after ``learn_online``: ``online.safetensors``, the transitions gathered online (env
-  units; :data:`agents.online.ONLINE_FIELDS`), and ``online`` in ``checkpoint.json``
-  (their number and the online phase's first step, :meth:`agents.online.OnlineBuffer.meta`).
+  units; :data:`agents.online_buffer.ONLINE_FIELDS`), and ``online`` in ``checkpoint.json``
+  (their number and the online phase's first step, :meth:`agents.online_buffer.OnlineBuffer.meta`).
 
 Nothing in the folder is executed on load, and it is written atomically. Functions
 here take the agent (or its class) as an argument, so this module needs nothing from
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from agents.online import ONLINE_FILE_STEM, restore_online
+from agents.online_buffer import ONLINE_FILE_STEM, restore_online
 from agents.steps import ORDINARY_FORM, has_graph_modes
 from ctflow_gym.checkpoint import (
     META_FILE,
@@ -191,7 +191,7 @@ def restore_agent(agent: OfflineAgent, path: str | os.PathLike, meta: dict[str, 
     ``meta`` is what :func:`read_agent_meta` returned for ``path``. A checkpoint without
     ``training_state.pt`` restores the networks and counts only (enough to act). The
     online transitions, if any, follow the dataset's rows when the agent has its
-    dataset (:func:`agents.online.restore_online`).
+    dataset (:func:`agents.online_buffer.restore_online`).
     """
     load_module_tensors(agent._modules(), load_tensors(path, device=agent.device), path)
     state = load_training_state(path, device=agent.device)

@@ -31,7 +31,7 @@ What differs, and why:
   replay first copies the training state (weights, EMA copies, Adam's moments and
   step counts) to a backup, and records whether each checked loss is finite; after
   the replay the flags are read (the one host synchronisation per step) and, if a loss
-  was not finite, the backup is copied back before :class:`~agents.base.NonFiniteLossError`
+  was not finite, the backup is copied back before :class:`~agents.errors.NonFiniteLossError`
   is raised. So ``learn`` saves the state of the previous step as "last good", as it
   does eagerly. (The random generators have advanced past the failed step.)
 - **Version counters.** A replay writes the weights without bumping their tensors'
@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from agents.compilation import compile_backend
+from agents.errors import NonFiniteLossError
 
 if TYPE_CHECKING:
     from agents.base import OfflineAgent
@@ -69,7 +70,7 @@ class EagerSteps:
     """
 
     restores_whole_step = False
-    """A non-finite loss leaves the updates its step made before it (see :class:`~agents.base.NonFiniteLossError`)."""
+    """A non-finite loss leaves the updates its step made before it (see :class:`~agents.errors.NonFiniteLossError`)."""
 
     def __init__(self, agent: "OfflineAgent"):
         self.agent = agent
@@ -77,7 +78,7 @@ class EagerSteps:
         self.count = 0
 
     def step(self) -> None:
-        """One gradient step (raises :class:`~agents.base.NonFiniteLossError` before a non-finite update)."""
+        """One gradient step (raises :class:`~agents.errors.NonFiniteLossError` before a non-finite update)."""
         agent = self.agent
         metrics = agent._train_step(agent.sample_batch(agent.config.batch_size))
         for name, value in metrics.items():
@@ -188,8 +189,6 @@ class GraphedSteps(EagerSteps):
                 torch._foreach_copy_(self.state, self.backup)
             self.agent._weights_changed()
             bad = int((~finite).nonzero()[0, 0])
-            from agents.base import NonFiniteLossError  # here: agents.base imports this module
-
             raise NonFiniteLossError(self.checked[bad], float(self.loss_values[bad]))
         self.count += 1
 

@@ -17,7 +17,10 @@ under ``<out>/<name>_runs/``, so a rerun resumes):
    (larger verified gains, larger changes to the actions); and every strength again with only
    each proposal's first ``--commit-steps`` steps realised before the policy's continuation
    (``commit_steps``: what is verified is then "these few actions, then the policy", a decision
-   a reactive policy can take, where a whole window is a better *sequence*);
+   a reactive policy can take, where a whole window is a better *sequence*); and strength 1
+   realised open loop only (``execution="open_loop"``: the refined actions as they are, where
+   the default also tries the inverse-dynamics tracking and keeps whichever realises more),
+   judged by the window's return and by the window and the continuation;
 4. BC (``BCAgent``, FTB's settings but ``--bc-steps``) on the rollouts, filtered BC (top 10%)
    on them, and BC on each improved dataset, ``--seeds`` seeds, ``--episodes`` episodes each
    (reset seeds 1000.., the policy's).
@@ -84,6 +87,34 @@ class PolicyImprovementSettings(Settings):
     work: str = option("/tmp/ctflow_policy_improvement", "where the fitted refiner and the datasets go")
 
 
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One way of improving the windows (:class:`~ctflow_gym.improve.ImprovementConfig` fields)."""
+
+    strengths: tuple[float, ...]
+    continuation: int = 0
+    commit_steps: int | None = None
+    execution: str = "best"
+
+    def options(self) -> dict:
+        """``improve_dataset`` keywords."""
+        return {
+            "strength": self.strengths,
+            "continuation": self.continuation,
+            "commit_steps": self.commit_steps,
+            "execution": self.execution,
+        }
+
+    def settings(self) -> dict:
+        """As recorded with its runs (JSON)."""
+        return {
+            "strengths": list(self.strengths),
+            "continuation": self.continuation,
+            "commit_steps": self.commit_steps,
+            "execution": self.execution,
+        }
+
+
 def _policy(spec: str, env_id: str):
     return behaviour_policy(policy_path(spec), None, env_id, deterministic=True, seed=0)
 
@@ -113,6 +144,8 @@ def main(argv: list[str] | None = None) -> Path:
     name = "policy_improvement_" + whole.id.replace("/", "_").replace("-", "_")
     if s.top_fraction:
         name += f"_best{100 * s.top_fraction:g}".replace(".", "_")
+    if s.policy == "bc":  # runs judged by another policy are other runs
+        name += "_bc"
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
     source, source_path = whole, s.dataset
@@ -162,29 +195,27 @@ def main(argv: list[str] | None = None) -> Path:
             fitted = runs.put("fit", {**fit_settings, **fit()})
         refiner = TrajectoryRefiner.load(refiner_folder)
     several = f"strengths {', '.join(f'{x:g}' for x in s.strengths)}"
-    improvements = {  # label -> (strengths, continuation, commit_steps)
-        "strength 1, window return": ((1.0,), 0, None),
-        f"strength 1, window + {s.continuation} policy steps": ((1.0,), s.continuation, None),
-        f"{several}, window + {s.continuation} policy steps": (tuple(s.strengths), s.continuation, None),
-        f"{several}, first {s.commit_steps} steps + {s.continuation} policy steps": (
-            tuple(s.strengths),
-            s.continuation,
-            s.commit_steps,
+    after = f"{s.continuation} policy steps"
+    improvements = {  # label -> how the windows are improved (the variant's number names its dataset and runs)
+        "strength 1, window return": Variant((1.0,)),
+        f"strength 1, window + {after}": Variant((1.0,), s.continuation),
+        f"{several}, window + {after}": Variant(tuple(s.strengths), s.continuation),
+        f"{several}, first {s.commit_steps} steps + {after}": Variant(
+            tuple(s.strengths), s.continuation, s.commit_steps
         ),
+        "strength 1, window return, open loop only": Variant((1.0,), execution="open_loop"),
+        f"strength 1, window + {after}, open loop only": Variant((1.0,), s.continuation, execution="open_loop"),
     }
-    uncommitted = {"commit_steps": None}  # runs stored before commit_steps existed realised whole windows
+    earlier = {"commit_steps": None, "execution": "best"}  # what runs stored before these settings existed did
     improved = {}
-    for number, (label, (strengths, continuation, commit)) in enumerate(
-        improvements.items() if "improved" in s.learners else []
-    ):
+    for number, (label, variant) in enumerate(improvements.items() if "improved" in s.learners else []):
         dataset_id = f"improved/variant{number}-v0"
 
-        def improve(dataset_id=dataset_id, strengths=strengths, continuation=continuation, commit=commit) -> dict:
+        def improve(dataset_id=dataset_id, variant=variant) -> dict:
             try:
                 report = improve_dataset(
                     source, refiner, dataset_id, root=work / "datasets", overwrite=True, progress_bar=False,
-                    strength=strengths, continuation=continuation, commit_steps=commit, policy=policy,
-                    source_steps="unimproved",
+                    policy=policy, source_steps="unimproved", **variant.options(),
                 )  # fmt: skip
             except NothingImprovedError:
                 return {"path": None, "accepted": 0}
@@ -198,22 +229,21 @@ def main(argv: list[str] | None = None) -> Path:
                 "seconds": report.wall_time_s,
             }
 
-        settings = {**fit_settings, "strengths": list(strengths), "continuation": continuation, "commit_steps": commit}
-        improved[label] = runs.run(f"improve_variant{number}", settings, improve, uncommitted)
+        settings = {**fit_settings, **variant.settings()}
+        improved[label] = runs.run(f"improve_variant{number}", settings, improve, earlier)
         if improved[label]["path"] is not None and not Path(improved[label]["path"]).exists():
             improved[label] = runs.put(f"improve_variant{number}", {**settings, **improve()})
-    learners = {}  # trained in this order (the improved first: a second process can take raw / filtered)
+    learners = {}  # label -> (dataset, top fraction, variant); the improved first: a second process can take the rest
     for label, result in improved.items():
         if result["path"] is not None:  # else no window improved: nothing new to learn from
-            strengths, continuation, commit = improvements[label]
-            learners[f"BC, improved ({label})"] = (result["path"], None, list(strengths), continuation, commit)
+            learners[f"BC, improved ({label})"] = (result["path"], None, improvements[label])
     if "raw" in s.learners:
         raw = f"BC, best {100 * s.top_fraction:g}% episodes" if s.top_fraction else "BC, rollouts"
-        learners[raw] = (source_path, None, None, None, None)
+        learners[raw] = (source_path, None, None)
     if "filtered" in s.learners and not s.top_fraction:
-        learners["filtered BC (top 10%), rollouts"] = (s.dataset, 0.1, None, None, None)
+        learners["filtered BC (top 10%), rollouts"] = (s.dataset, 0.1, None)
     rows = []
-    for label, (path, top_fraction, strengths, continuation, commit) in learners.items():
+    for label, (path, top_fraction, variant) in learners.items():
         results = []
         for seed in s.seeds:
 
@@ -229,10 +259,10 @@ def main(argv: list[str] | None = None) -> Path:
                 }
 
             settings = {**base, "learner": label, "seed": seed, "bc_steps": s.bc_steps, "episodes": s.episodes}
-            if strengths is not None:
-                settings.update(fit_settings, strengths=strengths, continuation=continuation, commit_steps=commit)
+            if variant is not None:
+                settings.update(fit_settings, **variant.settings())
             key = "bc_" + "".join(c if c.isalnum() else "_" for c in label.lower()).strip("_")
-            results.append(runs.run(f"{key}_seed{seed}", settings, train, uncommitted))
+            results.append(runs.run(f"{key}_seed{seed}", settings, train, earlier))
         returns = [r["mean_return"] for r in results]
         rows.append(
             {

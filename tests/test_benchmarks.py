@@ -319,9 +319,10 @@ def test_policy_improvement(random_dataset_path, tmp_path):
     learners = [r["learner"] for r in data["rows"]]
     assert learners[:2] == ["BC, rollouts", "filtered BC (top 10%), rollouts"]
     assert all(r["accepted"] > 0 for r in data["improve"].values()), data["improve"]
-    assert len(learners) == 6 and data["rows"][0]["transitions"] > data["rows"][1]["transitions"]
-    assert list(data["improve"])[-2:] == ["strengths 1, 2, window + 5 policy steps",
+    assert len(learners) == 8 and data["rows"][0]["transitions"] > data["rows"][1]["transitions"]
+    assert list(data["improve"])[2:4] == ["strengths 1, 2, window + 5 policy steps",
                                           "strengths 1, 2, first 3 steps + 5 policy steps"]  # fmt: skip
+    assert list(data["improve"].values())[-1]["executions"]["tracked"] == 0  # open loop only
     assert set(data["saturated_actions"]) == {"rollouts", *data["improve"]}
     assert all(0 <= v <= 1 for v in data["saturated_actions"].values())
 
@@ -334,10 +335,10 @@ def test_policy_improvement_of_a_datasets_best_episodes(random_dataset_path, tmp
     argv += ["--out", str(tmp_path), "--work", str(tmp_path / "work")]
     path = bench("policy_improvement").main(argv)
     data = written(path, "policy", "fit", "improve", "rows")
-    assert path.name.endswith("_best50.json") and data["meta"]["whole_dataset"] == "ctflow/hopper/random-v0"
+    assert path.name.endswith("_best50_bc.json") and data["meta"]["whole_dataset"] == "ctflow/hopper/random-v0"
     best = load_dataset(tmp_path / "work" / path.stem / "datasets" / "ctflow" / "hopper" / "best-v0")
     assert best.total_steps <= load_dataset(random_dataset_path).total_steps // 2
     learners = [r["learner"] for r in data["rows"]]
-    assert learners[0] == "BC, best 50% episodes" and len(learners) == 5  # no separate filtered row
+    assert learners[0] == "BC, best 50% episodes" and len(learners) == 7  # no separate filtered row
     assert data["rows"][0]["transitions"] == best.total_steps
     assert "the policy: BC on the data improved" in path.with_suffix(".md").read_text()
