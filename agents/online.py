@@ -33,7 +33,7 @@ from agents.evaluation import require_vectorization, return_summary
 from agents.online_buffer import NO_DATASET, ONLINE_FIELDS, OnlineBuffer
 from agents.resolution import env_id_of, make_env
 from agents.steps import training_steps
-from agents.training import after_step, gradient_step, init_callback, record, resume_from
+from agents.training import after_step, finish, gradient_step, init_callback, record, resume_from
 from ctflow_gym.data.validation import require_int
 from ctflow_gym.logging import RunLogger
 from ctflow_gym.progress import progress_bar as make_progress_bar
@@ -162,11 +162,7 @@ def learn_online(
                 resource.close()
         if made_here:
             env.close()
-    agent._refresh_acting_state()
-    if checkpoint_path is not None:
-        agent.save(checkpoint_path)
-    callback.on_training_end()
-    return agent
+    return finish(agent, callback, checkpoint_path)
 
 
 __all__ = ["ONLINE_FIELDS", "episode_metrics", "learn_online", "online_env", "reset_seed"]

@@ -86,6 +86,11 @@ def learn_offline(
     finally:
         bar.close()
         steps.close()
+    return finish(agent, callback, checkpoint_path)
+
+
+def finish(agent: "OfflineAgent", callback: BaseCallback, checkpoint_path: str | os.PathLike | None) -> "OfflineAgent":
+    """End a training run: acting state refreshed, the last checkpoint written, the callback told; ``agent``."""
     agent._refresh_acting_state()
     if checkpoint_path is not None:
         agent.save(checkpoint_path)
@@ -190,6 +195,7 @@ def save_last_good(agent: "OfflineAgent", checkpoint_path) -> Path:
 __all__ = [
     "after_step",
     "evaluation_metrics",
+    "finish",
     "gradient_step",
     "init_callback",
     "learn_offline",
