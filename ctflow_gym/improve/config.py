@@ -52,7 +52,11 @@ class ImprovementConfig:
             they are), ``"tracked"`` (the refiner's inverse-dynamics model steers toward
             the planned states; needs one), or ``"best"`` (the default): both where the
             refiner can track, and the one that realises the higher score is kept, as
-            the improve-then-extract issue asks ("whichever realises more").
+            the improve-then-extract issue asks ("whichever realises more"). For a dataset a
+            policy will be cloned from, ``"open_loop"`` is the safer choice: a tracked
+            window's actions are corrected toward planned states and clipped, so they move
+            further from the data's (and to the box's edge more often) than they gain; see the
+            Results page (Improve, then extract) for what BC made of each.
         min_gain: a realised window is kept only if its score beats the source's by more
             than this (feedback units; 0 keeps every strict improvement).
         value_tail: score windows by return + gamma^H V(end state) with the refiner's
