@@ -43,12 +43,24 @@ from pathlib import Path
 import numpy as np
 import torch
 from gtp_speed import measure_speed
-from harness import Runs, Settings, interleaved_timings, machine_info, matches, option, parse, write_json, write_results
+from harness import (
+    ROOT,
+    Runs,
+    Settings,
+    interleaved_timings,
+    machine_info,
+    matches,
+    option,
+    parse,
+    write_json,
+    write_results,
+)
 
 from agents import DeFlowAgent, FQLAgent, GTPAgent, GTPConfig, load_agent
 from agents.gtp.networks import FlowMapActor, plain_mlp_actor
 from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
+from ctflow_gym.envs.point_maze import is_point_maze
 
 METHODS = ("gtp", "gtp-bc", "fql", "deflow", "iql", "td3+bc")
 LABELS = {
@@ -106,17 +118,23 @@ class PeersSettings(Settings):
 # --------------------------------------------------------------------------------------------- d3rlpy, in its venv
 
 
-def ensure_peer_venv(folder: Path) -> Path:
-    """The Python of a venv with d3rlpy (made on first use: torch 2.13.0 first, then d3rlpy and its gymnasium)."""
+PEER_ROBOTICS = "gymnasium-robotics==1.3.1"
+"""The last gymnasium-robotics that accepts d3rlpy's gymnasium 1.0 (it brings MuJoCo 3.1.6), for PointMaze."""
+
+
+def ensure_peer_venv(folder: Path, robotics: bool = False) -> Path:
+    """The Python of a venv with d3rlpy (made on first use: torch 2.13.0 first, then d3rlpy and its gymnasium);
+    with ``robotics``, also gymnasium-robotics (:data:`PEER_ROBOTICS`, installed into an existing venv if missing)."""
     python = folder / "bin" / "python"
-    check = [str(python), "-c", "import d3rlpy, gymnasium.envs.mujoco"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    print(f"[peers] creating {folder}", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
     pip = [str(python), "-m", "pip", "install", "-q"]
-    subprocess.run(pip + ["torch==2.13.0"], check=True)
-    subprocess.run(pip + ["d3rlpy==2.8.1", "gymnasium[mujoco]==1.0.0"], check=True)
+    check = [str(python), "-c", "import d3rlpy, gymnasium.envs.mujoco"]
+    if not (python.exists() and subprocess.run(check, capture_output=True).returncode == 0):
+        print(f"[peers] creating {folder}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        subprocess.run(pip + ["torch==2.13.0"], check=True)
+        subprocess.run(pip + ["d3rlpy==2.8.1", "gymnasium[mujoco]==1.0.0"], check=True)
+    if robotics and subprocess.run([str(python), "-c", "import gymnasium_robotics"], capture_output=True).returncode:
+        subprocess.run(pip + [PEER_ROBOTICS], check=True)
     return python
 
 
@@ -144,6 +162,8 @@ def run_peer(python: Path, data_file: Path, method: str, seed: int, env_id: str,
     device = "cuda:0" if str(o["device"]).startswith("cuda") else "cpu:0"
     command += ["--device", device, "--eval-every", str(o["eval_every"])]
     command += ["--compile-graph"] if o.get("compile_graph") else []
+    if is_point_maze(env_id):  # d3rlpy's venv has no ctflow_gym: the env's module is loaded by itself
+        command += ["--point-maze-module", str(ROOT / "ctflow_gym" / "envs" / "point_maze.py")]
     threads = str(o["threads"])
     environment = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     subprocess.run(command, check=True, env=environment, stdout=None if o.get("progress") else subprocess.DEVNULL)
@@ -477,7 +497,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     def peers() -> tuple[Path, Path]:  # the venv and the exported transitions, made once, on first need
         if not peer:
-            peer["python"] = ensure_peer_venv(Path(s.peer_venv))
+            peer["python"] = ensure_peer_venv(Path(s.peer_venv), robotics=is_point_maze(env_id))
             peer["data"] = export_transitions(dataset, runs.folder / f".transitions-{os.getpid()}.npz")
         return peer["python"], peer["data"]
 

@@ -10,13 +10,18 @@ episode returns, gradient steps per second (training only) and settings. With
 runs in epochs of N steps through ``fitter``; evaluation time is not training time)
 and writes the curve, from which the caller forms the mean of the last evaluations.
 
-Imports only numpy, gymnasium and d3rlpy.
+Imports only numpy, gymnasium and d3rlpy; for this package's PointMaze envs
+(``--point-maze-module``) it loads ``ctflow_gym/envs/point_maze.py`` alone, which needs
+gymnasium-robotics in the venv (``gtp_vs_peers.py`` installs version 1.3.1 there, the last
+that accepts d3rlpy's gymnasium 1.0; it brings MuJoCo 3.1.6, where the main venv has 4.0).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import sys
 import time
 
 import d3rlpy
@@ -58,6 +63,23 @@ def make_algo(name: str, batch_size: int, steps: int, device: str, compile_graph
     raise ValueError(f"algo must be iql or td3+bc; got {name!r}")
 
 
+def _mujoco_version() -> str | None:
+    try:
+        import mujoco
+    except ImportError:
+        return None
+    return mujoco.__version__
+
+
+def register_point_mazes(path: str) -> None:
+    """Load this package's PointMaze module from ``path`` by itself and register its envs with gymnasium."""
+    spec = importlib.util.spec_from_file_location("ctflow_point_maze", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    module.register_point_mazes(entry_point=module.make_point_maze)
+
+
 def evaluate(algo, env_id: str, episodes: int, seed: int) -> list[float]:
     """Returns of ``episodes`` episodes, the first reset seeded with ``seed`` (then unseeded resets)."""
     env = gym.make(env_id)
@@ -89,8 +111,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu:0")
     parser.add_argument("--eval-every", type=int, default=0, help="also evaluate every N steps (0: at the end only)")
     parser.add_argument("--compile-graph", action="store_true", help="d3rlpy's compile_graph (CUDA)")
+    parser.add_argument("--point-maze-module", default=None, help="ctflow_gym/envs/point_maze.py, for its envs")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.point_maze_module:
+        register_point_mazes(args.point_maze_module)
 
     arrays = np.load(args.data)
     dataset = d3rlpy.dataset.MDPDataset(
@@ -131,7 +156,7 @@ def main() -> None:
         "steps_per_second": args.steps / train_seconds,
         "eval_every": args.eval_every,
         "curve": curve,
-        "versions": {"d3rlpy": d3rlpy.__version__, "gymnasium": gym.__version__},
+        "versions": {"d3rlpy": d3rlpy.__version__, "gymnasium": gym.__version__, "mujoco": _mujoco_version()},
     }
     with open(args.out, "w") as handle:
         json.dump(result, handle, indent=2)

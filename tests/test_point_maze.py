@@ -122,3 +122,24 @@ def test_refiner_and_agent_run_on_maze_data(maze_dataset_path):
     agent = GTPAgent(UMAZE, maze_dataset_path, seed=0, device="cpu", **tiny).learn(20)
     result = agent.evaluate(n_episodes=2, seed=0)
     assert 0.0 <= result["normalized_score"] <= 100.0
+
+
+def test_the_env_module_works_alone_where_the_package_is_not_installed():
+    """d3rlpy's venv loads ``point_maze.py`` by itself (benchmarks/peer_d3rlpy.py): it must not need the package."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    module = Path(__file__).resolve().parents[1] / "ctflow_gym" / "envs" / "point_maze.py"
+    alone = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('maze_alone', {str(module)!r})\n"
+        "m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m)\n"
+        "m.register_point_mazes(entry_point=m.make_point_maze)\n"
+        "import gymnasium as gym\n"
+        "import json; print(json.dumps(gym.make('ctflow/PointMazeMedium-v0').reset(seed=1000)[0].tolist()))\n"
+        "assert not any(name.startswith('ctflow_gym') for name in sys.modules), 'the package was imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", alone], capture_output=True, text=True, check=True, cwd="/")
+    expected = gym.make(POINT_MAZES["medium"].env_id).reset(seed=1000)[0]
+    np.testing.assert_array_equal(np.array(json.loads(out.stdout.strip().splitlines()[-1])), expected)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import io
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -124,13 +125,18 @@ def make_point_maze(map_name: str, render_mode: str | None = None) -> gym.Env:
     )
 
 
-def register_point_mazes() -> None:
-    """Register the envs of :data:`POINT_MAZES` with gymnasium (idempotent)."""
+def register_point_mazes(entry_point: Any = "ctflow_gym.envs.point_maze:make_point_maze") -> None:
+    """Register the envs of :data:`POINT_MAZES` with gymnasium (idempotent).
+
+    ``entry_point``: how gymnasium makes them; a process that loads this file alone, without
+    the package installed (d3rlpy's venv in ``benchmarks/peer_d3rlpy.py``: this module needs
+    only gymnasium, numpy and gymnasium-robotics), passes its own ``make_point_maze``.
+    """
     for spec in POINT_MAZES.values():
         if spec.env_id not in gym.registry:
             gym.register(
                 id=spec.env_id,
-                entry_point="ctflow_gym.envs.point_maze:make_point_maze",
+                entry_point=entry_point,
                 kwargs={"map_name": spec.map_name},
                 max_episode_steps=spec.max_episode_steps,
             )
