@@ -134,7 +134,10 @@ def ensure_peer_venv(folder: Path, robotics: bool = False) -> Path:
         subprocess.run(pip + ["torch==2.13.0"], check=True)
         subprocess.run(pip + ["d3rlpy==2.8.1", "gymnasium[mujoco]==1.0.0"], check=True)
     if robotics and subprocess.run([str(python), "-c", "import gymnasium_robotics"], capture_output=True).returncode:
-        subprocess.run(pip + [PEER_ROBOTICS], check=True)
+        # MuJoCo 4's split packages stay behind a downgrade and break `import mujoco`: remove them first
+        uninstall = [str(python), "-m", "pip", "uninstall", "-y", "-q"]
+        subprocess.run(uninstall + ["mujoco", "mujoco-core", "mujoco-studio", "mujoco-studio-wasm"], check=False)
+        subprocess.run(pip + [PEER_ROBOTICS, "mujoco==3.1.6"], check=True)
     return python
 
 
