@@ -69,9 +69,9 @@ def thin_dataset(
     if keep_every is not None:
         kept = list(range(0, dataset.total_episodes, keep_every))
     elif top_fraction is not None:
-        episodes = list(dataset.iterate_episodes())
-        returns = np.array([np.sum(e.rewards, dtype=np.float64) for e in episodes])
-        kept = best_episodes(np.array([len(e.actions) for e in episodes]), returns, top_fraction).tolist()
+        # one pass keeping two numbers per episode, not every episode's arrays
+        ranked = np.array([(np.sum(e.rewards, dtype=np.float64), len(e.actions)) for e in dataset.iterate_episodes()])
+        kept = best_episodes(ranked[:, 1].astype(np.int64), ranked[:, 0], top_fraction).tolist()
     else:
         kept = _evenly_spaced_episodes(np.array([len(e.actions) for e in dataset.iterate_episodes()]), target_steps)
     buffers = []
