@@ -6,11 +6,12 @@ minibatch sampler, ``learn`` (SB3 callbacks, tqdm, periodic evaluation with
 D4RL-normalised scores, metrics to the :class:`~ctflow_gym.logging.RunLogger`,
 checkpoints, resume, the non-finite-loss guard; steps eager or replayed from a CUDA
 graph, :mod:`agents.steps`), ``predict``, ``evaluate`` (SB3's
-``evaluate_policy``) and ``save`` / ``load`` (the shared checkpoint format, through
-:mod:`agents.persistence`). An algorithm subclass adds its networks (``_build``), one
-gradient step (``_train_step``) and how it acts (``_act``); registering it with
-:func:`agents.registry.register_agent` makes it known to the command line, to
-:func:`agents.registry.load_agent` and to the contract tests.
+``evaluate_policy``; :class:`agents.acting.AgentActing`) and ``save`` / ``load`` (the
+shared checkpoint format; :class:`agents.persistence.AgentPersistence`). An algorithm
+subclass adds its networks (``_build``), one gradient step (``_train_step``) and how
+it acts (``_act``); registering it with :func:`agents.registry.register_agent` makes it
+known to the command line, to :func:`agents.registry.load_agent` and to the contract
+tests.
 
 Conventions:
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import fields, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -39,29 +39,27 @@ import torch
 from minari import MinariDataset
 from stable_baselines3.common.logger import Logger
 
+from agents.acting import AgentActing
 from agents.errors import NonFiniteLossError
-from agents.evaluation import evaluate_predict, evaluation_vec_env, monitored_vec_env, require_vectorization
 from agents.online import learn_online
 from agents.online_buffer import OnlineBuffer
-from agents.persistence import config_from_meta, read_agent_meta, restore_agent, save_agent
+from agents.persistence import AgentPersistence
 from agents.resolution import (
     action_bounds,
     env_id_of,
     load_matching_transitions,
     make_env,
-    require_env_matches_checkpoint,
 )
 from agents.training import learn_offline
 from ctflow_gym.data import NormalizationStats
 from ctflow_gym.data.transitions import Transitions
-from ctflow_gym.data.validation import require_observation
 from ctflow_gym.devices import resolve_device
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 
 __all__ = ["NonFiniteLossError", "OfflineAgent", "env_id_of", "make_env"]
 
 
-class OfflineAgent:
+class OfflineAgent(AgentActing, AgentPersistence):
     """Base class of offline agents with an SB3-style API (see the module docstring).
 
     Subclasses set ``config_class`` (a dataclass with documented defaults and a
@@ -168,16 +166,6 @@ class OfflineAgent:
             torch.manual_seed(self.seed)
             self._build()
 
-    def to_unit_actions(self, actions: np.ndarray) -> np.ndarray:
-        """Env actions -> [-1, 1] (clipped, so recorded actions outside the box stay in)."""
-        unit = 2.0 * (np.asarray(actions, np.float32) - self.action_low) / (self.action_high - self.action_low) - 1.0
-        return np.clip(unit, -1.0, 1.0)
-
-    def from_unit_actions(self, unit: np.ndarray) -> np.ndarray:
-        """[-1, 1] -> env actions, clipped to the box."""
-        actions = self.action_low + (np.clip(unit, -1.0, 1.0) + 1.0) * 0.5 * (self.action_high - self.action_low)
-        return np.clip(actions, self.action_low, self.action_high)
-
     # ------------------------------------------------------- subclass contract
     def _build(self) -> None:
         """Create networks and optimisers (called once, under the agent's seed)."""
@@ -264,6 +252,15 @@ class OfflineAgent:
         itself trains eagerly, with a warning.
         """
         return self._batch_at(torch.as_tensor(self._batch_indices(batch_size), device=self.device))
+
+    @property
+    def _samples_in_halves(self) -> bool:
+        """Whether minibatches come from :meth:`_batch_indices` and :meth:`_batch_at` (``sample_batch`` not overridden).
+
+        What a CUDA graph can replay (:func:`agents.steps.training_steps`); asked here, where
+        the base class is, so that :mod:`agents.steps` need not import it.
+        """
+        return type(self).sample_batch is OfflineAgent.sample_batch
 
     def _batch_indices(self, batch_size: int) -> np.ndarray:
         """The next minibatch's row indices, from the agent's seeded numpy generator.
@@ -418,119 +415,3 @@ class OfflineAgent:
             learning_starts=learning_starts,
             deterministic_acting=deterministic_acting,
         )
-
-    # -------------------------------------------------------------- acting
-    def predict(
-        self,
-        observation: np.ndarray,
-        state: Any = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-        **options: Any,
-    ) -> tuple[np.ndarray, Any]:
-        """``(action, state)`` for one observation (obs_dim,) or a batch (B, obs_dim).
-
-        SB3's signature; ``state`` is passed through (the policy is memoryless).
-        Actions are clipped to the env's action box. ``options`` go to the
-        algorithm (e.g. ``sampling_steps`` for GTP). An observation of another shape,
-        or holding NaN or inf, is a ``ValueError`` naming ``observation``
-        (:func:`~ctflow_gym.data.validation.require_observation`).
-        """
-        if self.stats is None:
-            raise ValueError("this agent has no normalisation statistics: it was neither trained nor loaded")
-        obs = require_observation(np.asarray(observation, dtype=np.float32), self.obs_dim)
-        batched = obs.ndim == 2
-        obs_t = torch.as_tensor(self.stats.normalize_observations(obs.reshape(-1, self.obs_dim)), device=self.device)
-        with torch.inference_mode():
-            unit = self._act(obs_t, deterministic, **options).float().cpu().numpy()
-        actions = self.from_unit_actions(unit)
-        return (actions if batched else actions[0]), state
-
-    def get_env(self):
-        """The evaluation env as an SB3 VecEnv (what SB3 callbacks expect of a model)."""
-        if self._eval_env is None:
-            self._eval_env = monitored_vec_env(self.env)
-        return self._eval_env
-
-    def get_vec_normalize_env(self):
-        """SB3 callbacks ask for this; offline agents have no VecNormalize."""
-        return None
-
-    def evaluate(
-        self,
-        n_episodes: int = 10,
-        deterministic: bool = True,
-        seed: int | None = None,
-        n_envs: int = 1,
-        vectorization: str = "sync",
-        **options: Any,
-    ) -> dict[str, Any]:
-        """Run ``n_episodes`` in the env with SB3's ``evaluate_policy``.
-
-        Returns the episode ``returns``, ``mean_return``, ``std_return`` and, for
-        envs with D4RL reference returns, the D4RL ``normalized_score`` (mean) and
-        its std. ``seed`` (default: the agent's seed + the step count) seeds resets;
-        ``options`` go to :meth:`predict`.
-
-        ``n_envs`` > 1 runs the episodes in that many envs at once, with one batched
-        ``predict`` per step for all (:func:`agents.evaluation.evaluation_vec_env`,
-        ``vectorization`` ``"sync"`` or ``"async"``); env i starts from ``seed + i``, so
-        the episodes differ from ``n_envs=1`` (the default: the env of :meth:`get_env`).
-        """
-        seed = self.seed + self.num_timesteps if seed is None else seed
-        require_vectorization(n_envs, vectorization)
-        single = n_envs == 1 and vectorization == "sync"
-        vec_env = self.get_env() if single else evaluation_vec_env(self.env, n_envs, vectorization)
-        try:
-            return evaluate_predict(self.predict, vec_env, self.env_id, n_episodes, deterministic, seed, **options)
-        finally:
-            if not single:
-                vec_env.close()
-
-    # ---------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the agent, with its whole training state, to the checkpoint folder ``path`` (atomically).
-
-        Returns ``path``. The format is described in :mod:`agents.persistence`.
-        """
-        return save_agent(self, path)
-
-    @classmethod
-    def _read_meta(cls, path: str | os.PathLike) -> dict[str, Any]:
-        return read_agent_meta(cls, path)
-
-    @classmethod
-    def load(
-        cls,
-        path: str | os.PathLike,
-        env: gym.Env | str | None = None,
-        dataset: MinariDataset | str | os.PathLike | None = None,
-        device: str = "auto",
-        run_logger: RunLogger = NULL_LOGGER,
-    ) -> "OfflineAgent":
-        """Read an agent written by :meth:`save` (JSON, safetensors and weights-only tensors only).
-
-        ``env`` defaults to ``gym.make`` of the saved env id; a given env must have the
-        saved id and spaces. Pass ``dataset`` to continue training
-        (``learn(..., reset_num_timesteps=False)`` or ``learn_online``); the saved
-        normalisation is kept, and online transitions saved with the agent follow the
-        dataset's rows again.
-        Raises ``FileNotFoundError`` when there is no checkpoint at ``path`` and
-        :class:`~ctflow_gym.checkpoint.CheckpointError` (a ``ValueError``) naming the
-        file when it is damaged, of another version or of another agent class.
-        """
-        path = Path(path)
-        meta = cls._read_meta(path)
-        config = config_from_meta(cls, meta, path)
-        env = make_env(env if env is not None else meta["env_id"])
-        require_env_matches_checkpoint(env, meta, path)
-        agent = cls(env, None, config, device=device, seed=meta["seed"], run_logger=run_logger)
-        agent.stats = NormalizationStats.from_dict(meta["stats"])
-        agent._init_networks()
-        if dataset is not None:  # before the restore, which appends the checkpoint's online transitions to it
-            agent._attach_dataset(dataset)
-        agent._restore(path, meta)
-        return agent
-
-    def _restore(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
-        restore_agent(self, path, meta if meta is not None else self._read_meta(path))

@@ -17,7 +17,8 @@ A saved agent is a checkpoint folder of kind ``"agent:<class name>"``:
 
 Nothing in the folder is executed on load, and it is written atomically. Functions
 here take the agent (or its class) as an argument, so this module needs nothing from
-:mod:`agents.base` at import time.
+:mod:`agents.base` at import time; :class:`AgentPersistence` is the ``save`` / ``load``
+half of :class:`agents.base.OfflineAgent` (which subclasses it), calling them.
 """
 
 from __future__ import annotations
@@ -28,10 +29,13 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from minari import MinariDataset
 
 from agents.online_buffer import ONLINE_FILE_STEM, restore_online
+from agents.resolution import make_env, require_env_matches_checkpoint
 from agents.steps import ORDINARY_FORM, has_graph_modes
 from ctflow_gym.checkpoint import (
     META_FILE,
@@ -45,6 +49,8 @@ from ctflow_gym.checkpoint import (
     require_meta_keys,
     save_checkpoint,
 )
+from ctflow_gym.data import NormalizationStats
+from ctflow_gym.logging import NULL_LOGGER, RunLogger
 
 if TYPE_CHECKING:
     from agents.base import OfflineAgent
@@ -236,3 +242,54 @@ def holds_something(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder with anything in it (a checkpoint to resume, or a folder not to overwrite)."""
     path = Path(path)
     return path.is_dir() and any(path.iterdir())
+
+
+class AgentPersistence:
+    """``save`` and ``load`` of :class:`~agents.base.OfflineAgent` in the format above."""
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the agent, with its whole training state, to the checkpoint folder ``path`` (atomically).
+
+        Returns ``path``. The format is described in :mod:`agents.persistence`.
+        """
+        return save_agent(self, path)
+
+    @classmethod
+    def _read_meta(cls, path: str | os.PathLike) -> dict[str, Any]:
+        return read_agent_meta(cls, path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        env: gym.Env | str | None = None,
+        dataset: MinariDataset | str | os.PathLike | None = None,
+        device: str = "auto",
+        run_logger: RunLogger = NULL_LOGGER,
+    ) -> "OfflineAgent":
+        """Read an agent written by :meth:`save` (JSON, safetensors and weights-only tensors only).
+
+        ``env`` defaults to ``gym.make`` of the saved env id; a given env must have the
+        saved id and spaces. Pass ``dataset`` to continue training
+        (``learn(..., reset_num_timesteps=False)`` or ``learn_online``); the saved
+        normalisation is kept, and online transitions saved with the agent follow the
+        dataset's rows again.
+        Raises ``FileNotFoundError`` when there is no checkpoint at ``path`` and
+        :class:`~ctflow_gym.checkpoint.CheckpointError` (a ``ValueError``) naming the
+        file when it is damaged, of another version or of another agent class.
+        """
+        path = Path(path)
+        meta = cls._read_meta(path)
+        config = config_from_meta(cls, meta, path)
+        env = make_env(env if env is not None else meta["env_id"])
+        require_env_matches_checkpoint(env, meta, path)
+        agent = cls(env, None, config, device=device, seed=meta["seed"], run_logger=run_logger)
+        agent.stats = NormalizationStats.from_dict(meta["stats"])
+        agent._init_networks()
+        if dataset is not None:  # before the restore, which appends the checkpoint's online transitions to it
+            agent._attach_dataset(dataset)
+        agent._restore(path, meta)
+        return agent
+
+    def _restore(self, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> None:
+        restore_agent(self, path, meta if meta is not None else self._read_meta(path))

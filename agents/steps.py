@@ -316,9 +316,7 @@ def training_steps(agent: "OfflineAgent", cuda_graph: bool | str, compile: bool 
         cuda_graph = agent.device.type == "cuda"
     if not cuda_graph:
         return EagerSteps(agent)
-    from agents.base import OfflineAgent  # here: agents.base imports this module
-
-    if type(agent).sample_batch is not OfflineAgent.sample_batch:
+    if not agent._samples_in_halves:
         warnings.warn(
             f"cuda_graph: {type(agent).__name__} overrides sample_batch, which a captured step cannot call "
             "(it draws through _batch_indices and _batch_at: override those instead); training eagerly",

@@ -24,7 +24,13 @@ from harness import Settings, option, parse, write_results
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, make_windows, split_episodes
-from ctflow_gym.refine import local_pairs
+from ctflow_gym.refine import (
+    NearestImprovedRefiner,
+    NonLocalRefiner,
+    RandomImprovedRefiner,
+    ReconstructionRefiner,
+    local_pairs,
+)
 from ctflow_gym.refine.evaluation import evaluate_refinement
 
 STAGES = ("ae_steps", "flow_steps", "predictor_steps", "value_steps", "inverse_dynamics_steps")
@@ -74,13 +80,14 @@ def main(argv: list[str] | None = None) -> Path:
     started = time.perf_counter()
     ours = fit()
     fit_seconds = time.perf_counter() - started
-    nonlocal_flow, advantage = fit(targets="nonlocal"), fit(feedback="advantage")
+    nonlocal_flow = NonLocalRefiner(window=s.window, seed=s.seed, **budget).fit(fit_windows, progress_bar=False)
+    advantage = fit(feedback="advantage")
     table1 = {
         "ours (alpha = 1)": evaluate(ours),
-        "nearest improved neighbour": evaluate(ours, method="nearest"),
-        "random improved trajectory": evaluate(ours, method="random"),
+        "nearest improved neighbour": evaluate(NearestImprovedRefiner(ours)),
+        "random improved trajectory": evaluate(RandomImprovedRefiner(ours)),
         "non-local flow matching": evaluate(nonlocal_flow),
-        "autoencoder reconstruction": evaluate(ours, method="reconstruction"),
+        "autoencoder reconstruction": evaluate(ReconstructionRefiner(ours)),
         "ours, advantage feedback (alpha = 1)": evaluate(advantage),
     }
     table2 = {}

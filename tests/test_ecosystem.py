@@ -25,6 +25,7 @@ from gymnasium.utils.env_checker import check_env
 from ctflow_gym import TrajectoryRefiner, load_refiner
 from ctflow_gym.data import load_dataset, make_windows
 from ctflow_gym.data.minari_io import minari_root_at
+from ctflow_gym.refine import NearestImprovedRefiner
 from ctflow_gym.replay import SimStateRecorder, closed_loop_returns, get_sim_state
 from ctflow_gym.wrappers import COMMITTED_INFO_KEY, RefinementStepData, RefinementWrapper
 
@@ -109,11 +110,11 @@ def _checker_warnings(env: gym.Env) -> set[str]:
 def test_fitted_refiner_pickles_and_refines_identically(refiner, random_dataset):
     windows = make_windows(random_dataset, window=8).subset(slice(0, 16))
     copied = pickle.loads(pickle.dumps(refiner))
-    for method in ("flow", "nearest"):
-        a = refiner.refine(windows.observations, windows.actions, strength=0.7, method=method)
-        b = copied.refine(windows.observations, windows.actions, strength=0.7, method=method)
+    for original, twin in ((refiner, copied), (NearestImprovedRefiner(refiner), NearestImprovedRefiner(copied))):
+        a = original.refine(windows.observations, windows.actions, strength=0.7)
+        b = twin.refine(windows.observations, windows.actions, strength=0.7)
         for name in ("observations", "actions", "predicted_gain", "action_deviation", "latent_deviation"):
-            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=f"{method}: {name}")
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=f"{type(original)}: {name}")
 
 
 def test_checkpoint_path_follows_save_load_and_fit(refiner, refiner_folder, random_dataset):

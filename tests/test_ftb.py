@@ -100,7 +100,7 @@ def test_refine_generates_from_the_source_start_and_is_seeded(ftb, windows):
     single = ftb.refine(source.observations[0], source.actions[0], strength=1.0, seed=3)
     assert single.actions.shape == (8, 3)
     with pytest.raises(TypeError, match="unknown options"):
-        ftb.refine(source.observations, source.actions, method="nearest")
+        ftb.refine(source.observations, source.actions, steps=3)
 
 
 def test_iterative_improvement_keeps_the_best_and_only_real_ratio_gains(ftb, windows, random_dataset, tmp_path):

@@ -5,7 +5,13 @@ import pytest
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import Windows, make_windows
-from ctflow_gym.refine import local_pairs, nearest_neighbours, nonlocal_pairs
+from ctflow_gym.refine import (
+    NearestImprovedRefiner,
+    ReconstructionRefiner,
+    local_pairs,
+    nearest_neighbours,
+    nonlocal_pairs,
+)
 from ctflow_gym.refine.neighbours import recall
 
 SMALL = dict(
@@ -97,7 +103,7 @@ def test_strength_zero(fitted, hopper_windows):
     np.testing.assert_array_equal(result.actions, act)  # residual decoding: exact source
     np.testing.assert_array_equal(result.observations, obs)
     assert np.all(result.latent_deviation == 0) and np.all(result.action_deviation == 0)
-    reconstruction = fitted.refine(obs, act, method="reconstruction")
+    reconstruction = ReconstructionRefiner(fitted).refine(obs, act)
     fitted.config.decode = "direct"
     try:
         at_zero = fitted.refine(obs, act, strength=0.0)
@@ -119,11 +125,12 @@ def test_refine_is_deterministic_and_save_load_round_trip(fitted, hopper_windows
     np.testing.assert_array_equal(again.predicted_gain, first.predicted_gain)
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
     np.testing.assert_array_equal(loaded.held_out_episodes, fitted.held_out_episodes)
-    with pytest.raises(RuntimeError, match="training bank"):
-        loaded.refine(obs, act, method="nearest")
+    with pytest.raises(RuntimeError, match="NearestImprovedRefiner is not fitted"):
+        NearestImprovedRefiner(loaded).refine(obs, act)
     with_bank = TrajectoryRefiner.load(fitted.save(tmp_path / "with_bank", include_bank=True))
     np.testing.assert_array_equal(
-        with_bank.refine(obs, act, method="nearest").actions, fitted.refine(obs, act, method="nearest").actions
+        NearestImprovedRefiner(with_bank).refine(obs, act).actions,
+        NearestImprovedRefiner(fitted).refine(obs, act).actions,
     )
 
 
@@ -228,8 +235,8 @@ def test_bad_inputs(fitted, hopper_windows):
         fitted.refine(bad, act)
     with pytest.raises(ValueError, match="strength must be a finite number >= 0"):
         fitted.refine(obs, act, strength=-0.1)
-    with pytest.raises(ValueError, match="method must be one of"):
-        fitted.refine(obs, act, method="magic")
+    with pytest.raises(TypeError, match="method"):
+        fitted.refine(obs, act, method="nearest")
     with pytest.raises(RuntimeError, match="not fitted"):
         TrajectoryRefiner(window=8).refine(obs, act)
     with pytest.raises(TypeError, match="unknown argument 'windw'"):

@@ -25,12 +25,29 @@ from ctflow_gym import (
 )
 from ctflow_gym.checkpoint import load_tensors, read_checkpoint_meta, save_checkpoint
 from ctflow_gym.data import make_windows
-from ctflow_gym.refine import REFINERS, refiner_kind
+from ctflow_gym.refine import (
+    REFINERS,
+    NearestImprovedRefiner,
+    NonLocalRefiner,
+    RandomImprovedRefiner,
+    ReconstructionRefiner,
+    refiner_kind,
+)
 from ctflow_gym.refine.ensemble import RefinerEnsemble, agreement
 from ctflow_gym.refine.evaluation import evaluate_refinement, held_out_windows
 from ctflow_gym.refine.perturbation import GaussianPerturbation
 
-FAMILIES = ["TrajectoryRefiner", "FTBRefiner", "ShiftTowardTarget", "GaussianPerturbation", "RefinerEnsemble"]
+FAMILIES = [
+    "TrajectoryRefiner",
+    "FTBRefiner",
+    "ShiftTowardTarget",
+    "GaussianPerturbation",
+    "RefinerEnsemble",
+    "NearestImprovedRefiner",
+    "RandomImprovedRefiner",
+    "ReconstructionRefiner",
+    "NonLocalRefiner",
+]
 
 
 TINY_FTB = dict(
@@ -78,7 +95,7 @@ class ShiftTowardTarget:
 @pytest.fixture(scope="module")
 def refiners(random_dataset):
     """A fitted instance of every refiner family (one per registered class)."""
-    flow = TrajectoryRefiner(
+    tiny = dict(
         window=8,
         ae_steps=150,
         flow_steps=150,
@@ -86,7 +103,8 @@ def refiners(random_dataset):
         inverse_dynamics_steps=150,
         ae_hidden=64,
         flow_hidden=64,
-    ).fit(random_dataset, progress_bar=False)
+    )
+    flow = TrajectoryRefiner(**tiny).fit(random_dataset, progress_bar=False)
     shift = ShiftTowardTarget(np.array([0.3, -0.2, 0.1], np.float32))
     ftb = FTBRefiner(**TINY_FTB).fit(random_dataset, progress_bar=False)
     return {
@@ -95,6 +113,10 @@ def refiners(random_dataset):
         "ShiftTowardTarget": shift,
         "GaussianPerturbation": GaussianPerturbation("Hopper-v5", window=8, sigma=0.2),
         "RefinerEnsemble": RefinerEnsemble([flow, shift]),
+        "NearestImprovedRefiner": NearestImprovedRefiner(flow),
+        "RandomImprovedRefiner": RandomImprovedRefiner(flow),
+        "ReconstructionRefiner": ReconstructionRefiner(flow),
+        "NonLocalRefiner": NonLocalRefiner(**tiny).fit(random_dataset, progress_bar=False),
     }
 
 
@@ -346,3 +368,32 @@ def test_gaussian_perturbation_treats_one_window_as_a_batch_of_one_and_checks_sh
         noise.refine(windows.observations, windows.actions[:, :4])
     with pytest.raises(ValueError, match=r"observations must have shape \(12, 8, 11\)"):
         noise.refine(windows.observations[:, :, :5], windows.actions)
+
+
+def test_the_paper_baselines_are_the_same_replacements_as_before_and_fit_themselves(refiners, windows, random_dataset):
+    flow = refiners["TrajectoryRefiner"]
+    nearest = NearestImprovedRefiner(flow).refine(windows.observations, windows.actions)
+    # the nearest improved training window replaces each source: its actions are a training window's
+    bank_actions = flow.bank.actions.reshape(len(flow.bank.actions), -1)
+    rows = nearest.actions.reshape(len(nearest.actions), -1)
+    assert all(np.any(np.all(np.isclose(bank_actions, row, atol=1e-5), axis=1)) for row in rows)
+    random_a = RandomImprovedRefiner(flow).refine(windows.observations, windows.actions, seed=1)
+    random_b = RandomImprovedRefiner(flow).refine(windows.observations, windows.actions, seed=1)
+    np.testing.assert_array_equal(random_a.actions, random_b.actions)
+    fitted = NearestImprovedRefiner(**flow.config.to_dict()).fit(random_dataset, progress_bar=False)
+    np.testing.assert_array_equal(fitted.refine(windows.observations, windows.actions).actions, nearest.actions)
+    assert NonLocalRefiner(window=8).config.targets == "nonlocal"
+
+
+def test_the_paper_baselines_refuse_bad_input(refiners, windows):
+    flow = refiners["TrajectoryRefiner"]
+    with pytest.raises(TypeError, match="a refiner or RefinerConfig fields, not both"):
+        NearestImprovedRefiner(flow, window=8)
+    with pytest.raises(TypeError, match="refiner must be a TrajectoryRefiner"):
+        NearestImprovedRefiner(refiners["FTBRefiner"])
+    with pytest.raises(TypeError, match="takes no options"):
+        ReconstructionRefiner(flow).refine(windows.observations, windows.actions, steps=3)
+    with pytest.raises(RuntimeError, match="RandomImprovedRefiner is not fitted"):
+        RandomImprovedRefiner(window=8).refine(windows.observations, windows.actions)
+    with pytest.raises(ValueError, match="targets: NonLocalRefiner trains on non-local pairs"):
+        NonLocalRefiner(targets="local")

@@ -5,6 +5,7 @@ import pytest
 
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import Windows, make_windows, split_episodes
+from ctflow_gym.refine import NearestImprovedRefiner
 from ctflow_gym.refine.evaluation import evaluate_refinement
 from ctflow_gym.refine.plotting import plot_refinement_path
 from ctflow_gym.replay import closed_loop_returns, dynamics_error
@@ -49,8 +50,8 @@ def test_report_at_strength_zero_is_a_no_op(setup):
     assert report["realized_gain"]["mean"] == 0.0
     assert report["action_deviation"]["mean"] == 0.0
     assert report["proxy_gain"]["mean"] == 0.0
-    report = evaluate_refinement(refiner, held, strength=1.0, method="nearest")
-    assert report["action_deviation"]["mean"] > 0
+    report = evaluate_refinement(NearestImprovedRefiner(refiner), held, strength=1.0)
+    assert report["action_deviation"]["mean"] > 0 and report["refiner"] == "NearestImprovedRefiner"
     assert set(report) >= {"proxy_gain", "realized_gain", "dynamics_error", "source_dynamics_error", "latent_deviation"}
 
 

@@ -8,7 +8,7 @@ Kinds of dataset, named as in D4RL:
 - ``medium-replay``: every transition an SB3 SAC run sees while it learns from
   scratch, up to the point where its deterministic evaluation return reaches
   ``target_return`` (after at least ``min_steps``). The SAC policy at that point is
-  saved next to the dataset: it is "the medium policy".
+  saved next to the dataset: it is "the medium policy" (:mod:`ctflow_gym.data.sac_recording`).
 - ``medium-expert``: half rollouts of the medium policy, half of an expert policy.
 - ``waypoint``: PointMaze only (``ctflow/PointMaze*-v0``): a shortest-path planner over
   the maze's cells and a noisy PD controller, as D4RL's maze2d and Minari's pointmaze
@@ -51,6 +51,7 @@ from ctflow_gym.atomic import move_into_place, scratch_folder
 from ctflow_gym.data.actor_policies import behaviour_policy, is_actor_checkpoint
 from ctflow_gym.data.maze_planner import roll_out_waypoints
 from ctflow_gym.data.minari_io import POLICY_FILE, finish_dataset, minari_root, minari_root_at
+from ctflow_gym.data.sac_recording import SeededResets, train_sac_recording
 from ctflow_gym.data.scores import d4rl_reference_returns
 from ctflow_gym.data.validation import require_continuous_actions
 from ctflow_gym.envs.point_maze import POINT_MAZES, is_point_maze
@@ -173,23 +174,6 @@ class _SimStateOnly(StepDataCallback):
         return step_data
 
 
-class _SeededResets(gym.Wrapper):
-    """Gives every reset without a seed one drawn from a seeded generator.
-
-    SB3 and Minari otherwise reseed episodes from OS entropy, which would make
-    builds irreproducible.
-    """
-
-    def __init__(self, env: gym.Env, seed: int):
-        super().__init__(env)
-        self._rng = np.random.default_rng(seed)
-
-    def reset(self, *, seed=None, options=None):
-        if seed is None:
-            seed = int(self._rng.integers(2**31 - 1))
-        return self.env.reset(seed=seed, options=options)
-
-
 def make_recording_env(env_id: str, seed: int) -> DataCollector:
     """A Minari ``DataCollector`` over ``env_id`` that records simulator states.
 
@@ -211,112 +195,6 @@ def _roll_out(env: gym.Env, policy: Policy | None, n_steps: int, seed: int, show
         obs, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             obs, _ = env.reset()
-
-
-def _import_minari_lazy_modules() -> None:
-    """Import now what Minari's episode buffer imports at the first recorded step.
-
-    Minari (``create`` extra) imports jax there, and importing jax draws from numpy's
-    global RNG, which SB3 has seeded for its replay sampling: only the first build in a
-    process would see that draw, so two builds in one process would differ.
-    """
-    try:
-        import jax.tree_util  # noqa: F401
-    except ImportError:  # a Minari without jax does not import it either
-        pass
-
-
-def _train_sac_recording(collector: gym.Env, config: BuildConfig, policy_path: Path) -> dict[str, Any]:
-    """Run SB3 SAC on ``collector`` until its evaluation return reaches the target."""
-    import torch
-    from stable_baselines3 import SAC
-    from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.evaluation import evaluate_policy
-    from stable_baselines3.common.logger import Logger
-    from stable_baselines3.common.monitor import Monitor
-
-    target = config.target_return
-    if target is None:
-        _, expert = d4rl_reference_returns(config.env_id)
-        target = expert / 3.0
-    eval_env = Monitor(_SeededResets(gym.make(config.env_id), config.seed + 10_000))
-    history: list[dict[str, float]] = []
-
-    best_episode = [-np.inf]
-    started = time.time()
-    stop_reason = ["n_steps"]
-
-    class StopAtTarget(BaseCallback):
-        """Stops SAC once it is at medium level and the data holds a medium episode."""
-
-        def _on_step(self) -> bool:
-            bar.update(self.num_timesteps - bar.n)
-            for info in self.locals.get("infos", ()):
-                if "episode" in info:
-                    best_episode[0] = max(best_episode[0], float(info["episode"]["r"]))
-            if self.num_timesteps % config.eval_every:
-                return True
-            mean, std = evaluate_policy(self.model, eval_env, n_eval_episodes=config.eval_episodes, deterministic=True)
-            history.append(
-                {
-                    "step": self.num_timesteps,
-                    "eval_return_mean": float(mean),
-                    "eval_return_std": float(std),
-                    "best_recorded_return": best_episode[0],
-                }
-            )
-            print(
-                f"[medium-replay] step {self.num_timesteps}: eval return {mean:.1f} +- {std:.1f}, "
-                f"best recorded episode {best_episode[0]:.1f}",
-                file=sys.stderr,
-                flush=True,
-            )
-            if mean >= target and best_episode[0] >= target and self.num_timesteps >= config.min_steps:
-                stop_reason[0] = "target_return"
-                return False
-            if config.max_minutes is not None and time.time() - started > 60 * config.max_minutes:
-                stop_reason[0] = "max_minutes"
-                return False
-            return True
-
-    _import_minari_lazy_modules()
-    sac_kwargs = {"learning_starts": 10_000, **(config.sac_kwargs or {})}
-    model = SAC("MlpPolicy", collector, seed=config.seed, device=config.device, verbose=0, **sac_kwargs)
-    # SB3's default logger makes an empty folder SB3-<date> in the temp dir at every learn;
-    # the build reports through its callback, so SB3's records go nowhere.
-    model.set_logger(Logger(folder=None, output_formats=[]))
-    # SB3's own bar (rich) redraws many times a second; this one stays quiet in logs.
-    show = config.progress_bar
-    bar = progress.progress_bar(total=config.n_steps, desc="medium-replay", unit="step", disable=not show)
-    # One torch thread: multi-threaded matrix products may sum in another order on another
-    # core count, and a recipe's medium-replay build must repeat bit for bit anywhere.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with bar:
-            model.learn(total_timesteps=config.n_steps, callback=StopAtTarget())
-    finally:
-        torch.set_num_threads(threads)
-    # The optimisers' moment estimates double the file size and matter only to whoever
-    # continues training; SAC.load then starts Adam afresh.
-    for optimizer in (model.actor.optimizer, model.critic.optimizer, getattr(model, "ent_coef_optimizer", None)):
-        if optimizer is not None:
-            optimizer.state.clear()
-    model.save(policy_path)
-    reached = bool(history) and min(history[-1]["eval_return_mean"], best_episode[0]) >= target
-    if not reached:
-        print(
-            f"[medium-replay] warning: SAC did not reach target_return={target:.0f} within n_steps={config.n_steps}",
-            file=sys.stderr,
-        )
-    return {
-        "target_return": target,
-        "target_reached": reached,
-        "stop_reason": stop_reason[0],
-        "sac_steps": int(model.num_timesteps),
-        "sac_kwargs": sac_kwargs,
-        "eval_history": history,
-    }
 
 
 def build_dataset(config: BuildConfig) -> Path:
@@ -416,7 +294,7 @@ def _finish(dataset, config: BuildConfig, started: float, extra: dict[str, Any])
 
 def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> dict[str, Any]:
     show = config.progress_bar
-    seeded = _SeededResets(collector, config.seed)
+    seeded = SeededResets(collector, config.seed)
     if config.kind == "random":
         _roll_out(seeded, None, config.n_steps, config.seed, show, "random")
         return {}
@@ -424,7 +302,7 @@ def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> di
         roll_out_waypoints(seeded, config.n_steps, config.seed, show)
         return {}
     if config.kind == "medium-replay":
-        return _train_sac_recording(seeded, config, scratch / POLICY_FILE)
+        return train_sac_recording(seeded, config, scratch / POLICY_FILE)
     medium = behaviour_policy(config.policy, config.policy_algo, config.env_id, config.deterministic, config.seed)
     if config.kind == "medium":
         _roll_out(seeded, medium, config.n_steps, config.seed, show, "medium")

@@ -8,13 +8,15 @@
   source-conditioned flow matching, the paper's baselines);
 - :class:`FTBRefiner`: Flow to Better (:mod:`~ctflow_gym.refine.ftb`), a better window generated
   conditioned on the worse one, and its iterative improvement;
+- :class:`NearestImprovedRefiner`, :class:`RandomImprovedRefiner`, :class:`ReconstructionRefiner`,
+  :class:`NonLocalRefiner`: the CTF paper's baselines as families (:mod:`~ctflow_gym.refine.replacement`);
 - :class:`GaussianPerturbation`: blind search as a family, the baseline to beat;
 - :class:`DatasetValueFunction`: V fitted on logged data (verification, bootstrapped feedback);
 - :mod:`~ctflow_gym.refine.execution` with :class:`InverseDynamics`: open-loop or tracked execution;
 - :mod:`~ctflow_gym.refine.evaluation`: proxy, deviations and the closed-loop truth.
 """
 
-from ctflow_gym.refine.config import METHODS, RefinerConfig
+from ctflow_gym.refine.config import RefinerConfig
 from ctflow_gym.refine.contract import RefinementResult, Refiner, refiner_checkpoint_path, require_refiner
 from ctflow_gym.refine.ensemble import RefinerEnsemble
 from ctflow_gym.refine.execution import EXECUTIONS, resolve_execution
@@ -25,6 +27,12 @@ from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nonlocal_pairs
 from ctflow_gym.refine.perturbation import GaussianPerturbation
 from ctflow_gym.refine.refiner import TrajectoryRefiner
 from ctflow_gym.refine.registry import REFINERS, load_refiner, refiner_kind, register_refiner
+from ctflow_gym.refine.replacement import (
+    NearestImprovedRefiner,
+    NonLocalRefiner,
+    RandomImprovedRefiner,
+    ReconstructionRefiner,
+)
 from ctflow_gym.refine.value_function import DatasetValueFunction, ValueFunctionConfig
 
 __all__ = [
@@ -34,10 +42,13 @@ __all__ = [
     "FTBRefiner",
     "GaussianPerturbation",
     "InverseDynamics",
+    "NearestImprovedRefiner",
+    "NonLocalRefiner",
+    "RandomImprovedRefiner",
+    "ReconstructionRefiner",
     "RefinerEnsemble",
     "ValueFunctionConfig",
     "resolve_execution",
-    "METHODS",
     "REFINERS",
     "PreferencePairs",
     "RefinementResult",

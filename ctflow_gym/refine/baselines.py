@@ -1,11 +1,9 @@
-"""The paper's replacement baselines (Table 1), which draw from the training windows.
+"""The training windows the paper's replacement baselines (Table 1) draw from.
 
 - ``"nearest"``: the nearest improved neighbour in latent space replaces the source;
 - ``"random"``: a random improved training window replaces it.
 
-(The non-local flow matching baseline is the same flow with other pairs,
-``TrajectoryRefiner(targets="nonlocal")``; autoencoder reconstruction is
-``refine(method="reconstruction")``.)
+The baselines themselves are refiner families (:mod:`~ctflow_gym.refine.replacement`).
 """
 
 from __future__ import annotations

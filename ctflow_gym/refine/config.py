@@ -9,7 +9,6 @@ from ctflow_gym.refine.neighbours import require_index
 REFINER_FEEDBACKS = ("return", "return_to_go", "advantage", "bootstrapped_advantage")
 DECODE_MODES = ("residual", "direct")
 TARGET_MODES = ("local", "nonlocal")
-METHODS = ("flow", "nearest", "random", "reconstruction")
 
 
 def configured(config, overrides: dict, owner: str):

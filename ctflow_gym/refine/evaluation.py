@@ -111,7 +111,7 @@ def evaluate_refinement(
     ``realized_score_gain``: the gain in window return + gamma^H V(end state) (0 after a
     termination), which also charges a refinement for the state it leaves behind.
     ``refine_options`` go to ``refiner.refine`` (for :class:`TrajectoryRefiner`:
-    ``method``, ``steps``, ``seed``); the report records the method and execution.
+    ``steps``, ``seed``, ``noise``); the report records the refiner's family and the execution.
     ``workers`` > 1 spreads the replays over that many processes (same numbers).
     """
     require_refiner(refiner)
@@ -123,7 +123,7 @@ def evaluate_refinement(
         raise ValueError("windows.env_id is unknown; closed-loop and validity checks need the env")
     result = refiner.refine(windows.observations, windows.actions, strength=strength, **refine_options)
     report: dict[str, Any] = {
-        "method": refine_options.get("method", "flow"),
+        "refiner": type(refiner).__name__,
         "strength": strength,
         "execution": execution,
         "windows": len(windows),

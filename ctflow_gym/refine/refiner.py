@@ -6,8 +6,8 @@ standardised latent space (:mod:`~ctflow_gym.refine.pairs`), (3) the source-cond
 flow by flow matching (Eq. 2, :func:`~ctflow_gym.refine.losses.flow_matching_loss`);
 and, for evaluation only, (4) a return predictor on held-out episodes
 (:mod:`~ctflow_gym.refine.feedback`). ``refine`` integrates the flow from each source
-latent to t = strength and decodes. The paper's replacement baselines
-(:mod:`~ctflow_gym.refine.baselines`) are methods of the same object.
+latent to t = strength and decodes. The paper's baselines are refiner families of
+their own in the same latent space (:mod:`~ctflow_gym.refine.replacement`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,6 @@ import numpy as np
 import torch
 
 from ctflow_gym.checkpoint import (
-    load_module_tensors,
-    load_tensors,
-    module_tensors,
     read_checkpoint_meta,
     require_meta_keys,
     save_checkpoint,
@@ -34,7 +31,7 @@ from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.models import SourceConditionedVelocity, TrajectoryAutoencoder
 from ctflow_gym.refine.baselines import TrainingBank
 from ctflow_gym.refine.codec import LatentCodec, batched
-from ctflow_gym.refine.config import METHODS, RefinerConfig, configured
+from ctflow_gym.refine.config import RefinerConfig, configured
 from ctflow_gym.refine.contract import RefinementResult
 from ctflow_gym.refine.feedback import FeedbackModel
 from ctflow_gym.refine.fit_inputs import training_feedback, windows_to_fit
@@ -42,6 +39,7 @@ from ctflow_gym.refine.integration import integrate
 from ctflow_gym.refine.inverse_dynamics import InverseDynamics
 from ctflow_gym.refine.losses import autoencoder_loss, flow_matching_loss
 from ctflow_gym.refine.pairs import PreferencePairs, local_pairs, nonlocal_pairs
+from ctflow_gym.refine.refiner_files import checkpoint_contents, restore_contents
 from ctflow_gym.refine.registry import refiner_kind, register_refiner
 from ctflow_gym.refine.training import train_minibatch
 from ctflow_gym.refine.value_function import DatasetValueFunction
@@ -312,7 +310,6 @@ class TrajectoryRefiner:
         actions=None,
         strength: float = 1.0,
         steps: int | None = None,
-        method: str = "flow",
         seed: int = 0,
         noise: float = 0.0,
     ) -> RefinementResult:
@@ -325,11 +322,8 @@ class TrajectoryRefiner:
             strength: alpha >= 0; 0 returns the source (exactly with residual
                 decoding), 1 the learned target, > 1 extrapolates.
             steps: Euler steps (default ``config.euler_steps``).
-            method: ``"flow"`` (ours), ``"nearest"`` (nearest improved neighbour in the
-                training bank replaces the source), ``"random"`` (a random improved
-                training window replaces it), ``"reconstruction"`` (D(E(tau))).
-            seed: seeds ``"random"`` and ``noise``.
-            noise: sampling (``"flow"`` only): the flow starts from z_src + strength *
+            seed: seeds ``noise``.
+            noise: sampling: the flow starts from z_src + strength *
                 noise * eps, eps ~ N(0, I) drawn with ``seed`` in standardised latent
                 units, so several seeds give several samples around the learned
                 refinement (candidates to verify); 0 (default) is deterministic, and
@@ -341,8 +335,6 @@ class TrajectoryRefiner:
         if actions is None:
             raise ValueError("actions are required unless observations is a Windows batch")
         require_strength(strength)
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}; got {method!r}")
         steps = self.config.euler_steps if steps is None else steps
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer; got {steps!r}")
@@ -353,25 +345,25 @@ class TrajectoryRefiner:
 
         if not np.isfinite(noise) or noise < 0:
             raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
-        if method == "flow":
-            z_start = z_src
-            if noise > 0 and strength > 0:
-                generator = torch.Generator(device="cpu").manual_seed(int(seed))
-                eps = torch.randn(z_src.shape, generator=generator).to(z_src)
-                z_start = z_src + strength * noise * eps
-            z_ref = batched(lambda z: integrate(self.velocity, z, strength, steps)[0], z_start)
-            refined_obs, refined_act = codec.decode_refined(z_ref, z_src, src_obs, src_act, self.config.decode)
-        elif method == "reconstruction":
-            z_ref = z_src
-            refined_obs, refined_act = codec.to_raw(*codec.decode(z_src))
-        else:
-            if self.bank is None:
-                raise RuntimeError(
-                    f"method={method!r} needs the training bank; it is kept after fit() and saved with "
-                    "save(path, include_bank=True)"
-                )
-            z_ref, new_obs, new_act = self.bank.replace(codec, z_src, method, self.margin, seed)
-            refined_obs, refined_act = codec.to_raw(new_obs, new_act)
+        z_start = z_src
+        if noise > 0 and strength > 0:
+            generator = torch.Generator(device="cpu").manual_seed(int(seed))
+            eps = torch.randn(z_src.shape, generator=generator).to(z_src)
+            z_start = z_src + strength * noise * eps
+        z_ref = batched(lambda z: integrate(self.velocity, z, strength, steps)[0], z_start)
+        refined_obs, refined_act = codec.decode_refined(z_ref, z_src, src_obs, src_act, self.config.decode)
+        return self.refinement_result(z_src, z_ref, refined_obs, refined_act, act)
+
+    @torch.no_grad()
+    def refinement_result(self, z_src, z_ref, refined_obs, refined_act, source_actions) -> RefinementResult:
+        """The :class:`RefinementResult` of windows moved from latents ``z_src`` to ``z_ref``.
+
+        ``refined_obs`` / ``refined_act`` are raw arrays, ``source_actions`` the sources'
+        normalised actions (a tensor). The predicted gain is the held-out return
+        predictor's (None without one). Shared with the families built in this
+        refiner's latent space (:mod:`~ctflow_gym.refine.replacement`).
+        """
+        codec = self.codec
         predicted_gain = None
         if self.predictor is not None:
             # The sources are already encoded (z_src); only the refined windows need encoding.
@@ -382,7 +374,7 @@ class TrajectoryRefiner:
             observations=refined_obs.astype(np.float32),
             actions=refined_act.astype(np.float32),
             predicted_gain=predicted_gain,
-            action_deviation=codec.action_deviation(refined_act, act),
+            action_deviation=codec.action_deviation(refined_act, source_actions),
             source_latents=z_src_np,
             refined_latents=z_ref_np,
             latent_deviation=np.linalg.norm(z_ref_np - z_src_np, axis=1),
@@ -419,31 +411,12 @@ class TrajectoryRefiner:
     def save(self, path: str | os.PathLike, include_bank: bool = False) -> Path:
         """Write the refiner to the checkpoint folder ``path`` (:mod:`ctflow_gym.checkpoint`).
 
-        ``include_bank`` also stores the training windows the ``"nearest"`` and
-        ``"random"`` baselines draw from (large: N x H x (obs + act) floats). Returns the
-        folder and sets ``checkpoint_path`` to it.
+        ``include_bank`` also stores the training windows the nearest and random
+        improved baselines draw from (:mod:`~ctflow_gym.refine.replacement`; large: N x H x
+        (obs + act) floats). Returns the folder and sets ``checkpoint_path`` to it.
         """
         self._require_fitted()
-        tensors = {**self.codec.tensors(), **module_tensors({"velocity": self.velocity})}
-        if self.predictor is not None:
-            tensors.update(self.predictor.tensors("predictor"))
-        if self.inverse_dynamics is not None:
-            tensors.update(self.inverse_dynamics.tensors("inverse_dynamics"))
-        if self.value_function is not None:
-            tensors.update(self.value_function.tensors("value_function"))
-        extra = {}
-        if include_bank and self.bank is not None:
-            extra["bank"] = {k: torch.as_tensor(np.ascontiguousarray(v)) for k, v in self.bank.arrays().items()}
-        meta = {
-            "config": self.config.to_dict(),
-            "codec": self.codec.meta(),
-            "predictor": None if self.predictor is None else self.predictor.meta(),
-            "inverse_dynamics": None if self.inverse_dynamics is None else self.inverse_dynamics.meta(),
-            "value_function": None if self.value_function is None else self.value_function.meta(),
-            "margin": self.margin,
-            "env_id": self.env_id,
-            "fit_info": self.fit_info,
-        }
+        meta, tensors, extra = checkpoint_contents(self, include_bank)
         saved = save_checkpoint(path, refiner_kind(type(self)), meta, tensors, extra_tensors=extra)
         self.checkpoint_path = str(Path(saved).resolve())
         return saved
@@ -457,32 +430,6 @@ class TrajectoryRefiner:
         if device is not None:
             config.device = device
         refiner = cls(config)
-        cfg = refiner.config
-        tensors = load_tensors(path, device=refiner.device)
-        codec_meta = meta["codec"]
-        autoencoder = TrajectoryAutoencoder(
-            cfg.window, codec_meta["obs_dim"], codec_meta["act_dim"], cfg.latent_dim, cfg.ae_hidden, cfg.ae_layers
-        ).to(refiner.device)
-        refiner.codec = LatentCodec.from_saved(codec_meta, tensors, autoencoder)
-        refiner.velocity = SourceConditionedVelocity(cfg.latent_dim, cfg.flow_hidden, cfg.flow_layers).to(
-            refiner.device
-        )
-        load_module_tensors({"velocity": refiner.velocity}, tensors, path)
-        refiner.velocity.eval()
-        if meta["predictor"] is not None:
-            refiner.predictor = FeedbackModel.from_saved(meta["predictor"], tensors, "predictor", refiner.device, path)
-        if meta.get("inverse_dynamics") is not None:
-            refiner.inverse_dynamics = InverseDynamics.from_saved(
-                meta["inverse_dynamics"], tensors, "inverse_dynamics", refiner.device, path
-            )
-        if meta.get("value_function") is not None:
-            refiner.value_function = DatasetValueFunction.from_saved(
-                meta["value_function"], tensors, path, "value_function", refiner.device
-            )
-        refiner.margin = meta["margin"]
-        refiner.env_id = meta["env_id"]
-        refiner.fit_info = meta["fit_info"]
-        if (Path(path) / "bank.safetensors").is_file():
-            refiner.bank = TrainingBank(**{k: v.numpy() for k, v in load_tensors(path, "bank").items()})
+        restore_contents(refiner, path, meta)
         refiner.checkpoint_path = str(Path(path).resolve())
         return refiner
