@@ -342,3 +342,20 @@ def test_policy_improvement_of_a_datasets_best_episodes(random_dataset_path, tmp
     assert learners[0] == "BC, best 50% episodes" and len(learners) == 7  # no separate filtered row
     assert data["rows"][0]["transitions"] == best.total_steps
     assert "the policy: BC on the data improved" in path.with_suffix(".md").read_text()
+
+
+def test_distillation(random_dataset_path, tmp_path):
+    """The policy, its verified refined version and BC distilled from each expert round by round, tiny budgets."""
+    argv = ["--dataset", str(random_dataset_path), "--window", "8", "--refiner-steps", "30", "--continuation", "5"]
+    argv += ["--candidates", "2", "--teacher-episodes", "1", "--rounds", "1", "--round-episodes", "1"]
+    argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
+    path = bench("distillation").main(argv)
+    data = written(path, "policy", "fit", "teacher", "distilled")
+    assert set(data["distilled"]) == {"refined", "policy"}
+    for kind, (run,) in data["distilled"].items():
+        zero, one = run["rounds"]
+        assert (zero["rolled_out_by"], one["rolled_out_by"]) == ("teacher", "learner")
+        assert one["learner"]["transitions"] == zero["steps"] + one["steps"]
+    assert data["distilled"]["policy"][0]["rounds"][0]["refined_windows"] == 0  # strength 0: the policy's windows
+    text = path.with_suffix(".md").read_text()
+    assert "distilled from the verified refined policy, round 1" in text and "plain DAgger" in text

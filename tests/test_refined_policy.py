@@ -44,6 +44,12 @@ def test_strength_zero_is_the_base_policy_exactly(refiner, sac):
     attached = _episode_returns(RefinedPolicy(sac, refiner, env, strength=0.0, verify=False), env)
     np.testing.assert_array_equal(base[0], attached[0])
     np.testing.assert_array_equal(base[1], attached[1])
+    env = gym.make("Hopper-v5", max_episode_steps=60)
+    env.reset(seed=11)
+    verified = RefinedPolicy(sac, refiner, env, strength=0.0, verify=True, continuation=4)
+    np.testing.assert_array_equal(_episode_returns(verified, env)[0], base[0])
+    # the source window itself, replayed, never beats the base window (the same sum in the same order)
+    assert verified.history and not any(record["refined"] for record in verified.history)
 
 
 def test_verified_refinement_runs_under_evaluate_policy(refiner, sac):

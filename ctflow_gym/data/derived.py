@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import minari
+from gymnasium.envs.registration import EnvSpec
 from minari import MinariDataset
 from minari.data_collector import EpisodeBuffer
 
@@ -64,7 +65,7 @@ def write_dataset_atomically(
 
 
 def write_derived_dataset(
-    source: MinariDataset,
+    source: MinariDataset | EnvSpec,
     buffers: Sequence[EpisodeBuffer],
     dataset_id: str,
     root: str | os.PathLike,
@@ -77,6 +78,9 @@ def write_derived_dataset(
     extra_files: Iterable[str | os.PathLike] = (),
 ) -> Path:
     """Write the episodes ``buffers`` as the dataset ``dataset_id`` under ``root``, in the env of ``source``.
+
+    ``source`` is the dataset the episodes come from, or the env's spec for episodes that
+    come from no dataset (then without reference scores).
 
     The dataset is made by ``minari.create_dataset_from_buffers`` with ``source``'s env
     spec as both env and eval env, the ``ref_min_score`` / ``ref_max_score`` of
@@ -92,7 +96,8 @@ def write_derived_dataset(
     is ever left at the target. Whatever Minari raises while writing propagates, with
     the target as it was. Returns the folder written.
     """
-    metadata = source.storage.metadata
+    env_spec = source if isinstance(source, EnvSpec) else source.env_spec
+    metadata = {} if isinstance(source, EnvSpec) else source.storage.metadata
 
     def create() -> MinariDataset:
         with warnings.catch_warnings():
@@ -100,8 +105,8 @@ def write_derived_dataset(
             return minari.create_dataset_from_buffers(
                 dataset_id,
                 buffer=list(buffers),
-                env=source.env_spec,
-                eval_env=source.env_spec.id,
+                env=env_spec,
+                eval_env=env_spec.id,
                 algorithm_name=algorithm_name,
                 code_permalink=code_permalink,
                 author="ctflow_gym",

@@ -29,7 +29,8 @@ class NothingImprovedError(ValueError):
     """No window was kept, so no dataset was written (the report of the attempt says why)."""
 
 
-def _realised_buffer(episode_id: int, realised: RealisedWindow) -> EpisodeBuffer:
+def realised_buffer(episode_id: int, realised: RealisedWindow) -> EpisodeBuffer:
+    """``realised`` as the Minari episode ``episode_id`` (truncated unless it terminated; with its simulator states)."""
     n = len(realised)
     return EpisodeBuffer(
         id=episode_id,
@@ -88,7 +89,7 @@ def write_improved_dataset(
             for start, stop in _kept_spans(len(episode.actions), cut.get(int(episode.id), [])):
                 buffers.append(episode_buffer(len(buffers), episode, SIM_STATE_INFO_KEY, start, stop))
     for window in realised:
-        buffers.append(_realised_buffer(len(buffers), window))
+        buffers.append(realised_buffer(len(buffers), window))
     if not buffers:
         raise NothingImprovedError("no window was improved, so there is nothing to write")
     return _write_buffers(source, buffers, dataset_id, root, record, description)

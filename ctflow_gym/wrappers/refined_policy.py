@@ -165,7 +165,7 @@ class RefinedPolicy:
         if episode_start is not None and np.any(episode_start):
             self._plan = None
         if self._plan is None or self._step >= min(len(self._plan), self.replan_every):
-            self._plan, self._step = self._plan_window(obs), 0
+            self._plan, self._step = self.plan(obs), 0
         plan, t = self._plan, self._step
         action = plan.action(obs, t) if isinstance(plan, ActionPlan) else plan[t]
         self._step += 1
@@ -187,7 +187,16 @@ class RefinedPolicy:
                 break
         return window_score(total, observation, terminated, self.value_fn, self.gamma, steps)
 
-    def _plan_window(self, observation: np.ndarray):
+    def plan(self, observation: np.ndarray):
+        """The window ``predict`` executes from the env's current state, whose observation is ``observation``.
+
+        Looks ahead, refines and (with ``verify``) replays and chooses, as described in the
+        class docstring, and leaves the env exactly where it was. Returns the chosen
+        window's actions, (H, act_dim), or an :class:`~ctflow_gym.replay.stepping.ActionPlan`
+        for tracked execution; the base policy's actions (fewer than H where the look-ahead
+        episode ends inside the window) when the base window is kept. Appends its record
+        to ``history``. What :func:`ctflow_gym.improve.distill` asks of a teacher.
+        """
         if self._snapshots:
             base, start = self.env.unwrapped, capture_snapshot(self.env)
         else:
@@ -219,13 +228,14 @@ class RefinedPolicy:
                 window_index=len(self.history),
             )
             chosen = made[0]
-            record: dict[str, Any] = {"refined": True, "source_return": float(np.sum(rewards))}
+            # summed in step order, as every replay sums its window: an identical window scores exactly the same
+            record: dict[str, Any] = {"refined": True, "source_return": float(sum(rewards))}
             if not self.verify and getattr(chosen.result, "gated", None) is not None and chosen.result.gated[0]:
                 record.update(refined=False, reason="the refiner's agreement gate kept the base window")
                 self.history.append(record)
                 return actions
             if self.verify:
-                source_score = self._score(float(np.sum(rewards)), obs, terminated)
+                source_score = self._score(record["source_return"], obs, terminated)
                 best, replays, scores, _ = replay_candidates(
                     self.env,
                     start,

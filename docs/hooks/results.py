@@ -50,6 +50,7 @@ except ImportError:  # rendering a benchmark's .md without MkDocs installed
 sys.path.append(str(Path(__file__).resolve().parent))
 
 from results_parts.datasets import render_datasets, render_improve_extract, render_policy_improvement
+from results_parts.distillation import render_distillation
 from results_parts.formatting import Page
 from results_parts.gtp_diagnostics import (
     render_candidate_count,
@@ -103,6 +104,7 @@ RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "datasets": render_datasets,
     "improve_extract": render_improve_extract,
     "policy_improvement": render_policy_improvement,
+    "distillation": render_distillation,
 }
 
 

@@ -1,0 +1,163 @@
+"""A policy improved by distilling its verified refined version: DAgger with ``RefinedPolicy`` as the expert.
+
+Goal 3 of the improve-then-extract issue asks for a user's policy made better without a
+refiner at run time. ``RefinedPolicy(policy, refiner, env, verify=True, continuation=C)``
+is better than the policy when C sees far enough ahead, but needs the refiner and the
+simulator; :func:`ctflow_gym.improve.distill` makes a standalone policy of it. Stages
+(each a cached run under ``<out>/<name>_runs/``, so a rerun resumes; a distillation
+killed in the middle resumes from its dataset in ``--work``):
+
+1. the policy alone, deterministic, ``--episodes`` episodes (reset seeds 1000..);
+2. CTFlow's ``TrajectoryRefiner`` fitted on ``--dataset`` (the policy's stochastic
+   rollouts, as in ``policy_improvement.py``);
+3. the teacher, ``RefinedPolicy`` verified with the strength ladder ``--strength`` /
+   ``--candidates`` and ``--continuation`` policy steps in every score, in closed loop
+   (``--teacher-episodes`` episodes, the same reset seeds);
+4. per seed, :func:`distill` with that teacher: round 0 BC on the teacher's own rollouts,
+   then ``--rounds`` DAgger rounds (``--round-episodes`` episodes each); every round's BC
+   (``BCAgent``, FTB's settings, ``--bc-steps``, seeded) evaluated like the policy;
+5. the control, the same distillation with the policy itself as the expert (the teacher
+   at strength 0: every window it plans is the policy's own), which is plain DAgger of the
+   policy: what extraction alone does with the same states, rounds and steps.
+
+    python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 3] [--bc-steps 20000]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from harness import Runs, Settings, option, parse, write_results
+
+from agents import BCAgent
+from ctflow_gym import RefinedPolicy, TrajectoryRefiner
+from ctflow_gym.data import load_dataset, normalized_score
+from ctflow_gym.data.actor_policies import behaviour_policy
+from ctflow_gym.data.minari_io import build_record
+from ctflow_gym.data.recipes import policy_path
+from ctflow_gym.improve import distill
+from ctflow_gym.wrappers.episodes import record_episodes
+
+EVALUATION_SEED = 1000
+"""Reset seed of the first evaluation episode (the policy's, the teacher's and every learner's)."""
+
+TEACHERS = ("refined", "policy")
+"""The experts distilled: the verified refined policy, and the policy itself (the control)."""
+
+
+@dataclasses.dataclass
+class DistillationSettings(Settings):
+    dataset: str = option("ctflow/hopper/medium-v1", "the policy's rollouts the refiner is fitted on (id or path)")
+    policy: str = option("shipped:hopper-medium", "the policy: shipped:NAME, an actor folder or an SB3 zip")
+    window: int = option(16, "the refiner's window (TrajectoryRefiner's default)")
+    refiner_steps: int = option(4000, "the refiner's autoencoder, flow and inverse-dynamics steps")
+    strength: float = option(4.0, "the teacher's largest strength (candidates at strength x i / candidates)")
+    candidates: int = option(3, "refined windows the teacher verifies per window")
+    continuation: int = option(400, "policy steps after each window in the teacher's verified score")
+    teacher_episodes: int = option(20, "closed-loop episodes of the teacher itself")
+    rounds: int = option(3, "DAgger rounds after round 0")
+    round_episodes: int = option(10, "episodes rolled out per round")
+    bc_steps: int = option(20000, "BC training steps per round (FTB: 100k; cut for 2 CPU cores)")
+    seeds: tuple[int, ...] = option((0, 1, 2), "seeds: each a distillation (reset seeds and BC)")
+    teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy", choices=TEACHERS)
+    episodes: int = option(50, "evaluation episodes of the policy and of every round's learner")
+    work: str = option("/tmp/ctflow_distillation", "where the fitted refiner and the distilled datasets go")
+
+
+def _evaluate(env_id: str, policy, episodes: int) -> dict:
+    records = record_episodes(gym.make(env_id), policy, episodes, seed=EVALUATION_SEED)
+    returns = [r.episode_return for r in records]
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "score": float(normalized_score(env_id, np.mean(returns))),
+        "falls": int(sum(r.terminated for r in records)),
+    }
+
+
+def main(argv: list[str] | None = None) -> Path:
+    s = parse(DistillationSettings, argv)
+    dataset = load_dataset(s.dataset)
+    env_id = dataset.env_spec.id
+    name = "distillation_" + dataset.id.replace("/", "_").replace("-", "_")
+    work = Path(s.work) / name
+    runs = Runs(Path(s.out) / f"{name}_runs")
+    policy = behaviour_policy(policy_path(s.policy), None, env_id, deterministic=True, seed=0)
+    base = {"dataset": dataset.id, "policy": s.policy, "episodes": s.episodes}
+    policy_alone = runs.run("policy", base, lambda: _evaluate(env_id, policy, s.episodes))
+    refiner_folder = work / "refiner"
+
+    def fit() -> dict:
+        started = time.time()
+        n = s.refiner_steps
+        budget = dict(ae_steps=n, flow_steps=n, predictor_steps=max(n // 2, 1), inverse_dynamics_steps=n)
+        TrajectoryRefiner(window=s.window, seed=0, **budget).fit(dataset, progress_bar=False).save(refiner_folder)
+        return {"fit_seconds": time.time() - started}
+
+    fit_settings = {"dataset": dataset.id, "window": s.window, "refiner_steps": s.refiner_steps}
+    fitted = runs.run("fit", fit_settings, fit)
+    if not refiner_folder.exists():  # the work folder was cleared: refit
+        fitted = runs.put("fit", {**fit_settings, **fit()})
+    refiner = TrajectoryRefiner.load(refiner_folder)
+    teacher_settings = {"strength": s.strength, "candidates": s.candidates, "continuation": s.continuation}
+    experts = {  # the refined teacher, and the policy itself as a teacher (strength 0 keeps every base window)
+        "refined": teacher_settings,
+        "policy": {"strength": 0.0, "candidates": 1, "continuation": 0},
+    }
+
+    def teacher(kind: str) -> RefinedPolicy:
+        return RefinedPolicy(policy, refiner, gym.make(env_id), verify=True, execution="open_loop", **experts[kind])
+
+    teacher_alone = runs.run(
+        "teacher",
+        {**fit_settings, **base, **teacher_settings, "episodes": s.teacher_episodes},
+        lambda: _evaluate(env_id, teacher("refined"), s.teacher_episodes),
+    )
+    distilled = {}
+    for kind in s.teachers:
+        distilled[kind] = []
+        for seed in s.seeds:
+
+            def run(kind=kind, seed=seed) -> dict:
+                evaluations = {}  # round -> its learner's evaluation (a resumed run has only the rounds it trained)
+
+                def learn(path):
+                    agent = BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps)
+                    done = len(build_record(load_dataset(path))["distillation"]["rounds"])
+                    evaluations[done - 1] = {
+                        **_evaluate(env_id, agent, s.episodes),
+                        "transitions": len(agent.transitions),
+                    }
+                    return agent
+
+                started = time.time()
+                report = distill(
+                    teacher(kind), learn, f"distilled/{kind}-seed{seed}-v0", root=work / "datasets",
+                    rounds=s.rounds, episodes=s.round_episodes, seed=100_000 * (seed + 1), progress_bar=False,
+                    overwrite=True,
+                )  # fmt: skip
+                return {
+                    "rounds": [{**dataclasses.asdict(r), "learner": evaluations.get(r.round)} for r in report.rounds],
+                    "seconds": time.time() - started,
+                }
+
+            settings = {**fit_settings, **base, **experts[kind], "teacher": kind, "seed": seed}
+            settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
+            distilled[kind].append(runs.run(f"distill_{kind}_seed{seed}", settings, run))
+    data = {
+        "meta": {**s.recorded(), "dataset": dataset.id, "env_id": env_id},
+        "policy": policy_alone,
+        "fit": fitted,
+        "teacher": teacher_alone,
+        "distilled": distilled,
+    }
+    title = f"A policy distilled from its verified refined version ({s.policy})"
+    return write_results(s, name, data, "distillation", title)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Distillation: DAgger with a verified refined policy as the expert writes real, replayable windows and resumes."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from agents import BCAgent
+from ctflow_gym import RefinedPolicy, TrajectoryRefiner
+from ctflow_gym.data import load_dataset
+from ctflow_gym.data.minari_io import build_record
+from ctflow_gym.improve import DistillationConfig, distill, teacher_windows
+from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY, set_sim_state
+
+STEPS = 40
+"""Episode length of the tests' Hopper (its time limit): enough for a few windows of 8."""
+
+
+@pytest.fixture(scope="module")
+def tiny_refiner(random_dataset):
+    sizes = dict(ae_hidden=32, flow_hidden=32, batch_size=32)
+    steps = dict(ae_steps=30, flow_steps=30, predictor_steps=10, inverse_dynamics_steps=20)
+    return TrajectoryRefiner(window=8, seed=0, **sizes, **steps).fit(random_dataset, progress_bar=False)
+
+
+def _still(observation):
+    return np.zeros(3, np.float32)
+
+
+def _teacher(refiner, **options):
+    env = gym.make("Hopper-v5", max_episode_steps=STEPS)
+    return RefinedPolicy(_still, refiner, env, strength=2.0, candidates=2, continuation=8, **options)
+
+
+class CountingBC:
+    """``learn`` for the tests: BC for a few steps, counting its calls and the datasets it saw."""
+
+    def __init__(self):
+        self.sizes: list[int] = []
+
+    def __call__(self, path):
+        agent = BCAgent("Hopper-v5", path, seed=0, batch_size=32)
+        self.sizes.append(len(agent.transitions))
+        return agent.learn(20)
+
+
+def test_round_zero_is_the_teacher_itself_and_every_window_replays_as_written(tiny_refiner, tmp_path):
+    teacher = _teacher(tiny_refiner)
+    learn = CountingBC()
+    report = distill(teacher, learn, "test/hopper/distilled-v0", root=tmp_path, rounds=1, episodes=2, seed=5)
+    zero, one = report.rounds
+    assert (zero.rolled_out_by, one.rolled_out_by) == ("teacher", "learner")
+    # the teacher rolling out is RefinedPolicy acting: the same returns, episode by episode
+    alone = _teacher(tiny_refiner)
+    returns = []
+    for episode in range(2):
+        observation, _ = alone.env.reset(seed=5 + episode)
+        total, done = 0.0, False
+        while not done:
+            action, _ = alone.predict(observation)
+            observation, reward, terminated, truncated, _ = alone.env.step(action)
+            total, done = total + float(reward), terminated or truncated
+        returns.append(total)
+    assert zero.episode_returns == returns
+    assert zero.refined_windows > 0  # the teacher chose refined windows somewhere
+    # the learner of round 0 rolled out round 1; each round's learner saw every window so far
+    dataset = load_dataset(report.path)
+    assert dataset.total_episodes == zero.windows + one.windows
+    assert learn.sizes == [zero.steps, zero.steps + one.steps] and dataset.total_steps == learn.sizes[-1]
+    assert isinstance(report.policy, BCAgent)
+    rounds = build_record(dataset)["distillation"]["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[1]["episode_returns"] == one.episode_returns
+    env = gym.make("Hopper-v5")
+    env.reset(seed=0)
+    for episode in dataset.iterate_episodes():  # real transitions: MuJoCo from the recorded state, bit for bit
+        set_sim_state(env, episode.infos[SIM_STATE_INFO_KEY][0])
+        for t, action in enumerate(episode.actions):
+            observation, reward, _, _, _ = env.unwrapped.step(action)
+            np.testing.assert_array_equal(observation, episode.observations[t + 1])
+            assert reward == episode.rewards[t]
+
+
+def test_the_learner_rolls_out_and_the_teacher_labels_where_it_went(tiny_refiner):
+    teacher = _teacher(tiny_refiner)
+    push = lambda observation: np.full(3, 0.5, np.float32)  # noqa: E731  (another policy than the teacher's base)
+    windows, returns, _ = teacher_windows(teacher, push, episodes=1, seed=3)
+    env = gym.make("Hopper-v5", max_episode_steps=STEPS)
+    observation, _ = env.reset(seed=3)
+    for window in windows:  # each window starts where the learner's own actions led
+        np.testing.assert_array_equal(window.observations[0], observation)
+        for _ in range(8):
+            observation, _, terminated, truncated, _ = env.step(push(observation))
+            if terminated or truncated:
+                break
+    assert len(returns) == 1
+
+
+def test_an_interrupted_distillation_resumes_and_more_rounds_continue_it(tiny_refiner, tmp_path):
+    calls = {"n": 0}
+
+    def failing(path):
+        calls["n"] += 1
+        raise KeyboardInterrupt  # interrupted while the first learner trains
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(_teacher(tiny_refiner), failing, "test/hopper/distilled-v0", root=tmp_path, rounds=1, episodes=1)
+    assert calls["n"] == 1 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    first = load_dataset(tmp_path / "test/hopper/distilled-v0")  # round 0 was written before the learner trained
+    learn = CountingBC()
+    teacher = _teacher(tiny_refiner)
+    report = distill(teacher, learn, "test/hopper/distilled-v0", root=tmp_path, rounds=1, episodes=1)
+    assert [r.round for r in report.rounds] == [0, 1] and learn.sizes[0] == first.total_steps  # not rolled out again
+    more = distill(teacher, learn, "test/hopper/distilled-v0", root=tmp_path, rounds=2, episodes=1)
+    assert [r.round for r in more.rounds] == [0, 1, 2] and more.rounds[1] == report.rounds[1]
+
+
+def test_bad_input_is_named(tiny_refiner, tmp_path):
+    teacher = _teacher(tiny_refiner)
+    learn = CountingBC()
+    with pytest.raises(TypeError, match="teacher must be a RefinedPolicy"):
+        distill(object(), learn, "test/hopper/distilled-v0", root=tmp_path)
+    unverified = RefinedPolicy(_still, tiny_refiner, gym.make("Hopper-v5"), verify=False)
+    with pytest.raises(ValueError, match="teacher: distillation needs a verified teacher"):
+        distill(unverified, learn, "test/hopper/distilled-v0", root=tmp_path)
+    with pytest.raises(TypeError, match="learn must be a callable"):
+        distill(teacher, "bc", "test/hopper/distilled-v0", root=tmp_path)
+    with pytest.raises(ValueError, match="rounds"):
+        distill(teacher, learn, "test/hopper/distilled-v0", root=tmp_path, rounds=-1)
+    with pytest.raises(ValueError, match="episodes"):
+        DistillationConfig(episodes=0).validate()
+    distill(teacher, learn, "test/hopper/distilled-v0", root=tmp_path, rounds=0, episodes=1)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        distill(teacher, learn, "test/hopper/distilled-v0", root=tmp_path, rounds=0, episodes=2)
+    report = distill(teacher, learn, "test/hopper/distilled-v0", root=tmp_path, rounds=0, episodes=2, overwrite=True)
+    assert len(report.rounds[0].episode_returns) == 2
