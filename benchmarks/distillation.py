@@ -12,7 +12,8 @@ killed in the middle resumes from its dataset in ``--work``):
    rollouts, as in ``policy_improvement.py``);
 3. the teacher, ``RefinedPolicy`` verified with the strength ladder ``--strength`` /
    ``--candidates`` and ``--continuation`` policy steps in every score, in closed loop
-   (``--teacher-episodes`` episodes, the same reset seeds);
+   (``--teacher-episodes`` episodes, the same reset seeds), and the same teacher judging
+   windows over the shorter ``--horizons`` (how far verification must look ahead);
 4. per seed, :func:`distill` with that teacher: round 0 BC on the teacher's own rollouts,
    then ``--rounds`` DAgger rounds (``--round-episodes`` episodes each); every round's BC
    (``BCAgent``, FTB's settings, ``--bc-steps``, seeded) evaluated like the policy;
@@ -20,7 +21,7 @@ killed in the middle resumes from its dataset in ``--work``):
    at strength 0: every window it plans is the policy's own), which is plain DAgger of the
    policy: what extraction alone does with the same states, rounds and steps.
 
-    python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 3] [--bc-steps 20000]
+    python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000]
 """
 
 from __future__ import annotations
@@ -30,20 +31,16 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 from harness import Runs, Settings, option, parse, write_results
+from policy_improvement import closed_loop, fit_refiner
 
 from agents import BCAgent
 from ctflow_gym import RefinedPolicy, TrajectoryRefiner
-from ctflow_gym.data import load_dataset, normalized_score
+from ctflow_gym.data import load_dataset
 from ctflow_gym.data.actor_policies import behaviour_policy
 from ctflow_gym.data.minari_io import build_record
 from ctflow_gym.data.recipes import policy_path
 from ctflow_gym.improve import distill
-from ctflow_gym.wrappers.episodes import record_episodes
-
-EVALUATION_SEED = 1000
-"""Reset seed of the first evaluation episode (the policy's, the teacher's and every learner's)."""
 
 TEACHERS = ("refined", "policy")
 """The experts distilled: the verified refined policy, and the policy itself (the control)."""
@@ -59,24 +56,14 @@ class DistillationSettings(Settings):
     candidates: int = option(3, "refined windows the teacher verifies per window")
     continuation: int = option(400, "policy steps after each window in the teacher's verified score")
     teacher_episodes: int = option(20, "closed-loop episodes of the teacher itself")
-    rounds: int = option(3, "DAgger rounds after round 0")
+    horizons: tuple[int, ...] = option((0, 48), "shorter continuations the teacher is measured with (not distilled)")
+    rounds: int = option(2, "DAgger rounds after round 0")
     round_episodes: int = option(10, "episodes rolled out per round")
     bc_steps: int = option(20000, "BC training steps per round (FTB: 100k; cut for 2 CPU cores)")
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds: each a distillation (reset seeds and BC)")
     teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy", choices=TEACHERS)
     episodes: int = option(50, "evaluation episodes of the policy and of every round's learner")
     work: str = option("/tmp/ctflow_distillation", "where the fitted refiner and the distilled datasets go")
-
-
-def _evaluate(env_id: str, policy, episodes: int) -> dict:
-    records = record_episodes(gym.make(env_id), policy, episodes, seed=EVALUATION_SEED)
-    returns = [r.episode_return for r in records]
-    return {
-        "mean_return": float(np.mean(returns)),
-        "std_return": float(np.std(returns)),
-        "score": float(normalized_score(env_id, np.mean(returns))),
-        "falls": int(sum(r.terminated for r in records)),
-    }
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -88,15 +75,9 @@ def main(argv: list[str] | None = None) -> Path:
     runs = Runs(Path(s.out) / f"{name}_runs")
     policy = behaviour_policy(policy_path(s.policy), None, env_id, deterministic=True, seed=0)
     base = {"dataset": dataset.id, "policy": s.policy, "episodes": s.episodes}
-    policy_alone = runs.run("policy", base, lambda: _evaluate(env_id, policy, s.episodes))
+    policy_alone = runs.run("policy", base, lambda: closed_loop(env_id, policy, s.episodes))
     refiner_folder = work / "refiner"
-
-    def fit() -> dict:
-        started = time.time()
-        n = s.refiner_steps
-        budget = dict(ae_steps=n, flow_steps=n, predictor_steps=max(n // 2, 1), inverse_dynamics_steps=n)
-        TrajectoryRefiner(window=s.window, seed=0, **budget).fit(dataset, progress_bar=False).save(refiner_folder)
-        return {"fit_seconds": time.time() - started}
+    fit = lambda: fit_refiner(dataset, s.window, s.refiner_steps, refiner_folder)  # noqa: E731
 
     fit_settings = {"dataset": dataset.id, "window": s.window, "refiner_steps": s.refiner_steps}
     fitted = runs.run("fit", fit_settings, fit)
@@ -115,8 +96,18 @@ def main(argv: list[str] | None = None) -> Path:
     teacher_alone = runs.run(
         "teacher",
         {**fit_settings, **base, **teacher_settings, "episodes": s.teacher_episodes},
-        lambda: _evaluate(env_id, teacher("refined"), s.teacher_episodes),
+        lambda: closed_loop(env_id, refined := teacher("refined"), s.teacher_episodes, refined.env),
     )
+    horizons = {}  # the same teacher judging each window over fewer policy steps after it
+    for horizon in s.horizons:
+        shorter = {**teacher_settings, "continuation": horizon}
+
+        def measure(shorter=shorter) -> dict:
+            refined = RefinedPolicy(policy, refiner, gym.make(env_id), verify=True, execution="open_loop", **shorter)
+            return closed_loop(env_id, refined, s.teacher_episodes, refined.env)
+
+        settings = {**fit_settings, **base, **shorter, "episodes": s.teacher_episodes}
+        horizons[str(horizon)] = runs.run(f"teacher_continuation{horizon}", settings, measure)
     distilled = {}
     for kind in s.teachers:
         distilled[kind] = []
@@ -129,7 +120,7 @@ def main(argv: list[str] | None = None) -> Path:
                     agent = BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps)
                     done = len(build_record(load_dataset(path))["distillation"]["rounds"])
                     evaluations[done - 1] = {
-                        **_evaluate(env_id, agent, s.episodes),
+                        **closed_loop(env_id, agent, s.episodes),
                         "transitions": len(agent.transitions),
                     }
                     return agent
@@ -153,6 +144,7 @@ def main(argv: list[str] | None = None) -> Path:
         "policy": policy_alone,
         "fit": fitted,
         "teacher": teacher_alone,
+        "teacher_horizons": horizons,
         "distilled": distilled,
     }
     title = f"A policy distilled from its verified refined version ({s.policy})"

@@ -119,6 +119,30 @@ def _policy(spec: str, env_id: str):
     return behaviour_policy(policy_path(spec), None, env_id, deterministic=True, seed=0)
 
 
+def closed_loop(env_id: str, policy, episodes: int, env: gym.Env | None = None) -> dict:
+    """Mean and std of the return, D4RL score and falls of ``policy`` in ``episodes`` episodes (reset seeds 1000..).
+
+    ``env``: the env to step (default: a new one); a ``RefinedPolicy`` must be run in its own.
+    """
+    env = gym.make(env_id) if env is None else env
+    records = record_episodes(env, policy, episodes, seed=EVALUATION_SEED)
+    returns = [r.episode_return for r in records]
+    return {
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns)),
+        "score": float(normalized_score(env_id, np.mean(returns))),
+        "falls": int(sum(r.terminated for r in records)),
+    }
+
+
+def fit_refiner(dataset, window: int, steps: int, folder: Path) -> dict:
+    """Fit ``TrajectoryRefiner`` (seed 0, ``steps`` for each part, the predictor half) on ``dataset``; save it."""
+    started = time.time()
+    budget = dict(ae_steps=steps, flow_steps=steps, predictor_steps=max(steps // 2, 1), inverse_dynamics_steps=steps)
+    TrajectoryRefiner(window=window, seed=0, **budget).fit(dataset, progress_bar=False).save(folder)
+    return {"fit_seconds": time.time() - started}
+
+
 def _saturated(path: str) -> float:
     """Fraction of a dataset's action components at the edge of the box (|a| > 0.99; Hopper's box is [-1, 1])."""
     actions = np.concatenate([episode.actions for episode in load_dataset(path).iterate_episodes()])
@@ -167,26 +191,9 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         policy = _policy(s.policy, env_id)
 
-    def alone() -> dict:
-        records = record_episodes(gym.make(env_id), policy, s.episodes, seed=EVALUATION_SEED)
-        returns = [r.episode_return for r in records]
-        return {
-            "mean_return": float(np.mean(returns)),
-            "std_return": float(np.std(returns)),
-            "score": float(normalized_score(env_id, np.mean(returns))),
-            "falls": int(sum(r.terminated for r in records)),
-        }
-
-    policy_alone = runs.run("policy", {**base, "episodes": s.episodes}, alone)
+    policy_alone = runs.run("policy", {**base, "episodes": s.episodes}, lambda: closed_loop(env_id, policy, s.episodes))
     refiner_folder = work / "refiner"
-
-    def fit() -> dict:
-        started = time.time()
-        n = s.refiner_steps
-        budget = dict(ae_steps=n, flow_steps=n, predictor_steps=max(n // 2, 1), inverse_dynamics_steps=n)
-        TrajectoryRefiner(window=s.window, seed=0, **budget).fit(whole, progress_bar=False).save(refiner_folder)
-        return {"fit_seconds": time.time() - started}
-
+    fit = lambda: fit_refiner(whole, s.window, s.refiner_steps, refiner_folder)  # noqa: E731
     fit_settings = {**base, "window": s.window, "refiner_steps": s.refiner_steps}
     fitted = runs.get("fit", fit_settings) or {}
     if "improved" in s.learners:

@@ -347,10 +347,11 @@ def test_policy_improvement_of_a_datasets_best_episodes(random_dataset_path, tmp
 def test_distillation(random_dataset_path, tmp_path):
     """The policy, its verified refined version and BC distilled from each expert round by round, tiny budgets."""
     argv = ["--dataset", str(random_dataset_path), "--window", "8", "--refiner-steps", "30", "--continuation", "5"]
-    argv += ["--candidates", "2", "--teacher-episodes", "1", "--rounds", "1", "--round-episodes", "1"]
+    argv += ["--candidates", "2", "--teacher-episodes", "1", "--horizons", "0", "--rounds", "1"]
+    argv += ["--round-episodes", "1"]
     argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
     path = bench("distillation").main(argv)
-    data = written(path, "policy", "fit", "teacher", "distilled")
+    data = written(path, "policy", "fit", "teacher", "teacher_horizons", "distilled")
     assert set(data["distilled"]) == {"refined", "policy"}
     for kind, (run,) in data["distilled"].items():
         zero, one = run["rounds"]
@@ -359,3 +360,4 @@ def test_distillation(random_dataset_path, tmp_path):
     assert data["distilled"]["policy"][0]["rounds"][0]["refined_windows"] == 0  # strength 0: the policy's windows
     text = path.with_suffix(".md").read_text()
     assert "distilled from the verified refined policy, round 1" in text and "plain DAgger" in text
+    assert "the teacher judging windows over 0 policy steps after them" in text

@@ -189,3 +189,15 @@ def test_run_episodes_tells_a_refined_policy_of_each_reset(refiner, sac):
     fresh_env = gym.make("Hopper-v5", max_episode_steps=13)
     fresh = run_episodes(fresh_env, RefinedPolicy(sac, refiner, fresh_env, strength=1.0, verify=False), 1, seed=8)
     assert returns[1] == fresh[0]
+
+
+def test_an_observation_from_another_env_is_refused(refiner, sac):
+    env, other = gym.make("Hopper-v5"), gym.make("Hopper-v5")
+    env.reset(seed=0)
+    policy = RefinedPolicy(sac, refiner, env, strength=1.0, verify=True)
+    elsewhere, _ = other.reset(seed=1)
+    with pytest.raises(ValueError, match="observation: it is not what env observes in its current state"):
+        policy.predict(elsewhere)
+    observation, _ = env.reset(seed=1)  # the same state reached in the policy's own env is fine
+    action, _ = policy.predict(observation)
+    assert action.shape == (3,)

@@ -66,3 +66,26 @@ def require_action_shape(action: np.ndarray, env: gym.Env) -> np.ndarray:
             f"{env.action_space.shape} (is it a policy for another env?)"
         )
     return action
+
+
+def require_env_at(env: gym.Env, observation: np.ndarray) -> None:
+    """Raise ``ValueError`` naming ``observation`` when it is not the observation of ``env``'s current state.
+
+    ``RefinedPolicy`` looks ahead in the env it was given: an observation from another env
+    (a second ``gym.make``, a vectorised copy) would be planned from the wrong state and
+    silently give wrong actions. Checked where the env can say what it observes now (a
+    MuJoCo env's ``_get_obs``, with the observation's shape); elsewhere nothing is checked.
+    """
+    current = getattr(env.unwrapped, "_get_obs", None)
+    if current is None:
+        return
+    try:
+        now = np.asarray(current(), dtype=np.float64)
+    except Exception:  # an env whose _get_obs needs more than its state: nothing to compare
+        return
+    observation = np.asarray(observation, dtype=np.float64)
+    if now.shape == observation.shape and not np.allclose(now, observation, rtol=1e-5, atol=1e-5):
+        raise ValueError(
+            "observation: it is not what env observes in its current state; RefinedPolicy looks ahead in the env it "
+            "was given, so step that same env object (an observation from another env is planned from the wrong state)"
+        )

@@ -42,7 +42,12 @@ from ctflow_gym.replay import (
 )
 from ctflow_gym.replay.stepping import ActionPlan
 from ctflow_gym.wrappers.candidates import refine_candidates, replay_candidates, require_candidates
-from ctflow_gym.wrappers.checks import require_action_shape, require_env_matches_refiner, require_policy_matches_env
+from ctflow_gym.wrappers.checks import (
+    require_action_shape,
+    require_env_at,
+    require_env_matches_refiner,
+    require_policy_matches_env,
+)
 
 __all__ = ["RefinedPolicy", "sb3_value_function"]
 
@@ -197,6 +202,7 @@ class RefinedPolicy:
         episode ends inside the window) when the base window is kept. Appends its record
         to ``history``. What :func:`ctflow_gym.improve.distill` asks of a teacher.
         """
+        require_env_at(self.env, observation)
         if self._snapshots:
             base, start = self.env.unwrapped, capture_snapshot(self.env)
         else:

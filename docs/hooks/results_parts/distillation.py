@@ -30,6 +30,9 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             meta.get("teacher_episodes"),
         ),  # fmt: skip
     ]
+    for horizon, run in data.get("teacher_horizons", {}).items():
+        rows.append(alone(f"the teacher judging windows over {horizon} policy steps after them", run,
+                          meta.get("teacher_episodes")))  # fmt: skip
     for kind, seeds in data.get("distilled", {}).items():
         for number_ in range(max(len(run["rounds"]) for run in seeds)):
             learners = [run["rounds"][number_]["learner"] for run in seeds if number_ < len(run["rounds"])]
