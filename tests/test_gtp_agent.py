@@ -250,7 +250,12 @@ def test_a_checkpoint_without_fitted_times_acts_with_karras_times_and_says_so(tr
     with pytest.warns(UserWarning, match="Karras"):
         assert old.sampling_plan(2) == sampling_times(2, 80.0, 0.002)
     refit = GTPAgent.load(tmp_path / "model", dataset=random_dataset_path)
+    assert 2 in refit._fitted  # fitted as it loaded, not at its first predict
     assert refit.sampling_plan(2) == trained.sampling_plan(2)
+    refit._fitted = {}
+    with pytest.warns(UserWarning, match="Karras"):  # acting never fits, even with the dataset there
+        refit.predict(refit.transitions.observations[:2], sampling_steps=2)
+    assert refit._fitted == {}
 
 
 def test_a_checkpoint_from_before_critic_ensemble_was_saved_loads_as_one_critic(trained, random_dataset_path, tmp_path):

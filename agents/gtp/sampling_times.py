@@ -57,25 +57,23 @@ class GTPSamplingTimes:
 
         For K in ``config.fitted_sampling_steps`` the intermediate stops fitted to the
         trained map (:meth:`fit_sampling_times`): refitted on the attached dataset when
-        ``learn`` or ``learn_online`` ends, before their evaluations and when the agent is
-        saved (:meth:`_refresh_acting_state`), never here, so that acting stays cheap while
-        the weights change (online fine-tuning acts with the fit of its last evaluation).
-        Here a fit is made only where there is none yet and the dataset is attached (an
-        agent loaded from a checkpoint saved before fits existed). Otherwise, and when no
-        fit can be had (no dataset either: a warning says so once), Karras' times of Eq. 15.
+        ``learn`` or ``learn_online`` ends, before their evaluations, when the agent is
+        saved and when it is loaded with a dataset (:meth:`_refresh_acting_state`), never
+        here: acting never fits anything, so it stays cheap while the weights change
+        (online fine-tuning acts with the fit of its last evaluation). Where there is no
+        fit (a checkpoint saved before fits existed, loaded without a dataset: a warning
+        says so once), Karras' times of Eq. 15.
         """
         require_int(steps, "sampling_steps")
         if steps < 2 or steps not in self.config.fitted_sampling_steps:
             return self._times(steps)
-        if steps not in self._fitted and self.transitions is not None:
-            self.fit_sampling_times()
         if steps in self._fitted:
             return self._fitted[steps].times
         if steps not in self._warned_unfitted:
             self._warned_unfitted.add(steps)
             warnings.warn(
-                f"sampling_steps={steps} is in fitted_sampling_steps but this agent has no fit of its times and "
-                "no dataset to fit them on; acting with Karras' times (load with dataset=... to fit them)"
+                f"sampling_steps={steps} is in fitted_sampling_steps but this agent has no fit of its times; "
+                "acting with Karras' times (call fit_sampling_times(), or load with dataset=..., which fits them)"
             )
         return self._times(steps)
 
@@ -139,6 +137,15 @@ class GTPSamplingTimes:
         """Refit the sampling times if the weights have trained since the last fit (and the dataset is attached)."""
         if self.transitions is not None and self.config.fitted_sampling_steps and self._fits_stale():
             self.fit_sampling_times()
+
+    def _restore(self, path, meta=None) -> None:
+        """Restore a checkpoint (:meth:`~agents.persistence.AgentPersistence._restore`), then fit missing times.
+
+        A checkpoint saved before fits existed, loaded with a dataset, is fitted here, at
+        load time, rather than at its first ``predict``.
+        """
+        super()._restore(path, meta)
+        self._refresh_acting_state()
 
     def _acting_state(self) -> dict[str, Any]:
         self._refresh_acting_state()
