@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> Path:
     policy = behaviour_policy(policy_path(s.policy), None, env_id, deterministic=True, seed=0)
     base = {"dataset": dataset.id, "policy": s.policy, "episodes": s.episodes}
     policy_alone = runs.run("policy", base, lambda: closed_loop(env_id, policy, s.episodes))
+    paired = {**base, "episodes": s.teacher_episodes}  # the policy on the teacher's episodes (its first ones)
+    policy_paired = runs.run("policy_teacher_episodes", paired, lambda: closed_loop(env_id, policy, s.teacher_episodes))
     refiner_folder = work / "refiner"
     fit = lambda: fit_refiner(dataset, s.window, s.refiner_steps, refiner_folder)  # noqa: E731
 
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> Path:
     data = {
         "meta": {**s.recorded(), "dataset": dataset.id, "env_id": env_id},
         "policy": policy_alone,
+        "policy_teacher_episodes": policy_paired,
         "fit": fitted,
         "teacher": teacher_alone,
         "teacher_horizons": horizons,

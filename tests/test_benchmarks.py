@@ -351,7 +351,7 @@ def test_distillation(random_dataset_path, tmp_path):
     argv += ["--round-episodes", "1"]
     argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
     path = bench("distillation").main(argv)
-    data = written(path, "policy", "fit", "teacher", "teacher_horizons", "distilled")
+    data = written(path, "policy", "policy_teacher_episodes", "fit", "teacher", "teacher_horizons", "distilled")
     assert set(data["distilled"]) == {"refined", "policy"}
     for kind, (run,) in data["distilled"].items():
         zero, one = run["rounds"]

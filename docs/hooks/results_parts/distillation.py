@@ -22,17 +22,13 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
         return [label, "-", f"{number(run['mean_return'], 0)} ± {number(run['std_return'], 0)}", "-",
                 f"{run['falls']} of {episodes} episodes fall", number(run["score"])]  # fmt: skip
 
-    rows = [
-        alone("the policy itself (deterministic)", policy, meta.get("episodes")),
-        alone(
-            "the teacher: the refined policy, verified (refiner and MuJoCo at run time)",
-            teacher,
-            meta.get("teacher_episodes"),
-        ),  # fmt: skip
-    ]
+    episodes = meta.get("teacher_episodes")
+    rows = [alone("the policy itself (deterministic)", policy, meta.get("episodes"))]
+    if "policy_teacher_episodes" in data:  # the policy on the teacher's episodes (its first ones): paired
+        rows.append(alone("the policy itself, on the teacher's episodes", data["policy_teacher_episodes"], episodes))
+    rows.append(alone("the teacher: the refined policy, verified (refiner and MuJoCo at run time)", teacher, episodes))
     for horizon, run in data.get("teacher_horizons", {}).items():
-        rows.append(alone(f"the teacher judging windows over {horizon} policy steps after them", run,
-                          meta.get("teacher_episodes")))  # fmt: skip
+        rows.append(alone(f"the teacher judging windows over {horizon} policy steps after them", run, episodes))
     for kind, seeds in data.get("distilled", {}).items():
         for number_ in range(max(len(run["rounds"]) for run in seeds)):
             learners = [run["rounds"][number_]["learner"] for run in seeds if number_ < len(run["rounds"])]
