@@ -17,9 +17,11 @@ killed in the middle resumes from its dataset in ``--work``):
 4. per seed, :func:`distill` with that teacher: round 0 BC on the teacher's own rollouts,
    then ``--rounds`` DAgger rounds (``--round-episodes`` episodes each); every round's BC
    (``BCAgent``, FTB's settings, ``--bc-steps``, seeded) evaluated like the policy;
-5. the control, the same distillation with the policy itself as the expert (the teacher
+5. the controls: the same distillation with the policy itself as the expert (the teacher
    at strength 0: every window it plans is the policy's own), which is plain DAgger of the
-   policy: what extraction alone does with the same states, rounds and steps.
+   policy, what extraction alone does with the same states, rounds and steps; and with the
+   refined policy unverified (strength 1, no replay: its refined windows are realised, so
+   every transition is real, but nothing chose them over the policy's own).
 
     python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000]
 """
@@ -42,8 +44,9 @@ from ctflow_gym.data.minari_io import build_record
 from ctflow_gym.data.recipes import policy_path
 from ctflow_gym.improve import distill
 
-TEACHERS = ("refined", "policy")
-"""The experts distilled: the verified refined policy, and the policy itself (the control)."""
+TEACHERS = ("refined", "policy", "unverified")
+"""The experts distilled: the verified refined policy; the policy itself (the control for refinement); the
+refined policy unverified, at strength 1 (the control for verification: realised windows nothing chose)."""
 
 
 @dataclasses.dataclass
@@ -90,10 +93,12 @@ def main(argv: list[str] | None = None) -> Path:
     experts = {  # the refined teacher, and the policy itself as a teacher (strength 0 keeps every base window)
         "refined": teacher_settings,
         "policy": {"strength": 0.0, "candidates": 1, "continuation": 0},
+        "unverified": {"strength": 1.0, "candidates": 1, "continuation": 0},
     }
 
     def teacher(kind: str) -> RefinedPolicy:
-        return RefinedPolicy(policy, refiner, gym.make(env_id), verify=True, execution="open_loop", **experts[kind])
+        verify = kind != "unverified"
+        return RefinedPolicy(policy, refiner, gym.make(env_id), verify=verify, execution="open_loop", **experts[kind])
 
     teacher_alone = runs.run(
         "teacher",
@@ -110,6 +115,14 @@ def main(argv: list[str] | None = None) -> Path:
 
         settings = {**fit_settings, **base, **shorter, "episodes": s.teacher_episodes}
         horizons[str(horizon)] = runs.run(f"teacher_continuation{horizon}", settings, measure)
+    unverified_alone = None
+    if "unverified" in s.teachers:  # the unverified teacher in closed loop, beside the verified one
+        settings = {**fit_settings, **base, **experts["unverified"], "verify": False, "episodes": s.teacher_episodes}
+        unverified_alone = runs.run(
+            "teacher_unverified",
+            settings,
+            lambda: closed_loop(env_id, unverified := teacher("unverified"), s.teacher_episodes, unverified.env),
+        )
     distilled = {}
     for kind in s.teachers:
         distilled[kind] = []
@@ -148,6 +161,7 @@ def main(argv: list[str] | None = None) -> Path:
         "fit": fitted,
         "teacher": teacher_alone,
         "teacher_horizons": horizons,
+        "teacher_unverified": unverified_alone,
         "distilled": distilled,
     }
     title = f"A policy distilled from its verified refined version ({s.policy})"

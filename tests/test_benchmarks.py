@@ -352,7 +352,7 @@ def test_distillation(random_dataset_path, tmp_path):
     argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
     path = bench("distillation").main(argv)
     data = written(path, "policy", "policy_teacher_episodes", "fit", "teacher", "teacher_horizons", "distilled")
-    assert set(data["distilled"]) == {"refined", "policy"}
+    assert set(data["distilled"]) == {"refined", "policy", "unverified"}
     for kind, (run,) in data["distilled"].items():
         zero, one = run["rounds"]
         assert (zero["rolled_out_by"], one["rolled_out_by"]) == ("teacher", "learner")
@@ -361,3 +361,4 @@ def test_distillation(random_dataset_path, tmp_path):
     text = path.with_suffix(".md").read_text()
     assert "distilled from the verified refined policy, round 1" in text and "plain DAgger" in text
     assert "the teacher judging windows over 0 policy steps after them" in text
+    assert "the refined policy unverified (strength 1, no replay)" in text

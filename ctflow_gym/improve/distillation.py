@@ -127,14 +127,12 @@ class DistillationReport:
 
 
 def require_teacher(teacher: Any) -> None:
-    """Raise ``TypeError`` naming ``teacher`` unless it plans windows in a MuJoCo env (as ``RefinedPolicy`` does)."""
+    """Raise ``TypeError`` naming ``teacher`` unless it plans windows (as ``RefinedPolicy`` does)."""
     missing = [name for name in ("env", "window", "plan", "history") if not hasattr(teacher, name)]
     if missing:
         raise TypeError(
             f"teacher must be a RefinedPolicy (or plan windows like one); {type(teacher).__name__} lacks {missing}"
         )
-    if not getattr(teacher, "verify", True):
-        raise ValueError("teacher: distillation needs a verified teacher (RefinedPolicy(..., verify=True))")
 
 
 def teacher_windows(
@@ -211,8 +209,10 @@ def distill(
     """Distil ``teacher`` into the policy ``learn`` trains, by DAgger (see the module docstring).
 
     Args:
-        teacher: a :class:`~ctflow_gym.wrappers.RefinedPolicy` with ``verify=True`` (its
-            env, a MuJoCo env, is where every roll-out runs).
+        teacher: a :class:`~ctflow_gym.wrappers.RefinedPolicy` (its env, a MuJoCo env, is
+            where every roll-out runs); verified (``verify=True``) to distil a better policy.
+            An unverified teacher is the control: its refined windows are realised (real
+            transitions) but nothing chose them over the policy's own.
         learn: dataset folder -> policy (``predict`` or a callable); called once per round.
         dataset_id: the Minari id the windows are written as, under ``root`` (default:
             Minari's root).
