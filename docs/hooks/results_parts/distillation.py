@@ -31,7 +31,8 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
     for horizon, run in data.get("teacher_horizons", {}).items():
         rows.append(alone(f"the teacher judging windows over {horizon} policy steps after them", run, episodes))
     if data.get("teacher_unverified"):
-        rows.append(alone("the refined policy unverified (strength 1, no replay)", data["teacher_unverified"], episodes))
+        unverified = data["teacher_unverified"]
+        rows.append(alone("the refined policy unverified (strength 1, no replay)", unverified, episodes))
     for kind, seeds in data.get("distilled", {}).items():
         for number_ in range(max(len(run["rounds"]) for run in seeds)):
             learners = [run["rounds"][number_]["learner"] for run in seeds if number_ < len(run["rounds"])]
