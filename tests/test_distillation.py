@@ -141,3 +141,21 @@ def test_an_unverified_teacher_is_the_control_its_windows_all_refined_and_real(t
     full = [w for w in unverified.history if w.get("reason") != "episode ends inside the look-ahead"]
     assert zero.refined_windows == len(full) > 0  # every full window refined, none chosen by replay
     assert build_record(load_dataset(report.path))["distillation"]["teacher"]["verify"] is False
+
+
+def test_ctflow_distill_saves_a_policy_and_runs_it_beside_the_policy(tiny_refiner, tmp_path, capsys):
+    import copy
+
+    from ctflow_gym.cli import main
+
+    folder = copy.deepcopy(tiny_refiner).save(tmp_path / "refiner")
+    argv = ["distill", "--policy", "shipped:hopper-medium", "--refiner", str(folder)]
+    argv += ["--dataset-id", "test/hopper/cli-distilled-v0", "--out", str(tmp_path / "root"), "--save"]
+    argv += [str(tmp_path / "bc"), "--rounds", "0", "--episodes", "1", "--continuation", "4", "--candidates", "2"]
+    assert main(argv + ["--bc-steps", "20", "--eval-episodes", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "round 0: teacher rolled out 1 episodes" in out and "the policy" in out and "distilled" in out
+    assert BCAgent.load(tmp_path / "bc", device="cpu").num_timesteps == 20
+    assert load_dataset(tmp_path / "root" / "test/hopper/cli-distilled-v0").total_episodes > 0
+    assert main(argv + ["--bc-steps", "0"]) == 2 and "--bc-steps must be >= 1" in capsys.readouterr().err
+    assert main(argv[:2] + ["shipped:nobody"] + argv[3:]) == 2 and "--policy" in capsys.readouterr().err

@@ -5,6 +5,7 @@
     ctflow refiner fit|evaluate         TrajectoryRefiner, measured by replay in MuJoCo
     ctflow agent train|evaluate         offline agents (GTP by default): training and evaluation
     ctflow improve                      a dataset's windows refined, verified by replay, written
+    ctflow distill                      a policy's verified refined version distilled into BC (DAgger)
     ctflow wrap REFINER                 an SB3 policy inside RefinementWrapper(replay=True)
     ctflow sweep run|summary            seeds x settings x datasets on Optuna (many workers)
 
@@ -30,6 +31,7 @@ from ctflow_gym.cli import (
     agent_commands,
     dataset_commands,
     demo,
+    distill_command,
     improve_command,
     refiner_commands,
     sweep_command,
@@ -46,12 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and generative trajectory policies.",
     )
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="{demo,dataset,refiner,improve,agent,wrap,sweep}"
+        dest="command", required=True, metavar="{demo,dataset,refiner,improve,distill,agent,wrap,sweep}"
     )
     demo.register(commands)
     dataset_commands.register(commands)
     refiner_commands.register(commands)
     improve_command.register(commands)
+    distill_command.register(commands)
     agent_commands.register(commands)
     wrap_command.register(commands)
     sweep_command.register(commands)

@@ -1,0 +1,117 @@
+"""``ctflow distill``: a policy's verified refined version distilled into a standalone BC policy (DAgger).
+
+    ctflow distill --policy shipped:hopper-medium --refiner runs/medium-refiner/refiner \\
+        --dataset-id ctflow/hopper/distilled-v0 --save runs/distilled
+
+The teacher is ``RefinedPolicy(policy, refiner, env, verify=True)`` with the strength ladder
+``--strength`` / ``--candidates`` and ``--continuation`` policy steps in every score (judge
+over a few hundred steps: a short horizon prefers windows that set up a fall);
+:func:`ctflow_gym.improve.distill` writes its windows at the teacher's and then the learner's
+states as a dataset and trains ``BCAgent`` (FTB's settings, ``--bc-steps``) on it each
+round. The last round's agent is saved to ``--save`` and, with ``--eval-episodes``, run
+beside the policy on the same episodes. Rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from ctflow_gym.cli.common import UserError, positive
+
+
+def register(commands) -> None:
+    """Add the ``distill`` subcommand to ``commands``."""
+    distill = commands.add_parser(
+        "distill",
+        help="distil a policy's verified refined version into a standalone BC policy (DAgger)",
+        description=(
+            "Run the policy with the refiner attached and every refined window verified by replay (the teacher), "
+            "record the windows it chooses at its own states and then at the states a learner reaches, and train "
+            "BC on them round by round: a policy that acts without the refiner or the simulator."
+        ),
+    )
+    distill.add_argument(
+        "--policy",
+        required=True,
+        help="the policy: an SB3 zip, an actor folder, or shipped:NAME (shipped:hopper-medium)",
+    )
+    distill.add_argument("--policy-algo", default=None, help="SB3 class that saved --policy (default: from the zip)")
+    distill.add_argument("--refiner", required=True, help="refiner checkpoint folder (any registered family)")
+    distill.add_argument("--dataset-id", required=True, help="id of the dataset of teacher windows to write")
+    distill.add_argument("--save", required=True, help="folder to save the distilled BCAgent to")
+    distill.add_argument("--env", default=None, help="gymnasium env id (default: the refiner's)")
+    distill.add_argument("--out", default=None, help="datasets root folder (default: Minari's root)")
+    distill.add_argument("--strength", type=float, default=4.0, help="largest refinement strength (default: 4)")
+    distill.add_argument("--candidates", type=int, default=3, help="refined windows verified per window (default: 3)")
+    distill.add_argument(
+        "--continuation", type=int, default=400, help="policy steps after each window in its score (default: 400)"
+    )
+    distill.add_argument("--rounds", type=int, default=2, help="DAgger rounds after round 0 (default: 2)")
+    distill.add_argument("--episodes", type=int, default=10, help="episodes rolled out per round (default: 10)")
+    distill.add_argument("--seed", type=int, default=0, help="seed of the resets and of BC (default: 0)")
+    distill.add_argument("--bc-steps", type=int, default=20_000, help="BC gradient steps per round (default: 20000)")
+    distill.add_argument(
+        "--eval-episodes", type=int, default=10, help="episodes to run the result beside the policy (0: none)"
+    )
+    distill.add_argument("--device", default="cpu", help="torch device of the refiner and BC (default: cpu)")
+    distill.add_argument("--overwrite", action="store_true", help="replace a dataset made otherwise")
+    distill.add_argument("--no-progress", action="store_true")
+    distill.set_defaults(handler=_distill)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    from agents import BCAgent
+    from ctflow_gym.data.actor_policies import behaviour_policy
+    from ctflow_gym.data.recipes import policy_path
+    from ctflow_gym.improve import distill
+    from ctflow_gym.refine import load_refiner
+    from ctflow_gym.wrappers import RefinedPolicy, run_episodes
+
+    for value, flag in (
+        (args.candidates, "--candidates"),
+        (args.episodes, "--episodes"),
+        (args.bc_steps, "--bc-steps"),
+    ):
+        positive(value, flag)
+    if args.rounds < 0 or args.continuation < 0 or args.eval_episodes < 0:
+        raise UserError("--rounds, --continuation and --eval-episodes must be >= 0")
+    try:
+        refiner = load_refiner(args.refiner, device=args.device)
+    except FileNotFoundError as error:
+        raise UserError(f"--refiner: {error}") from None
+    env_id = args.env or refiner.env_id
+    if env_id is None:
+        raise UserError("--env: the refiner records no env id; name the env")
+    try:
+        policy = behaviour_policy(policy_path(args.policy), args.policy_algo, env_id, deterministic=True, seed=0)
+    except (FileNotFoundError, ValueError) as error:
+        raise UserError(f"--policy: {error}") from None
+    env = gym.make(env_id)
+    teacher = RefinedPolicy(
+        policy, refiner, env, strength=args.strength, candidates=args.candidates, continuation=args.continuation
+    )
+
+    def learn(path):
+        return BCAgent(env_id, path, device=args.device, seed=args.seed).learn(args.bc_steps)
+
+    report = distill(
+        teacher, learn, args.dataset_id, root=args.out, overwrite=args.overwrite, progress_bar=not args.no_progress,
+        rounds=args.rounds, episodes=args.episodes, seed=args.seed,
+    )  # fmt: skip
+    for r in report.rounds:
+        print(
+            f"round {r.round}: {r.rolled_out_by} rolled out {len(r.episode_returns)} episodes (mean return "
+            f"{np.mean(r.episode_returns):.1f}); {r.windows} teacher windows, {r.refined_windows} of them refined"
+        )
+    report.policy.save(args.save)
+    print(f"dataset {report.path}; distilled policy saved to {args.save}")
+    if args.eval_episodes:
+        seed = 10_000 + args.seed  # episodes no round rolled out
+        alone = np.mean(run_episodes(gym.make(env_id), policy, args.eval_episodes, seed=seed))
+        distilled = np.mean(run_episodes(gym.make(env_id), report.policy, args.eval_episodes, seed=seed))
+        print(f"mean return over {args.eval_episodes} episodes: the policy {alone:.1f}, distilled {distilled:.1f}")
+    return 0
