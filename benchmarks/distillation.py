@@ -146,10 +146,9 @@ def main(argv: list[str] | None = None) -> Path:
                     rounds=s.rounds, episodes=s.round_episodes, seed=100_000 * (seed + 1), progress_bar=False,
                     overwrite=True,
                 )  # fmt: skip
-                return {
-                    "rounds": [{**dataclasses.asdict(r), "learner": evaluations.get(r.round)} for r in report.rounds],
-                    "seconds": time.time() - started,
-                }
+                per_round = [{**dataclasses.asdict(r), "learner": evaluations.get(r.round)} for r in report.rounds]
+                # not under "rounds": that is a setting of the run, stored beside the result
+                return {"per_round": per_round, "seconds": time.time() - started}
 
             settings = {**fit_settings, **base, **experts[kind], "teacher": kind, "seed": seed}
             settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)

@@ -354,10 +354,11 @@ def test_distillation(random_dataset_path, tmp_path):
     data = written(path, "policy", "policy_teacher_episodes", "fit", "teacher", "teacher_horizons", "distilled")
     assert set(data["distilled"]) == {"refined", "policy", "unverified"}
     for kind, (run,) in data["distilled"].items():
-        zero, one = run["rounds"]
+        assert run["rounds"] == 1  # the setting, beside the result
+        zero, one = run["per_round"]
         assert (zero["rolled_out_by"], one["rolled_out_by"]) == ("teacher", "learner")
         assert one["learner"]["transitions"] == zero["steps"] + one["steps"]
-    assert data["distilled"]["policy"][0]["rounds"][0]["refined_windows"] == 0  # strength 0: the policy's windows
+    assert data["distilled"]["policy"][0]["per_round"][0]["refined_windows"] == 0  # strength 0: the policy's windows
     text = path.with_suffix(".md").read_text()
     assert "distilled from the verified refined policy, round 1" in text and "plain DAgger" in text
     assert "the teacher judging windows over 0 policy steps after them" in text

@@ -34,8 +34,8 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
         unverified = data["teacher_unverified"]
         rows.append(alone("the refined policy unverified (strength 1, no replay)", unverified, episodes))
     for kind, seeds in data.get("distilled", {}).items():
-        for number_ in range(max(len(run["rounds"]) for run in seeds)):
-            learners = [run["rounds"][number_]["learner"] for run in seeds if number_ < len(run["rounds"])]
+        for number_ in range(max(len(run["per_round"]) for run in seeds)):
+            learners = [run["per_round"][number_]["learner"] for run in seeds if number_ < len(run["per_round"])]
             learners = [learner for learner in learners if learner]
             if not learners:
                 continue
@@ -51,7 +51,7 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
                     number(statistics.median(learner["score"] for learner in learners)),
                 ]
             )
-    refined = [r for run in data.get("distilled", {}).get("refined", []) for r in run["rounds"]]
+    refined = [r for run in data.get("distilled", {}).get("refined", []) for r in run["per_round"]]
     chosen = sum(r["refined_windows"] for r in refined)
     windows = sum(r["windows"] for r in refined)
     return "\n".join(
