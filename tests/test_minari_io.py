@@ -326,3 +326,16 @@ def test_thin_by_id_carries_the_policy_beside_data(random_dataset_path, tmp_path
     path = thin_dataset("ctflow/hopper/random-v0", 2, tmp_path / "out", progress_bar=False)
     assert (path / POLICY_FILE).read_bytes() == b"not a real policy"
     assert load_dataset(path).total_episodes == len(range(0, load_dataset(source).total_episodes, 2))
+
+
+def test_best_episodes_is_filtered_bcs_rule_and_names_bad_input():
+    from ctflow_gym.data.thinning import best_episodes
+
+    lengths, returns = np.array([10, 30, 20, 40]), np.array([1.0, 5.0, 5.0, 2.0])
+    np.testing.assert_array_equal(best_episodes(lengths, returns, 0.5), [1, 2])  # ties: the earlier first
+    np.testing.assert_array_equal(best_episodes(lengths, returns, 0.01), [1])  # the best kept even when longer
+    for bad in (0.0, 1.5, True, "0.5"):
+        with pytest.raises(ValueError, match="fraction"):
+            best_episodes(lengths, returns, bad)
+    with pytest.raises(ValueError, match="returns: one per episode"):
+        best_episodes(lengths, returns[:2], 0.5)

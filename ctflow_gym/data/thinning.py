@@ -132,9 +132,14 @@ def best_episodes(lengths: np.ndarray, returns: np.ndarray, fraction: float) -> 
     Filtered BC's rule ("%BC", the Decision Transformer code's ``pct_traj``): episodes ranked
     by return (ties: the earlier first), taken best first until the next would bring the
     kept steps above ``int(fraction * total)``; the best episode is kept even when it alone
-    is longer.
+    is longer. ``ValueError`` naming ``fraction`` unless it is in (0, 1], and naming
+    ``returns`` unless there is one per episode (at least one episode).
     """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)) or not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be a number in (0, 1]; got {fraction!r}")
     lengths, returns = np.asarray(lengths), np.asarray(returns, dtype=np.float64)
+    if len(lengths) == 0 or returns.shape != lengths.shape:
+        raise ValueError(f"returns: one per episode expected ({len(lengths)} lengths); got shape {returns.shape}")
     best_first = np.argsort(-returns, kind="stable")
     budget = max(int(fraction * int(lengths.sum())), 1)
     count = max(1, int(np.sum(np.cumsum(lengths[best_first]) <= budget)))
