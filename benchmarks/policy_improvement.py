@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> Path:
         )
     rows.sort(key=lambda row: not row["learner"].startswith(("BC, rollouts", "BC, best")))
     rows.sort(key=lambda row: "improved" in row["learner"])  # shown: raw, filtered, then the improved
-    saturated = {"rollouts": _saturated(source_path)}  # what the extracted policies imitate
+    source_label = f"best {100 * s.top_fraction:g}% episodes" if s.top_fraction else "rollouts"
+    saturated = {source_label: _saturated(source_path)}  # what the extracted policies imitate
     saturated.update({label: _saturated(r["path"]) for label, r in improved.items() if r["path"] is not None})
     data = {
         "meta": {**s.recorded(), "dataset": source.id, "whole_dataset": whole.id, "env_id": env_id},

@@ -342,6 +342,7 @@ def test_policy_improvement_of_a_datasets_best_episodes(random_dataset_path, tmp
     assert learners[0] == "BC, best 50% episodes" and len(learners) == 7  # no separate filtered row
     assert data["rows"][0]["transitions"] == best.total_steps
     assert "the policy: BC on the data improved" in path.with_suffix(".md").read_text()
+    assert "best 50% episodes" in data["saturated_actions"]  # what BC imitates there, named as it is
 
 
 def test_distillation(random_dataset_path, tmp_path):
