@@ -34,10 +34,10 @@ from pathlib import Path
 
 import gymnasium as gym
 from harness import Runs, Settings, option, parse, write_results
-from policy_improvement import closed_loop, fit_refiner
+from policy_improvement import closed_loop, fitted_refiner
 
 from agents import BCAgent
-from ctflow_gym import RefinedPolicy, TrajectoryRefiner
+from ctflow_gym import RefinedPolicy
 from ctflow_gym.data import load_dataset
 from ctflow_gym.data.actor_policies import behaviour_policy
 from ctflow_gym.data.minari_io import build_record
@@ -81,14 +81,8 @@ def main(argv: list[str] | None = None) -> Path:
     policy_alone = runs.run("policy", base, lambda: closed_loop(env_id, policy, s.episodes))
     paired = {**base, "episodes": s.teacher_episodes}  # the policy on the teacher's episodes (its first ones)
     policy_paired = runs.run("policy_teacher_episodes", paired, lambda: closed_loop(env_id, policy, s.teacher_episodes))
-    refiner_folder = work / "refiner"
-    fit = lambda: fit_refiner(dataset, s.window, s.refiner_steps, refiner_folder)  # noqa: E731
-
     fit_settings = {"dataset": dataset.id, "window": s.window, "refiner_steps": s.refiner_steps}
-    fitted = runs.run("fit", fit_settings, fit)
-    if not refiner_folder.exists():  # the work folder was cleared: refit
-        fitted = runs.put("fit", {**fit_settings, **fit()})
-    refiner = TrajectoryRefiner.load(refiner_folder)
+    fitted, refiner = fitted_refiner(runs, fit_settings, dataset, s.window, s.refiner_steps, work / "refiner")
     teacher_settings = {"strength": s.strength, "candidates": s.candidates, "continuation": s.continuation}
     experts = {  # the refined teacher, and the policy itself as a teacher (strength 0 keeps every base window)
         "refined": teacher_settings,
@@ -96,33 +90,29 @@ def main(argv: list[str] | None = None) -> Path:
         "unverified": {"strength": 1.0, "candidates": 1, "continuation": 0},
     }
 
-    def teacher(kind: str) -> RefinedPolicy:
-        verify = kind != "unverified"
-        return RefinedPolicy(policy, refiner, gym.make(env_id), verify=verify, execution="open_loop", **experts[kind])
+    def teacher(options: dict, verify: bool = True) -> RefinedPolicy:
+        return RefinedPolicy(policy, refiner, gym.make(env_id), verify=verify, execution="open_loop", **options)
 
-    teacher_alone = runs.run(
-        "teacher",
-        {**fit_settings, **base, **teacher_settings, "episodes": s.teacher_episodes},
-        lambda: closed_loop(env_id, refined := teacher("refined"), s.teacher_episodes, refined.env),
-    )
-    horizons = {}  # the same teacher judging each window over fewer policy steps after it
-    for horizon in s.horizons:
-        shorter = {**teacher_settings, "continuation": horizon}
+    def teacher_run(key: str, options: dict, verify: bool = True) -> dict:
+        """The teacher with ``options``, in closed loop in its own env (cached as ``key``)."""
+        settings = {**fit_settings, **base, **options, "episodes": s.teacher_episodes}
+        if not verify:
+            settings["verify"] = False
 
-        def measure(shorter=shorter) -> dict:
-            refined = RefinedPolicy(policy, refiner, gym.make(env_id), verify=True, execution="open_loop", **shorter)
+        def measure() -> dict:
+            refined = teacher(options, verify)
             return closed_loop(env_id, refined, s.teacher_episodes, refined.env)
 
-        settings = {**fit_settings, **base, **shorter, "episodes": s.teacher_episodes}
-        horizons[str(horizon)] = runs.run(f"teacher_continuation{horizon}", settings, measure)
+        return runs.run(key, settings, measure)
+
+    teacher_alone = teacher_run("teacher", teacher_settings)
+    horizons = {  # the same teacher judging each window over fewer policy steps after it
+        str(horizon): teacher_run(f"teacher_continuation{horizon}", {**teacher_settings, "continuation": horizon})
+        for horizon in s.horizons
+    }
     unverified_alone = None
     if "unverified" in s.teachers:  # the unverified teacher in closed loop, beside the verified one
-        settings = {**fit_settings, **base, **experts["unverified"], "verify": False, "episodes": s.teacher_episodes}
-        unverified_alone = runs.run(
-            "teacher_unverified",
-            settings,
-            lambda: closed_loop(env_id, unverified := teacher("unverified"), s.teacher_episodes, unverified.env),
-        )
+        unverified_alone = teacher_run("teacher_unverified", experts["unverified"], verify=False)
     distilled = {}
     for kind in s.teachers:
         distilled[kind] = []
@@ -141,8 +131,9 @@ def main(argv: list[str] | None = None) -> Path:
                     return agent
 
                 started = time.time()
+                expert = teacher(experts[kind], verify=kind != "unverified")
                 report = distill(
-                    teacher(kind), learn, f"distilled/{kind}-seed{seed}-v0", root=work / "datasets",
+                    expert, learn, f"distilled/{kind}-seed{seed}-v0", root=work / "datasets",
                     rounds=s.rounds, episodes=s.round_episodes, seed=100_000 * (seed + 1), progress_bar=False,
                     overwrite=True,
                 )  # fmt: skip

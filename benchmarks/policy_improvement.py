@@ -135,12 +135,25 @@ def closed_loop(env_id: str, policy, episodes: int, env: gym.Env | None = None) 
     }
 
 
-def fit_refiner(dataset, window: int, steps: int, folder: Path) -> dict:
-    """Fit ``TrajectoryRefiner`` (seed 0, ``steps`` for each part, the predictor half) on ``dataset``; save it."""
-    started = time.time()
-    budget = dict(ae_steps=steps, flow_steps=steps, predictor_steps=max(steps // 2, 1), inverse_dynamics_steps=steps)
-    TrajectoryRefiner(window=window, seed=0, **budget).fit(dataset, progress_bar=False).save(folder)
-    return {"fit_seconds": time.time() - started}
+def fitted_refiner(runs: Runs, settings: dict, dataset, window: int, steps: int, folder: Path):
+    """``(fit record, TrajectoryRefiner)``: the run ``"fit"`` (seed 0, ``steps`` for each part, the predictor half).
+
+    Fitted on ``dataset`` and saved to ``folder`` unless a stored run with ``settings`` and
+    the folder are both there (a cleared work folder is refitted).
+    """
+
+    def fit() -> dict:
+        started = time.time()
+        budget = dict(
+            ae_steps=steps, flow_steps=steps, predictor_steps=max(steps // 2, 1), inverse_dynamics_steps=steps
+        )
+        TrajectoryRefiner(window=window, seed=0, **budget).fit(dataset, progress_bar=False).save(folder)
+        return {"fit_seconds": time.time() - started}
+
+    fitted = runs.run("fit", settings, fit)
+    if not folder.exists():
+        fitted = runs.put("fit", {**settings, **fit()})
+    return fitted, TrajectoryRefiner.load(folder)
 
 
 def _saturated(path: str) -> float:
@@ -192,15 +205,10 @@ def main(argv: list[str] | None = None) -> Path:
         policy = _policy(s.policy, env_id)
 
     policy_alone = runs.run("policy", {**base, "episodes": s.episodes}, lambda: closed_loop(env_id, policy, s.episodes))
-    refiner_folder = work / "refiner"
-    fit = lambda: fit_refiner(whole, s.window, s.refiner_steps, refiner_folder)  # noqa: E731
     fit_settings = {**base, "window": s.window, "refiner_steps": s.refiner_steps}
     fitted = runs.get("fit", fit_settings) or {}
     if "improved" in s.learners:
-        fitted = runs.run("fit", fit_settings, fit)
-        if not refiner_folder.exists():  # the work folder was cleared: refit
-            fitted = runs.put("fit", {**fit_settings, **fit()})
-        refiner = TrajectoryRefiner.load(refiner_folder)
+        fitted, refiner = fitted_refiner(runs, fit_settings, whole, s.window, s.refiner_steps, work / "refiner")
     several = f"strengths {', '.join(f'{x:g}' for x in s.strengths)}"
     after = f"{s.continuation} policy steps"
     improvements = {  # label -> how the windows are improved (the variant's number names its dataset and runs)

@@ -257,6 +257,19 @@ def make_windows(
     )
 
 
+def window_arrays(observations, actions=None) -> tuple:
+    """``(observations, actions)`` to refine: a :class:`Windows` batch's two arrays, or the two given.
+
+    What a refiner's ``refine(observations, actions=None, ...)`` takes; ``ValueError``
+    naming ``actions`` when arrays come without them.
+    """
+    if isinstance(observations, Windows):
+        return observations.observations, observations.actions
+    if actions is None:
+        raise ValueError("actions are required unless observations is a Windows batch")
+    return observations, actions
+
+
 def split_episodes(windows: Windows, held_out_fraction: float, seed: int = 0) -> tuple[Windows, Windows]:
     """Split ``windows`` by episode into (train, held_out); no episode is in both."""
     if not 0.0 < held_out_fraction < 1.0:

@@ -26,7 +26,7 @@ from ctflow_gym.checkpoint import (
 )
 from ctflow_gym.data.normalization import NormalizationStats
 from ctflow_gym.data.validation import require_strength
-from ctflow_gym.data.windows import Windows, split_episodes
+from ctflow_gym.data.windows import split_episodes, window_arrays
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.models import SourceConditionedVelocity, TrajectoryAutoencoder
 from ctflow_gym.refine.baselines import TrainingBank
@@ -330,10 +330,7 @@ class TrajectoryRefiner:
                 strength 0 still returns the source.
         """
         self._require_fitted()
-        if isinstance(observations, Windows):
-            observations, actions = observations.observations, observations.actions
-        if actions is None:
-            raise ValueError("actions are required unless observations is a Windows batch")
+        observations, actions = window_arrays(observations, actions)
         require_strength(strength)
         steps = self.config.euler_steps if steps is None else steps
         if not isinstance(steps, int) or steps < 1:

@@ -36,7 +36,7 @@ import torch
 
 from ctflow_gym.checkpoint import read_checkpoint_meta, save_checkpoint
 from ctflow_gym.data.validation import require_strength
-from ctflow_gym.data.windows import Windows
+from ctflow_gym.data.windows import window_arrays
 from ctflow_gym.logging import NULL_LOGGER, RunLogger
 from ctflow_gym.refine.contract import RefinementResult
 from ctflow_gym.refine.refiner import TrajectoryRefiner
@@ -124,10 +124,7 @@ class LatentReplacement:
                 f"this {type(self).__name__} is not fitted: call fit(), build it from a fitted TrajectoryRefiner "
                 "(kept after fit(), or loaded from a folder saved with include_bank=True), or load one"
             )
-        if isinstance(observations, Windows):
-            observations, actions = observations.observations, observations.actions
-        if actions is None:
-            raise ValueError("actions are required unless observations is a Windows batch")
+        observations, actions = window_arrays(observations, actions)
         if require_strength(strength) == 0:
             return self.refiner.refine(observations, actions, strength=0.0)
         return self._replace(observations, actions, seed)
