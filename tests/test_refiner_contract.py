@@ -397,3 +397,9 @@ def test_the_paper_baselines_refuse_bad_input(refiners, windows):
         RandomImprovedRefiner(window=8).refine(windows.observations, windows.actions)
     with pytest.raises(ValueError, match="targets: NonLocalRefiner trains on non-local pairs"):
         NonLocalRefiner(targets="local")
+    for refiner in (flow, NearestImprovedRefiner(flow)):  # arrays without actions; a Windows batch carries them
+        with pytest.raises(ValueError, match="actions are required unless observations is a Windows batch"):
+            refiner.refine(windows.observations)
+        np.testing.assert_array_equal(
+            refiner.refine(windows).actions, refiner.refine(windows.observations, windows.actions).actions
+        )
