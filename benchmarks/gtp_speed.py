@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from gtp_vs_peers import LABELS, export_transitions, run_peer
 from harness import Settings, interleaved_timings, option, parse, write_results
 
 from agents import GTPAgent, GTPConfig
@@ -241,6 +243,23 @@ def learn_speed(dataset, device: str, steps: int, compile: bool, **config) -> di
     return speeds
 
 
+def time_peers(dataset, device: str, python: Path, steps: int, threads: int, work: Path) -> dict[str, dict]:
+    """d3rlpy's IQL and TD3+BC training steps/s from ``steps``-step runs (on CUDA also with its ``compile_graph``)."""
+    data_file = export_transitions(dataset, work / f".transitions-{os.getpid()}.npz")
+    peers = {}
+    try:
+        for compile_graph in (False, True) if str(device).startswith("cuda") else (False,):
+            for method in ("iql", "td3+bc"):
+                options = dict(episodes=0, device=device, threads=threads, compile_graph=compile_graph)
+                result = run_peer(python, data_file, method, 0, dataset.env_spec.id, steps, **options)
+                label = LABELS[method] + (" compile_graph" if compile_graph else "")
+                key = method + (" compile_graph" if compile_graph else "")
+                peers[key] = {"steps_per_second": result["steps_per_second"], "steps": steps, "label": label}
+    finally:
+        data_file.unlink()
+    return peers
+
+
 def main(argv: list[str] | None = None) -> Path:
     s = parse(SpeedSettings, argv)
     name = s.name or ("gtp_speed" if s.critic_ensemble == 1 else f"gtp_speed_ensemble{s.critic_ensemble}")
@@ -250,8 +269,6 @@ def main(argv: list[str] | None = None) -> Path:
     learn = learn_speed(dataset, s.device, s.learn_steps, s.compile, **config) if s.learn_steps else {}
     peers = {}
     if s.peer_python:
-        from gtp_vs_peers import time_peers  # here: gtp_vs_peers imports this module
-
         with tempfile.TemporaryDirectory() as work:
             timed = time_peers(dataset, s.device, Path(s.peer_python), s.peer_steps, s.threads, Path(work))
             peers = {peer["label"]: peer["steps_per_second"] for peer in timed.values()}

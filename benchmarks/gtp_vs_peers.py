@@ -1,4 +1,4 @@
-"""GTP and GTP-BC next to d3rlpy's IQL and TD3+BC on the same data: scores, learning curves, speed, latency.
+"""GTP, GTP-BC, FQL and DeFlow next to d3rlpy's IQL and TD3+BC on the same data: scores and learning curves.
 
 Every method gets the same dataset, batch size, gradient steps and seeds. With ``--eval-every N``
 (default 10000) each run is evaluated every N steps (``--episodes`` episodes) and its score is the
@@ -9,17 +9,18 @@ whole run) with checkpoints every N steps in ``--work``, so an interrupted run r
 evaluated as ``predict(deterministic=True)`` acts (``learn``'s evaluation, K = 5, resets seeded
 with the agent's seed + the step, ``--envs`` envs at once) and with K = 2 at Karras' times (the
 paper's). GTP's runs in the committed 200k files were trained by ``gtp_diagnostics.run_seed``
-(now in ``benchmarks/archive/``), which evaluated sampled actions in between as well and so drew
+(archived: ``benchmarks/archive/README.md``), which evaluated sampled actions in between as well and so drew
 from the agent's random stream: a rerun here follows the same protocol on another random stream.
 With ``--eval-every 0`` each run is evaluated once at the end (the first protocol, 50k steps).
 
 d3rlpy 2.8 pins gymnasium 1.0.0, so it runs in its own venv that this script makes
 (``--peer-venv``: torch 2.13.0, d3rlpy 2.8.1, gymnasium[mujoco] 1.0.0) through ``peer_d3rlpy.py``,
-handed the same transitions as an ``.npz``; its evaluations reset with 10000 + seed. Once per
-``--name``: the speed section (GTP, GTP-BC and a TD3+BC step timed interleaved by
-``gtp_speed.measure_speed``, then short d3rlpy runs; run it on an idle machine, ``--speed-only``)
-and the action latency (the GTP actor at K = 1, 2, 5 beside a plain MLP actor; ``predict`` with
-N = 50 and N = 1 candidates). A learning-curve plot is written beside the results.
+handed the same transitions as an ``.npz``; its evaluations reset with 10000 + seed. A
+learning-curve plot is written beside the results. Training speed and action latency are measured
+alone, not here: ``gtp_speed.py`` (GTP beside a TD3+BC step, and d3rlpy's steps/s with
+``--peer-python``) and ``agent_speed.py`` (GTP, FQL, DeFlow, and ``predict`` latency); the speed and
+latency sections of the committed ``gtp_vs_peers_*`` files were measured by an earlier version of
+this script (``git show a1f9773:benchmarks/gtp_vs_peers.py``) and are still rendered from them.
 
 Each finished run is cached in ``<out>/<name>_runs/<method>-seed<k>.json`` (its wall time that of
 the call that finished it); the summary is rewritten after every run. GTP's critic count is
@@ -41,23 +42,9 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import torch
-from gtp_speed import measure_speed
-from harness import (
-    ROOT,
-    Runs,
-    Settings,
-    interleaved_timings,
-    machine_info,
-    matches,
-    option,
-    parse,
-    write_json,
-    write_results,
-)
+from harness import ROOT, Runs, Settings, matches, option, parse, write_json, write_results
 
-from agents import DeFlowAgent, FQLAgent, GTPAgent, GTPConfig, load_agent
-from agents.gtp.networks import FlowMapActor, plain_mlp_actor
+from agents import DeFlowAgent, FQLAgent, GTPAgent, GTPConfig
 from agents.gtp.schedule import sampling_times
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset, load_transitions, normalized_score
 from ctflow_gym.envs.point_maze import is_point_maze
@@ -80,8 +67,6 @@ FLOW_NETWORKS = {
 BEFORE_RECORDED = GTPConfig.BEFORE_RECORDED
 """What GTP runs stored before a setting was recorded were made with."""
 LAST_EVALUATIONS = 5
-PREDICT_SETTINGS = ((5, 50), (2, 50), (5, 1), (2, 1))
-"""(K, N) pairs whose ``GTPAgent.predict`` latency is measured: the default and the cheaper ones."""
 
 
 @dataclasses.dataclass
@@ -104,13 +89,7 @@ class PeersSettings(Settings):
     device: str = option("cpu", "torch device (ours and the peers')")
     name: str | None = option(None, "result file name (default gtp_vs_peers_<steps/1000>k[_final][_ensemble<M>])")
     work: str = option("/tmp/ctflow_gtp_vs_peers", "GTP's checkpoints (curve runs)")
-    latency_rounds: int = option(300, "interleaved rounds (10 calls each) of the latency at batch 1; a tenth at 256")
-    speed_rounds: int = option(30, "interleaved rounds of 10 training steps")
-    speed_steps: int = option(3000, "steps of each d3rlpy timing run")
-    compile: bool = option(True, "the speed section also times compiled losses")
-    speed: bool = option(True, "measure the speed section (needs the d3rlpy venv)")
-    speed_only: bool = option(False, "measure the speed section (if missing) and report only")
-    report_only: bool = option(False, "train nothing; measure the latency if missing, rewrite the summary")
+    report_only: bool = option(False, "train nothing, rewrite the summary")
     peer_venv: str = option(".bench-venvs/d3rlpy", "the d3rlpy venv (made on first use)")
     progress: bool = option(False, "progress bars and the peers' output")
 
@@ -180,23 +159,6 @@ def run_peer(python: Path, data_file: Path, method: str, seed: int, env_id: str,
             {"step": c["step"], "score": score(c["returns"]), "returns": c["returns"]} for c in result["curve"]
         ]
     return run
-
-
-def time_peers(dataset, device: str, python: Path, steps: int, threads: int, work: Path) -> dict[str, dict]:
-    """d3rlpy's IQL and TD3+BC training steps/s from ``steps``-step runs (on CUDA also with its ``compile_graph``)."""
-    data_file = export_transitions(dataset, work / f".transitions-{os.getpid()}.npz")
-    peers = {}
-    try:
-        for compile_graph in (False, True) if str(device).startswith("cuda") else (False,):
-            for method in ("iql", "td3+bc"):
-                options = dict(episodes=0, device=device, threads=threads, compile_graph=compile_graph)
-                result = run_peer(python, data_file, method, 0, dataset.env_spec.id, steps, **options)
-                label = LABELS[method] + (" compile_graph" if compile_graph else "")
-                key = method + (" compile_graph" if compile_graph else "")
-                peers[key] = {"steps_per_second": result["steps_per_second"], "steps": steps, "label": label}
-    finally:
-        data_file.unlink()
-    return peers
 
 
 # ------------------------------------------------------------------------------------------------------- GTP
@@ -307,58 +269,6 @@ def final_by_noise(agent, s: PeersSettings, seed: int) -> dict[str, float]:
     return scores
 
 
-def backfill_final_by_noise(runs: Runs, key: str, s: PeersSettings, folder: Path, seed: int) -> None:
-    """Add ``final_by_noise`` to a stored FQL / DeFlow run made before it was recorded, from its final checkpoint."""
-    file = runs.folder / f"{key}.json"
-    run = json.loads(file.read_text())
-    model = folder / "model"
-    if "final_by_noise" in run or not model.is_dir():
-        return
-    agent = load_agent(model, device=s.device)
-    if agent.num_timesteps == s.steps:
-        write_json(file, {**run, "final_by_noise": final_by_noise(agent, s, seed)})
-
-
-def action_latency(obs_dim: int, act_dim: int, device: str, rounds: int) -> dict:
-    """Median microseconds per call of the GTP actor (K = 1, 2, 5, one sample per state) and a plain MLP actor."""
-    torch.manual_seed(0)
-    actor = FlowMapActor(obs_dim, act_dim).to(device).eval()
-    mlp = plain_mlp_actor(obs_dim, act_dim).to(device).eval()
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
-    rows = {}
-    for batch in (1, 256):
-        obs, noise = torch.randn(batch, obs_dim, device=device), torch.randn(batch, act_dim, device=device)
-        functions = {"mlp": lambda: (mlp(obs).clamp(-1, 1), sync())}
-        for steps in (1, 2, 5):
-            times = sampling_times(steps, 80.0, 0.002)
-            for mode, start in (("deterministic", None), ("stochastic", noise)):
-                functions[f"K={steps}_{mode}"] = lambda t=times, a=start: (actor.sample(obs, t, a).clamp(-1, 1), sync())
-        with torch.inference_mode():
-            timings = interleaved_timings(functions, rounds if batch == 1 else max(1, rounds // 10))
-        row = {"mlp_us": timings.pop("mlp")}
-        for name, us in timings.items():
-            row.update({f"{name}_us": us, f"{name}_vs_mlp": us / row["mlp_us"]})
-        rows[f"batch={batch}"] = row
-    return rows
-
-
-def predict_latency(dataset, device: str, rounds: int, critic_ensemble: int) -> dict:
-    """Median microseconds of ``GTPAgent.predict`` on one observation per (K, N), beside a plain MLP forward.
-
-    What the policy costs per env step as a user calls it (the agent untrained: the time does not
-    depend on the weights).
-    """
-    agent = GTPAgent(dataset.env_spec.id, dataset, seed=0, device=device, critic_ensemble=critic_ensemble)
-    observation = np.asarray(dataset.observation_space.sample(), dtype=np.float32)
-    mlp = plain_mlp_actor(agent.obs_dim, agent.act_dim).to(device).eval()
-    tensor = torch.as_tensor(observation[None], device=device)
-    functions = {"mlp": lambda: mlp(tensor).clamp(-1, 1).cpu()}
-    for k, n in PREDICT_SETTINGS:
-        functions[f"K={k} N={n}"] = lambda k=k, n=n: agent.predict(observation, sampling_steps=k, action_candidates=n)
-    with torch.inference_mode():
-        return {f"{name}_us": us for name, us in interleaved_timings(functions, rounds).items()}
-
-
 # ----------------------------------------------------------------------------------------------------- summary
 
 
@@ -448,7 +358,7 @@ def plot_curves(runs: list[dict], path: Path, title: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    """Run what is missing (resumable), measure speed and latency once, rewrite the results."""
+    """Run what is missing (resumable), rewrite the results."""
     s = parse(PeersSettings, argv)
     budget = f"{s.steps // 1000}k" if s.steps % 1000 == 0 else str(s.steps)
     critics = "" if s.critic_ensemble == 1 else f"_ensemble{s.critic_ensemble}"
@@ -463,11 +373,6 @@ def main(argv: list[str] | None = None) -> Path:
     other = {file: count for file, count in counts.items() if count != s.critic_ensemble}
     if other:  # never mix, relabel or overwrite results of another critic count
         raise SystemExit(f"--critic-ensemble {s.critic_ensemble}: {runs.folder} holds other critic counts {other}")
-    if not latency_file.exists():
-        obs_dim, act_dim = dataset.observation_space.shape[0], dataset.action_space.shape[0]
-        latency = action_latency(obs_dim, act_dim, s.device, s.latency_rounds)
-        latency["predict"] = predict_latency(dataset, s.device, max(1, s.latency_rounds // 10), s.critic_ensemble)
-        write_json(latency_file, {**latency, "critic_ensemble": s.critic_ensemble, "machine": machine_info()})
     shared = {"steps": s.steps, "eval_every": s.eval_every or None}
 
     def settings_of(method: str) -> dict:
@@ -490,8 +395,7 @@ def main(argv: list[str] | None = None) -> Path:
             r["method"].startswith("gtp") and "action_candidates" not in r for r in stored
         )
         meta["curves_png"] = f"{name}.png" if plot_curves(stored, out / f"{name}.png", f"{name}: {env_id}") else None
-        speed = json.loads(speed_file.read_text()) if speed_file.exists() else None
-        latency = json.loads(latency_file.read_text())
+        speed, latency = (json.loads(f.read_text()) if f.exists() else None for f in (speed_file, latency_file))
         data = {"meta": meta, "summary": summarize(stored, env_id), "speed": speed, "latency": latency, "runs": stored}
         methods = [LABELS[m] for m in METHODS if any(r["method"] == m for r in stored)] or ["GTP"]
         return write_results(s, name, data, "peers", f"{', '.join(methods)} on the same data")
@@ -505,17 +409,7 @@ def main(argv: list[str] | None = None) -> Path:
         return peer["python"], peer["data"]
 
     try:
-        if s.speed and not s.report_only and not speed_file.exists():
-            speed = measure_speed(dataset, s.device, s.speed_rounds, 10, s.compile, critic_ensemble=s.critic_ensemble)
-            speed["peers"] = time_peers(dataset, s.device, peers()[0], s.speed_steps, s.threads, runs.folder)
-            record = {**speed, "device": s.device, "threads": s.threads, "critic_ensemble": s.critic_ensemble}
-            write_json(speed_file, {**record, "machine": machine_info()})
-        for seed in () if s.speed_only else s.seeds:  # FQL / DeFlow runs stored before final_by_noise was
-            for method in (m for m in s.methods if m in FLOW_AGENTS):
-                if runs.get(f"{method}-seed{seed}", settings_of(method), BEFORE_RECORDED) is not None:
-                    folder = Path(s.work) / name / method / f"seed{seed}"
-                    backfill_final_by_noise(runs, f"{method}-seed{seed}", s, folder, seed)
-        for seed in () if s.report_only or s.speed_only else s.seeds:
+        for seed in () if s.report_only else s.seeds:
             for method in s.methods:
                 key = f"{method}-seed{seed}"
                 folder = Path(s.work) / name / method / f"seed{seed}"

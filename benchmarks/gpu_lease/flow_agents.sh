@@ -41,8 +41,8 @@ for (( k = 0; k < WAVES; k++ )); do
   left=$(( DEADLINE - $(el) )); [ $left -lt 60 ] && break
   pids=()
   for m in gtp fql deflow; do
-    timeout $(( left - 5 )) $PY benchmarks/gtp_vs_peers.py --device $DEV --no-speed --dataset $DS --methods $m --seeds $k \
-      --steps $S --eval-every $(( S / 6 )) --name $NAME --out $W/out/$m-$k --work $W/work --latency-rounds 1 > $W/logs/$m-$k.log 2>&1 &
+    timeout $(( left - 5 )) $PY benchmarks/gtp_vs_peers.py --device $DEV --dataset $DS --methods $m --seeds $k \
+      --steps $S --eval-every $(( S / 6 )) --name $NAME --out $W/out/$m-$k --work $W/work > $W/logs/$m-$k.log 2>&1 &
     pids+=($!)
   done
   wait ${pids[@]}; echo "wave $k done at $(el) s"; ls $W/out/*-$k/*_runs/ 2>/dev/null | grep seed
