@@ -67,13 +67,14 @@ class DistillationSettings(Settings):
     teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy", choices=TEACHERS)
     episodes: int = option(50, "evaluation episodes of the policy and of every round's learner")
     work: str = option("/tmp/ctflow_distillation", "where the fitted refiner and the distilled datasets go")
+    name: str | None = option(None, "result file name (default distillation_<dataset>)")
 
 
 def main(argv: list[str] | None = None) -> Path:
     s = parse(DistillationSettings, argv)
     dataset = load_dataset(s.dataset)
     env_id = dataset.env_spec.id
-    name = "distillation_" + dataset.id.replace("/", "_").replace("-", "_")
+    name = s.name or "distillation_" + dataset.id.replace("/", "_").replace("-", "_")
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
     policy = behaviour_policy(policy_path(s.policy), None, env_id, deterministic=True, seed=0)

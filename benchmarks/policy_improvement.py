@@ -85,6 +85,7 @@ class PolicyImprovementSettings(Settings):
     learners: tuple[str, ...] = option(LEARNERS, "rows to train: raw, filtered, improved")
     episodes: int = option(50, "evaluation episodes (the policy's and each BC seed's)")
     work: str = option("/tmp/ctflow_policy_improvement", "where the fitted refiner and the datasets go")
+    name: str | None = option(None, "result file name (default policy_improvement_<dataset>[_best<pct>][_bc])")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> Path:
         name += f"_best{100 * s.top_fraction:g}".replace(".", "_")
     if s.policy == "bc":  # runs judged by another policy are other runs
         name += "_bc"
+    name = s.name or name
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
     source, source_path = whole, s.dataset

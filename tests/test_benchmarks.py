@@ -298,8 +298,10 @@ def test_policy_improvement(random_dataset_path, tmp_path):
     """A policy (the shipped medium actor) beside BC on rollouts and on their verified improvement, tiny budgets."""
     argv = ["--dataset", str(random_dataset_path), "--window", "8", "--refiner-steps", "30", "--continuation", "5"]
     argv += ["--strengths", "1", "2", "--commit-steps", "3", "--bc-steps", "20", "--seeds", "0", "--episodes", "1"]
-    argv += ["--out", str(tmp_path), "--work", str(tmp_path / "work")]
-    data = written(bench("policy_improvement").main(argv), "policy", "fit", "improve", "rows")
+    argv += ["--out", str(tmp_path), "--work", str(tmp_path / "work"), "--name", "named"]
+    path = bench("policy_improvement").main(argv)
+    data = written(path, "policy", "fit", "improve", "rows")
+    assert path.name == "named.json" and (tmp_path / "named_runs" / "fit.json").is_file()
     assert data["policy"]["mean_return"] > 0 and data["meta"]["strengths"] == [1.0, 2.0]
     learners = [r["learner"] for r in data["rows"]]
     assert learners[:2] == ["BC, rollouts", "filtered BC (top 10%), rollouts"]
@@ -334,9 +336,10 @@ def test_distillation(random_dataset_path, tmp_path):
     """The policy, its verified refined version and BC distilled from each expert round by round, tiny budgets."""
     argv = ["--dataset", str(random_dataset_path), "--window", "8", "--refiner-steps", "30", "--continuation", "5"]
     argv += ["--candidates", "2", "--teacher-episodes", "1", "--horizons", "0", "--rounds", "1"]
-    argv += ["--round-episodes", "1"]
+    argv += ["--round-episodes", "1", "--name", "named"]
     argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
     path = bench("distillation").main(argv)
+    assert path.name == "named.json" and (tmp_path / "named_runs" / "fit.json").is_file()
     data = written(path, "policy", "policy_teacher_episodes", "fit", "teacher", "teacher_horizons", "distilled")
     assert set(data["distilled"]) == {"refined", "policy", "unverified"}
     for kind, (run,) in data["distilled"].items():
