@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-from harness import Runs, Settings, option, parse, write_results
+import numpy as np
+from harness import Runs, Settings, option, parse, pyplot, write_png, write_results
 from policy_improvement import closed_loop, fitted_refiner
 
 from agents import BCAgent
@@ -47,6 +48,35 @@ from ctflow_gym.improve import distill
 TEACHERS = ("refined", "policy", "unverified")
 """The experts distilled: the verified refined policy; the policy itself (the control for refinement); the
 refined policy unverified, at strength 1 (the control for verification: realised windows nothing chose)."""
+
+
+LABELS = {"refined": "verified refined teacher", "policy": "the policy (plain DAgger)", "unverified": "unverified"}
+
+
+def plot_rounds(distilled: dict[str, list[dict]], policy: float, teacher: float, path: Path, title: str) -> bool:
+    """The learning curve of distillation, as ``path``: each round's learner return per expert (median over seeds,
+    their range shaded) beside the policy and the teacher (dotted). False, nothing written: no learner evaluated."""
+    series = {}  # expert -> (seeds, rounds) returns, over the rounds every seed has
+    for kind, seeds in distilled.items():
+        curves = [[r["learner"]["mean_return"] for r in run["per_round"] if r.get("learner")] for run in seeds]
+        length = min(map(len, curves), default=0)
+        if length:
+            series[kind] = np.array([curve[:length] for curve in curves])
+    if not series:
+        return False
+    figure, axis = pyplot().subplots(figsize=(7, 4.5))
+    for i, (kind, values) in enumerate(series.items()):
+        rounds = np.arange(values.shape[1])
+        label = f"BC distilled from {LABELS.get(kind, kind)} ({len(values)} seeds)"
+        axis.plot(rounds, np.median(values, axis=0), "o-", color=f"C{i}", label=label)
+        axis.fill_between(rounds, values.min(axis=0), values.max(axis=0), color=f"C{i}", alpha=0.2)
+    axis.axhline(policy, color="k", linestyle=":", label="the policy")
+    axis.axhline(teacher, color="C3", linestyle=":", label="the teacher (refiner and MuJoCo at run time)")
+    axis.set(xlabel="DAgger round (0: BC on the teacher's rollouts)", ylabel="mean return", title=title)
+    axis.set_xticks(range(max(values.shape[1] for values in series.values())))
+    axis.legend(fontsize=7)
+    write_png(figure, path)
+    return True
 
 
 @dataclasses.dataclass
@@ -145,8 +175,10 @@ def main(argv: list[str] | None = None) -> Path:
             settings = {**fit_settings, **base, **experts[kind], "teacher": kind, "seed": seed}
             settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
             distilled[kind].append(runs.run(f"distill_{kind}_seed{seed}", settings, run))
+    png = Path(s.out) / f"{name}.png"
+    drawn = plot_rounds(distilled, policy_alone["mean_return"], teacher_alone["mean_return"], png, name)
     data = {
-        "meta": {**s.recorded(), "dataset": dataset.id, "env_id": env_id},
+        "meta": {**s.recorded(), "dataset": dataset.id, "env_id": env_id, "curves_png": png.name if drawn else None},
         "policy": policy_alone,
         "policy_teacher_episodes": policy_paired,
         "fit": fitted,

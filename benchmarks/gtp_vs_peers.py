@@ -42,7 +42,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-from harness import ROOT, Runs, Settings, matches, option, parse, write_json, write_results
+from harness import ROOT, Runs, Settings, matches, option, parse, pyplot, write_json, write_png, write_results
 
 from agents import DeFlowAgent, FQLAgent, GTPAgent, GTPConfig
 from agents.gtp.schedule import sampling_times
@@ -330,12 +330,7 @@ def plot_curves(runs: list[dict], path: Path, title: str) -> bool:
     curves = [r for r in runs if "curve" in r]
     if not curves:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(8, 5))
+    figure, axis = pyplot().subplots(figsize=(8, 5))
     for i, method in enumerate(METHODS):
         for key, style in (("score", "-"), ("score_K=2", "--")):
             mine = [r["curve"] for r in curves if r["method"] == method and key in r["curve"][0]]
@@ -349,11 +344,7 @@ def plot_curves(runs: list[dict], path: Path, title: str) -> bool:
                 axis.fill_between(steps, values.min(axis=0), values.max(axis=0), color=f"C{i}", alpha=0.2)
     axis.set(xlabel="gradient steps", ylabel="D4RL-normalised score", title=title)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    temporary = path.with_name(f".{path.stem}.tmp.png")
-    figure.savefig(temporary, dpi=90)
-    os.replace(temporary, path)
-    plt.close(figure)
+    write_png(figure, path)
     return True
 
 

@@ -155,6 +155,30 @@ def write_json(path: Path, data: Any) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=float))
 
 
+def write_png(figure: Any, path: Path, dpi: int = 90) -> Path:
+    """Save the matplotlib ``figure`` as ``path`` atomically (a hidden temporary file, then a rename); close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp.png")
+    figure.tight_layout()
+    figure.savefig(temporary, dpi=dpi)
+    os.replace(temporary, path)
+    plt.close(figure)
+    return path
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend (benchmarks draw without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def matches(run: dict, settings: dict, defaults: dict | None = None) -> bool:
     """Whether ``run`` was made with ``settings`` (a key it lacks: its value in ``defaults``)."""
     return all(run.get(key, (defaults or {}).get(key)) == value for key, value in settings.items())

@@ -341,6 +341,7 @@ def test_distillation(random_dataset_path, tmp_path):
     path = bench("distillation").main(argv)
     assert path.name == "named.json" and (tmp_path / "named_runs" / "fit.json").is_file()
     data = written(path, "policy", "policy_teacher_episodes", "fit", "teacher", "teacher_horizons", "distilled")
+    assert data["meta"]["curves_png"] == "named.png" and (tmp_path / "named.png").stat().st_size > 0
     assert set(data["distilled"]) == {"refined", "policy", "unverified"}
     for kind, (run,) in data["distilled"].items():
         assert run["rounds"] == 1  # the setting, beside the result
@@ -350,5 +351,5 @@ def test_distillation(random_dataset_path, tmp_path):
     assert data["distilled"]["policy"][0]["per_round"][0]["refined_windows"] == 0  # strength 0: the policy's windows
     text = path.with_suffix(".md").read_text()
     assert "distilled from the verified refined policy, round 1" in text and "plain DAgger" in text
-    assert "the teacher judging windows over 0 policy steps after them" in text
+    assert "the teacher judging windows over 0 policy steps after them" in text and "](named.png)" in text
     assert "the refined policy unverified (strength 1, no replay)" in text

@@ -51,6 +51,8 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
                     number(statistics.median(learner["score"] for learner in learners)),
                 ]
             )
+    png = path.parent / meta["curves_png"] if meta.get("curves_png") else None
+    curves = ["", page.image(png, f"Distillation round by round, {name}"), ""] if png and png.is_file() else []
     refined = [r for run in data.get("distilled", {}).get("refined", []) for r in run["per_round"]]
     chosen = sum(r["refined_windows"] for r in refined)
     windows = sum(r["windows"] for r in refined)
@@ -67,6 +69,7 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             table(["policy", "transitions", "median return", "range", "against the policy", "median score"], rows),
             "",
             f"The refined teacher chose a refined window in {chosen:,} of the {windows:,} windows it labelled.",
+            *curves,
             "",
             source_line(name, path, data),
         ]
