@@ -10,7 +10,14 @@ Stages (each a cached run under ``<out>/improve_extract_runs/``, so a rerun resu
    and, as the control for "verification is what pays", the generated plans of exactly
    the windows whose realisation was kept (same count, unverified);
 4. BC (``BCAgent``, FTB's settings but ``--bc-steps``) on each, plus filtered BC (top 10%
-   by return) on the raw data, ``--seeds`` seeds each, scored over ``--episodes`` episodes.
+   by return) on the raw data, ``--seeds`` seeds each, scored over ``--episodes`` episodes;
+5. augmentation (ours, not the paper's extraction): filtered BC's data (the best episodes
+   holding 10% of the steps, ``thin_dataset``) joined with the realised FTB windows, and, as
+   its control at equal size, with the generated plans of the same windows. FTB's paper
+   extracts from whole generated 1000-step trajectories, which cover the states a policy
+   starts from; our windows (``--window`` steps from the best windows) do not, so BC on them
+   alone falls at once (the table's FTB rows), while joined to the episodes they came from
+   they can only add to what filtered BC learns.
 
     python benchmarks/improve_extract.py [--generator-steps 4000] [--bc-steps 10000] [--seeds 0 1 2]
 """
@@ -26,7 +33,7 @@ from harness import Runs, Settings, option, parse, write_results
 
 from agents import BCAgent
 from ctflow_gym import FTBRefiner, TrajectoryRefiner
-from ctflow_gym.data import default_dataset_path, load_dataset, make_windows
+from ctflow_gym.data import combine_datasets, default_dataset_path, load_dataset, make_windows, thin_dataset
 from ctflow_gym.improve import NothingImprovedError, improve_dataset, realise_proposals
 from ctflow_gym.improve.writing import write_unverified_dataset
 
@@ -134,6 +141,8 @@ def main(argv: list[str] | None = None) -> Path:
         }
 
     improved = runs.run("improve", stage_settings, improve, RECORDED_BEFORE)
+    if not (root / generated_id).exists():  # the work folder was cleared: the datasets are made again
+        improved = runs.put("improve", {**stage_settings, **improve()})
     if s.ctflow:
 
         def improve_with_ctflow() -> dict:
@@ -157,6 +166,8 @@ def main(argv: list[str] | None = None) -> Path:
 
         ctflow_settings = {"dataset": source.id, "ctflow_feedback": s.ctflow_feedback}
         improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow)
+        if improved["ctflow"]["windows"] is not None and not (root / ctflow_id).exists():  # made again, as FTB's
+            improved["ctflow"] = runs.put("ctflow", {**ctflow_settings, **improve_with_ctflow()})
     datasets = {
         "BC, raw data": (dataset_path, None),
         "filtered BC (top 10%), raw data": (dataset_path, 0.1),
@@ -166,6 +177,16 @@ def main(argv: list[str] | None = None) -> Path:
     }
     if s.ctflow:
         datasets["BC, CTFlow realised (verified)"] = (str(root / ctflow_id), None)
+    best_id = f"{family}/best-v0"
+    thin_dataset(source, None, root, best_id, overwrite=True, top_fraction=0.1, progress_bar=False)
+    for label, added_id in (
+        ("filtered BC's data + FTB realised (verified)", realised_id),
+        ("filtered BC's data + FTB generated, same windows (unverified)", same_id),
+    ):
+        joined_id = f"{family}/best-and-{added_id.rsplit('/', 1)[1]}"
+        if (root / added_id).exists():  # made again each run: the windows may have been
+            combine_datasets([root / best_id, root / added_id], joined_id, root=root, overwrite=True)
+        datasets[label] = (str(root / joined_id), None)
     rows = []
     for label, (path, top_fraction) in datasets.items():
         if not Path(path).exists():  # no realised window beat its source: nothing to learn from

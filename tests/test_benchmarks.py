@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from agents import load_agent
-from ctflow_gym.data import load_dataset
+from ctflow_gym.data import combine_datasets, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -282,6 +282,21 @@ def test_improve_extract(tmp_path):
     ]  # fmt: skip
     assert data["rows"][0]["transitions"] > data["rows"][1]["transitions"] > 0
     assert data["improve"]["rounds"] and data["fit"]["fit_info"]["labelled_pairs"] == 15
+    rows = {r["learner"]: r for r in data["rows"]}
+    filtered = rows["filtered BC (top 10%), raw data"]["transitions"]  # the best episodes, as thin_dataset keeps them
+    for added, joined in (
+        ("BC, FTB realised (verified)", "filtered BC's data + FTB realised (verified)"),
+        (
+            "BC, FTB generated, same windows as realised",
+            "filtered BC's data + FTB generated, same windows (unverified)",
+        ),
+    ):  # on this budget no realised window may beat its source: then both are empty rows
+        added = rows[added]["transitions"]
+        assert rows[joined]["transitions"] == (filtered + added if added else 0)
+    root = tmp_path / "work" / "datasets" / "ctflow" / "hopper"  # the join, with a dataset always there
+    generated = load_dataset(root / "ftb-generated-v0")  # unverified: no simulator states, as the same-windows one
+    joined = combine_datasets([root / "best-v0", root / "ftb-generated-v0"], "ctflow/hopper/joined-v0", root=tmp_path)
+    assert load_dataset(joined).total_steps == filtered + generated.total_steps
 
 
 def test_gpu_lease_probe_on_cpu(random_dataset_path):
