@@ -21,7 +21,11 @@ killed in the middle resumes from its dataset in ``--work``):
    at strength 0: every window it plans is the policy's own), which is plain DAgger of the
    policy, what extraction alone does with the same states, rounds and steps; and with the
    refined policy unverified (strength 1, no replay: its refined windows are realised, so
-   every transition is real, but nothing chose them over the policy's own).
+   every transition is real, but nothing chose them over the policy's own);
+6. at equal data size: the verified teacher's windows (all rounds) thinned to as many
+   transitions as the unverified teacher's (``thin_dataset(target_steps=...)``: evenly
+   spaced windows), BC on them, per seed. The unverified teacher falls sooner, so the same
+   number of episodes gives it fewer transitions; this row takes that advantage away.
 
     python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000]
 """
@@ -39,7 +43,7 @@ from policy_improvement import closed_loop, fitted_refiner
 
 from agents import BCAgent
 from ctflow_gym import RefinedPolicy
-from ctflow_gym.data import load_dataset
+from ctflow_gym.data import load_dataset, thin_dataset
 from ctflow_gym.data.actor_policies import behaviour_policy
 from ctflow_gym.data.minari_io import build_record
 from ctflow_gym.data.recipes import policy_path
@@ -175,6 +179,22 @@ def main(argv: list[str] | None = None) -> Path:
             settings = {**fit_settings, **base, **experts[kind], "teacher": kind, "seed": seed}
             settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
             distilled[kind].append(runs.run(f"distill_{kind}_seed{seed}", settings, run))
+    matched = []  # the verified teacher's windows thinned to the unverified teacher's transitions: equal data size
+    for seed, refined, unverified in zip(s.seeds, distilled.get("refined", []), distilled.get("unverified", [])):
+        size = unverified["per_round"][-1]["learner"]["transitions"]
+        if refined["per_round"][-1]["learner"]["transitions"] <= size:
+            continue  # the verified teacher's data is no larger: nothing to take away
+        source = work / "datasets" / f"distilled/refined-seed{seed}-v0"
+
+        def thinned(size=size, source=source, seed=seed) -> dict:
+            target = thin_dataset(source, None, work / "datasets", f"distilled/refined-seed{seed}-matched-v0",
+                                  overwrite=True, target_steps=size, progress_bar=False)  # fmt: skip
+            agent = BCAgent(env_id, target, device="cpu", seed=seed).learn(s.bc_steps)
+            return {**closed_loop(env_id, agent, s.episodes), "transitions": len(agent.transitions)}
+
+        settings = {**fit_settings, **base, **teacher_settings, "seed": seed, "bc_steps": s.bc_steps}
+        settings.update(rounds=s.rounds, round_episodes=s.round_episodes, target_steps=size)
+        matched.append(runs.run(f"matched_seed{seed}", settings, thinned))
     png = Path(s.out) / f"{name}.png"
     drawn = plot_rounds(distilled, policy_alone["mean_return"], teacher_alone["mean_return"], png, name)
     data = {
@@ -186,6 +206,7 @@ def main(argv: list[str] | None = None) -> Path:
         "teacher_horizons": horizons,
         "teacher_unverified": unverified_alone,
         "distilled": distilled,
+        "matched": matched,
     }
     title = f"A policy distilled from its verified refined version ({s.policy})"
     return write_results(s, name, data, "distillation", title)

@@ -364,6 +364,12 @@ def test_distillation(random_dataset_path, tmp_path):
         assert (zero["rolled_out_by"], one["rolled_out_by"]) == ("teacher", "learner")
         assert one["learner"]["transitions"] == zero["steps"] + one["steps"]
     assert data["distilled"]["policy"][0]["per_round"][0]["refined_windows"] == 0  # strength 0: the policy's windows
+    refined, unverified = (data["distilled"][kind][0]["per_round"][-1]["learner"] for kind in ("refined", "unverified"))
+    if refined["transitions"] > unverified["transitions"]:  # the verified data thinned to the unverified one's size
+        (matched,) = data["matched"]
+        assert unverified["transitions"] <= matched["transitions"] < refined["transitions"]
+    else:
+        assert data["matched"] == []
     text = path.with_suffix(".md").read_text()
     assert "distilled from the verified refined policy, round 1" in text and "plain DAgger" in text
     assert "the teacher judging windows over 0 policy steps after them" in text and "](named.png)" in text

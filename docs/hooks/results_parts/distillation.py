@@ -33,24 +33,27 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
     if data.get("teacher_unverified"):
         unverified = data["teacher_unverified"]
         rows.append(alone("the refined policy unverified (strength 1, no replay)", unverified, episodes))
+
+    def over_seeds(label: str, learners: list[dict]) -> list:
+        returns = [learner["mean_return"] for learner in learners]
+        return [
+            label,
+            f"{statistics.median(learner['transitions'] for learner in learners):,.0f}",
+            number(statistics.median(returns), 0),
+            f"{number(min(returns), 0)} .. {number(max(returns), 0)}",
+            f"{sum(r > policy['mean_return'] for r in returns)} of {len(returns)} seeds above the policy",
+            number(statistics.median(learner["score"] for learner in learners)),
+        ]
+
     for kind, seeds in data.get("distilled", {}).items():
         for number_ in range(max(len(run["per_round"]) for run in seeds)):
             learners = [run["per_round"][number_]["learner"] for run in seeds if number_ < len(run["per_round"])]
             learners = [learner for learner in learners if learner]
-            if not learners:
-                continue
-            returns = [learner["mean_return"] for learner in learners]
-            above = sum(r > policy["mean_return"] for r in returns)
-            rows.append(
-                [
-                    f"{EXPERTS.get(kind, kind)}, round {number_}",
-                    f"{statistics.median(learner['transitions'] for learner in learners):,.0f}",
-                    number(statistics.median(returns), 0),
-                    f"{number(min(returns), 0)} .. {number(max(returns), 0)}",
-                    f"{above} of {len(returns)} seeds above the policy",
-                    number(statistics.median(learner["score"] for learner in learners)),
-                ]
-            )
+            if learners:
+                rows.append(over_seeds(f"{EXPERTS.get(kind, kind)}, round {number_}", learners))
+    if data.get("matched"):  # the verified teacher's windows at the unverified teacher's size
+        label = f"{EXPERTS['refined']}, all rounds thinned to the unverified one's transitions"
+        rows.append(over_seeds(label, data["matched"]))
     png = path.parent / meta["curves_png"] if meta.get("curves_png") else None
     curves = ["", page.image(png, f"Distillation round by round, {name}"), ""] if png and png.is_file() else []
     refined = [r for run in data.get("distilled", {}).get("refined", []) for r in run["per_round"]]
