@@ -204,13 +204,21 @@ class Runs:
         write_json(self.folder / f"{key}.json", run)
         return run
 
-    def run(self, key: str, settings: dict, compute: Callable[[], dict], defaults: dict | None = None) -> dict:
-        """The stored run ``key`` made with ``settings``; else ``compute()``, stored with them.
+    def run(
+        self,
+        key: str,
+        settings: dict,
+        compute: Callable[[], dict],
+        defaults: dict | None = None,
+        again: bool = False,
+    ) -> dict:
+        """The stored run ``key`` made with ``settings``; else (or with ``again``) ``compute()``, stored with them.
 
         A new run also records ``machine`` (as at its start: the code that ran) and
-        ``wall_seconds`` (unless ``compute`` returns its own).
+        ``wall_seconds`` (unless ``compute`` returns its own). ``again``: compute even if
+        stored, for a run whose files outside the record are gone (a cleared work folder).
         """
-        stored = self.get(key, settings, defaults)
+        stored = None if again else self.get(key, settings, defaults)
         if stored is not None:
             return stored
         machine, started = machine_info(), time.perf_counter()

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     fitted = runs.run("fit", stage_settings, fit, RECORDED_BEFORE)
     if not ftb_folder.exists():  # the work folder was cleared: refit
-        fitted = runs.put("fit", {**stage_settings, **fit()})
+        fitted = runs.run("fit", stage_settings, fit, again=True)
     ftb = FTBRefiner.load(ftb_folder)
     windows = make_windows(source, s.window, stride=s.improve_stride)
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     improved = runs.run("improve", stage_settings, improve, RECORDED_BEFORE)
     if not (root / generated_id).exists():  # the work folder was cleared: the datasets are made again
-        improved = runs.put("improve", {**stage_settings, **improve()})
+        improved = runs.run("improve", stage_settings, improve, again=True)
     if s.ctflow:
 
         def improve_with_ctflow() -> dict:
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> Path:
         ctflow_settings = {"dataset": source.id, "ctflow_feedback": s.ctflow_feedback}
         improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow)
         if improved["ctflow"]["windows"] is not None and not (root / ctflow_id).exists():  # made again, as FTB's
-            improved["ctflow"] = runs.put("ctflow", {**ctflow_settings, **improve_with_ctflow()})
+            improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow, again=True)
     datasets = {
         "BC, raw data": (dataset_path, None),
         "filtered BC (top 10%), raw data": (dataset_path, 0.1),

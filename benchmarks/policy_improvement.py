@@ -153,7 +153,7 @@ def fitted_refiner(runs: Runs, settings: dict, dataset, window: int, steps: int,
 
     fitted = runs.run("fit", settings, fit)
     if not folder.exists():
-        fitted = runs.put("fit", {**settings, **fit()})
+        fitted = runs.run("fit", settings, fit, again=True)
     return fitted, TrajectoryRefiner.load(folder)
 
 
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> Path:
         settings = {**fit_settings, **variant.settings()}
         improved[label] = runs.run(f"improve_variant{number}", settings, improve, earlier)
         if improved[label]["path"] is not None and not Path(improved[label]["path"]).exists():
-            improved[label] = runs.put(f"improve_variant{number}", {**settings, **improve()})
+            improved[label] = runs.run(f"improve_variant{number}", settings, improve, again=True)
     learners = {}  # label -> (dataset, top fraction, variant); the improved first: a second process can take the rest
     for label, result in improved.items():
         if result["path"] is not None:  # else no window improved: nothing new to learn from
