@@ -59,7 +59,7 @@ LABELS = {"refined": "verified refined teacher", "policy": "the policy (plain DA
 
 def plot_rounds(distilled: dict[str, list[dict]], policy: float, teacher: float, path: Path, title: str) -> bool:
     """The learning curve of distillation, as ``path``: each round's learner return per expert (median over seeds,
-    their range shaded) beside the policy and the teacher (dotted). False, nothing written: no learner evaluated."""
+    their range as a bar) beside the policy and the teacher (dotted). False, nothing written: no learner evaluated."""
     series = {}  # expert -> (seeds, rounds) returns, over the rounds every seed has
     for kind, seeds in distilled.items():
         curves = [[r["learner"]["mean_return"] for r in run["per_round"] if r.get("learner")] for run in seeds]
@@ -70,14 +70,16 @@ def plot_rounds(distilled: dict[str, list[dict]], policy: float, teacher: float,
         return False
     figure, axis = pyplot().subplots(figsize=(7, 4.5))
     for i, (kind, values) in enumerate(series.items()):
-        rounds = np.arange(values.shape[1])
+        rounds = np.arange(values.shape[1]) + 0.04 * (i - (len(series) - 1) / 2)  # the experts side by side
+        median = np.median(values, axis=0)
         label = f"BC distilled from {LABELS.get(kind, kind)} ({len(values)} seeds)"
-        axis.plot(rounds, np.median(values, axis=0), "o-", color=f"C{i}", label=label)
-        axis.fill_between(rounds, values.min(axis=0), values.max(axis=0), color=f"C{i}", alpha=0.2)
+        spread = [median - values.min(axis=0), values.max(axis=0) - median]
+        axis.errorbar(rounds, median, yerr=spread, fmt="o-", color=f"C{i}", capsize=4, label=label)
     axis.axhline(policy, color="k", linestyle=":", label="the policy")
     axis.axhline(teacher, color="C3", linestyle=":", label="the teacher (refiner and MuJoCo at run time)")
     axis.set(xlabel="DAgger round (0: BC on the teacher's rollouts)", ylabel="mean return", title=title)
-    axis.set_xticks(range(max(values.shape[1] for values in series.values())))
+    length = max(values.shape[1] for values in series.values())
+    axis.set(xticks=range(length), xlim=(-0.5, length - 0.5))
     axis.legend(fontsize=7)
     write_png(figure, path)
     return True

@@ -49,7 +49,7 @@ def register(commands) -> None:
         "--continuation", type=int, default=400, help="policy steps after each window in its score (default: 400)"
     )
     distill.add_argument("--rounds", type=int, default=2, help="DAgger rounds after round 0 (default: 2)")
-    distill.add_argument("--episodes", type=int, default=10, help="episodes rolled out per round (default: 10)")
+    distill.add_argument("--episodes", type=int, default=40, help="episodes rolled out per round (default: 40)")
     distill.add_argument("--seed", type=int, default=0, help="seed of the resets and of BC (default: 0)")
     distill.add_argument("--bc-steps", type=int, default=20_000, help="BC gradient steps per round (default: 20000)")
     distill.add_argument(
