@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> Path:
                     "transitions": len(agent.transitions),
                 }
 
-            key = f"bc_{label.replace(' ', '_').replace(',', '').replace('(', '').replace(')', '').replace('%', '')}"
+            key = "bc_" + "".join(c for c in label.replace(" ", "_") if c.isalnum() or c == "_")  # a plain file name
             scores.append(runs.run(f"{key}_seed{seed}", settings, train, RECORDED_BEFORE))
         values = [r["score"] for r in scores]
         rows.append(
