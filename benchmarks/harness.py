@@ -210,16 +210,17 @@ class Runs:
         settings: dict,
         compute: Callable[[], dict],
         defaults: dict | None = None,
-        again: bool = False,
+        stale: Callable[[dict], bool] | None = None,
     ) -> dict:
-        """The stored run ``key`` made with ``settings``; else (or with ``again``) ``compute()``, stored with them.
+        """The stored run ``key`` made with ``settings``; else ``compute()``, stored with them.
 
         A new run also records ``machine`` (as at its start: the code that ran) and
-        ``wall_seconds`` (unless ``compute`` returns its own). ``again``: compute even if
-        stored, for a run whose files outside the record are gone (a cleared work folder).
+        ``wall_seconds`` (unless ``compute`` returns its own). ``stale(run)``: true for a
+        stored run whose files outside the record are gone (a cleared work folder), which
+        is then computed again.
         """
-        stored = None if again else self.get(key, settings, defaults)
-        if stored is not None:
+        stored = self.get(key, settings, defaults)
+        if stored is not None and not (stale and stale(stored)):
             return stored
         machine, started = machine_info(), time.perf_counter()
         result = compute()

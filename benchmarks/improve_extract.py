@@ -89,9 +89,7 @@ def main(argv: list[str] | None = None) -> Path:
         ftb.save(ftb_folder)
         return {"fit_info": ftb.fit_info, "fit_seconds": time.time() - started}
 
-    fitted = runs.run("fit", stage_settings, fit, RECORDED_BEFORE)
-    if not ftb_folder.exists():  # the work folder was cleared: refit
-        fitted = runs.run("fit", stage_settings, fit, again=True)
+    fitted = runs.run("fit", stage_settings, fit, RECORDED_BEFORE, stale=lambda _: not ftb_folder.exists())
     ftb = FTBRefiner.load(ftb_folder)
     windows = make_windows(source, s.window, stride=s.improve_stride)
 
@@ -140,9 +138,9 @@ def main(argv: list[str] | None = None) -> Path:
             "seconds": {"improve": improve_seconds, "realise": realise_seconds},
         }
 
-    improved = runs.run("improve", stage_settings, improve, RECORDED_BEFORE)
-    if not (root / generated_id).exists():  # the work folder was cleared: the datasets are made again
-        improved = runs.run("improve", stage_settings, improve, again=True)
+    improved = runs.run(
+        "improve", stage_settings, improve, RECORDED_BEFORE, stale=lambda _: not (root / generated_id).exists()
+    )
     if s.ctflow:
 
         def improve_with_ctflow() -> dict:
@@ -165,9 +163,8 @@ def main(argv: list[str] | None = None) -> Path:
             }
 
         ctflow_settings = {"dataset": source.id, "ctflow_feedback": s.ctflow_feedback}
-        improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow)
-        if improved["ctflow"]["windows"] is not None and not (root / ctflow_id).exists():  # made again, as FTB's
-            improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow, again=True)
+        gone = lambda run: run["windows"] is not None and not (root / ctflow_id).exists()  # noqa: E731
+        improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow, stale=gone)
     datasets = {
         "BC, raw data": (dataset_path, None),
         "filtered BC (top 10%), raw data": (dataset_path, 0.1),
@@ -184,8 +181,12 @@ def main(argv: list[str] | None = None) -> Path:
         ("filtered BC's data + FTB generated, same windows (unverified)", same_id),
     ):
         joined_id = f"{family}/best-and-{added_id.rsplit('/', 1)[1]}"
-        if (root / added_id).exists():  # made again each run: the windows may have been
-            combine_datasets([root / best_id, root / added_id], joined_id, root=root, overwrite=True)
+        if not (root / added_id).exists():  # no realised window: an empty row (never an earlier run's join)
+            datasets[label] = (str(root / added_id), None)
+            continue
+        combine_datasets(
+            [root / best_id, root / added_id], joined_id, root=root, overwrite=True
+        )  # the windows may be new
         datasets[label] = (str(root / joined_id), None)
     rows = []
     for label, (path, top_fraction) in datasets.items():

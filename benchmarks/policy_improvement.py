@@ -151,9 +151,7 @@ def fitted_refiner(runs: Runs, settings: dict, dataset, window: int, steps: int,
         TrajectoryRefiner(window=window, seed=0, **budget).fit(dataset, progress_bar=False).save(folder)
         return {"fit_seconds": time.time() - started}
 
-    fitted = runs.run("fit", settings, fit)
-    if not folder.exists():
-        fitted = runs.run("fit", settings, fit, again=True)
+    fitted = runs.run("fit", settings, fit, stale=lambda _: not folder.exists())
     return fitted, TrajectoryRefiner.load(folder)
 
 
@@ -247,9 +245,8 @@ def main(argv: list[str] | None = None) -> Path:
             }
 
         settings = {**fit_settings, **variant.settings()}
-        improved[label] = runs.run(f"improve_variant{number}", settings, improve, earlier)
-        if improved[label]["path"] is not None and not Path(improved[label]["path"]).exists():
-            improved[label] = runs.run(f"improve_variant{number}", settings, improve, again=True)
+        gone = lambda run: run["path"] is not None and not Path(run["path"]).exists()  # noqa: E731
+        improved[label] = runs.run(f"improve_variant{number}", settings, improve, earlier, stale=gone)
     learners = {}  # label -> (dataset, top fraction, variant); the improved first: a second process can take the rest
     for label, result in improved.items():
         if result["path"] is not None:  # else no window improved: nothing new to learn from

@@ -92,7 +92,7 @@ def test_runs_are_cached_and_redone_only_for_other_settings(tmp_path):
     runs.run("seed0", {"steps": 20}, compute)
     assert len(calls) == 2 and runs.get("seed0", {"steps": 10}) is None
     assert runs.get("seed0", {"steps": 20, "eval": 5}, defaults={"eval": 5}) is not None  # recorded before "eval"
-    again = runs.run("seed0", {"steps": 20}, compute, again=True)  # its files elsewhere were lost: made again
+    again = runs.run("seed0", {"steps": 20}, compute, stale=lambda run: True)  # its files elsewhere were lost
     assert len(calls) == 3 and {"machine", "wall_seconds"} <= set(again)
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["seed0.json"]  # no temporary file left
 
