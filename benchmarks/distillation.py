@@ -22,12 +22,19 @@ killed in the middle resumes from its dataset in ``--work``):
    policy, what extraction alone does with the same states, rounds and steps; and with the
    refined policy unverified (strength 1, no replay: its refined windows are realised, so
    every transition is real, but nothing chose them over the policy's own);
-6. at equal data size: the verified teacher's windows (all rounds) thinned to as many
-   transitions as the unverified teacher's (``thin_dataset(target_steps=...)``: evenly
-   spaced windows), BC on them, per seed. The unverified teacher falls sooner, so the same
-   number of episodes gives it fewer transitions; this row takes that advantage away.
+6. at equal data size: the verified teacher's data (all rounds) thinned to as many
+   transitions as the unverified teacher's, BC on them, per seed, in two ways: evenly spaced
+   recorded windows (``thin_dataset(target_steps=...)``; ``distill`` writes each window as
+   an episode) and evenly spaced single steps (``piece=1``). The unverified teacher falls
+   sooner, so the same number of episodes gives it fewer transitions; these rows take that
+   advantage away. Dropping every other window leaves 16-step holes along each trajectory
+   (most of a hop), dropping single steps leaves none: the second row changes only the size;
+7. ``--bc-seeds``: BC again, with each further seed, on every distillation's final dataset
+   (all its rounds) and on every equal-size one. A distillation's seed sets both its episodes
+   and its BC's initialisation and batches; these runs separate the two, since BC's seed
+   alone moves a learner's return by hundreds on the same data.
 
-    python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000]
+    python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000] [--bc-seeds 10 20]
 """
 
 from __future__ import annotations
@@ -100,6 +107,7 @@ class DistillationSettings(Settings):
     round_episodes: int = option(10, "episodes rolled out per round")
     bc_steps: int = option(20000, "BC training steps per round (FTB: 100k; cut for 2 CPU cores)")
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds: each a distillation (reset seeds and BC)")
+    bc_seeds: tuple[int, ...] = option((), "further BC seeds trained on each distillation's final dataset")
     teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy", choices=TEACHERS)
     episodes: int = option(50, "evaluation episodes of the policy and of every round's learner")
     work: str = option("/tmp/ctflow_distillation", "where the fitted refiner and the distilled datasets go")
@@ -181,22 +189,45 @@ def main(argv: list[str] | None = None) -> Path:
             settings = {**fit_settings, **base, **experts[kind], "teacher": kind, "seed": seed}
             settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
             distilled[kind].append(runs.run(f"distill_{kind}_seed{seed}", settings, run))
-    matched = []  # the verified teacher's windows thinned to the unverified teacher's transitions: equal data size
+    matched = {"matched": [], "matched_steps": []}  # the verified teacher's data at the unverified one's size,
+    pieces = {"matched": None, "matched_steps": 1}  # thinned as whole recorded windows or as single steps
     for seed, refined, unverified in zip(s.seeds, distilled.get("refined", []), distilled.get("unverified", [])):
         size = unverified["per_round"][-1]["learner"]["transitions"]
         if refined["per_round"][-1]["learner"]["transitions"] <= size:
             continue  # the verified teacher's data is no larger: nothing to take away
         source = work / "datasets" / f"distilled/refined-seed{seed}-v0"
+        for key, piece in pieces.items():
+            thinned_id = f"distilled/refined-seed{seed}-{key.replace('_', '-')}-v0"
 
-        def thinned(size=size, source=source, seed=seed) -> dict:
-            target = thin_dataset(source, None, work / "datasets", f"distilled/refined-seed{seed}-matched-v0",
-                                  overwrite=True, target_steps=size, progress_bar=False)  # fmt: skip
-            agent = BCAgent(env_id, target, device="cpu", seed=seed).learn(s.bc_steps)
-            return {**closed_loop(env_id, agent, s.episodes), "transitions": len(agent.transitions)}
+            def thinned(size=size, source=source, seed=seed, thinned_id=thinned_id, piece=piece) -> dict:
+                target = thin_dataset(source, None, work / "datasets", thinned_id, overwrite=True, target_steps=size,
+                                      progress_bar=False, piece=piece)  # fmt: skip
+                agent = BCAgent(env_id, target, device="cpu", seed=seed).learn(s.bc_steps)
+                return {**closed_loop(env_id, agent, s.episodes), "transitions": len(agent.transitions)}
 
-        settings = {**fit_settings, **base, **teacher_settings, "seed": seed, "bc_steps": s.bc_steps}
-        settings.update(rounds=s.rounds, round_episodes=s.round_episodes, target_steps=size)
-        matched.append(runs.run(f"matched_seed{seed}", settings, thinned))
+            settings = {**fit_settings, **base, **teacher_settings, "seed": seed, "bc_steps": s.bc_steps}
+            settings.update(rounds=s.rounds, round_episodes=s.round_episodes, target_steps=size)
+            if piece:
+                settings["piece"] = piece
+            run = runs.run(f"{key}_seed{seed}", settings, thinned)
+            matched[key].append({**run, "dataset_id": thinned_id})
+    finals = {
+        kind: [(run["seed"], f"distilled/{kind}-seed{run['seed']}-v0") for run in done]
+        for kind, done in distilled.items()
+    }
+    finals.update({key: [(run["seed"], run["dataset_id"]) for run in done] for key, done in matched.items()})
+    reseeded = {}  # expert (or equal-size row) -> BC with each further seed on each distillation's final dataset
+    for kind, datasets in finals.items():
+        for seed, dataset_id in datasets:
+            for bc_seed in s.bc_seeds:
+
+                def again(path=work / "datasets" / dataset_id, bc_seed=bc_seed) -> dict:
+                    agent = BCAgent(env_id, path, device="cpu", seed=bc_seed).learn(s.bc_steps)
+                    return {**closed_loop(env_id, agent, s.episodes), "transitions": len(agent.transitions)}
+
+                settings = {**fit_settings, **base, "teacher": kind, "seed": seed, "bc_seed": bc_seed}
+                settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
+                reseeded.setdefault(kind, []).append(runs.run(f"bc_{kind}_seed{seed}_bc{bc_seed}", settings, again))
     png = Path(s.out) / f"{name}.png"
     drawn = plot_rounds(distilled, policy_alone["mean_return"], teacher_alone["mean_return"], png, name)
     data = {
@@ -208,7 +239,8 @@ def main(argv: list[str] | None = None) -> Path:
         "teacher_horizons": horizons,
         "teacher_unverified": unverified_alone,
         "distilled": distilled,
-        "matched": matched,
+        **matched,
+        "reseeded": reseeded,
     }
     title = f"A policy distilled from its verified refined version ({s.policy})"
     return write_results(s, name, data, "distillation", title)

@@ -353,7 +353,7 @@ def test_distillation(random_dataset_path, tmp_path):
     """The policy, its verified refined version and BC distilled from each expert round by round, tiny budgets."""
     argv = ["--dataset", str(random_dataset_path), "--window", "8", "--refiner-steps", "30", "--continuation", "5"]
     argv += ["--candidates", "2", "--teacher-episodes", "1", "--horizons", "0", "--rounds", "1"]
-    argv += ["--round-episodes", "1", "--name", "named"]
+    argv += ["--round-episodes", "1", "--name", "named", "--bc-seeds", "7"]
     argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
     path = bench("distillation").main(argv)
     assert path.name == "named.json" and (tmp_path / "named_runs" / "fit.json").is_file()
@@ -368,11 +368,18 @@ def test_distillation(random_dataset_path, tmp_path):
     assert data["distilled"]["policy"][0]["per_round"][0]["refined_windows"] == 0  # strength 0: the policy's windows
     refined, unverified = (data["distilled"][kind][0]["per_round"][-1]["learner"] for kind in ("refined", "unverified"))
     if refined["transitions"] > unverified["transitions"]:  # the verified data thinned to the unverified one's size
-        (matched,) = data["matched"]
-        assert unverified["transitions"] <= matched["transitions"] < refined["transitions"]
+        for key in ("matched", "matched_steps"):  # as recorded windows, and as single steps
+            (matched,) = data[key]
+            assert unverified["transitions"] <= matched["transitions"] < refined["transitions"]
     else:
-        assert data["matched"] == []
+        assert data["matched"] == data["matched_steps"] == []
     text = path.with_suffix(".md").read_text()
     assert "distilled from the verified refined policy, round 1" in text and "plain DAgger" in text
     assert "the teacher judging windows over 0 policy steps after them" in text and "](named.png)" in text
     assert "the refined policy unverified (strength 1, no replay)" in text
+    kinds = {"refined", "policy", "unverified"} | ({"matched", "matched_steps"} if data["matched"] else set())
+    assert set(data["reseeded"]) == kinds  # BC seed 7 again on every final dataset, the equal-size ones too
+    for kind, (run,) in data["reseeded"].items():
+        final = data[kind][0] if kind.startswith("matched") else data["distilled"][kind][0]["per_round"][-1]["learner"]
+        assert (run["seed"], run["bc_seed"], run["transitions"]) == (0, 7, final["transitions"])
+    assert "with BC seeds [7] beside its distillation's own" in text and "| 2 |" in text  # 2 runs: seeds 0 and 7

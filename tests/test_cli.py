@@ -6,6 +6,8 @@ import pytest
 from wandb_records import logged_keys, read_offline_run
 
 from ctflow_gym.cli import main
+from ctflow_gym.data import load_dataset
+from ctflow_gym.data.minari_io import build_record
 
 
 def test_dataset_info_prints_summary(random_dataset_path, capsys):
@@ -56,6 +58,9 @@ def test_dataset_list_and_thin_to_a_step_target(random_dataset_path, tmp_path, c
     shipped, recipes = listed.split("recipes (")
     assert "ctflow/hopper/medium-replay-v1" in shipped and "ctflow/pointmaze/umaze-v1" in recipes
     assert "test/hopper/small-v0" in listed.split("other local datasets")[1]
+    pieces = ["dataset", "thin", str(random_dataset_path), "--target-steps", "300", "--piece", "10", "--out", str(root)]
+    assert main(pieces + ["--dataset-id", "test/hopper/pieces-v0", "--no-progress"]) == 0
+    assert build_record(load_dataset(root / "test/hopper/pieces-v0"))["thinned"]["piece"] == 10
     best = ["dataset", "thin", str(random_dataset_path), "--top-fraction", "0.1", "--out", str(root)]
     assert main(best + ["--dataset-id", "test/hopper/best-v0", "--no-progress"]) == 0
     assert main(["dataset", "info", "test/hopper/best-v0"]) == 0

@@ -315,6 +315,33 @@ def test_thin_dataset_to_a_step_target_keeps_the_whole_range(random_dataset_path
         thin_dataset(random_dataset_path, None, tmp_path, target_steps=10**9)
 
 
+def test_thin_dataset_in_pieces_keeps_a_part_of_every_episode(random_dataset_path, tmp_path):
+    source = load_dataset(random_dataset_path)
+    episodes = list(source.iterate_episodes())
+    pieces = [(i, start) for i, e in enumerate(episodes) for start in range(0, len(e.actions), 5)]
+    target = source.total_steps // 2
+    path = thin_dataset(random_dataset_path, None, tmp_path, "test/hopper/pieces-v0", target_steps=target, piece=5)
+    thinned = load_dataset(path)
+    written = list(thinned.iterate_episodes())
+    lengths = np.array([len(episodes[i].actions[start : start + 5]) for i, start in pieces])
+    fewer = np.unique(np.round(np.linspace(0, len(pieces) - 1, len(written) - 1)).astype(int))
+    assert thinned.total_steps >= target > lengths[fewer].sum()  # the fewest evenly spaced pieces that reach it
+    assert len(written) < len(pieces) and all(len(e.actions) <= 5 for e in written)
+    actions = {(i, start): episodes[i].actions[start : start + 5].tobytes() for i, start in pieces}
+    kept = [key for key, a in actions.items() if any(w.actions.tobytes() == a for w in written)]  # where from
+    assert kept[0] == pieces[0] and kept[-1] == pieces[-1]  # the whole range, first and last pieces included
+    whole = load_dataset(thin_dataset(random_dataset_path, None, tmp_path, "test/hopper/whole-v0", target_steps=target))
+    assert len({i for i, _ in kept}) > whole.total_episodes  # parts of more episodes than whole-episode thinning
+    first, original = written[0], episodes[0]
+    np.testing.assert_array_equal(first.infos["sim_state"], original.infos["sim_state"][:6])  # states kept
+    assert first.truncations[-1] and not first.terminations[-1]  # its episode went on after the piece
+    assert build_record(thinned)["thinned"]["piece"] == 5
+    for bad, kwargs in ((0, {"target_steps": 100}), (True, {"target_steps": 100}), (5, {"keep_every": 2})):
+        with pytest.raises(ValueError, match="piece must be a positive integer, given with target_steps"):
+            thin_dataset(random_dataset_path, kwargs.get("keep_every"), tmp_path, "test/hopper/x-v0", piece=bad,
+                         target_steps=kwargs.get("target_steps"))  # fmt: skip
+
+
 def test_thin_by_id_carries_the_policy_beside_data(random_dataset_path, tmp_path, monkeypatch):
     import shutil
 

@@ -86,6 +86,12 @@ def register(commands) -> None:
         type=float,
         help="keep the best episodes by return that hold at most this fraction of the steps (filtered BC's data)",
     )
+    thin.add_argument(
+        "--piece",
+        type=int,
+        default=None,
+        help="with --target-steps: keep evenly spaced pieces of this many steps of every episode, not whole episodes",
+    )
     thin.add_argument("--out", required=True, help="datasets root folder to write into")
     thin.add_argument("--dataset-id", default=None, help="id of the copy (default: the source's)")
     thin.add_argument("--overwrite", action="store_true")
@@ -194,6 +200,7 @@ def _thin(args: argparse.Namespace) -> int:
         target_steps=args.target_steps,
         progress_bar=not args.no_progress,
         top_fraction=args.top_fraction,
+        piece=args.piece,
     )
     print(f"dataset written to {path}")
     return 0

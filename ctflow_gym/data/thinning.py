@@ -31,6 +31,7 @@ def thin_dataset(
     target_steps: int | None = None,
     progress_bar: bool = True,
     top_fraction: float | None = None,
+    piece: int | None = None,
 ) -> Path:
     """Write a copy of ``source`` that keeps a subset of its episodes, spread evenly or the best.
 
@@ -38,7 +39,14 @@ def thin_dataset(
     the fewest evenly spaced episodes (first and last included) whose steps add up to
     at least n (finer than any k when a size budget is tight); ``top_fraction=f`` keeps
     the best episodes by return that hold at most a fraction f of the steps
-    (:func:`best_episodes`, filtered BC's rule). The copy goes to
+    (:func:`best_episodes`, filtered BC's rule). With ``target_steps``, ``piece=L`` thins
+    pieces instead of whole episodes: every episode is cut into consecutive pieces of L
+    steps (its last one shorter) and the fewest evenly spaced pieces over the dataset whose
+    steps add up to at least n are kept, each written as an episode of its own (truncated
+    where its episode went on). Whole episodes (or windows written as episodes) thinned
+    leave holes as long as they are along the data's trajectories; ``piece=1`` leaves
+    none, every part of every trajectory kept at a lower density: the equal-size control
+    that changes only the size (``benchmarks/distillation.py``). The copy goes to
     ``<root>/<dataset_id>`` (default id: the source's), keeps simulator states and the
     source's build record with a ``"thinned"`` entry added, and carries the
     ``policy.zip`` that lies beside the source's ``data/`` folder, if there is one.
@@ -52,6 +60,10 @@ def thin_dataset(
         isinstance(top_fraction, bool) or not isinstance(top_fraction, (int, float)) or not 0 < top_fraction <= 1
     ):
         raise ValueError(f"top_fraction must be a number in (0, 1]; got {top_fraction!r}")
+    if piece is not None and (
+        target_steps is None or isinstance(piece, bool) or not isinstance(piece, int) or piece < 1
+    ):
+        raise ValueError(f"piece must be a positive integer, given with target_steps; got {piece!r}")
     if keep_every is not None and (not isinstance(keep_every, int) or keep_every < 1):
         raise ValueError(f"keep_every must be a positive integer; got {keep_every!r}")
     dataset = load_dataset(source)
@@ -66,6 +78,7 @@ def thin_dataset(
         raise FileExistsError(
             f"dataset_id: {dataset_id!r} already exists at {final_path}; pass overwrite=True to replace it"
         )
+    spans: dict[int, list[tuple[int, int]]] = {}  # episode index -> its kept (start, stop) pieces, when thinned so
     if keep_every is not None:
         kept = list(range(0, dataset.total_episodes, keep_every))
     elif top_fraction is not None:
@@ -73,11 +86,18 @@ def thin_dataset(
         ranked = np.array([(np.sum(e.rewards, dtype=np.float64), len(e.actions)) for e in dataset.iterate_episodes()])
         kept = best_episodes(ranked[:, 1].astype(np.int64), ranked[:, 0], top_fraction).tolist()
     else:
-        kept = _evenly_spaced_episodes(np.array([len(e.actions) for e in dataset.iterate_episodes()]), target_steps)
+        lengths = [len(e.actions) for e in dataset.iterate_episodes()]
+        unit = piece or max(lengths)  # one piece per episode: whole episodes
+        pieces = [(i, start, min(start + unit, n)) for i, n in enumerate(lengths) for start in range(0, n, unit)]
+        chosen = _evenly_spaced(np.array([stop - start for _, start, stop in pieces]), target_steps)
+        for i, start, stop in (pieces[k] for k in chosen):
+            spans.setdefault(i, []).append((start, stop))
+        kept = sorted(spans)
     buffers = []
     with progress.progress_bar(total=len(kept), desc="thin", unit="episode", disable=not progress_bar) as bar:
-        for episode in dataset.iterate_episodes(kept):
-            buffers.append(episode_buffer(len(buffers), episode, SIM_STATE_INFO_KEY))
+        for index, episode in zip(kept, dataset.iterate_episodes(kept)):
+            for start, stop in spans.get(index, [(0, None)]):
+                buffers.append(episode_buffer(len(buffers), episode, SIM_STATE_INFO_KEY, start, stop))
             bar.update(1)
     record = build_record(dataset) or {}
     record["thinned"] = {
@@ -87,11 +107,16 @@ def thin_dataset(
         "keep_every": keep_every,
         "target_steps": target_steps,
         "top_fraction": top_fraction,
+        "piece": piece,
         "kept_episodes": len(kept),
+        "written_episodes": len(buffers),
     }
     metadata = dataset.storage.metadata
     kept_note = f"{len(kept)} of {dataset.total_episodes} episodes kept"
     how = "the best by return" if top_fraction is not None else "evenly spaced"
+    if piece is not None:
+        kept_note += f" in part ({len(buffers)} pieces of up to {piece} steps)"
+        how = f"evenly spaced pieces of up to {piece} steps"
     policy = Path(dataset.storage.data_path).parent / POLICY_FILE
     return write_derived_dataset(
         dataset,
@@ -101,15 +126,14 @@ def thin_dataset(
         record,
         algorithm_name=metadata.get("algorithm_name", "ctflow_gym") + f", {kept_note}",
         code_permalink="ctflow_gym.data.thinning.thin_dataset",
-        description=metadata.get("description", "")
-        + f" Thinned: {len(kept)} episodes of {dataset.total_episodes} kept, {how}.",
+        description=metadata.get("description", "") + f" Thinned: {kept_note}, {how}.",
         scratch_prefix=".ctflow-thin-",
         extra_files=[policy] if policy.is_file() else [],
     )
 
 
-def _evenly_spaced_episodes(lengths: np.ndarray, target_steps: int) -> list[int]:
-    """The fewest evenly spaced episode indices whose lengths sum to >= ``target_steps``."""
+def _evenly_spaced(lengths: np.ndarray, target_steps: int) -> list[int]:
+    """The fewest evenly spaced indices (of episodes or pieces) whose lengths sum to >= ``target_steps``."""
 
     def chosen(count: int) -> np.ndarray:
         return np.unique(np.round(np.linspace(0, len(lengths) - 1, count)).astype(int))

@@ -14,6 +14,11 @@ EXPERTS = {
     "unverified": "distilled from the refined policy unverified (strength 1, no replay)",
 }
 
+EQUAL_SIZE = {
+    "matched": f"{EXPERTS['refined']}, all rounds thinned to the unverified one's transitions (evenly spaced windows)",
+    "matched_steps": f"{EXPERTS['refined']}, thinned to the same size as evenly spaced single steps",
+}
+
 
 def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
     """The policy, its verified refined version (the teacher), and BC distilled from each expert, round by round."""
@@ -51,9 +56,10 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             learners = [learner for learner in learners if learner]
             if learners:
                 rows.append(over_seeds(f"{EXPERTS.get(kind, kind)}, round {number_}", learners))
-    if data.get("matched"):  # the verified teacher's windows at the unverified teacher's size
-        label = f"{EXPERTS['refined']}, all rounds thinned to the unverified one's transitions"
-        rows.append(over_seeds(label, data["matched"]))
+    for key, label in EQUAL_SIZE.items():  # the verified teacher's data at the unverified teacher's size
+        if data.get(key):
+            rows.append(over_seeds(label, data[key]))
+    seeded = reseeded_table(data, policy["mean_return"])
     png = path.parent / meta["curves_png"] if meta.get("curves_png") else None
     curves = ["", page.image(png, f"Distillation round by round, {name}"), ""] if png and png.is_file() else []
     refined = [r for run in data.get("distilled", {}).get("refined", []) for r in run["per_round"]]
@@ -72,8 +78,48 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             table(["policy", "transitions", "median return", "range", "against the policy", "median score"], rows),
             "",
             f"The refined teacher chose a refined window in {chosen:,} of the {windows:,} windows it labelled.",
+            *seeded,
             *curves,
             "",
             source_line(name, path, data),
         ]
     )
+
+
+def reseeded_table(data: dict, policy_return: float) -> list[str]:
+    """Each expert's final learners over every (distillation seed, BC seed) pair, when ``--bc-seeds`` gave more
+    BC seeds; beside each, how often one of its learners beats one of the unverified teacher's (all pairs)."""
+    reseeded = data.get("reseeded") or {}
+    if not reseeded:
+        return []
+    finals = {kind: [run["per_round"][-1]["learner"] for run in runs] for kind, runs in data["distilled"].items()}
+    finals.update({key: list(data.get(key, [])) for key in EQUAL_SIZE})
+    labels = {**EXPERTS, **EQUAL_SIZE}
+    learners = {kind: finals.get(kind, []) + runs for kind, runs in reseeded.items()}
+    returns = {kind: [r["mean_return"] for r in runs] for kind, runs in learners.items()}
+    rows = []
+    for kind, values in returns.items():
+        quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else values * 3
+        against = "-"
+        if kind != "unverified" and returns.get("unverified"):
+            others = returns["unverified"]
+            wins = sum((a > b) + 0.5 * (a == b) for a in values for b in others)
+            against = f"{wins / (len(values) * len(others)):.0%}"
+        rows.append([
+            labels.get(kind, kind), str(len(values)), number(statistics.median(values), 0),
+            f"{number(quartiles[0], 0)} .. {number(quartiles[2], 0)}",
+            f"{number(min(values), 0)} .. {number(max(values), 0)}",
+            f"{sum(v > policy_return for v in values)} of {len(values)}", against,
+            number(statistics.median(r["score"] for r in learners[kind])),
+        ])  # fmt: skip
+    bc_seeds = sorted({run["bc_seed"] for runs in reseeded.values() for run in runs})
+    header = ["final learner", "runs", "median return", "middle half", "range", "above the policy",
+              "beats an unverified learner", "median score"]  # fmt: skip
+    return [
+        "",
+        f"Every final dataset again with BC seeds {bc_seeds} beside its distillation's own: runs are distillation "
+        "seeds x BC seeds. The last column: the share of all (this learner, unverified learner) pairs in which "
+        "this one returns more (ties count half; 50% is a coin).",
+        "",
+        table(header, rows),
+    ]
