@@ -189,6 +189,12 @@ def main(argv: list[str] | None = None) -> Path:
             settings = {**fit_settings, **base, **experts[kind], "teacher": kind, "seed": seed}
             settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
             distilled[kind].append(runs.run(f"distill_{kind}_seed{seed}", settings, run))
+
+    def cloned(path: Path, seed: int) -> dict:
+        """BC (``--bc-steps``, seeded) on the dataset at ``path``, evaluated like the policy."""
+        agent = BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps)
+        return {**closed_loop(env_id, agent, s.episodes), "transitions": len(agent.transitions)}
+
     matched = {"matched": [], "matched_steps": []}  # the verified teacher's data at the unverified one's size,
     pieces = {"matched": None, "matched_steps": 1}  # thinned as whole recorded windows or as single steps
     for seed, refined, unverified in zip(s.seeds, distilled.get("refined", []), distilled.get("unverified", [])):
@@ -202,8 +208,7 @@ def main(argv: list[str] | None = None) -> Path:
             def thinned(size=size, source=source, seed=seed, thinned_id=thinned_id, piece=piece) -> dict:
                 target = thin_dataset(source, None, work / "datasets", thinned_id, overwrite=True, target_steps=size,
                                       progress_bar=False, piece=piece)  # fmt: skip
-                agent = BCAgent(env_id, target, device="cpu", seed=seed).learn(s.bc_steps)
-                return {**closed_loop(env_id, agent, s.episodes), "transitions": len(agent.transitions)}
+                return cloned(target, seed)
 
             settings = {**fit_settings, **base, **teacher_settings, "seed": seed, "bc_steps": s.bc_steps}
             settings.update(rounds=s.rounds, round_episodes=s.round_episodes, target_steps=size)
@@ -222,8 +227,7 @@ def main(argv: list[str] | None = None) -> Path:
             for bc_seed in s.bc_seeds:
 
                 def again(path=work / "datasets" / dataset_id, bc_seed=bc_seed) -> dict:
-                    agent = BCAgent(env_id, path, device="cpu", seed=bc_seed).learn(s.bc_steps)
-                    return {**closed_loop(env_id, agent, s.episodes), "transitions": len(agent.transitions)}
+                    return cloned(path, bc_seed)
 
                 settings = {**fit_settings, **base, "teacher": kind, "seed": seed, "bc_seed": bc_seed}
                 settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
