@@ -336,10 +336,11 @@ def test_thin_dataset_in_pieces_keeps_a_part_of_every_episode(random_dataset_pat
     np.testing.assert_array_equal(first.infos["sim_state"], original.infos["sim_state"][:6])  # states kept
     assert first.truncations[-1] and not first.terminations[-1]  # its episode went on after the piece
     assert build_record(thinned)["thinned"]["piece"] == 5
-    for bad, kwargs in ((0, {"target_steps": 100}), (True, {"target_steps": 100}), (5, {"keep_every": 2})):
-        with pytest.raises(ValueError, match="piece must be a positive integer, given with target_steps"):
-            thin_dataset(random_dataset_path, kwargs.get("keep_every"), tmp_path, "test/hopper/x-v0", piece=bad,
-                         target_steps=kwargs.get("target_steps"))  # fmt: skip
+    for bad in (0, True):
+        with pytest.raises(ValueError, match="piece must be an integer >= 1"):
+            thin_dataset(random_dataset_path, None, tmp_path, "test/hopper/x-v0", target_steps=100, piece=bad)
+    with pytest.raises(ValueError, match="piece: thins pieces to a step target, so it needs target_steps"):
+        thin_dataset(random_dataset_path, 2, tmp_path, "test/hopper/x-v0", piece=5)
 
 
 def test_thin_by_id_carries_the_policy_beside_data(random_dataset_path, tmp_path, monkeypatch):

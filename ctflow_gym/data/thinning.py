@@ -19,6 +19,7 @@ from minari import MinariDataset
 from ctflow_gym import progress
 from ctflow_gym.data.derived import write_derived_dataset
 from ctflow_gym.data.minari_io import POLICY_FILE, build_record, episode_buffer, load_dataset
+from ctflow_gym.data.validation import require_int
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
 
@@ -60,10 +61,12 @@ def thin_dataset(
         isinstance(top_fraction, bool) or not isinstance(top_fraction, (int, float)) or not 0 < top_fraction <= 1
     ):
         raise ValueError(f"top_fraction must be a number in (0, 1]; got {top_fraction!r}")
-    if piece is not None and (
-        target_steps is None or isinstance(piece, bool) or not isinstance(piece, int) or piece < 1
-    ):
-        raise ValueError(f"piece must be a positive integer, given with target_steps; got {piece!r}")
+    if piece is not None:
+        if target_steps is None:
+            raise ValueError(
+                f"piece: thins pieces to a step target, so it needs target_steps; got piece={piece!r} alone"
+            )
+        require_int(piece, "piece")
     if keep_every is not None and (not isinstance(keep_every, int) or keep_every < 1):
         raise ValueError(f"keep_every must be a positive integer; got {keep_every!r}")
     dataset = load_dataset(source)
