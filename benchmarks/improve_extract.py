@@ -184,9 +184,8 @@ def main(argv: list[str] | None = None) -> Path:
         if not (root / added_id).exists():  # no realised window: an empty row (never an earlier run's join)
             datasets[label] = (str(root / added_id), None)
             continue
-        combine_datasets(
-            [root / best_id, root / added_id], joined_id, root=root, overwrite=True
-        )  # the windows may be new
+        # joined again each run: the windows may be new
+        combine_datasets([root / best_id, root / added_id], joined_id, root=root, overwrite=True)
         datasets[label] = (str(root / joined_id), None)
     rows = []
     for label, (path, top_fraction) in datasets.items():
