@@ -31,8 +31,8 @@ killed in the middle resumes from its dataset in ``--work``):
    (most of a hop), dropping single steps leaves none: the second row changes only the size;
 7. ``--bc-seeds``: BC again, with each further seed, on every distillation's final dataset
    (all its rounds) and on every equal-size one. A distillation's seed sets both its episodes
-   and its BC's initialisation and batches; these runs separate the two, since BC's seed
-   alone moves a learner's return by hundreds on the same data.
+   and its BC's initialisation and batches; these runs separate the two (how far BC's seed
+   alone moves a learner on the same data: the Results page, "Improve, then extract").
 
     python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000] [--bc-seeds 10 20]
 """
