@@ -8,8 +8,12 @@ simulator; :func:`ctflow_gym.improve.distill` makes a standalone policy of it. S
 killed in the middle resumes from its dataset in ``--work``):
 
 1. the policy alone, deterministic, ``--episodes`` episodes (reset seeds 1000..);
+   ``--policy bc`` makes the policy of logged data without one: BC (seed 0, ``--bc-steps``)
+   on ``--dataset``, or on its best episodes holding ``--top-fraction`` of the steps (filtered
+   BC, as in ``policy_improvement.py``);
 2. CTFlow's ``TrajectoryRefiner`` fitted on ``--dataset`` (the policy's stochastic
-   rollouts, as in ``policy_improvement.py``);
+   rollouts, as in ``policy_improvement.py``), or ``--refiner``: a refiner fitted elsewhere,
+   of any registered family (``FTBRefiner`` as ``improve_extract.py`` fits it);
 3. the teacher, ``RefinedPolicy`` verified with the strength ladder ``--strength`` /
    ``--candidates`` and ``--continuation`` policy steps in every score, in closed loop
    (``--teacher-episodes`` episodes, the same reset seeds), and the same teacher judging
@@ -35,6 +39,8 @@ killed in the middle resumes from its dataset in ``--work``):
    alone moves a learner on the same data: the Results page, "Improve, then extract").
 
     python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000] [--bc-seeds 10 20]
+    python benchmarks/distillation.py --dataset ctflow/hopper/medium-replay-v1 --policy bc --top-fraction 0.1 \
+        --refiner <improve_extract's work>/ftb
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from harness import Runs, Settings, option, parse, pyplot, write_png, write_results
-from policy_improvement import closed_loop, fitted_refiner
+from policy_improvement import bc_policy, best_episodes, closed_loop, fitted_refiner
 
 from agents import BCAgent
 from ctflow_gym import RefinedPolicy
@@ -55,6 +61,7 @@ from ctflow_gym.data.actor_policies import behaviour_policy
 from ctflow_gym.data.minari_io import build_record
 from ctflow_gym.data.recipes import policy_path
 from ctflow_gym.improve import distill
+from ctflow_gym.refine import load_refiner
 
 TEACHERS = ("refined", "policy", "unverified")
 """The experts distilled: the verified refined policy; the policy itself (the control for refinement); the
@@ -95,7 +102,11 @@ def plot_rounds(distilled: dict[str, list[dict]], policy: float, teacher: float,
 @dataclasses.dataclass
 class DistillationSettings(Settings):
     dataset: str = option("ctflow/hopper/medium-v1", "the policy's rollouts the refiner is fitted on (id or path)")
-    policy: str = option("shipped:hopper-medium", "the policy: shipped:NAME, an actor folder or an SB3 zip")
+    policy: str = option(
+        "shipped:hopper-medium", "the policy: shipped:NAME, an actor folder, an SB3 zip, or bc (BC on the data)"
+    )
+    top_fraction: float = option(0.0, "with --policy bc: BC on the best episodes holding this fraction of the steps")
+    refiner: str | None = option(None, "a fitted refiner's folder (any family, e.g. FTB's) instead of fitting CTFlow's")
     window: int = option(16, "the refiner's window (TrajectoryRefiner's default)")
     refiner_steps: int = option(4000, "the refiner's autoencoder, flow and inverse-dynamics steps")
     strength: float = option(4.0, "the teacher's largest strength (candidates at strength x i / candidates)")
@@ -121,13 +132,25 @@ def main(argv: list[str] | None = None) -> Path:
     name = s.name or "distillation_" + dataset.id.replace("/", "_").replace("-", "_")
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
-    policy = behaviour_policy(policy_path(s.policy), None, env_id, deterministic=True, seed=0)
     base = {"dataset": dataset.id, "policy": s.policy, "episodes": s.episodes}
+    if s.policy == "bc":  # BC on the data (or its best episodes), seed 0: logged data without a policy of its own
+        source = best_episodes(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
+        policy = bc_policy(env_id, source, work / "policy_bc", s.bc_steps)
+        base.update(policy_bc_steps=s.bc_steps, top_fraction=s.top_fraction)
+    elif s.top_fraction:
+        raise SystemExit(f"--top-fraction selects the data of --policy bc; got --policy {s.policy}")
+    else:
+        policy = behaviour_policy(policy_path(s.policy), None, env_id, deterministic=True, seed=0)
     policy_alone = runs.run("policy", base, lambda: closed_loop(env_id, policy, s.episodes))
     paired = {**base, "episodes": s.teacher_episodes}  # the policy on the teacher's episodes (its first ones)
     policy_paired = runs.run("policy_teacher_episodes", paired, lambda: closed_loop(env_id, policy, s.teacher_episodes))
-    fit_settings = {"dataset": dataset.id, "window": s.window, "refiner_steps": s.refiner_steps}
-    fitted, refiner = fitted_refiner(runs, fit_settings, dataset, s.window, s.refiner_steps, work / "refiner")
+    if s.refiner:  # fitted elsewhere (e.g. FTBRefiner by improve_extract.py): its folder names it
+        refiner = load_refiner(s.refiner)
+        fit_settings = {"dataset": dataset.id, "refiner": str(Path(s.refiner).resolve())}
+        fitted = {"refiner": fit_settings["refiner"], "kind": type(refiner).__name__, "window": refiner.window}
+    else:
+        fit_settings = {"dataset": dataset.id, "window": s.window, "refiner_steps": s.refiner_steps}
+        fitted, refiner = fitted_refiner(runs, fit_settings, dataset, s.window, s.refiner_steps, work / "refiner")
     teacher_settings = {"strength": s.strength, "candidates": s.candidates, "continuation": s.continuation}
     experts = {  # the refined teacher, and the policy itself as a teacher (strength 0 keeps every base window)
         "refined": teacher_settings,

@@ -171,6 +171,25 @@ def _train_bc(env_id: str, path, seed: int, steps: int, top_fraction: float | No
     return agent
 
 
+def best_episodes(whole, top_fraction: float, folder: Path) -> str:
+    """The path of ``whole``'s best episodes holding ``top_fraction`` of its steps, a dataset under ``folder``.
+
+    Written by ``thin_dataset`` as ``<env>/best-v0`` unless it is there already (a cleared work folder rebuilds it).
+    """
+    best_id = f"{whole.id.rsplit('/', 1)[0]}/best-v0"
+    best_path = folder / best_id
+    if not best_path.exists():
+        thin_dataset(whole, None, folder, best_id, top_fraction=top_fraction, progress_bar=False)
+    return str(best_path)
+
+
+def bc_policy(env_id: str, path: str, folder: Path, steps: int) -> BCAgent:
+    """The policy ``--policy bc`` names: BC (seed 0, ``steps``) on the dataset at ``path``, kept in ``folder``."""
+    if not folder.exists():
+        _train_bc(env_id, path, 0, steps).save(folder)
+    return BCAgent.load(folder, env=env_id, device="cpu")
+
+
 def main(argv: list[str] | None = None) -> Path:
     s = parse(PolicyImprovementSettings, argv)
     if not 0 <= s.top_fraction <= 1:
@@ -186,20 +205,14 @@ def main(argv: list[str] | None = None) -> Path:
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
     source, source_path = whole, s.dataset
-    if s.top_fraction:  # the best episodes, a dataset of their own (rebuilt when the work folder was cleared)
-        best_id = f"{whole.id.rsplit('/', 1)[0]}/best-v0"
-        best_path = work / "datasets" / best_id
-        if not best_path.exists():
-            thin_dataset(whole, None, work / "datasets", best_id, top_fraction=s.top_fraction, progress_bar=False)
-        source, source_path = load_dataset(best_path), str(best_path)
+    if s.top_fraction:  # the best episodes, a dataset of their own
+        source_path = best_episodes(whole, s.top_fraction, work / "datasets")
+        source = load_dataset(source_path)
     base = {"dataset": source.id, "policy": s.policy}
     if s.top_fraction:
         base["top_fraction"] = s.top_fraction
     if s.policy == "bc":  # the policy is BC on the data the improvement starts from, seed 0
-        policy_folder = work / "policy_bc"
-        if not policy_folder.exists():
-            _train_bc(env_id, source_path, 0, s.bc_steps).save(policy_folder)
-        policy = BCAgent.load(policy_folder, env=env_id, device="cpu")
+        policy = bc_policy(env_id, source_path, work / "policy_bc", s.bc_steps)
         base["policy_bc_steps"] = s.bc_steps
     else:
         policy = _policy(s.policy, env_id)

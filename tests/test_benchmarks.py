@@ -383,3 +383,27 @@ def test_distillation(random_dataset_path, tmp_path):
         final = data[kind][0] if kind.startswith("matched") else data["distilled"][kind][0]["per_round"][-1]["learner"]
         assert (run["seed"], run["bc_seed"], run["transitions"]) == (0, 7, final["transitions"])
     assert "with BC seeds [7] beside its distillation's own" in text and "| 2 |" in text  # 2 runs: seeds 0 and 7
+
+
+def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_dataset, random_dataset_path, tmp_path):
+    """``--policy bc``: BC on the data's best episodes is the policy; ``--refiner``: an FTB refiner its teacher uses."""
+    from ctflow_gym import FTBRefiner
+
+    tiny = dict(window=8, stride=2, segment=10, blocks=4, score_steps=20, generator_steps=20, sample_steps=2, top_n=12)
+    FTBRefiner(**tiny, score_hidden=16, generator_hidden=16, generator_blocks=1).fit(
+        random_dataset, progress_bar=False
+    ).save(tmp_path / "ftb")
+    argv = ["--dataset", str(random_dataset_path), "--policy", "bc", "--top-fraction", "0.5"]
+    argv += ["--refiner", str(tmp_path / "ftb"), "--continuation", "5", "--candidates", "2", "--teacher-episodes", "1"]
+    argv += ["--horizons", "0", "--rounds", "0", "--round-episodes", "1", "--teachers", "refined", "policy"]
+    argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
+    path = bench("distillation").main(argv)
+    data = written(path, "policy", "fit", "teacher", "distilled")
+    assert data["fit"] == {"refiner": str((tmp_path / "ftb").resolve()), "kind": "FTBRefiner", "window": 8}
+    assert not (tmp_path / f"{path.stem}_runs" / "fit.json").exists()  # nothing fitted here
+    best = load_dataset(tmp_path / path.stem / "datasets" / "ctflow" / "hopper" / "best-v0")
+    assert best.total_steps <= random_dataset.total_steps // 2  # the policy's data: the best half of the steps
+    assert (tmp_path / path.stem / "policy_bc" / "checkpoint.json").is_file()
+    assert set(data["distilled"]) == {"refined", "policy"} and set(data["teacher_horizons"]) == {"0"}
+    with pytest.raises(SystemExit, match="--top-fraction selects the data of --policy bc"):
+        bench("distillation").main(["--dataset", str(random_dataset_path), "--top-fraction", "0.5"])
