@@ -405,5 +405,8 @@ def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_data
     assert best.total_steps <= random_dataset.total_steps // 2  # the policy's data: the best half of the steps
     assert (tmp_path / path.stem / "policy_bc" / "checkpoint.json").is_file()
     assert set(data["distilled"]) == {"refined", "policy"} and set(data["teacher_horizons"]) == {"0"}
+    text = path.with_suffix(".md").read_text()
+    assert "refiner FTBRefiner (window 8) from" in text
+    assert "the policy: BC (seed 0) on its best episodes holding 50% of the steps" in text
     with pytest.raises(SystemExit, match="--top-fraction selects the data of --policy bc"):
         bench("distillation").main(["--dataset", str(random_dataset_path), "--top-fraction", "0.5"])

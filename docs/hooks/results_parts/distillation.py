@@ -62,6 +62,14 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
     seeded = reseeded_table(data, policy["mean_return"])
     png = path.parent / meta["curves_png"] if meta.get("curves_png") else None
     curves = ["", page.image(png, f"Distillation round by round, {name}"), ""] if png and png.is_file() else []
+    fit = data.get("fit") or {}
+    if meta.get("refiner"):  # a refiner fitted elsewhere (distillation.py --refiner)
+        refiner = f"refiner {fit.get('kind', 'fitted elsewhere')} (window {fit.get('window')}) from `{meta['refiner']}`"
+    else:
+        refiner = f"refiner fitted on `{meta.get('dataset')}`"
+    if meta.get("policy") == "bc":  # logged data without a policy: BC on it is the policy
+        best = f"its best episodes holding {meta['top_fraction']:.0%} of the steps" if meta.get("top_fraction") else ""
+        refiner += f"; the policy: BC (seed 0) on {best or 'the data'}"
     refined = [r for run in data.get("distilled", {}).get("refined", []) for r in run["per_round"]]
     chosen = sum(r["refined_windows"] for r in refined)
     windows = sum(r["windows"] for r in refined)
@@ -72,8 +80,7 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             f"window (strengths up to {meta.get('strength')}) against the policy's own, each scored by its return "
             f"and {meta.get('continuation')} policy steps after it; distillation: round 0 BC on the teacher's "
             f"rollouts, then {meta.get('rounds')} DAgger rounds of {meta.get('round_episodes')} episodes; BC "
-            f"{meta.get('bc_steps')} steps at FTB's settings per round, seeds {meta.get('seeds')}; refiner fitted on "
-            f"`{meta.get('dataset')}`.",
+            f"{meta.get('bc_steps')} steps at FTB's settings per round, seeds {meta.get('seeds')}; {refiner}.",
             "",
             table(["policy", "transitions", "median return", "range", "against the policy", "median score"], rows),
             "",
