@@ -32,7 +32,8 @@ killed in the middle resumes from its dataset in ``--work``):
    an episode) and evenly spaced single steps (``piece=1``). The unverified teacher falls
    sooner, so the same number of episodes gives it fewer transitions; these rows take that
    advantage away. Dropping every other window leaves 16-step holes along each trajectory
-   (most of a hop), dropping single steps leaves none: the second row changes only the size;
+   (most of a hop), dropping single steps leaves none: the second row changes only the size
+   (``--no-equal-size`` skips these rows, e.g. where the verified teacher's learners fail anyway);
 7. ``--bc-seeds``: BC again, with each further seed, on every distillation's final dataset
    (all its rounds) and on every equal-size one. A distillation's seed sets both its episodes
    and its BC's initialisation and batches; these runs separate the two (how far BC's seed
@@ -119,6 +120,7 @@ class DistillationSettings(Settings):
     bc_steps: int = option(20000, "BC training steps per round (FTB: 100k; cut for 2 CPU cores)")
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds: each a distillation (reset seeds and BC)")
     bc_seeds: tuple[int, ...] = option((), "further BC seeds trained on each distillation's final dataset")
+    equal_size: bool = option(True, "the verified teacher's data thinned to the unverified one's size (step 6)")
     teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy", choices=TEACHERS)
     episodes: int = option(50, "evaluation episodes of the policy and of every round's learner")
     work: str = option("/tmp/ctflow_distillation", "where the fitted refiner and the distilled datasets go")
@@ -220,7 +222,8 @@ def main(argv: list[str] | None = None) -> Path:
 
     matched = {"matched": [], "matched_steps": []}  # the verified teacher's data at the unverified one's size,
     pieces = {"matched": None, "matched_steps": 1}  # thinned as whole recorded windows or as single steps
-    for seed, refined, unverified in zip(s.seeds, distilled.get("refined", []), distilled.get("unverified", [])):
+    pairs = zip(s.seeds, distilled.get("refined", []), distilled.get("unverified", [])) if s.equal_size else ()
+    for seed, refined, unverified in pairs:
         size = unverified["per_round"][-1]["learner"]["transitions"]
         if refined["per_round"][-1]["learner"]["transitions"] <= size:
             continue  # the verified teacher's data is no larger: nothing to take away

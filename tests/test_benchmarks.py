@@ -395,7 +395,8 @@ def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_data
     ).save(tmp_path / "ftb")
     argv = ["--dataset", str(random_dataset_path), "--policy", "bc", "--top-fraction", "0.5"]
     argv += ["--refiner", str(tmp_path / "ftb"), "--continuation", "5", "--candidates", "2", "--teacher-episodes", "1"]
-    argv += ["--horizons", "0", "--rounds", "0", "--round-episodes", "1", "--teachers", "refined", "policy"]
+    argv += ["--horizons", "0", "--rounds", "0", "--round-episodes", "1", "--teachers", "refined", "unverified"]
+    argv += ["--no-equal-size"]
     argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
     path = bench("distillation").main(argv)
     data = written(path, "policy", "fit", "teacher", "distilled")
@@ -404,7 +405,8 @@ def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_data
     best = load_dataset(tmp_path / path.stem / "datasets" / "ctflow" / "hopper" / "best-v0")
     assert best.total_steps <= random_dataset.total_steps // 2  # the policy's data: the best half of the steps
     assert (tmp_path / path.stem / "policy_bc" / "checkpoint.json").is_file()
-    assert set(data["distilled"]) == {"refined", "policy"} and set(data["teacher_horizons"]) == {"0"}
+    assert set(data["distilled"]) == {"refined", "unverified"} and set(data["teacher_horizons"]) == {"0"}
+    assert data["matched"] == data["matched_steps"] == []  # --no-equal-size: no thinned rows
     text = path.with_suffix(".md").read_text()
     assert "refiner FTBRefiner (window 8) from" in text
     assert "the policy: BC (seed 0) on its best episodes holding 50% of the steps" in text
