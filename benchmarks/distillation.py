@@ -272,7 +272,10 @@ def main(argv: list[str] | None = None) -> Path:
         **matched,
         "reseeded": reseeded,
     }
-    title = f"A policy distilled from its verified refined version ({s.policy})"
+    described = s.policy
+    if s.policy == "bc":
+        described = f"BC on the best {s.top_fraction:.0%} of {dataset.id}" if s.top_fraction else f"BC on {dataset.id}"
+    title = f"A policy distilled from its verified refined version ({described})"
     return write_results(s, name, data, "distillation", title)
 
 
