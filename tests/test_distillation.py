@@ -8,7 +8,7 @@ import pytest
 
 from agents import BCAgent
 from ctflow_gym import RefinedPolicy, TrajectoryRefiner
-from ctflow_gym.data import load_dataset
+from ctflow_gym.data import combine_datasets, load_dataset, make_windows
 from ctflow_gym.data.minari_io import build_record
 from ctflow_gym.improve import DistillationConfig, distill, teacher_windows
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY, set_sim_state
@@ -79,6 +79,26 @@ def test_round_zero_is_the_teacher_itself_and_every_window_replays_as_written(ti
             observation, reward, _, _, _ = env.unwrapped.step(action)
             np.testing.assert_array_equal(observation, episode.observations[t + 1])
             assert reward == episode.rewards[t]
+
+
+def test_distilled_data_joins_recorded_data_whose_spec_holds_the_state_recorder(
+    tiny_refiner, random_dataset_path, tmp_path
+):
+    """The builder's datasets name ``SimStateRecorder`` in their env spec, distilled ones do not: they still join."""
+    recorded = load_dataset(random_dataset_path)
+    report = distill(
+        _teacher(tiny_refiner), CountingBC(), "test/hopper/distilled-v0", root=tmp_path, rounds=0, episodes=1
+    )
+    distilled = load_dataset(report.path)
+    assert recorded.env_spec != distilled.env_spec  # what Minari's own join refuses
+    joined = load_dataset(combine_datasets([random_dataset_path, report.path], "test/hopper/joined-v0", root=tmp_path))
+    assert joined.total_steps == recorded.total_steps + distilled.total_steps
+    assert joined.env_spec.id == "Hopper-v5" and not joined.env_spec.additional_wrappers
+    last = list(joined.iterate_episodes())[-1]
+    np.testing.assert_array_equal(
+        last.infos[SIM_STATE_INFO_KEY], list(distilled.iterate_episodes())[-1].infos[SIM_STATE_INFO_KEY]
+    )
+    assert make_windows(joined, window=4).sim_state_spec == make_windows(recorded, window=4).sim_state_spec
 
 
 def test_the_learner_rolls_out_and_the_teacher_labels_where_it_went(tiny_refiner):

@@ -265,6 +265,7 @@ def distill(
             )
         )
         record = {RECORD_KEY: {**settings, "rounds": [asdict(r) for r in report.rounds]}}
+        record["sim_state_spec"] = REPLAY_STATE_SPEC  # what the windows' states were captured with
         write_derived_dataset(
             teacher.env.spec,
             [realised_buffer(i, window) for i, window in enumerate(windows)],
