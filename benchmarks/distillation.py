@@ -37,7 +37,11 @@ killed in the middle resumes from its dataset in ``--work``):
 7. ``--bc-seeds``: BC again, with each further seed, on every distillation's final dataset
    (all its rounds) and on every equal-size one. A distillation's seed sets both its episodes
    and its BC's initialisation and batches; these runs separate the two (how far BC's seed
-   alone moves a learner on the same data: the Results page, "Improve, then extract").
+   alone moves a learner on the same data: the Results page, "Improve, then extract");
+8. ``--split-seeds``: for those distillation seeds, BC (the same seed) on the verified teacher's
+   windows split by who chose them: the windows where it kept the policy's plan (their actions
+   are the policy's own at their states) and its refined windows, each part alone. Where BC on
+   the whole fails, this says whether the refined windows' labels are what it cannot fit.
 
     python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000] [--bc-seeds 10 20]
     python benchmarks/distillation.py --dataset ctflow/hopper/medium-replay-v1 --policy bc --top-fraction 0.1 \
@@ -58,11 +62,13 @@ from policy_improvement import bc_policy, best_episodes, closed_loop, fitted_ref
 from agents import BCAgent
 from ctflow_gym import RefinedPolicy
 from ctflow_gym.data import load_dataset, thin_dataset
-from ctflow_gym.data.actor_policies import behaviour_policy
-from ctflow_gym.data.minari_io import build_record
+from ctflow_gym.data.actor_policies import behaviour_policy, policy_action_fn
+from ctflow_gym.data.derived import write_derived_dataset
+from ctflow_gym.data.minari_io import build_record, episode_buffer
 from ctflow_gym.data.recipes import policy_path
 from ctflow_gym.improve import distill
 from ctflow_gym.refine import load_refiner
+from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
 TEACHERS = ("refined", "policy", "unverified")
 """The experts distilled: the verified refined policy; the policy itself (the control for refinement); the
@@ -100,6 +106,36 @@ def plot_rounds(distilled: dict[str, list[dict]], policy: float, teacher: float,
     return True
 
 
+def split_by_chooser(path: Path, policy, root: Path, prefix: str) -> dict[str, tuple[Path | None, int]]:
+    """The windows of the distilled dataset at ``path`` written as two datasets under ``root``: ``(path, windows)``.
+
+    ``"policy_windows"``: those whose actions are ``policy``'s own (deterministic) at their
+    states, the windows where the teacher kept the policy's plan; ``"refined_windows"``: the
+    rest. A part without windows is ``(None, 0)``.
+    """
+    act = policy_action_fn(policy, deterministic=True)
+    parts: dict[str, list] = {"policy_windows": [], "refined_windows": []}
+    source = load_dataset(path)
+    for episode in source.iterate_episodes():
+        own = np.array([act(observation) for observation in episode.observations[:-1]])
+        kept = np.allclose(own, episode.actions, rtol=0.0, atol=1e-5)
+        parts["policy_windows" if kept else "refined_windows"].append(episode)
+    written = {}
+    for part, episodes in parts.items():
+        if not episodes:
+            written[part] = (None, 0)
+            continue
+        buffers = [episode_buffer(i, episode, SIM_STATE_INFO_KEY) for i, episode in enumerate(episodes)]
+        dataset_id = f"{prefix}-{part.replace('_', '-')}-v0"
+        target = write_derived_dataset(
+            source, buffers, dataset_id, root, {"split_from": str(path), "part": part},
+            algorithm_name="distillation.py, the verified teacher's windows by who chose them",
+            code_permalink="benchmarks/distillation.py", description=f"{part} of {path}", scratch_prefix=".split-",
+        )  # fmt: skip
+        written[part] = (target, len(episodes))
+    return written
+
+
 @dataclasses.dataclass
 class DistillationSettings(Settings):
     dataset: str = option("ctflow/hopper/medium-v1", "the policy's rollouts the refiner is fitted on (id or path)")
@@ -121,6 +157,7 @@ class DistillationSettings(Settings):
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds: each a distillation (reset seeds and BC)")
     bc_seeds: tuple[int, ...] = option((), "further BC seeds trained on each distillation's final dataset")
     equal_size: bool = option(True, "the verified teacher's data thinned to the unverified one's size (step 6)")
+    split_seeds: tuple[int, ...] = option((), "distillations whose verified teacher's data is cloned split (step 8)")
     teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy", choices=TEACHERS)
     episodes: int = option(50, "evaluation episodes of the policy and of every round's learner")
     work: str = option("/tmp/ctflow_distillation", "where the fitted refiner and the distilled datasets go")
@@ -258,6 +295,20 @@ def main(argv: list[str] | None = None) -> Path:
                 settings = {**fit_settings, **base, "teacher": kind, "seed": seed, "bc_seed": bc_seed}
                 settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
                 reseeded.setdefault(kind, []).append(runs.run(f"bc_{kind}_seed{seed}_bc{bc_seed}", settings, again))
+    split = {}  # part -> BC on the verified teacher's windows of that part, per --split-seeds seed
+    for seed in s.split_seeds if "refined" in distilled else ():
+        source = work / "datasets" / f"distilled/refined-seed{seed}-v0"
+
+        def parted(seed=seed, source=source) -> dict:
+            written = split_by_chooser(source, policy, work / "datasets", f"split/refined-seed{seed}")
+            return {part: {**(cloned(path, seed) if path else {}), "windows": count}
+                    for part, (path, count) in written.items()}  # fmt: skip
+
+        settings = {**fit_settings, **base, **teacher_settings, "seed": seed, "bc_steps": s.bc_steps}
+        settings.update(rounds=s.rounds, round_episodes=s.round_episodes)
+        for part, result in runs.run(f"split_seed{seed}", settings, parted).items():
+            if part in ("policy_windows", "refined_windows"):
+                split.setdefault(part, []).append({**result, "seed": seed})
     png = Path(s.out) / f"{name}.png"
     drawn = plot_rounds(distilled, policy_alone["mean_return"], teacher_alone["mean_return"], png, name)
     data = {
@@ -271,6 +322,7 @@ def main(argv: list[str] | None = None) -> Path:
         "distilled": distilled,
         **matched,
         "reseeded": reseeded,
+        "split": split,
     }
     described = s.policy
     if s.policy == "bc":

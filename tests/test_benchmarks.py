@@ -396,7 +396,7 @@ def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_data
     argv = ["--dataset", str(random_dataset_path), "--policy", "bc", "--top-fraction", "0.5"]
     argv += ["--refiner", str(tmp_path / "ftb"), "--continuation", "5", "--candidates", "2", "--teacher-episodes", "1"]
     argv += ["--horizons", "0", "--rounds", "0", "--round-episodes", "1", "--teachers", "refined", "unverified"]
-    argv += ["--no-equal-size"]
+    argv += ["--no-equal-size", "--split-seeds", "0"]
     argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
     path = bench("distillation").main(argv)
     data = written(path, "policy", "fit", "teacher", "distilled")
@@ -407,6 +407,16 @@ def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_data
     assert (tmp_path / path.stem / "policy_bc" / "checkpoint.json").is_file()
     assert set(data["distilled"]) == {"refined", "unverified"} and set(data["teacher_horizons"]) == {"0"}
     assert data["matched"] == data["matched_steps"] == []  # --no-equal-size: no thinned rows
+    learner = data["distilled"]["refined"][0]["per_round"][-1]["learner"]
+    parts = data["split"]  # --split-seeds 0: the verified teacher's windows by who chose them, each part cloned
+    windows = data["distilled"]["refined"][0]["per_round"][-1]["windows"]
+    assert sum(part["windows"] for (part,) in parts.values()) == windows and set(parts) <= {
+        "policy_windows",
+        "refined_windows",
+    }
+    assert sum(part.get("transitions", 0) for (part,) in parts.values()) == learner["transitions"]
+    refined = data["distilled"]["refined"][0]["per_round"][-1]["refined_windows"]
+    assert parts["refined_windows"][0]["windows"] == refined  # the windows its actions set apart are the refined ones
     text = path.with_suffix(".md").read_text()
     assert "refiner FTBRefiner (window 8) from" in text
     assert "the policy: BC (seed 0) on its best episodes holding 50% of the steps" in text

@@ -19,6 +19,11 @@ EQUAL_SIZE = {
     "matched_steps": f"{EXPERTS['refined']}, thinned to the same size as evenly spaced single steps",
 }
 
+SPLIT = {
+    "policy_windows": f"{EXPERTS['refined']}: only the windows where it kept the policy's plan",
+    "refined_windows": f"{EXPERTS['refined']}: only its refined windows",
+}
+
 
 def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
     """The policy, its verified refined version (the teacher), and BC distilled from each expert, round by round."""
@@ -59,6 +64,10 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
     for key, label in EQUAL_SIZE.items():  # the verified teacher's data at the unverified teacher's size
         if data.get(key):
             rows.append(over_seeds(label, data[key]))
+    for part, label in SPLIT.items():  # --split-seeds: the verified teacher's windows by who chose them
+        learners = [learner for learner in data.get("split", {}).get(part, []) if "mean_return" in learner]
+        if learners:
+            rows.append(over_seeds(label, learners))
     seeded = reseeded_table(data, policy["mean_return"])
     png = path.parent / meta["curves_png"] if meta.get("curves_png") else None
     curves = ["", page.image(png, f"Distillation round by round, {name}"), ""] if png and png.is_file() else []
