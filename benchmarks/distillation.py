@@ -158,7 +158,7 @@ class DistillationSettings(Settings):
     bc_seeds: tuple[int, ...] = option((), "further BC seeds trained on each distillation's final dataset")
     equal_size: bool = option(True, "the verified teacher's data thinned to the unverified one's size (step 6)")
     split_seeds: tuple[int, ...] = option((), "distillations whose verified teacher's data is cloned split (step 8)")
-    teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy", choices=TEACHERS)
+    teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy, unverified", choices=TEACHERS)
     episodes: int = option(50, "evaluation episodes of the policy and of every round's learner")
     work: str = option("/tmp/ctflow_distillation", "where the fitted refiner and the distilled datasets go")
     name: str | None = option(None, "result file name (default distillation_<dataset>)")
