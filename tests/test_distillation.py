@@ -99,6 +99,11 @@ def test_distilled_data_joins_recorded_data_whose_spec_holds_the_state_recorder(
         last.infos[SIM_STATE_INFO_KEY], list(distilled.iterate_episodes())[-1].infos[SIM_STATE_INFO_KEY]
     )
     assert make_windows(joined, window=4).sim_state_spec == make_windows(recorded, window=4).sim_state_spec
+    other = RefinedPolicy(_still, tiny_refiner, gym.make("Hopper-v5", max_episode_steps=STEPS, healthy_reward=2.0))
+    changed = distill(other, CountingBC(), "test/hopper/other-v0", root=tmp_path, rounds=0, episodes=1).path
+    with pytest.raises(ValueError, match=r"sources: the datasets' env specs differ in \['kwargs'\]"):
+        combine_datasets([random_dataset_path, changed], "test/hopper/refused-v0", root=tmp_path)
+    assert not (tmp_path / "test/hopper/refused-v0").exists()
 
 
 def test_the_learner_rolls_out_and_the_teacher_labels_where_it_went(tiny_refiner):

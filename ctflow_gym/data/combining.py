@@ -91,21 +91,26 @@ def _spec_without_recording_wrappers(datasets: list):
     Raises ``ValueError`` naming ``sources`` and the fields where the specs differ otherwise.
     """
     specs = [dataset.env_spec for dataset in datasets]
-    if None in specs or all(spec == specs[0] for spec in specs):
-        return None  # equal, or a mix with and without a spec, which Minari's own check names
+    if None in specs or not _differing_fields(specs):  # Minari joins these (time limits: the largest) or names
+        return None  # the mix of datasets with and without a spec
     plain = [
         dataclasses.replace(
             spec, additional_wrappers=tuple(w for w in spec.additional_wrappers if w.name not in RECORDING_WRAPPERS)
         )
         for spec in specs
     ]
-    differ = sorted(
-        field.name
-        for field in dataclasses.fields(plain[0])
-        if field.name != "max_episode_steps"  # joined as Minari joins them: the largest, or none
-        and any(getattr(spec, field.name) != getattr(plain[0], field.name) for spec in plain)
-    )
+    differ = _differing_fields(plain)
     if differ:
         raise ValueError(f"sources: the datasets' env specs differ in {differ}; Minari joins only equal specs")
     limits = [spec.max_episode_steps for spec in plain]
     return dataclasses.replace(plain[0], max_episode_steps=None if None in limits else max(limits))
+
+
+def _differing_fields(specs: list) -> list[str]:
+    """The env spec fields on which ``specs`` differ, the time limit aside (joined as Minari joins it)."""
+    return sorted(
+        field.name
+        for field in dataclasses.fields(specs[0])
+        if field.name != "max_episode_steps"
+        and any(getattr(s, field.name) != getattr(specs[0], field.name) for s in specs)
+    )
