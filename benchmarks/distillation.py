@@ -57,7 +57,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from harness import Runs, Settings, option, parse, pyplot, write_png, write_results
-from policy_improvement import bc_policy, best_episodes, closed_loop, fitted_refiner
+from policy_improvement import bc_policy, best_episodes_path, closed_loop, fitted_refiner
 
 from agents import BCAgent
 from ctflow_gym import RefinedPolicy
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> Path:
     runs = Runs(Path(s.out) / f"{name}_runs")
     base = {"dataset": dataset.id, "policy": s.policy, "episodes": s.episodes}
     if s.policy == "bc":  # BC on the data (or its best episodes), seed 0: logged data without a policy of its own
-        source = best_episodes(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
+        source = best_episodes_path(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
         policy = bc_policy(env_id, source, work / "policy_bc", s.bc_steps)
         base.update(policy_bc_steps=s.bc_steps, top_fraction=s.top_fraction)
     elif s.top_fraction:

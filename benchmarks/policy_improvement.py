@@ -171,7 +171,7 @@ def _train_bc(env_id: str, path, seed: int, steps: int, top_fraction: float | No
     return agent
 
 
-def best_episodes(whole, top_fraction: float, folder: Path) -> str:
+def best_episodes_path(whole, top_fraction: float, folder: Path) -> str:
     """The path of ``whole``'s best episodes holding ``top_fraction`` of its steps, a dataset under ``folder``.
 
     Written by ``thin_dataset`` as ``<env>/best-v0`` unless it is there already (a cleared work folder rebuilds it).
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> Path:
     runs = Runs(Path(s.out) / f"{name}_runs")
     source, source_path = whole, s.dataset
     if s.top_fraction:  # the best episodes, a dataset of their own
-        source_path = best_episodes(whole, s.top_fraction, work / "datasets")
+        source_path = best_episodes_path(whole, s.top_fraction, work / "datasets")
         source = load_dataset(source_path)
     base = {"dataset": source.id, "policy": s.policy}
     if s.top_fraction:
