@@ -149,6 +149,9 @@ class DistillationSettings(Settings):
     strength: float = option(4.0, "the teacher's largest strength (candidates at strength x i / candidates)")
     candidates: int = option(3, "refined windows the teacher verifies per window")
     continuation: int = option(400, "policy steps after each window in the teacher's verified score")
+    replan_every: int | None = option(
+        None, "every teacher plans again after this many steps (a Markov teacher; default: whole windows)"
+    )
     teacher_episodes: int = option(20, "closed-loop episodes of the teacher itself")
     horizons: tuple[int, ...] = option((0, 48), "shorter continuations the teacher is measured with (not distilled)")
     rounds: int = option(2, "DAgger rounds after round 0")
@@ -196,6 +199,9 @@ def main(argv: list[str] | None = None) -> Path:
         "policy": {"strength": 0.0, "candidates": 1, "continuation": 0},
         "unverified": {"strength": 1.0, "candidates": 1, "continuation": 0},
     }
+    if s.replan_every is not None:  # absent otherwise: the runs stored before the option keep their keys
+        for options in experts.values():
+            options["replan_every"] = s.replan_every
 
     def teacher(options: dict, verify: bool = True) -> RefinedPolicy:
         return RefinedPolicy(policy, refiner, gym.make(env_id), verify=verify, execution="open_loop", **options)

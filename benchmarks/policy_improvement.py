@@ -120,13 +120,13 @@ def _policy(spec: str, env_id: str):
     return behaviour_policy(policy_path(spec), None, env_id, deterministic=True, seed=0)
 
 
-def closed_loop(env_id: str, policy, episodes: int, env: gym.Env | None = None) -> dict:
-    """Mean and std of the return, D4RL score and falls of ``policy`` in ``episodes`` episodes (reset seeds 1000..).
+def closed_loop(env_id: str, policy, episodes: int, env: gym.Env | None = None, seed: int = EVALUATION_SEED) -> dict:
+    """Mean and std of the return, D4RL score and falls of ``policy`` in ``episodes`` episodes (reset seeds ``seed``..).
 
     ``env``: the env to step (default: a new one); a ``RefinedPolicy`` must be run in its own.
     """
     env = gym.make(env_id) if env is None else env
-    records = record_episodes(env, policy, episodes, seed=EVALUATION_SEED)
+    records = record_episodes(env, policy, episodes, seed=seed)
     returns = [r.episode_return for r in records]
     return {
         "mean_return": float(np.mean(returns)),
@@ -136,8 +136,10 @@ def closed_loop(env_id: str, policy, episodes: int, env: gym.Env | None = None) 
     }
 
 
-def fitted_refiner(runs: Runs, settings: dict, dataset, window: int, steps: int, folder: Path):
-    """``(fit record, TrajectoryRefiner)``: the run ``"fit"`` (seed 0, ``steps`` for each part, the predictor half).
+def fitted_refiner(
+    runs: Runs, settings: dict, dataset, window: int, steps: int, folder: Path, seed: int = 0, key: str = "fit"
+):
+    """``(fit record, TrajectoryRefiner)``: the run ``key`` (``seed``, ``steps`` for each part, the predictor half).
 
     Fitted on ``dataset`` and saved to ``folder`` unless a stored run with ``settings`` and
     the folder are both there (a cleared work folder is refitted).
@@ -148,10 +150,10 @@ def fitted_refiner(runs: Runs, settings: dict, dataset, window: int, steps: int,
         budget = dict(
             ae_steps=steps, flow_steps=steps, predictor_steps=max(steps // 2, 1), inverse_dynamics_steps=steps
         )
-        TrajectoryRefiner(window=window, seed=0, **budget).fit(dataset, progress_bar=False).save(folder)
+        TrajectoryRefiner(window=window, seed=seed, **budget).fit(dataset, progress_bar=False).save(folder)
         return {"fit_seconds": time.time() - started}
 
-    fitted = runs.run("fit", settings, fit, stale=lambda _: not folder.exists())
+    fitted = runs.run(key, settings, fit, stale=lambda _: not folder.exists())
     return fitted, TrajectoryRefiner.load(folder)
 
 

@@ -385,6 +385,31 @@ def test_distillation(random_dataset_path, tmp_path):
     assert "with BC seeds [7] beside its distillation's own" in text and "| 2 |" in text  # 2 runs: seeds 0 and 7
 
 
+def test_receding_horizon(random_dataset_path, tmp_path):
+    """The grid of executed steps x strength per fit on validation episodes, then selected and fixed on test ones."""
+    argv = ["--dataset", str(random_dataset_path), "--top-fraction", "0.5", "--bc-steps", "20", "--window", "4"]
+    argv += ["--refiner-steps", "20", "--refiner-seeds", "0", "1", "--replans", "2", "4", "--strengths", "1"]
+    argv += ["--fixed", "2", "1", "--select-episodes", "1", "--episodes", "1", "--out", str(tmp_path)]
+    path = bench("receding_horizon").main(argv + ["--work", str(tmp_path)])
+    data = written(path, "policy", "fits", "grid", "test")
+    assert [fit["seed"] for fit in data["fits"]] == [0, 1] and len(data["grid"]) == 4
+    assert {(run["refiner_seed"], run["replan_every"]) for run in data["grid"]} == {(0, 2), (0, 4), (1, 2), (1, 4)}
+    for seed in (0, 1):
+        grid = [run for run in data["grid"] if run["refiner_seed"] == seed]
+        selected, fixed = (run for run in data["test"] if run["refiner_seed"] == seed)
+        assert (selected["which"], fixed["which"]) == ("selected", "fixed")
+        best = max(grid, key=lambda run: run["mean_return"])
+        assert selected["replan_every"] == best["replan_every"] and fixed["replan_every"] == 2
+        assert selected["reset_seed"] == 5000 and best["reset_seed"] == 1000
+        assert fixed["simulator_steps"] > 0 and fixed["plans"] >= 1
+    text = path.with_suffix(".md").read_text()
+    assert "| m = 2 | 1.00 |" in text and "fit 1, fixed" in text
+    with pytest.raises(SystemExit, match="--fixed takes m"):
+        bench("receding_horizon").main(argv + ["--fixed", "2.5", "1"])
+    with pytest.raises(SystemExit, match="must be in"):
+        bench("receding_horizon").main(argv + ["--replans", "5"])
+
+
 def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_dataset, random_dataset_path, tmp_path):
     """``--policy bc``: BC on the data's best episodes is the policy; ``--refiner``: an FTB refiner its teacher uses."""
     from ctflow_gym import FTBRefiner

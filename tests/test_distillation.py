@@ -121,6 +121,38 @@ def test_the_learner_rolls_out_and_the_teacher_labels_where_it_went(tiny_refiner
     assert len(returns) == 1
 
 
+def test_a_markov_teacher_answers_with_the_steps_it_acts_before_planning_again(tiny_refiner):
+    """``replan_every`` m: the teacher's windows are the m steps it executes, and it is asked again every m steps."""
+    teacher = _teacher(tiny_refiner, replan_every=3)
+    windows, returns, _ = teacher_windows(teacher, None, episodes=1, seed=4)
+    alone = _teacher(tiny_refiner, replan_every=3)  # the same teacher acting with predict
+    observation, _ = alone.env.reset(seed=4)
+    total, done, actions = 0.0, False, []
+    while not done:
+        action, _ = alone.predict(observation)
+        actions.append(action)
+        observation, reward, terminated, truncated, _ = alone.env.step(action)
+        total, done = total + float(reward), terminated or truncated
+    assert returns == [total]
+    assert all(len(window) <= 3 for window in windows)
+    recorded = np.concatenate([w.actions for w in windows])  # the last window is realised past the time limit
+    np.testing.assert_array_equal(recorded[: len(actions)], np.asarray(actions))
+    assert len(recorded) - len(actions) < 3
+    for before, after in zip(windows, windows[1:]):  # each asked where the last one's steps led
+        np.testing.assert_array_equal(after.observations[0], before.observations[-1])
+    push = lambda observation: np.full(3, 0.5, np.float32)  # noqa: E731
+    labelled, _, _ = teacher_windows(teacher, push, episodes=1, seed=3)
+    env = gym.make("Hopper-v5", max_episode_steps=STEPS)
+    observation, _ = env.reset(seed=3)
+    for window in labelled:  # the learner steps 3 actions between the teacher's answers
+        np.testing.assert_array_equal(window.observations[0], observation)
+        assert len(window) <= 3
+        for _ in range(3):
+            observation, _, terminated, truncated, _ = env.step(push(observation))
+            if terminated or truncated:
+                break
+
+
 def test_an_interrupted_distillation_resumes_and_more_rounds_continue_it(tiny_refiner, tmp_path):
     calls = {"n": 0}
 
@@ -184,3 +216,8 @@ def test_ctflow_distill_saves_a_policy_and_runs_it_beside_the_policy(tiny_refine
     assert load_dataset(tmp_path / "root" / "test/hopper/cli-distilled-v0").total_episodes > 0
     assert main(argv + ["--bc-steps", "0"]) == 2 and "--bc-steps must be >= 1" in capsys.readouterr().err
     assert main(argv[:2] + ["shipped:nobody"] + argv[3:]) == 2 and "--policy" in capsys.readouterr().err
+    assert main(argv + ["--replan-every", "9"]) == 2 and "--replan-every must be in [1, 8]" in capsys.readouterr().err
+    markov = ["--dataset-id", "test/hopper/cli-markov-v0", "--replan-every", "2", "--bc-steps", "20"]
+    assert main(argv + markov + ["--eval-episodes", "0", "--no-progress"]) == 0
+    record = build_record(load_dataset(tmp_path / "root" / "test/hopper/cli-markov-v0"))["distillation"]
+    assert record["teacher"]["replan_every"] == 2

@@ -8,8 +8,10 @@ The teacher is ``RefinedPolicy(policy, refiner, env, verify=True)`` with the str
 over a few hundred steps: a short horizon prefers windows that set up a fall);
 :func:`ctflow_gym.improve.distill` writes its windows at the teacher's and then the learner's
 states as a dataset and trains ``BCAgent`` (FTB's settings, ``--bc-steps``) on it each
-round. The last round's agent is saved to ``--save`` and, with ``--eval-episodes``, run
-beside the policy on the same episodes. Rerunning the same command resumes.
+round (``--replan-every N``: a teacher that plans again every N steps, recorded for those
+N steps only, whose labels are a function of the state). The last round's agent is saved
+to ``--save`` and, with ``--eval-episodes``, run beside the policy on the same episodes.
+Rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ def register(commands) -> None:
     distill.add_argument("--candidates", type=int, default=3, help="refined windows verified per window (default: 3)")
     distill.add_argument(
         "--continuation", type=int, default=400, help="policy steps after each window in its score (default: 400)"
+    )
+    distill.add_argument(
+        "--replan-every",
+        type=int,
+        default=None,
+        help="the teacher plans again after this many steps and is recorded for those only (a Markov teacher; "
+        "costs window/N times the look-ahead; default: whole windows)",
     )
     distill.add_argument("--rounds", type=int, default=2, help="DAgger rounds after round 0 (default: 2)")
     distill.add_argument("--episodes", type=int, default=40, help="episodes rolled out per round (default: 40)")
@@ -91,9 +100,13 @@ def _distill(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:
         raise UserError(f"--policy: {error}") from None
     env = gym.make(env_id)
+    if args.replan_every is not None and not 1 <= args.replan_every <= refiner.window:
+        window = refiner.window
+        raise UserError(f"--replan-every must be in [1, {window}] (the refiner's window); got {args.replan_every}")
     teacher = RefinedPolicy(
-        policy, refiner, env, strength=args.strength, candidates=args.candidates, continuation=args.continuation
-    )
+        policy, refiner, env, strength=args.strength, candidates=args.candidates,
+        continuation=args.continuation, replan_every=args.replan_every,
+    )  # fmt: skip
 
     def learn(path):
         return BCAgent(env_id, path, device=args.device, seed=args.seed).learn(args.bc_steps)

@@ -19,7 +19,13 @@ it chose is realised in the simulator from that state
 simulator states, recorded as one episode of the dataset (as :func:`improve_dataset`
 writes its windows). Round 0 then executes the teacher's window (the teacher rolls
 out); rounds >= 1 execute the learner's own H actions from the same state (the learner
-rolls out; DAgger's beta = 0 after the first round, its usual practical choice). Round
+rolls out; DAgger's beta = 0 after the first round, its usual practical choice). A
+teacher with ``replan_every`` m < H (a receding horizon) answers with the first m steps
+of the window it chose, as it acts, and is asked again every m steps: a *Markov* teacher,
+whose label at a state is chosen from that state, where a whole window's later actions
+were chosen at the window's start (by what happens after it, so they are not a function
+of the states they are recorded at, which is what behaviour cloning fits; the Results
+page measures it). It costs H/m times the look-ahead and replay. Round
 k's episode returns are therefore the closed-loop returns of round k - 1's learner on
 round k's reset seeds (``seed + 1000 k + episode``): a learning curve for free.
 
@@ -145,7 +151,9 @@ def teacher_windows(
 ) -> tuple[list[RealisedWindow], list[float], int]:
     """Roll out ``policy`` (None: the teacher itself) and record the teacher's window at the start of every window.
 
-    Returns ``(windows, episode returns, refined windows)``: the realised windows the
+    A window is H steps, or the teacher's ``replan_every`` m where it replans sooner (only
+    the first m steps of what it chose are recorded and executed). Returns ``(windows,
+    episode returns, refined windows)``: the realised windows the
     teacher chose, from the states the roll-out reached (see the module docstring), the
     return of each of the ``episodes`` episodes (reset seeds ``seed``, ``seed + 1``, ...)
     and how many of the windows were refined ones. Runs in ``teacher.env``.
@@ -153,6 +161,7 @@ def teacher_windows(
     require_teacher(teacher)
     env = teacher.env
     act = None if policy is None else policy_action_fn(policy, deterministic=True)
+    stride = int(getattr(teacher, "replan_every", None) or teacher.window)
     windows, returns, refined = [], [], 0
     for episode in progress.progress_bar(range(episodes), desc="distill", unit="episode", disable=not progress_bar):
         observation, _ = env.reset(seed=seed + episode)
@@ -161,10 +170,10 @@ def teacher_windows(
             plan = teacher.plan(observation)
             refined += bool(teacher.history[-1].get("refined", False))
             snapshot = capture_snapshot(env)
-            realised = realise_window(env, get_sim_state(env, REPLAY_STATE_SPEC), plan, observation)
+            realised = realise_window(env, get_sim_state(env, REPLAY_STATE_SPEC), plan, observation).head(stride)
             restore_snapshot(env, snapshot)
             windows.append(realised)
-            for t in range(teacher.window if act is not None else len(realised)):
+            for t in range(stride if act is not None else len(realised)):
                 action = realised.actions[t] if act is None else act(observation)
                 observation, reward, terminated, truncated, _ = env.step(action)
                 total, done = total + float(reward), terminated or truncated

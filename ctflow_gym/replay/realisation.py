@@ -49,6 +49,17 @@ class RealisedWindow:
     def __len__(self) -> int:
         return len(self.actions)
 
+    def head(self, steps: int) -> "RealisedWindow":
+        """Its first ``steps`` transitions (all of them if it has no more); ``terminated`` only if the last is kept."""
+        n = min(int(steps), len(self))
+        return RealisedWindow(
+            observations=self.observations[: n + 1],
+            actions=self.actions[:n],
+            rewards=self.rewards[:n],
+            terminated=self.terminated and n == len(self),
+            sim_states=self.sim_states[: n + 1],
+        )
+
 
 def realise_window(
     env: gym.Env, sim_state: np.ndarray, window: Window, start_observation: np.ndarray, spec: int = REPLAY_STATE_SPEC

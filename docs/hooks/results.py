@@ -63,6 +63,7 @@ from results_parts.locations import RESULTS, ROOT, find_family, find_result, loa
 from results_parts.peers import render_agent_speed, render_offline_to_online, render_peers, render_speed
 from results_parts.refined_policy import (
     render_closed_loop_policy,
+    render_receding_horizon,
     render_refined_policy,
     render_refined_policy_overview,
     render_selection,
@@ -105,6 +106,7 @@ RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "improve_extract": render_improve_extract,
     "policy_improvement": render_policy_improvement,
     "distillation": render_distillation,
+    "receding_horizon": render_receding_horizon,
 }
 
 

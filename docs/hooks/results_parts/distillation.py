@@ -79,6 +79,12 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
     if meta.get("policy") == "bc":  # logged data without a policy: BC on it is the policy
         best = f"its best episodes holding {meta['top_fraction']:.0%} of the steps" if meta.get("top_fraction") else ""
         refiner += f"; the policy: BC (seed 0) on {best or 'the data'}"
+    replanning = ""
+    if meta.get("replan_every"):  # --replan-every: Markov teachers
+        replanning = (
+            f" Every teacher (the unverified one too) plans again after {meta['replan_every']} steps and is recorded "
+            "for those steps only (a receding horizon), where it otherwise executes and records whole windows."
+        )
     refined = [r for run in data.get("distilled", {}).get("refined", []) for r in run["per_round"]]
     chosen = sum(r["refined_windows"] for r in refined)
     windows = sum(r["windows"] for r in refined)
@@ -89,7 +95,8 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             f"window (strengths up to {meta.get('strength')}) against the policy's own, each scored by its return "
             f"and {meta.get('continuation')} policy steps after it; distillation: round 0 BC on the teacher's "
             f"rollouts, then {meta.get('rounds')} DAgger rounds of {meta.get('round_episodes')} episodes; BC "
-            f"{meta.get('bc_steps')} steps at FTB's settings per round, seeds {meta.get('seeds')}; {refiner}.",
+            f"{meta.get('bc_steps')} steps at FTB's settings per round, seeds {meta.get('seeds')}; {refiner}."
+            + replanning,
             "",
             table(["policy", "transitions", "median return", "range", "against the policy", "median score"], rows),
             "",

@@ -246,3 +246,51 @@ def render_closed_loop_policy(name: str, data: dict, path: Path, page: Page) -> 
             source_line(name, path, data),
         ]
     )
+
+
+def render_receding_horizon(name: str, data: dict, path: Path, page: Page) -> str:
+    """``receding_horizon_*.json``: the grid of executed steps m x strength per fit (validation episodes), then the
+    selected and the fixed setting of each fit beside the policy on the test episodes."""
+    meta, policy = data.get("meta", {}), data["policy"]
+    seeds = [fit["seed"] for fit in data.get("fits", [])]
+    cells: dict[tuple, dict[int, dict]] = {}
+    for run in data.get("grid", []):
+        cells.setdefault((run["replan_every"], run["strength"]), {})[run["refiner_seed"]] = run
+    validation = policy["validation"]
+
+    def score(run: dict | None) -> str:
+        return "-" if run is None else f"{number(run['score'])} ({run['falls']})"
+
+    grid_rows = [["the policy alone", "-", *[score(validation) for _ in seeds]]]
+    for (m, alpha), by_seed in sorted(cells.items()):
+        grid_rows.append([f"m = {m}", number(alpha, 2), *[score(by_seed.get(seed)) for seed in seeds]])
+    test, test_policy = data.get("test", []), policy["test"]
+    test_rows = [["the policy alone", "-", "-", score(test_policy), "-", "-"]]
+    for run in test:
+        test_rows.append([
+            f"fit {run['refiner_seed']}, {run['which']}", str(run["replan_every"]), number(run["strength"], 2),
+            score(run), number(run["score"] - test_policy["score"], 1, True), f"{run.get('simulator_steps', 0):,}",
+        ])  # fmt: skip
+    described = meta.get("policy")
+    if described == "bc":
+        described = f"BC (seed 0) on the best episodes holding {meta.get('top_fraction', 0):.0%} of the steps"
+    return "\n".join(
+        [
+            f"Policy: {described}; CTFlow's refiner fitted on `{meta.get('dataset')}` (window {meta.get('window')}, "
+            f"{meta.get('refiner_steps')} steps per part) with seeds {seeds}, attached unverified: every m steps the "
+            f"policy's next {meta.get('window')} steps are looked ahead, refined at strength alpha and their first m "
+            f"executed ({meta.get('execution', 'open_loop').replace('_', ' ')}). D4RL score (falls) over "
+            f"{meta.get('select_episodes')} validation episodes (reset seeds 1000..), per fit:",
+            "",
+            table(["executed steps m", "strength", *[f"fit {seed}" for seed in seeds]], grid_rows),
+            "",
+            f"On {meta.get('episodes')} test episodes (reset seeds 5000.., none used to choose): per fit, the setting "
+            f"best on its validation episodes (selected) and m = {int(meta.get('fixed', [0, 0])[0])}, alpha = "
+            f"{meta.get('fixed', [0, 0])[1]} for every fit (fixed); the change in score from the policy's on the same "
+            "episodes, and the simulator steps of the look-aheads (the policy's own episodes take none).",
+            "",
+            table(["run", "m", "strength", "score (falls)", "change", "look-ahead steps"], test_rows),
+            "",
+            source_line(name, path, data),
+        ]
+    )
