@@ -35,9 +35,10 @@ killed in the middle resumes from its dataset in ``--work``):
    (most of a hop), dropping single steps leaves none: the second row changes only the size
    (``--no-equal-size`` skips these rows, e.g. where the verified teacher's learners fail anyway);
 7. ``--bc-seeds``: BC again, with each further seed, on every distillation's final dataset
-   (all its rounds) and on every equal-size one. A distillation's seed sets both its episodes
-   and its BC's initialisation and batches; these runs separate the two (how far BC's seed
-   alone moves a learner on the same data: the Results page, "Improve, then extract");
+   (all its rounds; ``--reseed``: only those of some experts) and on every equal-size one. A
+   distillation's seed sets both its episodes and its BC's initialisation and batches; these
+   runs separate the two (how far BC's seed alone moves a learner on the same data: the Results
+   page, "Improve, then extract");
 8. ``--split-seeds``: for those distillation seeds, BC (the same seed) on the verified teacher's
    windows split by who chose them: the windows where it kept the policy's plan (their actions
    are the policy's own at their states) and its refined windows, each part alone. Where BC on
@@ -78,7 +79,14 @@ refined policy unverified, at strength 1 (the control for verification: realised
 LABELS = {"refined": "verified refined teacher", "policy": "the policy (plain DAgger)", "unverified": "unverified"}
 
 
-def plot_rounds(distilled: dict[str, list[dict]], policy: float, teacher: float, path: Path, title: str) -> bool:
+def plot_rounds(
+    distilled: dict[str, list[dict]],
+    policy: float,
+    teacher: float,
+    path: Path,
+    title: str,
+    teacher_label: str = "the teacher (refiner and MuJoCo at run time)",
+) -> bool:
     """The learning curve of distillation, as ``path``: each round's learner return per expert (median over seeds,
     their range as a bar) beside the policy and the teacher (dotted). False, nothing written: no learner evaluated."""
     series = {}  # expert -> (seeds, rounds) returns, over the rounds every seed has
@@ -97,7 +105,7 @@ def plot_rounds(distilled: dict[str, list[dict]], policy: float, teacher: float,
         spread = [median - values.min(axis=0), values.max(axis=0) - median]
         axis.errorbar(rounds, median, yerr=spread, fmt="o-", color=f"C{i}", capsize=4, label=label)
     axis.axhline(policy, color="k", linestyle=":", label="the policy")
-    axis.axhline(teacher, color="C3", linestyle=":", label="the teacher (refiner and MuJoCo at run time)")
+    axis.axhline(teacher, color="C3", linestyle=":", label=teacher_label)
     axis.set(xlabel="DAgger round (0: BC on the teacher's rollouts)", ylabel="mean return", title=title)
     length = max(values.shape[1] for values in series.values())
     axis.set(xticks=range(length), xlim=(-0.5, length - 0.5))
@@ -159,6 +167,7 @@ class DistillationSettings(Settings):
     bc_steps: int = option(20000, "BC training steps per round (FTB: 100k; cut for 2 CPU cores)")
     seeds: tuple[int, ...] = option((0, 1, 2), "seeds: each a distillation (reset seeds and BC)")
     bc_seeds: tuple[int, ...] = option((), "further BC seeds trained on each distillation's final dataset")
+    reseed: tuple[str, ...] = option(TEACHERS, "experts whose final datasets --bc-seeds clones", choices=TEACHERS)
     equal_size: bool = option(True, "the verified teacher's data thinned to the unverified one's size (step 6)")
     split_seeds: tuple[int, ...] = option((), "distillations whose verified teacher's data is cloned split (step 8)")
     teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy, unverified", choices=TEACHERS)
@@ -292,6 +301,8 @@ def main(argv: list[str] | None = None) -> Path:
     finals.update({key: [(run["seed"], run["dataset_id"]) for run in done] for key, done in matched.items()})
     reseeded = {}  # expert (or equal-size row) -> BC with each further seed on each distillation's final dataset
     for kind, datasets in finals.items():
+        if kind in TEACHERS and kind not in s.reseed:
+            continue
         for seed, dataset_id in datasets:
             for bc_seed in s.bc_seeds:
 
@@ -316,7 +327,10 @@ def main(argv: list[str] | None = None) -> Path:
             if part in ("policy_windows", "refined_windows"):
                 split.setdefault(part, []).append({**result, "seed": seed})
     png = Path(s.out) / f"{name}.png"
-    drawn = plot_rounds(distilled, policy_alone["mean_return"], teacher_alone["mean_return"], png, name)
+    shown, label = teacher_alone, "the verified teacher (refiner and MuJoCo at run time)"
+    if "refined" not in s.teachers and unverified_alone:  # only the unverified one distilled: it is the teacher
+        shown, label = unverified_alone, "the refined policy unverified (refiner and MuJoCo at run time)"
+    drawn = plot_rounds(distilled, policy_alone["mean_return"], shown["mean_return"], png, name, label)
     data = {
         "meta": {**s.recorded(), "dataset": dataset.id, "env_id": env_id, "curves_png": png.name if drawn else None},
         "policy": policy_alone,

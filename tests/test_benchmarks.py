@@ -421,10 +421,11 @@ def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_data
     argv = ["--dataset", str(random_dataset_path), "--policy", "bc", "--top-fraction", "0.5"]
     argv += ["--refiner", str(tmp_path / "ftb"), "--continuation", "5", "--candidates", "2", "--teacher-episodes", "1"]
     argv += ["--horizons", "0", "--rounds", "0", "--round-episodes", "1", "--teachers", "refined", "unverified"]
-    argv += ["--no-equal-size", "--split-seeds", "0"]
+    argv += ["--no-equal-size", "--split-seeds", "0", "--bc-seeds", "7", "--reseed", "unverified"]
     argv += ["--bc-steps", "20", "--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path)]
     path = bench("distillation").main(argv)
     data = written(path, "policy", "fit", "teacher", "distilled")
+    assert set(data["reseeded"]) == {"unverified"}  # --reseed: BC seed 7 again on the unverified teacher's data only
     assert data["fit"] == {"refiner": str((tmp_path / "ftb").resolve()), "kind": "FTBRefiner", "window": 8}
     assert not (tmp_path / f"{path.stem}_runs" / "fit.json").exists()  # nothing fitted here
     best = load_dataset(tmp_path / path.stem / "datasets" / "ctflow" / "hopper" / "best-v0")

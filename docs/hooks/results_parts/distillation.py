@@ -100,7 +100,11 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             "",
             table(["policy", "transitions", "median return", "range", "against the policy", "median score"], rows),
             "",
-            f"The refined teacher chose a refined window in {chosen:,} of the {windows:,} windows it labelled.",
+            *(
+                [f"The refined teacher chose a refined window in {chosen:,} of the {windows:,} windows it labelled."]
+                if windows
+                else []
+            ),
             *seeded,
             *curves,
             "",
