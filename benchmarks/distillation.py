@@ -58,15 +58,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from harness import Runs, Settings, option, parse, pyplot, write_png, write_results
-from policy_improvement import bc_policy, best_episodes_path, closed_loop, fitted_refiner
+from policy_improvement import benchmark_policy, closed_loop, fitted_refiner
 
 from agents import BCAgent
 from ctflow_gym import RefinedPolicy
 from ctflow_gym.data import load_dataset, thin_dataset
-from ctflow_gym.data.actor_policies import behaviour_policy, policy_action_fn
+from ctflow_gym.data.actor_policies import policy_action_fn
 from ctflow_gym.data.derived import write_derived_dataset
 from ctflow_gym.data.minari_io import build_record, episode_buffer
-from ctflow_gym.data.recipes import policy_path
 from ctflow_gym.improve import distill
 from ctflow_gym.refine import load_refiner
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
@@ -184,14 +183,10 @@ def main(argv: list[str] | None = None) -> Path:
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
     base = {"dataset": dataset.id, "policy": s.policy, "episodes": s.episodes}
-    if s.policy == "bc":  # BC on the data (or its best episodes), seed 0: logged data without a policy of its own
-        source = best_episodes_path(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
-        policy = bc_policy(env_id, source, work / "policy_bc", s.bc_steps)
-        base.update(policy_bc_steps=s.bc_steps, top_fraction=s.top_fraction)
-    elif s.top_fraction:
+    if s.top_fraction and s.policy != "bc":
         raise SystemExit(f"--top-fraction selects the data of --policy bc; got --policy {s.policy}")
-    else:
-        policy = behaviour_policy(policy_path(s.policy), None, env_id, deterministic=True, seed=0)
+    policy, naming, described = benchmark_policy(s, dataset, work)
+    base.update(naming)
     policy_alone = runs.run("policy", base, lambda: closed_loop(env_id, policy, s.episodes))
     paired = {**base, "episodes": s.teacher_episodes}  # the policy on the teacher's episodes (its first ones)
     policy_paired = runs.run("policy_teacher_episodes", paired, lambda: closed_loop(env_id, policy, s.teacher_episodes))
@@ -344,9 +339,6 @@ def main(argv: list[str] | None = None) -> Path:
         "reseeded": reseeded,
         "split": split,
     }
-    described = s.policy
-    if s.policy == "bc":
-        described = f"BC on the best {s.top_fraction:.0%} of {dataset.id}" if s.top_fraction else f"BC on {dataset.id}"
     title = f"A policy distilled from its verified refined version ({described})"
     return write_results(s, name, data, "distillation", title)
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -190,6 +191,23 @@ def bc_policy(env_id: str, path: str, folder: Path, steps: int) -> BCAgent:
     if not folder.exists():
         _train_bc(env_id, path, 0, steps).save(folder)
     return BCAgent.load(folder, env=env_id, device="cpu")
+
+
+def benchmark_policy(s: Settings, dataset, work: Path) -> tuple[Any, dict, str]:
+    """``(policy, the settings naming it, a description)`` of a benchmark's ``--policy``.
+
+    ``s`` has ``policy``, ``dataset``, ``top_fraction`` and ``bc_steps``. ``bc``: logged data
+    without a policy of its own, so BC (seed 0, ``bc_steps``) on ``dataset``, or on its best
+    episodes holding ``top_fraction`` of the steps (filtered BC), kept under ``work``; anything
+    else: ``shipped:NAME``, an actor folder or an SB3 zip, deterministic.
+    """
+    env_id = dataset.env_spec.id
+    if s.policy != "bc":
+        return _policy(s.policy, env_id), {}, s.policy
+    source = best_episodes_path(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
+    policy = bc_policy(env_id, source, work / "policy_bc", s.bc_steps)
+    described = f"BC on the best {s.top_fraction:.0%} of {dataset.id}" if s.top_fraction else f"BC on {dataset.id}"
+    return policy, {"policy_bc_steps": s.bc_steps, "top_fraction": s.top_fraction}, described
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -34,12 +34,10 @@ from pathlib import Path
 
 import gymnasium as gym
 from harness import Runs, Settings, option, parse, write_results
-from policy_improvement import bc_policy, best_episodes_path, closed_loop, fitted_refiner
+from policy_improvement import benchmark_policy, closed_loop, fitted_refiner
 
 from ctflow_gym import RefinedPolicy
 from ctflow_gym.data import load_dataset
-from ctflow_gym.data.actor_policies import behaviour_policy
-from ctflow_gym.data.recipes import policy_path
 
 VALIDATION_SEED = 1000
 """Reset seed of the first validation episode (the grid's, and what ``selected`` is chosen on)."""
@@ -79,12 +77,8 @@ def main(argv: list[str] | None = None) -> Path:
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
     base = {"dataset": dataset.id, "policy": s.policy}
-    if s.policy == "bc":  # logged data without a policy of its own: BC on its best episodes, seed 0
-        source = best_episodes_path(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
-        policy = bc_policy(env_id, source, work / "policy_bc", s.bc_steps)
-        base.update(policy_bc_steps=s.bc_steps, top_fraction=s.top_fraction)
-    else:
-        policy = behaviour_policy(policy_path(s.policy), None, env_id, deterministic=True, seed=0)
+    policy, naming, described = benchmark_policy(s, dataset, work)
+    base.update(naming)
     validation = {**base, "episodes": s.select_episodes, "reset_seed": VALIDATION_SEED}
     test = {**base, "episodes": s.episodes, "reset_seed": TEST_SEED}
     policy_runs = {
@@ -133,9 +127,6 @@ def main(argv: list[str] | None = None) -> Path:
         "grid": grid,
         "test": tested,
     }
-    described = s.policy
-    if s.policy == "bc":
-        described = f"BC on the best {s.top_fraction:.0%} of {dataset.id}" if s.top_fraction else f"BC on {dataset.id}"
     title = f"A refiner attached with a receding horizon, unverified ({described})"
     return write_results(s, name, data, "receding_horizon", title)
 
