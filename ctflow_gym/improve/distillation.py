@@ -23,9 +23,10 @@ rolls out; DAgger's beta = 0 after the first round, its usual practical choice).
 teacher with ``replan_every`` m < H (a receding horizon) answers with the first m steps
 of the window it chose, as it acts, and is asked again every m steps: a *Markov* teacher,
 whose label at a state is chosen from that state, where a whole window's later actions
-were chosen at the window's start (by what happens after it, so they are not a function
-of the states they are recorded at, which is what behaviour cloning fits; the Results
-page measures it). It costs H/m times the look-ahead and replay. Round
+were chosen at the window's start (by a verified teacher, by what happens after it), so
+they are not a function of the states they are recorded at, which is what behaviour
+cloning fits (the Results page measures both). It costs H/m times the look-ahead and
+replay. Round
 k's episode returns are therefore the closed-loop returns of round k - 1's learner on
 round k's reset seeds (``seed + 1000 k + episode``): a learning curve for free.
 
