@@ -47,6 +47,12 @@ def test_realising_a_recorded_window_reproduces_it_bit_for_bit(random_dataset):
     np.testing.assert_array_equal(realised.rewards, episode.rewards[2 : 2 + len(realised)])
     np.testing.assert_array_equal(realised.sim_states, states[2 : 2 + len(realised) + 1])
     assert realised.window_return == float(sum(episode.rewards[2 : 2 + len(realised)].tolist()))
+    first = realise_window(env, states[2], episode.actions[2:10], episode.observations[2], steps=3)
+    assert len(first) == 3 and not first.terminated  # its first 3 steps, as the whole realisation's
+    np.testing.assert_array_equal(first.observations, realised.observations[:4])
+    np.testing.assert_array_equal(first.sim_states, realised.sim_states[:4])
+    with pytest.raises(ValueError, match="steps must be an integer >= 1"):
+        realise_window(env, states[2], episode.actions[2:10], episode.observations[2], steps=0)
 
 
 def test_kept_windows_really_improved_and_replay_as_written(improved):

@@ -171,7 +171,7 @@ def teacher_windows(
             plan = teacher.plan(observation)
             refined += bool(teacher.history[-1].get("refined", False))
             snapshot = capture_snapshot(env)
-            realised = realise_window(env, get_sim_state(env, REPLAY_STATE_SPEC), plan, observation).head(stride)
+            realised = realise_window(env, get_sim_state(env, REPLAY_STATE_SPEC), plan, observation, steps=stride)
             restore_snapshot(env, snapshot)
             windows.append(realised)
             for t in range(stride if act is not None else len(realised)):

@@ -12,11 +12,13 @@ dataset (:mod:`ctflow_gym.improve`) and replayed again bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 from typing import Sequence
 
 import gymnasium as gym
 import numpy as np
 
+from ctflow_gym.data.validation import require_int
 from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, get_sim_state, set_sim_state
 from ctflow_gym.replay.stepping import Window, iterate_steps
 from ctflow_gym.workers import in_chunks, require_workers
@@ -49,34 +51,31 @@ class RealisedWindow:
     def __len__(self) -> int:
         return len(self.actions)
 
-    def head(self, steps: int) -> "RealisedWindow":
-        """Its first ``steps`` transitions (all of them if it has no more); ``terminated`` only if the last is kept."""
-        n = min(int(steps), len(self))
-        return RealisedWindow(
-            observations=self.observations[: n + 1],
-            actions=self.actions[:n],
-            rewards=self.rewards[:n],
-            terminated=self.terminated and n == len(self),
-            sim_states=self.sim_states[: n + 1],
-        )
-
 
 def realise_window(
-    env: gym.Env, sim_state: np.ndarray, window: Window, start_observation: np.ndarray, spec: int = REPLAY_STATE_SPEC
+    env: gym.Env,
+    sim_state: np.ndarray,
+    window: Window,
+    start_observation: np.ndarray,
+    spec: int = REPLAY_STATE_SPEC,
+    steps: int | None = None,
 ) -> RealisedWindow:
     """Restore ``sim_state`` in ``env`` and execute ``window``, recording every transition.
 
     ``start_observation`` is the observation recorded with ``sim_state`` (the source
     window's first one; a recorded state replays bit for bit, so it is the observation
     the restored simulator gives). Steps ``env.unwrapped`` (no time limit), stopping at
-    a termination.
+    a termination, or after its first ``steps`` steps (None: all of them; what a teacher
+    that replans sooner executes of its window).
     """
     if start_observation is None:
         raise ValueError("start_observation: realising a window records its first observation; give it")
+    if steps is not None:
+        require_int(steps, "steps", numpy_integers=True)
     set_sim_state(env, sim_state, spec)
     observations, actions, rewards, states = [np.asarray(start_observation)], [], [], [get_sim_state(env, spec)]
     terminated = False
-    for action, observation, reward, terminated, _ in iterate_steps(env, window, start_observation):
+    for action, observation, reward, terminated, _ in islice(iterate_steps(env, window, start_observation), steps):
         observations.append(np.asarray(observation))
         actions.append(action)
         rewards.append(float(reward))
