@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from .formatting import Page, number, table
+from .formatting import Page, number, policy_label, table
 from .provenance import source_line
 
 EXPERTS = {
@@ -77,8 +77,7 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
     else:
         refiner = f"refiner fitted on `{meta.get('dataset')}`"
     if meta.get("policy") == "bc":  # logged data without a policy: BC on it is the policy
-        best = f"its best episodes holding {meta['top_fraction']:.0%} of the steps" if meta.get("top_fraction") else ""
-        refiner += f"; the policy: BC (seed 0) on {best or 'the data'}"
+        refiner += f"; the policy: {policy_label(meta)}"
     replanning = ""
     if meta.get("replan_every"):  # --replan-every: Markov teachers
         replanning = (

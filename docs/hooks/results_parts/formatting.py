@@ -53,6 +53,15 @@ def standard_error(values: list[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1) / len(values))
 
 
+def policy_label(meta: dict) -> str:
+    """The policy a benchmark's ``--policy`` named: as given, or for ``bc`` (logged data without a policy) what
+    BC was trained on (``benchmarks/policy_improvement.benchmark_policy``)."""
+    if meta.get("policy") != "bc":
+        return str(meta.get("policy"))
+    best = f"its best episodes holding {meta['top_fraction']:.0%} of the steps" if meta.get("top_fraction") else ""
+    return f"BC (seed 0) on {best or 'the data'}"
+
+
 def checkpoint_label(path: str) -> str:
     """``/tmp/ctflow_s1_40_200/seed4/model`` -> ``seed4/model`` (the folders were temporary; the seed is the point)."""
     parts = Path(path).parts

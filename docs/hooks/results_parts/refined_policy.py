@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .formatting import Page, checkpoint_label, mean, mean_se, number, percent, standard_error, table
+from .formatting import Page, checkpoint_label, mean, mean_se, number, percent, policy_label, standard_error, table
 from .provenance import source_line
 
 REFINER_LABELS = {  # basenames of the temporary refiner folders the policy tables record -> what they were
@@ -271,16 +271,13 @@ def render_receding_horizon(name: str, data: dict, path: Path, page: Page) -> st
             f"fit {run['refiner_seed']}, {run['which']}", str(run["replan_every"]), number(run["strength"], 2),
             score(run), number(run["score"] - test_policy["score"], 1, True), f"{run.get('simulator_steps', 0):,}",
         ])  # fmt: skip
-    described = meta.get("policy")
-    if described == "bc":
-        described = f"BC (seed 0) on the best episodes holding {meta.get('top_fraction', 0):.0%} of the steps"
     return "\n".join(
         [
-            f"Policy: {described}; CTFlow's refiner fitted on `{meta.get('dataset')}` (window {meta.get('window')}, "
-            f"{meta.get('refiner_steps')} steps per part) with seeds {seeds}, attached unverified: every m steps the "
-            f"policy's next {meta.get('window')} steps are looked ahead, refined at strength alpha and their first m "
-            f"executed ({meta.get('execution', 'open_loop').replace('_', ' ')}). D4RL score (falls) over "
-            f"{meta.get('select_episodes')} validation episodes (reset seeds 1000..), per fit:",
+            f"Policy: {policy_label(meta)}; CTFlow's refiner fitted on `{meta.get('dataset')}` (window "
+            f"{meta.get('window')}, {meta.get('refiner_steps')} steps per part) with seeds {seeds}, attached "
+            f"unverified: every m steps the policy's next {meta.get('window')} steps are looked ahead, refined at "
+            f"strength alpha and their first m executed ({meta.get('execution', 'open_loop').replace('_', ' ')}). "
+            f"D4RL score (falls) over {meta.get('select_episodes')} validation episodes (reset seeds 1000..), per fit:",
             "",
             table(["executed steps m", "strength", *[f"fit {seed}" for seed in seeds]], grid_rows),
             "",
