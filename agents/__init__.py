@@ -12,6 +12,8 @@
 - :class:`DeFlowAgent` / :class:`DeFlowConfig`: DeFlow (Mu, 2026): FQL's flow and critic
   with a residual refinement kept in a trust region derived from the data's Intrinsic
   Action Variance (:func:`intrinsic_action_variance`). Registered as ``"deflow"``.
+- :class:`KeepBest`: an SB3 callback for ``learn`` that keeps the checkpoint best on
+  validation episodes in closed loop (model selection where a simulator is at hand).
 - :class:`OfflineAgent`: the shared life cycle (learn, predict, evaluate, save, load,
   checkpoints and resume) a new agent subclasses.
 - :data:`AGENTS`, :func:`register_agent`, :func:`agent_class`, :func:`load_agent`: the
@@ -28,6 +30,7 @@ from agents.deflow import DeFlowAgent, DeFlowConfig, intrinsic_action_variance
 from agents.fql import FQLAgent, FQLConfig
 from agents.gtp import PAPER_SETTINGS, GTPAgent, GTPConfig
 from agents.registry import AGENTS, agent_class, load_agent, register_agent
+from agents.selection import KeepBest
 
 __all__ = [
     "AGENTS",
@@ -40,6 +43,7 @@ __all__ = [
     "FTB_TRAINING_STEPS",
     "GTPAgent",
     "GTPConfig",
+    "KeepBest",
     "NonFiniteLossError",
     "OfflineAgent",
     "PAPER_SETTINGS",

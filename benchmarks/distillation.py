@@ -44,6 +44,15 @@ killed in the middle resumes from its dataset in ``--work``):
    are the policy's own at their states) and its refined windows, each part alone. Where BC on
    the whole fails, this says whether the refined windows' labels are what it cannot fit.
 
+``--select-every N``: every BC of stages 4-8 keeps its checkpoint best on validation episodes
+(:class:`agents.KeepBest`: ``--select-episodes`` episodes from reset seed ``--select-seed``,
+evaluated every N steps) instead of its last step; DAgger's later rounds roll out that one. BC on
+the same data swings by tens of points from one evaluation to the next (the Results page), so the
+last step is a draw. With it, ``--policy bc`` also gets a row of its own BC selected the same way,
+one per seed ("filtered BC, selected"): the fair baseline for selected learners. ``--eval-seed``
+moves every reported evaluation (default 1000, as before); 5000 puts them on
+``receding_horizon.py``'s test episodes, apart from the episodes its settings were chosen on.
+
     python benchmarks/distillation.py [--seeds 0 1 2] [--rounds 2] [--bc-steps 20000] [--bc-seeds 10 20]
     python benchmarks/distillation.py --dataset ctflow/hopper/medium-replay-v1 --policy bc --top-fraction 0.1 \
         --refiner <improve_extract's work>/ftb
@@ -58,9 +67,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 from harness import Runs, Settings, option, parse, pyplot, write_png, write_results
-from policy_improvement import benchmark_policy, closed_loop, fitted_refiner
+from policy_improvement import EVALUATION_SEED, benchmark_policy, best_episodes_path, closed_loop, fitted_refiner
 
-from agents import BCAgent
+from agents import BCAgent, KeepBest
 from ctflow_gym import RefinedPolicy
 from ctflow_gym.data import load_dataset, thin_dataset
 from ctflow_gym.data.actor_policies import policy_action_fn
@@ -171,6 +180,10 @@ class DistillationSettings(Settings):
     split_seeds: tuple[int, ...] = option((), "distillations whose verified teacher's data is cloned split (step 8)")
     teachers: tuple[str, ...] = option(TEACHERS, "experts to distill: refined, policy, unverified", choices=TEACHERS)
     episodes: int = option(50, "evaluation episodes of the policy and of every round's learner")
+    eval_seed: int = option(EVALUATION_SEED, "reset seed of the first of those episodes (and the teachers')")
+    select_every: int = option(0, "every BC keeps its checkpoint best on validation episodes every N steps (0: last)")
+    select_episodes: int = option(10, "validation episodes of each of those evaluations")
+    select_seed: int = option(3000, "reset seed of the first validation episode (apart from --eval-seed's)")
     work: str = option("/tmp/ctflow_distillation", "where the fitted refiner and the distilled datasets go")
     name: str | None = option(None, "result file name (default distillation_<dataset>)")
 
@@ -183,13 +196,43 @@ def main(argv: list[str] | None = None) -> Path:
     work = Path(s.work) / name
     runs = Runs(Path(s.out) / f"{name}_runs")
     base = {"dataset": dataset.id, "policy": s.policy, "episodes": s.episodes}
+    if s.eval_seed != EVALUATION_SEED:  # absent otherwise: the runs stored before the option keep their keys
+        base["eval_seed"] = s.eval_seed
     if s.top_fraction and s.policy != "bc":
         raise SystemExit(f"--top-fraction selects the data of --policy bc; got --policy {s.policy}")
+    if s.select_every < 0 or s.select_episodes < 1 or s.select_seed < 0:
+        raise SystemExit("--select-every must be >= 0, --select-episodes >= 1 and --select-seed >= 0")
+    selection = {}  # the settings of every BC run (absent without selection, as before)
+    if s.select_every:
+        selection = {"select_every": s.select_every, "select_episodes": s.select_episodes, "select_seed": s.select_seed}
     policy, naming, described = benchmark_policy(s, dataset, work)
     base.update(naming)
-    policy_alone = runs.run("policy", base, lambda: closed_loop(env_id, policy, s.episodes))
+
+    def evaluated(agent_or_policy, episodes: int = s.episodes, env=None) -> dict:
+        return closed_loop(env_id, agent_or_policy, episodes, env, seed=s.eval_seed)
+
+    def train_bc(path, seed: int) -> tuple[BCAgent, dict]:
+        """BC (``--bc-steps``, ``seed``) on ``path``; with ``--select-every``, its best checkpoint on validation."""
+        if not s.select_every:
+            return BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps), {}
+        keep = KeepBest(s.select_every, s.select_episodes, s.select_seed)
+        agent = BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps, callback=keep)
+        return agent, {"selected_step": keep.best_step, "validation": keep.history}
+
+    policy_alone = runs.run("policy", base, lambda: evaluated(policy))
     paired = {**base, "episodes": s.teacher_episodes}  # the policy on the teacher's episodes (its first ones)
-    policy_paired = runs.run("policy_teacher_episodes", paired, lambda: closed_loop(env_id, policy, s.teacher_episodes))
+    policy_paired = runs.run("policy_teacher_episodes", paired, lambda: evaluated(policy, s.teacher_episodes))
+    policy_selected = []  # --policy bc's own BC, selected like the learners: their fair baseline
+    if s.policy == "bc" and s.select_every:
+        source = best_episodes_path(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
+        for seed in s.seeds:
+
+            def selected(seed=seed) -> dict:
+                agent, chosen = train_bc(source, seed)
+                return {**evaluated(agent), **chosen, "transitions": len(agent.transitions)}
+
+            settings = {**base, **selection, "seed": seed, "bc_steps": s.bc_steps}
+            policy_selected.append({**runs.run(f"policy_selected_seed{seed}", settings, selected), "seed": seed})
     if s.refiner:  # fitted elsewhere (e.g. FTBRefiner by improve_extract.py): its folder names it
         refiner = load_refiner(s.refiner)
         fit_settings = {"dataset": dataset.id, "refiner": str(Path(s.refiner).resolve())}
@@ -218,7 +261,7 @@ def main(argv: list[str] | None = None) -> Path:
 
         def measure() -> dict:
             refined = teacher(options, verify)
-            return closed_loop(env_id, refined, s.teacher_episodes, refined.env)
+            return evaluated(refined, s.teacher_episodes, refined.env)
 
         return runs.run(key, settings, measure)
 
@@ -239,12 +282,9 @@ def main(argv: list[str] | None = None) -> Path:
                 evaluations = {}  # round -> its learner's evaluation (a resumed run has only the rounds it trained)
 
                 def learn(path):
-                    agent = BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps)
+                    agent, chosen = train_bc(path, seed)
                     done = len(build_record(load_dataset(path))["distillation"]["rounds"])
-                    evaluations[done - 1] = {
-                        **closed_loop(env_id, agent, s.episodes),
-                        "transitions": len(agent.transitions),
-                    }
+                    evaluations[done - 1] = {**evaluated(agent), **chosen, "transitions": len(agent.transitions)}
                     return agent
 
                 started = time.time()
@@ -258,14 +298,14 @@ def main(argv: list[str] | None = None) -> Path:
                 # not under "rounds": that is a setting of the run, stored beside the result
                 return {"per_round": per_round, "seconds": time.time() - started}
 
-            settings = {**fit_settings, **base, **experts[kind], "teacher": kind, "seed": seed}
+            settings = {**fit_settings, **base, **experts[kind], **selection, "teacher": kind, "seed": seed}
             settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
             distilled[kind].append(runs.run(f"distill_{kind}_seed{seed}", settings, run))
 
     def cloned(path: Path, seed: int) -> dict:
-        """BC (``--bc-steps``, seeded) on the dataset at ``path``, evaluated like the policy."""
-        agent = BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps)
-        return {**closed_loop(env_id, agent, s.episodes), "transitions": len(agent.transitions)}
+        """BC (``--bc-steps``, seeded, selected with ``--select-every``) on the dataset at ``path``, evaluated."""
+        agent, chosen = train_bc(path, seed)
+        return {**evaluated(agent), **chosen, "transitions": len(agent.transitions)}
 
     matched = {"matched": [], "matched_steps": []}  # the verified teacher's data at the unverified one's size,
     pieces = {"matched": None, "matched_steps": 1}  # thinned as whole recorded windows or as single steps
@@ -283,7 +323,7 @@ def main(argv: list[str] | None = None) -> Path:
                                       progress_bar=False, piece=piece)  # fmt: skip
                 return cloned(target, seed)
 
-            settings = {**fit_settings, **base, **teacher_settings, "seed": seed, "bc_steps": s.bc_steps}
+            settings = {**fit_settings, **base, **teacher_settings, **selection, "seed": seed, "bc_steps": s.bc_steps}
             settings.update(rounds=s.rounds, round_episodes=s.round_episodes, target_steps=size)
             if piece:
                 settings["piece"] = piece
@@ -304,7 +344,7 @@ def main(argv: list[str] | None = None) -> Path:
                 def again(path=work / "datasets" / dataset_id, bc_seed=bc_seed) -> dict:
                     return cloned(path, bc_seed)
 
-                settings = {**fit_settings, **base, "teacher": kind, "seed": seed, "bc_seed": bc_seed}
+                settings = {**fit_settings, **base, **selection, "teacher": kind, "seed": seed, "bc_seed": bc_seed}
                 settings.update(rounds=s.rounds, round_episodes=s.round_episodes, bc_steps=s.bc_steps)
                 reseeded.setdefault(kind, []).append(runs.run(f"bc_{kind}_seed{seed}_bc{bc_seed}", settings, again))
     split = {}  # part -> BC on the verified teacher's windows of that part, per --split-seeds seed
@@ -316,7 +356,7 @@ def main(argv: list[str] | None = None) -> Path:
             return {part: {**(cloned(path, seed) if path else {}), "windows": count}
                     for part, (path, count) in written.items()}  # fmt: skip
 
-        settings = {**fit_settings, **base, **teacher_settings, "seed": seed, "bc_steps": s.bc_steps}
+        settings = {**fit_settings, **base, **teacher_settings, **selection, "seed": seed, "bc_steps": s.bc_steps}
         settings.update(rounds=s.rounds, round_episodes=s.round_episodes)
         for part, result in runs.run(f"split_seed{seed}", settings, parted).items():
             if part in ("policy_windows", "refined_windows"):
@@ -330,6 +370,7 @@ def main(argv: list[str] | None = None) -> Path:
         "meta": {**s.recorded(), "dataset": dataset.id, "env_id": env_id, "curves_png": png.name if drawn else None},
         "policy": policy_alone,
         "policy_teacher_episodes": policy_paired,
+        "policy_selected": policy_selected,
         "fit": fitted,
         "teacher": teacher_alone,
         "teacher_horizons": horizons,

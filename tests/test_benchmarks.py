@@ -448,3 +448,10 @@ def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_data
     assert "the policy: BC (seed 0) on its best episodes holding 50% of the steps" in text
     with pytest.raises(SystemExit, match="--top-fraction selects the data of --policy bc"):
         bench("distillation").main(["--dataset", str(random_dataset_path), "--top-fraction", "0.5"])
+    selected = argv + ["--select-every", "10", "--select-episodes", "1", "--eval-seed", "5000", "--name", "selected"]
+    data = written(bench("distillation").main(selected), "policy", "policy_selected", "distilled")
+    (own,) = data["policy_selected"]  # the policy's BC with seed 0, selected like the learners
+    assert own["selected_step"] in (10, 20) and [row["step"] for row in own["validation"]] == [10, 20]
+    assert data["distilled"]["unverified"][0]["per_round"][-1]["learner"]["selected_step"] in (10, 20)
+    assert "reset seeds 5000.." in (tmp_path / "selected.md").read_text()
+    assert "checkpoint best on 1 validation episodes (reset seeds 3000..)" in (tmp_path / "selected.md").read_text()

@@ -283,6 +283,21 @@ def test_agent_train_and_evaluate_bc(random_dataset_path, tmp_path, capsys):
     assert "--sampling-steps: a BCAgent has no sampling_steps setting" in capsys.readouterr().err
 
 
+def test_agent_train_keeps_the_checkpoint_best_on_validation_episodes(random_dataset_path, tmp_path, capsys):
+    """``--select-every``: OUT/best is the kept step's agent, OUT/model the last step's (what --resume continues)."""
+    out = tmp_path / "bc"
+    common = ["--dataset", str(random_dataset_path), "--steps", "20", "--batch-size", "32", "--eval-episodes", "1"]
+    common += ["--device", "cpu", "--no-progress", "--agent", "bc", "--out", str(out)]
+    assert main(["agent", "train", *common, "--select-every", "5", "--select-episodes", "1"]) == 0
+    printed = capsys.readouterr().out
+    kept = int(printed.split("BCAgent kept step ")[1].split(" ")[0])
+    assert kept in (5, 10, 15, 20) and "the last step's checkpoint (20 steps)" in printed
+    assert json.loads((out / "best" / "checkpoint.json").read_text())["num_timesteps"] == kept
+    assert json.loads((out / "model" / "checkpoint.json").read_text())["num_timesteps"] == 20
+    assert main(["agent", "train", *common, "--select-every", "-5"]) == 2
+    assert "--select-every and --select-seed must be >= 0" in capsys.readouterr().err
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path, capsys, monkeypatch, random_dataset_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")

@@ -221,3 +221,23 @@ def test_ctflow_distill_saves_a_policy_and_runs_it_beside_the_policy(tiny_refine
     assert main(argv + markov + ["--eval-episodes", "0", "--no-progress"]) == 0
     record = build_record(load_dataset(tmp_path / "root" / "test/hopper/cli-markov-v0"))["distillation"]
     assert record["teacher"]["replan_every"] == 2
+
+
+def test_ctflow_distill_unverified_with_selected_bc(tiny_refiner, tmp_path, capsys):
+    """``--unverified`` distils the refined policy as it acts; ``--select-every`` keeps each BC's best checkpoint."""
+    import copy
+
+    from ctflow_gym.cli import main
+
+    folder = copy.deepcopy(tiny_refiner).save(tmp_path / "refiner")
+    argv = ["distill", "--policy", "shipped:hopper-medium", "--refiner", str(folder), "--unverified"]
+    argv += ["--dataset-id", "test/hopper/cli-unverified-v0", "--out", str(tmp_path / "root"), "--save"]
+    argv += [str(tmp_path / "bc"), "--rounds", "0", "--episodes", "1", "--replan-every", "4", "--no-progress"]
+    assert main(argv + ["--continuation", "4"]) == 2 and "drop them with --unverified" in capsys.readouterr().err
+    assert main(argv + ["--select-every", "-1"]) == 2 and "--select-every" in capsys.readouterr().err
+    selected = ["--bc-steps", "30", "--select-every", "10", "--select-episodes", "1", "--eval-episodes", "0"]
+    assert main(argv + selected) == 0
+    record = build_record(load_dataset(tmp_path / "root" / "test/hopper/cli-unverified-v0"))["distillation"]
+    assert record["teacher"]["verify"] is False and record["teacher"]["strength"] == 1.0
+    saved = BCAgent.load(tmp_path / "bc", device="cpu")
+    assert saved.num_timesteps in (10, 20, 30)  # the step KeepBest kept (one of its evaluations)

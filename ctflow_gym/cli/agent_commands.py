@@ -105,6 +105,17 @@ def register(commands) -> None:
     train.add_argument(
         "--eval-envs", type=int, default=1, help="envs the evaluation episodes run in at once (default: 1)"
     )
+    train.add_argument(
+        "--select-every",
+        type=int,
+        default=0,
+        help="evaluate every N steps on validation episodes and keep the best checkpoint in OUT/best; the final "
+        "evaluation is of that one (default: the last step)",
+    )
+    train.add_argument("--select-episodes", type=int, default=10, help="validation episodes (default: 10)")
+    train.add_argument(
+        "--select-seed", type=int, default=3000, help="reset seed of the first validation episode (default: 3000)"
+    )
     train.add_argument("--checkpoint-freq", type=int, default=5000, help="checkpoint every N steps (default: 5000)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/model if a checkpoint is there")
     train.add_argument("--no-progress", action="store_true")
@@ -148,14 +159,23 @@ def _config_overrides(args: argparse.Namespace, agent_class: type) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Train; print a line per evaluation (``--eval-freq``) and one for the final evaluation."""
-    from agents import agent_class
+    """Train; print a line per evaluation (``--eval-freq``) and one for the final evaluation.
+
+    ``--select-every N``: :class:`agents.KeepBest` judges the agent every N steps on the
+    validation episodes and restores the best when training ends; OUT/best holds it, OUT/model
+    stays the last step's checkpoint (what ``--resume`` continues), and the final evaluation
+    (``--seed``'s episodes, not the validation ones) is of the best.
+    """
+    from agents import KeepBest, agent_class
     from agents.reporting import EvaluationPrinter, evaluation_text
     from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 
     device = device_of(args)
     positive(args.steps, "--steps")
     positive(args.eval_envs, "--eval-envs")
+    positive(args.select_episodes, "--select-episodes")
+    if args.select_every < 0 or args.select_seed < 0:
+        raise UserError("--select-every and --select-seed must be >= 0")
     for name in ("batch_size", "sampling_steps", "action_candidates", "critic_ensemble", "flow_steps"):
         if getattr(args, name) is not None:
             positive(getattr(args, name), CONFIG_FLAGS[name])
@@ -167,6 +187,10 @@ def _train(args: argparse.Namespace) -> int:
     with command_run(args, "agent-train") as (out, logger):
         env_id = args.env or dataset.env_spec.id
         agent = cls(env_id, dataset, device=device, seed=args.seed, run_logger=logger, **overrides)
+        callbacks = [EvaluationPrinter()]
+        if args.select_every:
+            keep = KeepBest(args.select_every, args.select_episodes, args.select_seed, best_path=out / "best")
+            callbacks.append(keep)
         agent.learn(
             args.steps,
             progress_bar=not args.no_progress,
@@ -178,12 +202,19 @@ def _train(args: argparse.Namespace) -> int:
             resume=args.resume,
             compile=args.compile,
             cuda_graph={"auto": "auto", "on": True, "off": False}[args.cuda_graph],
-            callback=EvaluationPrinter(),
+            callback=callbacks,
         )
+
         result = agent.evaluate(args.eval_episodes, seed=args.seed, n_envs=args.eval_envs)
         logger.log({f"eval/final_{k}": v for k, v in result.items() if isinstance(v, float)}, step=agent.num_timesteps)
         write_json(out / "evaluation.json", result)
-    print(f"{type(agent).__name__} ({agent.num_timesteps} steps) saved to {out / 'model'}: {evaluation_text(result)}")
+    name = type(agent).__name__
+    if args.select_every:  # the agent evaluated is the kept one; OUT/model holds the last step
+        best = f"return {keep.best_return:.1f} over {args.select_episodes} validation episodes"
+        print(f"{name} kept step {keep.best_step} ({best}), saved to {out / 'best'}: {evaluation_text(result)}")
+        print(f"the last step's checkpoint ({args.steps} steps) is in {out / 'model'}")
+    else:
+        print(f"{name} ({agent.num_timesteps} steps) saved to {out / 'model'}: {evaluation_text(result)}")
     return 0
 
 

@@ -55,6 +55,9 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             number(statistics.median(learner["score"] for learner in learners)),
         ]
 
+    if data.get("policy_selected"):  # --select-every with --policy bc: the policy's BC selected like the learners
+        label = "the policy's own BC, each seed's checkpoint best on validation"
+        rows.append(over_seeds(label, data["policy_selected"]))
     for kind, seeds in data.get("distilled", {}).items():
         for number_ in range(max(len(run["per_round"]) for run in seeds)):
             learners = [run["per_round"][number_]["learner"] for run in seeds if number_ < len(run["per_round"])]
@@ -84,12 +87,19 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             f" Every teacher (the unverified one too) plans again after {meta['replan_every']} steps and is recorded "
             "for those steps only (a receding horizon), where it otherwise executes and records whole windows."
         )
+    if meta.get("select_every"):  # --select-every: every BC is its checkpoint best on validation episodes
+        replanning += (
+            " Every BC here but the policy itself (the first rows) is its checkpoint best on "
+            f"{meta.get('select_episodes')} validation episodes (reset seeds {meta.get('select_seed')}..), "
+            f"evaluated every {meta['select_every']} steps (`agents.KeepBest`); {selected_steps(data)}."
+        )
     refined = [r for run in data.get("distilled", {}).get("refined", []) for r in run["per_round"]]
     chosen = sum(r["refined_windows"] for r in refined)
     windows = sum(r["windows"] for r in refined)
     return "\n".join(
         [
-            f"Mean return over {meta.get('episodes')} episodes (reset seeds 1000..) of each policy (the teacher: "
+            f"Mean return over {meta.get('episodes')} episodes (reset seeds {meta.get('eval_seed', 1000)}..) of each "
+            f"policy (the teacher: "
             f"{meta.get('teacher_episodes')}); the teacher verifies {meta.get('candidates')} refined windows per "
             f"window (strengths up to {meta.get('strength')}) against the policy's own, each scored by its return "
             f"and {meta.get('continuation')} policy steps after it; distillation: round 0 BC on the teacher's "
@@ -110,6 +120,16 @@ def render_distillation(name: str, data: dict, path: Path, page: Page) -> str:
             source_line(name, path, data),
         ]
     )
+
+
+def selected_steps(data: dict) -> str:
+    """Which steps the learners' selection kept: their median and range."""
+    learners = [r["learner"] for runs in data.get("distilled", {}).values() for run in runs for r in run["per_round"]]
+    learners += data.get("policy_selected", [])
+    steps = [learner["selected_step"] for learner in learners if learner and learner.get("selected_step")]
+    if not steps:
+        return "no selected step recorded"
+    return f"the steps kept: median {statistics.median(steps):,.0f}, {min(steps):,} .. {max(steps):,}"
 
 
 def reseeded_table(data: dict, policy_return: float) -> list[str]:
