@@ -17,7 +17,17 @@ Stages (each a cached run under ``<out>/improve_extract_runs/``, so a rerun resu
    extracts from whole generated 1000-step trajectories, which cover the states a policy
    starts from; our windows (``--window`` steps from the best windows) do not, so BC on them
    alone falls at once (the table's FTB rows), while joined to the episodes they came from
-   they can only add to what filtered BC learns.
+   they can only add to what filtered BC learns. With ``--ctflow`` the same two rows for
+   CTFlow's verified windows: filtered BC's data + the realised windows ``improve_dataset``
+   kept, and at equal size + CTFlow's refined plans of the same windows, unrealised
+   (``refine`` at the improvement's strength, deterministic: one proposal per window, where
+   verification may have kept another of its candidates; rewards: the source window's, which
+   BC does not read).
+
+``--select-every N`` makes every BC its checkpoint best on ``--select-episodes`` validation
+episodes (:class:`agents.KeepBest`, reset seeds from ``--select-seed``), judged every N steps,
+instead of its last step: BC swings between checkpoints by tens of points, and a row's
+median is otherwise as much the luck of its last step as the data's.
 
     python benchmarks/improve_extract.py [--generator-steps 4000] [--bc-steps 10000] [--seeds 0 1 2]
 """
@@ -31,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from harness import Runs, Settings, option, parse, write_results
 
-from agents import BCAgent
+from agents import BCAgent, KeepBest
 from ctflow_gym import FTBRefiner, TrajectoryRefiner
 from ctflow_gym.data import combine_datasets, default_dataset_path, load_dataset, make_windows, thin_dataset
 from ctflow_gym.improve import NothingImprovedError, improve_dataset, realise_proposals
@@ -51,11 +61,16 @@ class ImproveExtractSettings(Settings):
     score_steps: int = option(1000, "FTB score-model training steps (the code's 1000)")
     ctflow: bool = option(True, "also improve with CTFlow's TrajectoryRefiner (defaults) and extract from that")
     ctflow_feedback: str = option("return", "the TrajectoryRefiner's feedback")
+    ctflow_steps: int = option(0, "the TrajectoryRefiner's training steps per part (0: its defaults)")
     bc_steps: int = option(10000, "BC training steps (FTB: 100k; cut for 2 CPU cores)")
     bc_batch: int = option(1024, "BC batch size (FTB's 1024)")
     seeds: tuple[int, ...] = option((0, 1, 2), "BC seeds")
     episodes: int = option(10, "evaluation episodes per BC seed")
     work: str = option("/tmp/ctflow_improve_extract", "where the fitted FTB and the datasets go")
+    select_every: int = option(0, "every BC keeps its checkpoint best on validation episodes every N steps (0: last)")
+    select_episodes: int = option(10, "validation episodes of each of those evaluations")
+    select_seed: int = option(3000, "reset seed of the first validation episode")
+    name: str | None = option(None, "result file name (default improve_extract[_<dataset>])")
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -64,10 +79,12 @@ def main(argv: list[str] | None = None) -> Path:
     source = load_dataset(dataset_path)
     work, root = Path(s.work), Path(s.work) / "datasets"
     env_id, family = source.env_spec.id, source.id.rsplit("/", 1)[0]  # ctflow/hopper/medium-replay-v1 -> ctflow/hopper
-    generated_id, realised_id, same_id, ctflow_id = (
-        f"{family}/{kind}-v0" for kind in ("ftb-generated", "ftb-realised", "ftb-generated-same", "ctflow-realised")
+    generated_id, realised_id, same_id, ctflow_id, ctflow_same_id = (
+        f"{family}/{kind}-v0"
+        for kind in ("ftb-generated", "ftb-realised", "ftb-generated-same", "ctflow-realised", "ctflow-refined-same")
     )
     name = "improve_extract" if not s.dataset else "improve_extract_" + source.id.replace("/", "_").replace("-", "_")
+    name = s.name or name
     if s.dataset:  # each dataset its own work folders (the shipped data's are the top ones)
         work, root = work / name, root / name
     runs = Runs(Path(s.out) / f"{name}_runs")
@@ -145,13 +162,24 @@ def main(argv: list[str] | None = None) -> Path:
 
         def improve_with_ctflow() -> dict:
             started = time.time()
-            refiner = TrajectoryRefiner(feedback=s.ctflow_feedback, seed=0).fit(source)
+            steps = s.ctflow_steps or {}
+            if steps:
+                steps = dict(ae_steps=steps, flow_steps=steps, predictor_steps=steps, inverse_dynamics_steps=steps)
+            refiner = TrajectoryRefiner(feedback=s.ctflow_feedback, seed=0, **steps).fit(source, progress_bar=False)
             refiner.save(work / "ctflow")
             fit_seconds = time.time() - started
             try:
                 report = improve_dataset(source, refiner, ctflow_id, root=root, overwrite=True)
             except NothingImprovedError:
                 return {"windows": None, "accepted": 0, "seconds": {"fit": fit_seconds}}
+            kept = make_windows(source, refiner.window, stride=refiner.window).subset(np.array(report.kept_rows))
+            plans = refiner.refine(kept)  # the control: the same windows refined, as planned
+            write_unverified_dataset(
+                source, plans.observations, plans.actions, kept.rewards, ctflow_same_id, root,
+                {"improver": {"kind": "refiner:TrajectoryRefiner", "checkpoint": str(work / "ctflow")},
+                 "rewards": "the source window's", "windows": "those whose realisation was kept"},
+                "CTFlow's refined windows whose realisation was kept, as planned (unverified)",
+            )  # fmt: skip
             return {
                 "windows": report.windows,
                 "accepted": report.accepted,
@@ -163,7 +191,9 @@ def main(argv: list[str] | None = None) -> Path:
             }
 
         ctflow_settings = {"dataset": source.id, "ctflow_feedback": s.ctflow_feedback}
-        gone = lambda run: run["windows"] is not None and not (root / ctflow_id).exists()  # noqa: E731
+        if s.ctflow_steps:  # absent otherwise: the runs stored before the option keep their keys
+            ctflow_settings["ctflow_steps"] = s.ctflow_steps
+        gone = lambda run: run["windows"] is not None and not (root / ctflow_same_id).exists()  # noqa: E731
         improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow, stale=gone)
     datasets = {
         "BC, raw data": (dataset_path, None),
@@ -176,10 +206,16 @@ def main(argv: list[str] | None = None) -> Path:
         datasets["BC, CTFlow realised (verified)"] = (str(root / ctflow_id), None)
     best_id = f"{family}/best-v0"
     thin_dataset(source, None, root, best_id, overwrite=True, top_fraction=0.1, progress_bar=False)
-    for label, added_id in (
+    joins = [
         ("filtered BC's data + FTB realised (verified)", realised_id),
         ("filtered BC's data + FTB generated, same windows (unverified)", same_id),
-    ):
+    ]
+    if s.ctflow:
+        joins += [
+            ("filtered BC's data + CTFlow realised (verified)", ctflow_id),
+            ("filtered BC's data + CTFlow refined, same windows (unverified)", ctflow_same_id),
+        ]
+    for label, added_id in joins:
         joined_id = f"{family}/best-and-{added_id.rsplit('/', 1)[1]}"
         if not (root / added_id).exists():  # no realised window: an empty row (never an earlier run's join)
             datasets[label] = (str(root / added_id), None)
@@ -187,6 +223,9 @@ def main(argv: list[str] | None = None) -> Path:
         # joined again each run: the windows may be new
         combine_datasets([root / best_id, root / added_id], joined_id, root=root, overwrite=True)
         datasets[label] = (str(root / joined_id), None)
+    selection = {}  # in every BC run's settings (absent without selection, as before)
+    if s.select_every:
+        selection = {"select_every": s.select_every, "select_episodes": s.select_episodes, "select_seed": s.select_seed}
     rows = []
     for label, (path, top_fraction) in datasets.items():
         if not Path(path).exists():  # no realised window beat its source: nothing to learn from
@@ -200,17 +239,21 @@ def main(argv: list[str] | None = None) -> Path:
                 "seed": seed,
                 "bc_steps": s.bc_steps,
                 "bc_batch": s.bc_batch,
+                **selection,
             }
 
             def train(path=path, top_fraction=top_fraction, seed=seed) -> dict:
                 agent = BCAgent(env_id, path, device="cpu", seed=seed, batch_size=s.bc_batch,
                                 top_fraction=top_fraction)  # fmt: skip
-                agent.learn(s.bc_steps)
+                keep = KeepBest(s.select_every, s.select_episodes, s.select_seed) if s.select_every else None
+                agent.learn(s.bc_steps, callback=keep)
                 report = agent.evaluate(s.episodes, seed=1000)
+                chosen = {"selected_step": keep.best_step, "validation": keep.history} if keep else {}
                 return {
                     "score": report["normalized_score"],
                     "mean_return": report["mean_return"],
                     "transitions": len(agent.transitions),
+                    **chosen,
                 }
 
             key = "bc_" + "".join(c for c in label.replace(" ", "_") if c.isalnum() or c == "_")  # a plain file name

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from agents import load_agent
-from ctflow_gym.data import combine_datasets, load_dataset
+from ctflow_gym.data import combine_datasets, default_dataset_path, load_dataset, thin_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
@@ -299,6 +299,29 @@ def test_improve_extract(tmp_path):
     generated = load_dataset(root / "ftb-generated-v0")  # unverified: no simulator states, as the same-windows one
     joined = combine_datasets([root / "best-v0", root / "ftb-generated-v0"], "ctflow/hopper/joined-v0", root=tmp_path)
     assert load_dataset(joined).total_steps == filtered + generated.total_steps
+
+
+def test_improve_extract_with_ctflow_rows_and_selected_bc(tmp_path):
+    """CTFlow's verified windows joined to filtered BC's data, their unverified plans at equal size; KeepBest BC.
+
+    On the shipped data's best episodes holding 5% of its steps (FTB's 100-step segments fit in them), so that
+    every window of it is refined and realised in seconds.
+    """
+    small = thin_dataset(default_dataset_path(), None, tmp_path / "data", "ctflow/hopper/small-v0", top_fraction=0.05,
+                         progress_bar=False)  # fmt: skip
+    argv = ["--dataset", str(small), "--generator-steps", "20", "--score-steps", "20", "--top-n", "40"]
+    argv += ["--bc-steps", "20", "--bc-batch", "32"]
+    argv += ["--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    argv += ["--ctflow-steps", "20", "--select-every", "10", "--select-episodes", "1", "--name", "selected"]
+    data = written(bench("improve_extract").main(argv), "fit", "improve", "rows")
+    rows = {r["learner"]: r for r in data["rows"]}
+    verified = rows["filtered BC's data + CTFlow realised (verified)"]
+    control = rows["filtered BC's data + CTFlow refined, same windows (unverified)"]
+    filtered = rows["filtered BC (top 10%), raw data"]["transitions"]
+    accepted = data["improve"]["ctflow"]["accepted"]
+    assert accepted > 0 and verified["transitions"] == filtered + accepted * 16
+    assert control["transitions"] == filtered + accepted * 15  # a plan of H states holds H - 1 transitions
+    assert "checkpoint best on 1 validation episodes" in (tmp_path / "selected.md").read_text()
 
 
 def test_gpu_lease_probe_on_cpu(random_dataset_path):

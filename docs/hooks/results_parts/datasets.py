@@ -72,7 +72,13 @@ def render_improve_extract(name: str, data: dict, path: Path, page: Page) -> str
     return "\n".join(
         [
             f"D4RL score of the extracted policy, {meta.get('episodes')} episodes per seed (reset seeds 1000..), "
-            f"BC for {meta.get('bc_steps')} steps at batch {meta.get('bc_batch')}; dataset `{meta.get('dataset')}`.",
+            f"BC for {meta.get('bc_steps')} steps at batch {meta.get('bc_batch')}; dataset `{meta.get('dataset')}`."
+            + (
+                f" Every BC is its checkpoint best on {meta['select_episodes']} validation episodes (reset seeds "
+                f"{meta['select_seed']}..), judged every {meta['select_every']} steps (`agents.KeepBest`)."
+                if meta.get("select_every")
+                else ""
+            ),
             "",
             table(["learner", "transitions", "median", "range", "seeds"], rows),
             "",
