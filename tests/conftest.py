@@ -11,6 +11,17 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test, restored after (on the busy 2-core machine, much faster than two)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def datasets_root(tmp_path_factory) -> Path:
     """A Minari root folder private to the test session."""

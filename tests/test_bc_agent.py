@@ -14,15 +14,6 @@ from ctflow_gym.data.transitions import load_transitions
 TINY = dict(hidden=64, batch_size=64)
 
 
-@pytest.fixture
-def one_torch_thread():
-    """One torch thread for the test, restored after (on the busy 2-core machine, much faster than two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_bc_learns_the_shipped_policys_actions(one_torch_thread):
     """With FTB's settings the MSE to the data's actions falls well below the best constant action's in 300 steps.
 

@@ -128,14 +128,7 @@ def run_or_fail(snippet: Snippet, namespace: dict, folder: Path, prefix: str = "
         pytest.fail(f"{prefix}snippet {snippet.where} failed: {error!r}\n\n{frames}", pytrace=False)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.where for s in SNIPPETS])

@@ -29,13 +29,7 @@ LENGTH = 4
 """Steps of a scripted episode."""
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One torch thread (on the busy 2-core machine, much faster than two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class Scripted(gym.Wrapper):

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from agents import BCAgent, KeepBest
 from ctflow_gym.data import DEFAULT_DATASET_ID
 from ctflow_gym.wrappers.episodes import record_episodes
-
-
-@pytest.fixture
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_the_agent_after_learn_is_the_best_evaluated_one(one_torch_thread, tmp_path):
