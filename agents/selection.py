@@ -3,15 +3,15 @@
 Why. A policy cloned from trajectories can swing between hopping and falling from one
 thousand gradient steps to the next while its loss barely moves: in Hopper a small change of
 the weights decides whether a state the data never showed is recovered from. The last step of
-a run is then a draw from that swing, and two seeds on the same data differ by tens of D4RL
-points (the Results page, "Improve, then extract"). Where a simulator is at hand, as it is
+a run is then a draw from that swing, and two seeds on the same data can differ widely (the
+Results page, "Improve, then extract"). Where a simulator is at hand, as it is
 for every dataset this project builds, the run's own checkpoints can be judged where it
 counts: in closed loop, on a fixed set of *validation* episodes (reset seeds that no reported
 evaluation uses), keeping the best. This is model selection, not training on the test: the
 numbers a benchmark reports come from other reset seeds.
 
-What it costs: ``episodes`` whole episodes every ``every`` gradient steps (for BC on Hopper
-about a second per episode on one core).
+What it costs: ``episodes`` whole episodes every ``every`` gradient steps, each step one
+``predict`` and one simulator step.
 """
 
 from __future__ import annotations

@@ -47,8 +47,8 @@ killed in the middle resumes from its dataset in ``--work``):
 ``--select-every N``: every BC of stages 4-8 keeps its checkpoint best on validation episodes
 (:class:`agents.KeepBest`: ``--select-episodes`` episodes from reset seed ``--select-seed``,
 evaluated every N steps) instead of its last step; DAgger's later rounds roll out that one. BC on
-the same data swings by tens of points from one evaluation to the next (the Results page), so the
-last step is a draw. With it, ``--policy bc`` also gets a row of its own BC selected the same way,
+the same data swings widely from one evaluation to the next (the Results page), so the last step
+is a draw. With it, ``--policy bc`` also gets a row of its own BC selected the same way,
 one per seed ("filtered BC, selected"): the fair baseline for selected learners. ``--eval-seed``
 moves every reported evaluation (default 1000, as before); 5000 puts them on
 ``receding_horizon.py``'s test episodes, apart from the episodes its settings were chosen on.

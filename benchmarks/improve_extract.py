@@ -26,8 +26,8 @@ Stages (each a cached run under ``<out>/improve_extract_runs/``, so a rerun resu
 
 ``--select-every N`` makes every BC its checkpoint best on ``--select-episodes`` validation
 episodes (:class:`agents.KeepBest`, reset seeds from ``--select-seed``), judged every N steps,
-instead of its last step: BC swings between checkpoints by tens of points, and a row's
-median is otherwise as much the luck of its last step as the data's.
+instead of its last step: BC swings widely between checkpoints, and a row's median is
+otherwise as much the luck of its last step as the data's.
 
     python benchmarks/improve_extract.py [--generator-steps 4000] [--bc-steps 10000] [--seeds 0 1 2]
 """

@@ -15,7 +15,7 @@ the teacher that BC extracts on the Hopper replay data when it replans every 8 s
 verified one chooses whole windows by what follows them, which BC cannot fit at a receding
 horizon). ``--select-every N`` makes each round's BC its checkpoint best on
 ``--select-episodes`` validation episodes (:class:`agents.KeepBest`; BC on such data swings
-by tens of points between checkpoints). The last round's agent is saved
+widely between checkpoints). The last round's agent is saved
 to ``--save`` and, with ``--eval-episodes``, run beside the policy on the same episodes.
 Rerunning the same command resumes.
 """
