@@ -94,9 +94,11 @@ def plot_rounds(
     path: Path,
     title: str,
     teacher_label: str = "the teacher (refiner and MuJoCo at run time)",
+    selected_policy: float | None = None,
 ) -> bool:
     """The learning curve of distillation, as ``path``: each round's learner return per expert (median over seeds,
-    their range as a bar) beside the policy and the teacher (dotted). False, nothing written: no learner evaluated."""
+    their range as a bar) beside the policy, the teacher and (``--select-every``) the median of the policy's own BC
+    selected on validation episodes (dotted). False, nothing written: no learner evaluated."""
     series = {}  # expert -> (seeds, rounds) returns, over the rounds every seed has
     for kind, seeds in distilled.items():
         curves = [[r["learner"]["mean_return"] for r in run["per_round"] if r.get("learner")] for run in seeds]
@@ -114,7 +116,10 @@ def plot_rounds(
         axis.errorbar(rounds, median, yerr=spread, fmt="o-", color=f"C{i}", capsize=4, label=label)
     axis.axhline(policy, color="k", linestyle=":", label="the policy")
     axis.axhline(teacher, color="C3", linestyle=":", label=teacher_label)
-    axis.set(xlabel="DAgger round (0: BC on the teacher's rollouts)", ylabel="mean return", title=title)
+    if selected_policy is not None:
+        axis.axhline(selected_policy, color="C2", linestyle=":", label="the policy's own BC, selected (median)")
+    axis.set(xlabel="DAgger round (0: BC on the teacher's rollouts)", ylabel="mean return")
+    axis.set_title(title, fontsize=9)
     length = max(values.shape[1] for values in series.values())
     axis.set(xticks=range(length), xlim=(-0.5, length - 0.5))
     axis.legend(fontsize=7)
@@ -365,7 +370,8 @@ def main(argv: list[str] | None = None) -> Path:
     shown, label = teacher_alone, "the verified teacher (refiner and MuJoCo at run time)"
     if "refined" not in s.teachers and unverified_alone:  # only the unverified one distilled: it is the teacher
         shown, label = unverified_alone, "the refined policy unverified (refiner and MuJoCo at run time)"
-    drawn = plot_rounds(distilled, policy_alone["mean_return"], shown["mean_return"], png, name, label)
+    selected = float(np.median([run["mean_return"] for run in policy_selected])) if policy_selected else None
+    drawn = plot_rounds(distilled, policy_alone["mean_return"], shown["mean_return"], png, name, label, selected)
     data = {
         "meta": {**s.recorded(), "dataset": dataset.id, "env_id": env_id, "curves_png": png.name if drawn else None},
         "policy": policy_alone,
