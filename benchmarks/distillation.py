@@ -386,7 +386,8 @@ def main(argv: list[str] | None = None) -> Path:
         "reseeded": reseeded,
         "split": split,
     }
-    title = f"A policy distilled from its verified refined version ({described})"
+    version = "verified refined version" if "refined" in s.teachers else "refined version, unverified"
+    title = f"A policy distilled from its {version} ({described})"
     return write_results(s, name, data, "distillation", title)
 
 
