@@ -63,13 +63,21 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from harness import Runs, Settings, option, parse, pyplot, write_png, write_results
-from policy_improvement import EVALUATION_SEED, benchmark_policy, best_episodes_path, closed_loop, fitted_refiner
+from policy_improvement import (
+    EVALUATION_SEED,
+    benchmark_policy,
+    closed_loop,
+    fitted_refiner,
+    policy_data,
+    selection_settings,
+    train_bc,
+)
 
-from agents import BCAgent, KeepBest
 from ctflow_gym import RefinedPolicy
 from ctflow_gym.data import load_dataset, thin_dataset
 from ctflow_gym.data.actor_policies import policy_action_fn
@@ -205,36 +213,28 @@ def main(argv: list[str] | None = None) -> Path:
         base["eval_seed"] = s.eval_seed
     if s.top_fraction and s.policy != "bc":
         raise SystemExit(f"--top-fraction selects the data of --policy bc; got --policy {s.policy}")
-    if s.select_every < 0 or s.select_episodes < 1 or s.select_seed < 0:
-        raise SystemExit("--select-every must be >= 0, --select-episodes >= 1 and --select-seed >= 0")
-    selection = {}  # the settings of every BC run (absent without selection, as before)
-    if s.select_every:
-        selection = {"select_every": s.select_every, "select_episodes": s.select_episodes, "select_seed": s.select_seed}
+    selection = selection_settings(s)  # in the settings of every BC run
     policy, naming, described = benchmark_policy(s, dataset, work)
     base.update(naming)
 
     def evaluated(agent_or_policy, episodes: int = s.episodes, env=None) -> dict:
         return closed_loop(env_id, agent_or_policy, episodes, env, seed=s.eval_seed)
 
-    def train_bc(path, seed: int) -> tuple[BCAgent, dict]:
-        """BC (``--bc-steps``, ``seed``) on ``path``; with ``--select-every``, its best checkpoint on validation."""
-        if not s.select_every:
-            return BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps), {}
-        keep = KeepBest(s.select_every, s.select_episodes, s.select_seed)
-        agent = BCAgent(env_id, path, device="cpu", seed=seed).learn(s.bc_steps, callback=keep)
-        return agent, {"selected_step": keep.best_step, "validation": keep.history}
+    def selected_bc(path, seed: int) -> tuple[Any, dict]:
+        """BC (``--bc-steps``, ``seed``, selected with ``--select-every``) on ``path``, evaluated; and the agent."""
+        agent, chosen = train_bc(env_id, path, seed, s.bc_steps, selection=selection)
+        return agent, {**evaluated(agent), **chosen, "transitions": len(agent.transitions)}
 
     policy_alone = runs.run("policy", base, lambda: evaluated(policy))
     paired = {**base, "episodes": s.teacher_episodes}  # the policy on the teacher's episodes (its first ones)
     policy_paired = runs.run("policy_teacher_episodes", paired, lambda: evaluated(policy, s.teacher_episodes))
     policy_selected = []  # --policy bc's own BC, selected like the learners: their fair baseline
     if s.policy == "bc" and s.select_every:
-        source = best_episodes_path(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
+        source = policy_data(s, dataset, work)
         for seed in s.seeds:
 
             def selected(seed=seed) -> dict:
-                agent, chosen = train_bc(source, seed)
-                return {**evaluated(agent), **chosen, "transitions": len(agent.transitions)}
+                return selected_bc(source, seed)[1]
 
             settings = {**base, **selection, "seed": seed, "bc_steps": s.bc_steps}
             policy_selected.append({**runs.run(f"policy_selected_seed{seed}", settings, selected), "seed": seed})
@@ -287,9 +287,8 @@ def main(argv: list[str] | None = None) -> Path:
                 evaluations = {}  # round -> its learner's evaluation (a resumed run has only the rounds it trained)
 
                 def learn(path):
-                    agent, chosen = train_bc(path, seed)
-                    done = len(build_record(load_dataset(path))["distillation"]["rounds"])
-                    evaluations[done - 1] = {**evaluated(agent), **chosen, "transitions": len(agent.transitions)}
+                    agent, evaluation = selected_bc(path, seed)
+                    evaluations[len(build_record(load_dataset(path))["distillation"]["rounds"]) - 1] = evaluation
                     return agent
 
                 started = time.time()
@@ -309,8 +308,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     def cloned(path: Path, seed: int) -> dict:
         """BC (``--bc-steps``, seeded, selected with ``--select-every``) on the dataset at ``path``, evaluated."""
-        agent, chosen = train_bc(path, seed)
-        return {**evaluated(agent), **chosen, "transitions": len(agent.transitions)}
+        return selected_bc(path, seed)[1]
 
     matched = {"matched": [], "matched_steps": []}  # the verified teacher's data at the unverified one's size,
     pieces = {"matched": None, "matched_steps": 1}  # thinned as whole recorded windows or as single steps

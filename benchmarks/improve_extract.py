@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 from harness import Runs, Settings, option, parse, write_results
+from policy_improvement import selection_settings, train_bc
 
-from agents import BCAgent, KeepBest
 from ctflow_gym import FTBRefiner, TrajectoryRefiner
 from ctflow_gym.data import combine_datasets, default_dataset_path, load_dataset, make_windows, thin_dataset
 from ctflow_gym.improve import NothingImprovedError, improve_dataset, realise_proposals
@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> Path:
     if s.dataset:  # each dataset its own work folders (the shipped data's are the top ones)
         work, root = work / name, root / name
     runs = Runs(Path(s.out) / f"{name}_runs")
+    selection = selection_settings(s)  # in every BC run's settings
     stage_settings = {
         "dataset": source.id,
         "window": s.window,
@@ -223,9 +224,6 @@ def main(argv: list[str] | None = None) -> Path:
         # joined again each run: the windows may be new
         combine_datasets([root / best_id, root / added_id], joined_id, root=root, overwrite=True)
         datasets[label] = (str(root / joined_id), None)
-    selection = {}  # in every BC run's settings (absent without selection, as before)
-    if s.select_every:
-        selection = {"select_every": s.select_every, "select_episodes": s.select_episodes, "select_seed": s.select_seed}
     rows = []
     for label, (path, top_fraction) in datasets.items():
         if not Path(path).exists():  # no realised window beat its source: nothing to learn from
@@ -243,12 +241,8 @@ def main(argv: list[str] | None = None) -> Path:
             }
 
             def train(path=path, top_fraction=top_fraction, seed=seed) -> dict:
-                agent = BCAgent(env_id, path, device="cpu", seed=seed, batch_size=s.bc_batch,
-                                top_fraction=top_fraction)  # fmt: skip
-                keep = KeepBest(s.select_every, s.select_episodes, s.select_seed) if s.select_every else None
-                agent.learn(s.bc_steps, callback=keep)
+                agent, chosen = train_bc(env_id, path, seed, s.bc_steps, top_fraction, selection, batch_size=s.bc_batch)
                 report = agent.evaluate(s.episodes, seed=1000)
-                chosen = {"selected_step": keep.best_step, "validation": keep.history} if keep else {}
                 return {
                     "score": report["normalized_score"],
                     "mean_return": report["mean_return"],

@@ -51,7 +51,7 @@ import gymnasium as gym
 import numpy as np
 from harness import Runs, Settings, option, parse, write_results
 
-from agents import BCAgent
+from agents import BCAgent, KeepBest
 from ctflow_gym import TrajectoryRefiner
 from ctflow_gym.data import load_dataset, normalized_score, thin_dataset
 from ctflow_gym.data.actor_policies import behaviour_policy
@@ -168,10 +168,34 @@ def _summary(scores: list[float]) -> dict:
     return {"median": float(np.median(scores)), "min": float(np.min(scores)), "max": float(np.max(scores))}
 
 
-def _train_bc(env_id: str, path, seed: int, steps: int, top_fraction: float | None = None) -> BCAgent:
-    agent = BCAgent(env_id, path, device="cpu", seed=seed, top_fraction=top_fraction)
-    agent.learn(steps)
-    return agent
+def selection_settings(s: Settings) -> dict:
+    """A benchmark's ``--select-every/--select-episodes/--select-seed`` as its BC runs record them ({}: off).
+
+    Checked before any work (``SystemExit`` naming the flags), not at the first BC hours later.
+    Without selection the runs' settings hold none of the three, as before the options existed.
+    """
+    if s.select_every < 0 or s.select_episodes < 1 or s.select_seed < 0:
+        raise SystemExit("--select-every must be >= 0, --select-episodes >= 1 and --select-seed >= 0")
+    if not s.select_every:
+        return {}
+    return {"select_every": s.select_every, "select_episodes": s.select_episodes, "select_seed": s.select_seed}
+
+
+def train_bc(
+    env_id: str, path, seed: int, steps: int, top_fraction: float | None = None, selection: dict | None = None, **config
+) -> tuple[BCAgent, dict]:
+    """``(agent, what selection chose)``: BC (``seed``, ``steps``, ``config`` fields) on the dataset at ``path``.
+
+    With ``selection`` (:func:`selection_settings`'s dict) the agent is its checkpoint best on the validation
+    episodes (:class:`agents.KeepBest`) and the second item holds ``selected_step`` and the ``validation`` history;
+    else the last step's agent and ``{}``.
+    """
+    keep = None
+    if selection:
+        keep = KeepBest(selection["select_every"], selection["select_episodes"], selection["select_seed"])
+    agent = BCAgent(env_id, path, device="cpu", seed=seed, top_fraction=top_fraction, **config)
+    agent.learn(steps, callback=keep)
+    return agent, {} if keep is None else {"selected_step": keep.best_step, "validation": keep.history}
 
 
 def best_episodes_path(whole, top_fraction: float, folder: Path) -> str:
@@ -189,8 +213,13 @@ def best_episodes_path(whole, top_fraction: float, folder: Path) -> str:
 def bc_policy(env_id: str, path: str, folder: Path, steps: int) -> BCAgent:
     """The policy ``--policy bc`` names: BC (seed 0, ``steps``) on the dataset at ``path``, kept in ``folder``."""
     if not folder.exists():
-        _train_bc(env_id, path, 0, steps).save(folder)
+        train_bc(env_id, path, 0, steps)[0].save(folder)
     return BCAgent.load(folder, env=env_id, device="cpu")
+
+
+def policy_data(s: Settings, dataset, work: Path) -> str:
+    """What ``--policy bc`` learns from: ``dataset``, or its best episodes holding ``top_fraction`` of the steps."""
+    return best_episodes_path(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
 
 
 def benchmark_policy(s: Settings, dataset, work: Path) -> tuple[Any, dict, str]:
@@ -204,8 +233,7 @@ def benchmark_policy(s: Settings, dataset, work: Path) -> tuple[Any, dict, str]:
     env_id = dataset.env_spec.id
     if s.policy != "bc":
         return _policy(s.policy, env_id), {}, s.policy
-    source = best_episodes_path(dataset, s.top_fraction, work / "datasets") if s.top_fraction else s.dataset
-    policy = bc_policy(env_id, source, work / "policy_bc", s.bc_steps)
+    policy = bc_policy(env_id, policy_data(s, dataset, work), work / "policy_bc", s.bc_steps)
     described = f"BC on the best {s.top_fraction:.0%} of {dataset.id}" if s.top_fraction else f"BC on {dataset.id}"
     return policy, {"policy_bc_steps": s.bc_steps, "top_fraction": s.top_fraction}, described
 
@@ -296,7 +324,7 @@ def main(argv: list[str] | None = None) -> Path:
 
             def train(path=path, top_fraction=top_fraction, seed=seed) -> dict:
                 started = time.time()
-                agent = _train_bc(env_id, path, seed, s.bc_steps, top_fraction)
+                agent, _ = train_bc(env_id, path, seed, s.bc_steps, top_fraction)
                 report = agent.evaluate(s.episodes, seed=EVALUATION_SEED)
                 return {
                     "score": report["normalized_score"],
