@@ -16,6 +16,7 @@ owner file (made before this existed) are left alone.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ def _alive(pid: int) -> bool:
 def remove_abandoned(parent: str | os.PathLike, prefix: str) -> list[Path]:
     """Remove the scratch folders ``<parent>/<prefix>*`` whose owner process on this host is gone; the removed."""
     removed = []
-    for owner in Path(parent).glob(f"{glob_escape(prefix)}*.owner"):
+    for owner in Path(parent).glob(f"{glob.escape(prefix)}*.owner"):
         try:
             made_by = json.loads(owner.read_text())
             host, pid = made_by["host"], int(made_by["pid"])
@@ -71,11 +72,6 @@ def remove_abandoned(parent: str | os.PathLike, prefix: str) -> list[Path]:
         owner.unlink(missing_ok=True)
         removed.append(folder)
     return removed
-
-
-def glob_escape(text: str) -> str:
-    """``text`` with glob's special characters bracketed, so ``Path.glob`` matches it literally."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 def move_into_place(built: str | os.PathLike, target: str | os.PathLike) -> Path:

@@ -204,7 +204,6 @@ def _train(args: argparse.Namespace) -> int:
             cuda_graph={"auto": "auto", "on": True, "off": False}[args.cuda_graph],
             callback=callbacks,
         )
-
         result = agent.evaluate(args.eval_episodes, seed=args.seed, n_envs=args.eval_envs)
         logger.log({f"eval/final_{k}": v for k, v in result.items() if isinstance(v, float)}, step=agent.num_timesteps)
         write_json(out / "evaluation.json", result)

@@ -145,10 +145,8 @@ def _distill(args: argparse.Namespace) -> int:
         )  # fmt: skip
 
     def learn(path):
-        agent = BCAgent(env_id, path, device=args.device, seed=args.seed)
-        if not args.select_every:
-            return agent.learn(args.bc_steps)
-        return agent.learn(args.bc_steps, callback=KeepBest(args.select_every, args.select_episodes, args.select_seed))
+        keep = KeepBest(args.select_every, args.select_episodes, args.select_seed) if args.select_every else None
+        return BCAgent(env_id, path, device=args.device, seed=args.seed).learn(args.bc_steps, callback=keep)
 
     report = distill(
         teacher, learn, args.dataset_id, root=args.out, overwrite=args.overwrite, progress_bar=not args.no_progress,
