@@ -24,6 +24,15 @@ Stages (each a cached run under ``<out>/improve_extract_runs/``, so a rerun resu
    verification may have kept another of its candidates; rewards: the source window's, which
    BC does not read).
 
+``--ftb-episodes K`` adds FTB's extraction from whole episodes, the paper's Algorithm 4 on
+CPU: the top K episodes by FTB's trajectory score (``FTBRefiner.top_episodes``), each cut
+into consecutive windows, every window improved and kept in its final version
+(``FTBRefiner.improve(..., keep="each")``), so the generated data covers the start states
+the window rows miss. Four rows: BC on those K episodes as recorded (the control FTB must
+beat), on the generated episodes (the paper's extraction), on the episodes with every
+window whose realisation beat its source replaced by that realisation (verified), and, at
+equal size, with those windows' plans instead (unverified).
+
 ``--select-every N`` makes every BC its checkpoint best on ``--select-episodes`` validation
 episodes (:class:`agents.KeepBest`, reset seeds from ``--select-seed``), judged every N steps,
 instead of its last step: BC swings widely between checkpoints, and a row's median is
@@ -45,7 +54,7 @@ from policy_improvement import selection_settings, train_bc
 from ctflow_gym import FTBRefiner, TrajectoryRefiner
 from ctflow_gym.data import combine_datasets, default_dataset_path, load_dataset, make_windows, thin_dataset
 from ctflow_gym.improve import NothingImprovedError, improve_dataset, realise_proposals
-from ctflow_gym.improve.writing import write_unverified_dataset
+from ctflow_gym.improve.writing import write_improved_dataset, write_unverified_dataset
 
 RECORDED_BEFORE = {"score_steps": 1000}
 """Settings the first committed runs were made with before they were recorded (see ``harness.Runs``)."""
@@ -67,6 +76,8 @@ class ImproveExtractSettings(Settings):
     seeds: tuple[int, ...] = option((0, 1, 2), "BC seeds")
     episodes: int = option(10, "evaluation episodes per BC seed")
     work: str = option("/tmp/ctflow_improve_extract", "where the fitted FTB and the datasets go")
+    ftb_episodes: int = option(0, "also improve FTB's top K episodes whole and extract from them (0: off)")
+    rows: tuple[str, ...] = option((), "only the table rows whose learner names one of these words (default: all)")
     select_every: int = option(0, "every BC keeps its checkpoint best on validation episodes every N steps (0: last)")
     select_episodes: int = option(10, "validation episodes of each of those evaluations")
     select_seed: int = option(3000, "reset seed of the first validation episode")
@@ -85,6 +96,7 @@ def main(argv: list[str] | None = None) -> Path:
     )
     name = "improve_extract" if not s.dataset else "improve_extract_" + source.id.replace("/", "_").replace("-", "_")
     name = s.name or name
+    episode_labels: dict[str, str] = {}
     if s.dataset:  # each dataset its own work folders (the shipped data's are the top ones)
         work, root = work / name, root / name
     runs = Runs(Path(s.out) / f"{name}_runs")
@@ -196,6 +208,15 @@ def main(argv: list[str] | None = None) -> Path:
             ctflow_settings["ctflow_steps"] = s.ctflow_steps
         gone = lambda run: run["windows"] is not None and not (root / ctflow_same_id).exists()  # noqa: E731
         improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow, stale=gone)
+    if s.ftb_episodes:
+        episode_settings = {**stage_settings, "ftb_episodes": s.ftb_episodes}
+        episode_datasets, episode_labels = _episode_ids(family, s.ftb_episodes), _episode_labels(s.ftb_episodes)
+        improved["episodes"] = runs.run(
+            f"improve_episodes{s.ftb_episodes}",
+            episode_settings,
+            lambda: improve_top_episodes(source, ftb, ftb_folder, root, s.ftb_episodes, episode_datasets),
+            stale=lambda _: not (root / episode_datasets["generated"]).exists(),
+        )
     datasets = {
         "BC, raw data": (dataset_path, None),
         "filtered BC (top 10%), raw data": (dataset_path, 0.1),
@@ -205,6 +226,8 @@ def main(argv: list[str] | None = None) -> Path:
     }
     if s.ctflow:
         datasets["BC, CTFlow realised (verified)"] = (str(root / ctflow_id), None)
+    if s.ftb_episodes:
+        datasets.update({episode_labels[kind]: (str(root / episode_datasets[kind]), None) for kind in episode_labels})
     best_id = f"{family}/best-v0"
     thin_dataset(source, None, root, best_id, overwrite=True, top_fraction=0.1, progress_bar=False)
     joins = [
@@ -226,6 +249,8 @@ def main(argv: list[str] | None = None) -> Path:
         datasets[label] = (str(root / joined_id), None)
     rows = []
     for label, (path, top_fraction) in datasets.items():
+        if s.rows and not any(word in label for word in s.rows):
+            continue
         if not Path(path).exists():  # no realised window beat its source: nothing to learn from
             rows.append({"learner": label, "transitions": 0, "scores": [], "median": None, "min": None, "max": None})
             continue
@@ -233,6 +258,7 @@ def main(argv: list[str] | None = None) -> Path:
         for seed in s.seeds:
             settings = {
                 **stage_settings,
+                **({"ftb_episodes": s.ftb_episodes} if label in episode_labels.values() else {}),
                 "learner": label,
                 "seed": seed,
                 "bc_steps": s.bc_steps,
@@ -265,6 +291,101 @@ def main(argv: list[str] | None = None) -> Path:
         )
     data = {"meta": {**s.recorded(), "dataset": source.id}, "fit": fitted, "improve": improved, "rows": rows}
     return write_results(s, name, data, "improve_extract", f"Improve, then extract (Flow to Better) on {source.id}")
+
+
+EPISODE_KINDS = ("start", "generated", "realised", "same")
+
+
+def _episode_ids(family: str, k: int) -> dict[str, str]:
+    """The dataset ids of the ``--ftb-episodes`` stage, by kind."""
+    return {kind: f"{family}/ftb-top{k}-{kind}-v0" for kind in EPISODE_KINDS}
+
+
+def _episode_labels(k: int) -> dict[str, str]:
+    """The table rows of the ``--ftb-episodes`` stage, by kind."""
+    return {
+        "start": f"BC, FTB's top {k} episodes as recorded",
+        "generated": f"BC, FTB generated from the top {k} episodes (paper)",
+        "realised": f"BC, top {k} episodes with realised FTB windows (verified)",
+        "same": f"BC, top {k} episodes with those windows' plans (unverified)",
+    }
+
+
+def improve_top_episodes(source, ftb, ftb_folder: Path, root: Path, k: int, ids: dict[str, str]) -> dict:
+    """FTB's extraction from whole episodes (module docstring): write the four datasets ``ids`` names; the report.
+
+    The start episodes are written as they are (with simulator states, so windows can be
+    realised from them); the generated episodes as windows of ``window - 1`` transitions
+    (``write_unverified_dataset``), an episode's last ``len % window`` steps left out; the
+    realised and the plans rows keep every step of the start episodes outside the windows
+    replaced.
+    """
+    started = time.time()
+    top = ftb.top_episodes(source, k)
+    start_path = thin_dataset(source, None, root, ids["start"], overwrite=True, episodes=top, progress_bar=False)
+    windows = make_windows(start_path, ftb.window, stride=ftb.window)
+    pool = ftb.improve(windows, keep="each")
+    improve_seconds = time.time() - started
+    record = {"improver": {"kind": "refiner:FTBRefiner", "checkpoint": str(ftb_folder)}}
+    rewards = np.where(pool.generated[:, None], ftb.step_scores(pool.observations, pool.actions), windows.rewards)
+    write_unverified_dataset(
+        source, pool.observations, pool.actions, rewards, ids["generated"], root,
+        {**record, "rewards": "FTB score where generated, recorded elsewhere", "windows": f"top {k} episodes"},
+        f"FTB's improved top {k} episodes, unverified",
+    )  # fmt: skip
+    started = time.time()
+    generated = np.flatnonzero(pool.generated)
+    realised, kept = None, np.zeros(0, np.int64)
+    if len(generated):
+        predicted = pool.scores[generated] - ftb.scores(windows.observations[generated], windows.actions[generated])
+        try:
+            realised = realise_proposals(
+                start_path, windows.subset(generated), pool.observations[generated], pool.actions[generated], ftb,
+                ids["realised"], root=root, overwrite=True, predicted_gain=predicted, source_steps="unimproved",
+                progress_bar=False,
+            )  # fmt: skip
+            kept = generated[np.array(realised.kept_rows, dtype=np.int64)]
+        except NothingImprovedError:
+            pass
+    if realised is None:  # nothing realised better: the verified episodes are the start episodes
+        thin_dataset(source, None, root, ids["realised"], overwrite=True, episodes=top, progress_bar=False)
+    # the control: the same spans cut out of the start episodes, the plans in their place
+    remainder = f"{ids['same'].rsplit('-v', 1)[0]}-remainder-v0"
+    replaced = [(e, t, t + ftb.window) for e, t in zip(windows.episode_ids[kept], windows.start_steps[kept])]
+    start_dataset = load_dataset(start_path)
+    write_improved_dataset(
+        start_dataset, [], remainder, root, {**record, "rewards": "recorded"}, "unimproved", replaced,
+        "the start episodes without the windows replaced",
+    )  # fmt: skip
+    parts = [root / remainder]
+    if len(kept):
+        plans = f"{ids['same'].rsplit('-v', 1)[0]}-plans-v0"
+        write_unverified_dataset(
+            source, pool.observations[kept], pool.actions[kept], rewards[kept], plans, root,
+            {**record, "rewards": "FTB score", "windows": "those whose realisation was kept"}, "FTB's plans",
+        )  # fmt: skip
+        parts.append(root / plans)
+    if len(parts) > 1:
+        combine_datasets(parts, ids["same"], root=root, overwrite=True)
+    else:
+        thin_dataset(source, None, root, ids["same"], overwrite=True, episodes=top, progress_bar=False)
+    return {
+        "episodes": top.tolist(),
+        "windows": len(windows),
+        "rounds": pool.rounds,
+        "start_mean_score": pool.start_mean_score,
+        "final_mean_score": float(pool.scores.mean()),
+        "generated_fraction": float(pool.generated.mean()),
+        "dynamics_error": float(np.nanmean(pool.dynamics_error[generated])) if len(generated) else None,
+        "realised": {
+            "windows": len(generated),
+            "accepted": len(kept),
+            "realised_gain_accepted": None if realised is None else realised.realised_gain_accepted,
+            "realised_gain_all": None if realised is None else realised.realised_gain_all,
+            "predicted_gain_accepted": None if realised is None else realised.predicted_gain_accepted,
+        },
+        "seconds": {"improve": improve_seconds, "realise": time.time() - started},
+    }
 
 
 if __name__ == "__main__":

@@ -478,3 +478,25 @@ def test_distillation_of_logged_data_with_a_refiner_fitted_elsewhere(random_data
     assert data["distilled"]["unverified"][0]["per_round"][-1]["learner"]["selected_step"] in (10, 20)
     assert "reset seeds 5000.." in (tmp_path / "selected.md").read_text()
     assert "checkpoint best on 1 validation episodes (reset seeds 3000..)" in (tmp_path / "selected.md").read_text()
+
+
+def test_improve_extract_from_whole_top_episodes(tmp_path):
+    """``--ftb-episodes``: FTB's top K episodes tiled by windows, each kept in its final version; four rows."""
+    small = thin_dataset(default_dataset_path(), None, tmp_path / "data", "ctflow/hopper/small-v0", top_fraction=0.05,
+                         progress_bar=False)  # fmt: skip
+    argv = ["--dataset", str(small), "--generator-steps", "20", "--score-steps", "20", "--top-n", "40"]
+    argv += ["--bc-steps", "20", "--bc-batch", "32", "--no-ctflow", "--ftb-episodes", "2", "--rows", "top 2"]
+    argv += ["--seeds", "0", "--episodes", "1", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
+    data = written(bench("improve_extract").main(argv + ["--name", "episodes"]), "fit", "improve", "rows")
+    rows = {r["learner"]: r for r in data["rows"]}
+    assert len(rows) == 4 and all("top 2" in label for label in rows)  # --rows: only the rows naming "top 2"
+    report = data["improve"]["episodes"]
+    top = load_dataset(small)
+    lengths = {e.id: len(e.actions) for e in top.iterate_episodes(report["episodes"])}
+    assert len(lengths) == 2 and rows["BC, FTB's top 2 episodes as recorded"]["transitions"] == sum(lengths.values())
+    assert report["windows"] == sum(n // 32 for n in lengths.values())  # consecutive windows, starts included
+    assert rows["BC, FTB generated from the top 2 episodes (paper)"]["transitions"] == report["windows"] * 31
+    accepted = report["realised"]["accepted"]
+    same = rows["BC, top 2 episodes with those windows' plans (unverified)"]["transitions"]
+    assert same == sum(lengths.values()) - accepted  # each replaced window: 32 recorded steps out, a 31-step plan in
+    assert rows["BC, top 2 episodes with realised FTB windows (verified)"]["transitions"] > 0

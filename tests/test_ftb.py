@@ -131,6 +131,31 @@ def test_iterative_improvement_keeps_the_best_and_only_real_ratio_gains(ftb, win
         assert report.windows == TINY["top_n"] and report.accepted <= report.windows
 
 
+def test_whole_episode_improvement_keeps_each_window_in_its_final_version(ftb, random_dataset):
+    """keep="each": windows tiling FTB's top episodes, one kept version per window (start states included)."""
+    top = ftb.top_episodes(random_dataset, 2)
+    totals = {}
+    for episode in random_dataset.iterate_episodes():
+        terms = ftb.step_scores(episode.observations[None, :-1], episode.actions[None])
+        totals[episode.id] = float(terms.sum())
+    assert top.tolist() == sorted(totals, key=totals.get, reverse=True)[:2]  # the paper's trajectory score
+    tiles = make_windows(random_dataset, 8, stride=8, episodes=top)
+    pool = ftb.improve(tiles, progress_bar=False, keep="each")
+    assert pool.origins.tolist() == list(range(len(tiles)))  # one version per window, in order
+    start_scores = ftb.scores(tiles.observations, tiles.actions)
+    assert np.all(pool.scores[pool.generated] > ftb.config.sigma * start_scores[pool.generated])
+    original = ~pool.generated
+    np.testing.assert_array_equal(pool.observations[original], tiles.observations[original])  # as recorded
+    np.testing.assert_array_equal(pool.scores[original], start_scores[original])
+    first = pool.observations[tiles.start_steps == 0][:, 0]  # the generated hold the start state (inpainting)
+    np.testing.assert_allclose(first, tiles.observations[tiles.start_steps == 0][:, 0], atol=1e-4)
+    for k in (0, random_dataset.total_episodes + 1):
+        with pytest.raises(ValueError, match="k must be"):
+            ftb.top_episodes(random_dataset, k)
+    with pytest.raises(ValueError, match="keep must be"):
+        ftb.improve(tiles, keep="best")
+
+
 def test_save_load_and_bad_settings(ftb, windows, tmp_path):
     loaded = load_refiner(ftb.save(tmp_path / "ftb"))
     assert isinstance(loaded, FTBRefiner) and loaded.block_edges == ftb.block_edges

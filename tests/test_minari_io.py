@@ -296,6 +296,17 @@ def test_thin_dataset_to_its_best_episodes_is_filtered_bcs_data(random_dataset_p
         thin_dataset(random_dataset_path, 2, tmp_path, dataset_id="test/hopper/x-v0", top_fraction=0.2)
 
 
+def test_thin_dataset_keeps_chosen_episodes(random_dataset_path, tmp_path):
+    source = load_dataset(random_dataset_path)
+    path = thin_dataset(random_dataset_path, None, tmp_path, "test/hopper/chosen-v0", episodes=[5, 2])
+    kept = list(load_dataset(path).iterate_episodes())
+    for written, chosen in zip(kept, source.iterate_episodes([2, 5]), strict=True):  # in the dataset's order
+        np.testing.assert_array_equal(written.actions, chosen.actions)
+    assert build_record(load_dataset(path))["thinned"]["episodes"] == [2, 5]
+    with pytest.raises(ValueError, match="episodes: ids"):
+        thin_dataset(random_dataset_path, None, tmp_path, "test/hopper/bad-v0", episodes=[source.total_episodes])
+
+
 def test_thin_dataset_to_a_step_target_keeps_the_whole_range(random_dataset_path, tmp_path):
     source = load_dataset(random_dataset_path)
     lengths = [len(e.actions) for e in source.iterate_episodes()]
@@ -309,7 +320,7 @@ def test_thin_dataset_to_a_step_target_keeps_the_whole_range(random_dataset_path
     fewer = np.unique(np.round(np.linspace(0, len(lengths) - 1, thinned.total_episodes - 1)).astype(int))
     assert np.sum(np.asarray(lengths)[fewer]) < 600
     assert build_record(thinned)["thinned"]["target_steps"] == 600
-    with pytest.raises(ValueError, match="exactly one of keep_every, target_steps and top_fraction"):
+    with pytest.raises(ValueError, match="exactly one of keep_every, target_steps, top_fraction and episodes"):
         thin_dataset(random_dataset_path, 2, tmp_path, target_steps=600)
     with pytest.raises(ValueError, match="target_steps must be an integer"):
         thin_dataset(random_dataset_path, None, tmp_path, target_steps=10**9)

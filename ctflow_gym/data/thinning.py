@@ -3,7 +3,8 @@
 Spread evenly: for shipping a replay dataset within a size budget while keeping its whole
 range of quality (random-level first episodes to medium-level last ones). The best: the
 episodes filtered BC ("%BC") clones (:func:`best_episodes`), as a dataset of their own, so
-that they can be improved and extracted from like any dataset. The copy is made
+that they can be improved and extracted from like any dataset. Or episodes chosen
+elsewhere (e.g. Flow to Better's top k by score, ``FTBRefiner.top_episodes``). The copy is made
 with Minari's own ``create_dataset_from_buffers`` and written like a build: in a
 hidden scratch folder beside the target, renamed into place at the end.
 """
@@ -19,7 +20,7 @@ from minari import MinariDataset
 from ctflow_gym import progress
 from ctflow_gym.data.derived import write_derived_dataset
 from ctflow_gym.data.minari_io import POLICY_FILE, build_record, episode_buffer, load_dataset
-from ctflow_gym.data.validation import require_int
+from ctflow_gym.data.validation import require_episode_ids, require_int
 from ctflow_gym.replay.sim_state import SIM_STATE_INFO_KEY
 
 
@@ -33,6 +34,7 @@ def thin_dataset(
     progress_bar: bool = True,
     top_fraction: float | None = None,
     piece: int | None = None,
+    episodes=None,
 ) -> Path:
     """Write a copy of ``source`` that keeps a subset of its episodes, spread evenly or the best.
 
@@ -40,7 +42,8 @@ def thin_dataset(
     the fewest evenly spaced episodes (first and last included) whose steps add up to
     at least n (finer than any k when a size budget is tight); ``top_fraction=f`` keeps
     the best episodes by return that hold at most a fraction f of the steps
-    (:func:`best_episodes`, filtered BC's rule). With ``target_steps``, ``piece=L`` thins
+    (:func:`best_episodes`, filtered BC's rule); ``episodes=ids`` keeps those episode ids
+    (in the dataset's order). With ``target_steps``, ``piece=L`` thins
     pieces instead of whole episodes: every episode is cut into consecutive pieces of L
     steps (its last one shorter) and the fewest evenly spaced pieces over the dataset whose
     steps add up to at least n are kept, each written as an episode of its own (truncated
@@ -55,8 +58,8 @@ def thin_dataset(
     ``progress_bar`` shows a bar over the copied episodes (see
     :mod:`ctflow_gym.progress`). Returns the folder written.
     """
-    if sum(value is not None for value in (keep_every, target_steps, top_fraction)) != 1:
-        raise ValueError("give exactly one of keep_every, target_steps and top_fraction")
+    if sum(value is not None for value in (keep_every, target_steps, top_fraction, episodes)) != 1:
+        raise ValueError("give exactly one of keep_every, target_steps, top_fraction and episodes")
     if top_fraction is not None and (
         isinstance(top_fraction, bool) or not isinstance(top_fraction, (int, float)) or not 0 < top_fraction <= 1
     ):
@@ -84,6 +87,8 @@ def thin_dataset(
     spans: dict[int, list[tuple[int, int]]] = {}  # episode index -> its kept (start, stop) pieces, when thinned so
     if keep_every is not None:
         kept = list(range(0, dataset.total_episodes, keep_every))
+    elif episodes is not None:
+        kept = require_episode_ids(episodes, dataset).tolist()
     elif top_fraction is not None:
         # one pass keeping two numbers per episode, not every episode's arrays
         ranked = np.array([(np.sum(e.rewards, dtype=np.float64), len(e.actions)) for e in dataset.iterate_episodes()])
@@ -111,12 +116,13 @@ def thin_dataset(
         "target_steps": target_steps,
         "top_fraction": top_fraction,
         "piece": piece,
+        "episodes": kept if episodes is not None else None,
         "kept_episodes": len(kept),
         "written_episodes": len(buffers),
     }
     metadata = dataset.storage.metadata
     kept_note = f"{len(kept)} of {dataset.total_episodes} episodes kept"
-    how = "the best by return" if top_fraction is not None else "evenly spaced"
+    how = "the best by return" if top_fraction is not None else "evenly spaced" if episodes is None else "chosen"
     if piece is not None:
         kept_note += f" in part ({len(buffers)} pieces of up to {piece} steps)"
         how = f"evenly spaced pieces of up to {piece} steps"

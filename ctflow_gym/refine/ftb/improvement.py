@@ -1,15 +1,24 @@
 """Flow to Better's iterative improvement (paper Algorithm 4; code ``utils/filter.py``), with our exact validity check.
 
-Start from the ``top_n`` windows by score; in each round generate one window per
-current window (conditioned on it), accept a sample when it is valid and
+Start from the ``top_n`` windows by score (``keep="top"``, our window adaptation) or from
+every window given (``keep="each"``: windows that tile the top k episodes by score, see
+:meth:`~ctflow_gym.refine.ftb.FTBRefiner.top_episodes`, the paper's trajectory-level
+extraction on CPU); in each round generate one window per current window (conditioned
+on it), accept a sample when it is valid and
 
     score_norm(new) / score_norm(current) > sigma                        (sigma = 1.05)
 
 and let accepted samples replace their condition (so they are improved further). Stop
 after the paper's t_flow = K - i rounds (i the 1-based block of the worst start window;
 the code runs one more) or after a round accepting fewer than ``min_accept`` (5%), the
-code's early stop. The pool, the start windows and every accepted sample, is rescored
-and its ``top_n`` best kept.
+code's early stop. With ``keep="top"`` the pool, the start windows and every accepted
+sample, is rescored and its ``top_n`` best kept (the paper's "top k of D_improved", over
+windows). With ``keep="each"`` every start window is kept in its final version (its last
+accepted sample, or itself): the paper keeps the top k trajectories of the pool, which
+are the latest versions of its k start trajectories unless two versions of one outrank
+another's; one version per window keeps every part of every start episode, the start
+states a policy begins from included, which the windows' top scores would drop (in
+locomotion an episode's first steps score low: the body has not yet got going).
 
 Validity: the code's check (every normalised entry below ``magnitude_limit``, 30), and
 ours, which is exact: the mean one-step dynamics error of the generated states and
@@ -72,15 +81,22 @@ def _better(new: np.ndarray, current: np.ndarray, sigma: float) -> np.ndarray:
     return np.where(positive, ratio_ok, new > current + (sigma - 1.0))
 
 
-def iterative_improvement(refiner, windows: Windows, seed: int = 0, progress_bar: bool = True, workers: int = 1):
+KEEP_MODES = ("top", "each")
+
+
+def iterative_improvement(
+    refiner, windows: Windows, seed: int = 0, progress_bar: bool = True, workers: int = 1, keep: str = "top"
+):
     """Algorithm 4 on ``windows`` with a fitted :class:`~ctflow_gym.refine.ftb.FTBRefiner` (module docstring)."""
     cfg = refiner.config
-    if cfg.top_n > len(windows):
+    if keep not in KEEP_MODES:
+        raise ValueError(f"keep must be one of {KEEP_MODES}; got {keep!r}")
+    if keep == "top" and cfg.top_n > len(windows):
         raise ValueError(f"top_n: {cfg.top_n} start windows asked for and windows holds {len(windows)}")
     if cfg.dynamics_tolerance is not None and windows.env_id is None:
         raise ValueError("dynamics_tolerance: the dynamics check needs the windows' env_id")
     scores = refiner.scores(windows.observations, windows.actions)
-    start = np.argsort(-scores, kind="stable")[: cfg.top_n]
+    start = np.argsort(-scores, kind="stable")[: cfg.top_n] if keep == "top" else np.arange(len(windows))
     current = refiner._normalised_windows(windows.observations[start], windows.actions[start])
     current_scores = scores[start]  # a copy (fancy indexing); it changes as samples are accepted
     rounds = cfg.max_rounds or max(1, cfg.blocks - (refiner.block_of(float(current_scores.min())) + 1))
@@ -90,6 +106,7 @@ def iterative_improvement(refiner, windows: Windows, seed: int = 0, progress_bar
             windows.observations[start], windows.actions[start], current_scores, start, False, np.zeros(len(start))
         )
     ]
+    final = {"generated": np.zeros(len(start), bool), "errors": np.zeros(len(start))}  # for keep="each"
     history = []
     for r in progress.progress_bar(range(rounds), desc="ftb improve", disable=not progress_bar):
         sample = refiner._generate_normalised(current, seed + r)
@@ -102,6 +119,7 @@ def iterative_improvement(refiner, windows: Windows, seed: int = 0, progress_bar
         pool.append(_pool_part(obs, act, new_scores, start, True, errors, accepted))
         current[accepted] = sample[accepted]
         current_scores[accepted] = new_scores[accepted]
+        final["generated"][accepted], final["errors"][accepted] = True, errors[accepted]
         history.append(
             {
                 "round": r + 1,
@@ -114,10 +132,17 @@ def iterative_improvement(refiner, windows: Windows, seed: int = 0, progress_bar
         )
         if accepted.mean() < cfg.min_accept:
             break
+    if keep == "each":  # the final version of each start window; its originals exactly as recorded
+        obs, act = refiner._split(current)
+        original = ~final["generated"]
+        obs[original], act[original] = windows.observations[start][original], windows.actions[start][original]
+        kept = _pool_part(obs, act, current_scores, start, True, final["errors"])
+        kept["generated"] = final["generated"]
+        return ImprovedPool(**kept, rounds=history, start_mean_score=float(scores[start].mean()))
     kept = {name: np.concatenate([part[name] for part in pool]) for name in pool[0]}
-    keep = np.argsort(-kept["scores"], kind="stable")[: cfg.top_n]
+    best = np.argsort(-kept["scores"], kind="stable")[: cfg.top_n]
     return ImprovedPool(
-        **{name: values[keep] for name, values in kept.items()},
+        **{name: values[best] for name, values in kept.items()},
         rounds=history,
         start_mean_score=float(scores[start].mean()),
     )

@@ -8,7 +8,9 @@
 one, trained on (block k -> block k + 1) pairs with condition dropout: flow matching
 with a 1-D temporal network (:class:`~ctflow_gym.models.temporal_velocity.ConditionalTemporalVelocity`)
 in place of the paper's DDPM U-Net. ``improve`` is the paper's Algorithm 4, the
-iterative improvement (:mod:`~ctflow_gym.refine.ftb.improvement`); ``refine`` is one
+iterative improvement (:mod:`~ctflow_gym.refine.ftb.improvement`), from the best windows
+or, with ``keep="each"``, from windows tiling the top k episodes (``top_episodes``), the
+paper's extraction from whole trajectories on CPU; ``refine`` is one
 generation round per window, so that a fitted FTB refiner works wherever a refiner does
 (``RefinementWrapper``, ``RefinedPolicy``, ``evaluate_refinement``, ``ctflow improve``).
 """
@@ -303,16 +305,53 @@ class FTBRefiner:
             return RefinementResult(*(None if v is None else v[0] for v in result.__dict__.values()))
         return result
 
-    def improve(self, windows: Windows, seed: int = 0, progress_bar: bool = True, validity_workers: int = 1):
-        """The paper's iterative improvement (Algorithm 4) from the best of ``windows``.
+    def improve(
+        self,
+        windows: Windows,
+        seed: int = 0,
+        progress_bar: bool = True,
+        validity_workers: int = 1,
+        keep: str = "top",
+    ):
+        """The paper's iterative improvement (Algorithm 4) from ``windows``.
 
-        Returns :class:`~ctflow_gym.refine.ftb.improvement.ImprovedPool`; see
+        ``keep="top"`` starts from the best ``top_n`` of ``windows`` and keeps the pool's
+        ``top_n``; ``keep="each"`` starts from every window and keeps each one's final
+        version (for windows that tile whole episodes: ``make_windows(dataset, window,
+        stride=window, episodes=refiner.top_episodes(dataset, k))``). Returns
+        :class:`~ctflow_gym.refine.ftb.improvement.ImprovedPool`; see
         :func:`~ctflow_gym.refine.ftb.improvement.iterative_improvement`.
         """
         from ctflow_gym.refine.ftb.improvement import iterative_improvement
 
         self._require_fitted()
-        return iterative_improvement(self, windows, seed=seed, progress_bar=progress_bar, workers=validity_workers)
+        return iterative_improvement(
+            self, windows, seed=seed, progress_bar=progress_bar, workers=validity_workers, keep=keep
+        )
+
+    def top_episodes(self, dataset, k: int) -> np.ndarray:
+        """Ids of the ``k`` episodes of ``dataset`` with the highest FTB score, best first.
+
+        An episode's score is the paper's trajectory score, sum over its steps of
+        sigmoid(r_psi(s, a)) (Eq. 3), over the whole episode (so a longer episode of the same
+        per-step quality scores higher, as in the paper's 1000-step trajectories). The paper
+        starts its extraction from the top k = 300 trajectories of a D4RL dataset
+        (hopper-medium-replay holds 2041 episodes); choose ``k`` for the dataset at hand.
+        Raises ``ValueError`` naming ``k`` when it is not a positive integer or exceeds the
+        dataset's episodes.
+        """
+        self._require_fitted()
+        dataset = load_dataset(dataset)
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= dataset.total_episodes:
+            raise ValueError(f"k must be an integer in [1, {dataset.total_episodes}] (the episodes); got {k!r}")
+        ids, totals = [], []
+        for episode in iter_episode_arrays(dataset):
+            steps = len(episode.actions)
+            terms = self.step_scores(episode.observations[None, :steps], episode.actions[None])
+            ids.append(episode.episode_id)
+            totals.append(float(terms.sum(dtype=np.float64)))
+        order = np.argsort(-np.asarray(totals), kind="stable")[:k]
+        return np.asarray(ids, dtype=np.int64)[order]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike) -> Path:
