@@ -51,6 +51,7 @@ import numpy as np
 from harness import Runs, Settings, option, parse, write_results
 from policy_improvement import selection_settings, train_bc
 
+from agents import BCAgent
 from ctflow_gym import FTBRefiner, TrajectoryRefiner
 from ctflow_gym.data import combine_datasets, default_dataset_path, load_dataset, make_windows, thin_dataset
 from ctflow_gym.improve import NothingImprovedError, improve_dataset, realise_proposals
@@ -77,6 +78,9 @@ class ImproveExtractSettings(Settings):
     episodes: int = option(10, "evaluation episodes per BC seed")
     work: str = option("/tmp/ctflow_improve_extract", "where the fitted FTB and the datasets go")
     ftb_episodes: int = option(0, "also improve FTB's top K episodes whole and extract from them (0: off)")
+    ftb_continuation: tuple[int, ...] = option(
+        (0,), "judge those realised windows with N steps of BC on the K episodes after them; several: a row pair each"
+    )
     rows: tuple[str, ...] = option((), "only the table rows whose learner names one of these words (default: all)")
     select_every: int = option(0, "every BC keeps its checkpoint best on validation episodes every N steps (0: last)")
     select_episodes: int = option(10, "validation episodes of each of those evaluations")
@@ -96,7 +100,6 @@ def main(argv: list[str] | None = None) -> Path:
     )
     name = "improve_extract" if not s.dataset else "improve_extract_" + source.id.replace("/", "_").replace("-", "_")
     name = s.name or name
-    episode_labels: dict[str, str] = {}
     if s.dataset:  # each dataset its own work folders (the shipped data's are the top ones)
         work, root = work / name, root / name
     runs = Runs(Path(s.out) / f"{name}_runs")
@@ -208,15 +211,29 @@ def main(argv: list[str] | None = None) -> Path:
             ctflow_settings["ctflow_steps"] = s.ctflow_steps
         gone = lambda run: run["windows"] is not None and not (root / ctflow_same_id).exists()  # noqa: E731
         improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow, stale=gone)
-    if s.ftb_episodes:
-        episode_settings = {**stage_settings, "ftb_episodes": s.ftb_episodes}
-        episode_datasets, episode_labels = _episode_ids(family, s.ftb_episodes), _episode_labels(s.ftb_episodes)
-        improved["episodes"] = runs.run(
-            f"improve_episodes{s.ftb_episodes}",
-            episode_settings,
-            lambda: improve_top_episodes(source, ftb, ftb_folder, root, s.ftb_episodes, episode_datasets),
-            stale=lambda _: not (root / episode_datasets["generated"]).exists(),
+    episode_rows: dict[str, tuple[str, dict]] = {}  # label -> (dataset id, the settings its BC runs add)
+    for steps in s.ftb_continuation if s.ftb_episodes else ():
+        k = s.ftb_episodes
+        judged = {"ftb_continuation": steps} if steps else {}  # absent at 0: the runs stored before the option
+        episode_datasets, episode_labels = _episode_ids(family, k, steps), _episode_labels(k, steps)
+
+        def continuation_policy(start_path: Path, k=k):  # BC on the start episodes, as the "as recorded" row has it
+            folder = work / f"policy_top{k}"
+            if not folder.exists():
+                train_bc(env_id, str(start_path), 0, s.bc_steps, None, selection, batch_size=s.bc_batch)[0].save(folder)
+            return BCAgent.load(folder, env=env_id, device="cpu")
+
+        improved["episodes" + (f"_c{steps}" if steps else "")] = runs.run(
+            f"improve_episodes{k}" + (f"_c{steps}" if steps else ""),
+            {**stage_settings, "ftb_episodes": k, **judged},
+            lambda ids=episode_datasets, steps=steps: improve_top_episodes(
+                source, ftb, ftb_folder, root, k, ids, steps, continuation_policy if steps else None
+            ),
+            stale=lambda _, ids=episode_datasets: not (root / ids["realised"]).exists(),
         )
+        for kind, label in episode_labels.items():
+            extra = {"ftb_episodes": k, **(judged if kind in ("realised", "same") else {})}
+            episode_rows.setdefault(label, (episode_datasets[kind], extra))
     datasets = {
         "BC, raw data": (dataset_path, None),
         "filtered BC (top 10%), raw data": (dataset_path, 0.1),
@@ -226,8 +243,7 @@ def main(argv: list[str] | None = None) -> Path:
     }
     if s.ctflow:
         datasets["BC, CTFlow realised (verified)"] = (str(root / ctflow_id), None)
-    if s.ftb_episodes:
-        datasets.update({episode_labels[kind]: (str(root / episode_datasets[kind]), None) for kind in episode_labels})
+    datasets.update({label: (str(root / dataset_id), None) for label, (dataset_id, _) in episode_rows.items()})
     best_id = f"{family}/best-v0"
     thin_dataset(source, None, root, best_id, overwrite=True, top_fraction=0.1, progress_bar=False)
     joins = [
@@ -258,7 +274,7 @@ def main(argv: list[str] | None = None) -> Path:
         for seed in s.seeds:
             settings = {
                 **stage_settings,
-                **({"ftb_episodes": s.ftb_episodes} if label in episode_labels.values() else {}),
+                **episode_rows.get(label, ("", {}))[1],
                 "learner": label,
                 "seed": seed,
                 "bc_steps": s.bc_steps,
@@ -296,35 +312,45 @@ def main(argv: list[str] | None = None) -> Path:
 EPISODE_KINDS = ("start", "generated", "realised", "same")
 
 
-def _episode_ids(family: str, k: int) -> dict[str, str]:
-    """The dataset ids of the ``--ftb-episodes`` stage, by kind."""
-    return {kind: f"{family}/ftb-top{k}-{kind}-v0" for kind in EPISODE_KINDS}
+def _episode_ids(family: str, k: int, continuation: int = 0) -> dict[str, str]:
+    """The dataset ids of the ``--ftb-episodes`` stage, by kind (the verified two depend on ``--ftb-continuation``)."""
+    judged = {
+        kind: f"-c{continuation}" if continuation and kind in ("realised", "same") else "" for kind in EPISODE_KINDS
+    }
+    return {kind: f"{family}/ftb-top{k}{judged[kind]}-{kind}-v0" for kind in EPISODE_KINDS}
 
 
-def _episode_labels(k: int) -> dict[str, str]:
+def _episode_labels(k: int, continuation: int = 0) -> dict[str, str]:
     """The table rows of the ``--ftb-episodes`` stage, by kind."""
+    judged = f", judged with {continuation} steps of BC after" if continuation else ""
     return {
         "start": f"BC, FTB's top {k} episodes as recorded",
         "generated": f"BC, FTB generated from the top {k} episodes (paper)",
-        "realised": f"BC, top {k} episodes with realised FTB windows (verified)",
-        "same": f"BC, top {k} episodes with those windows' plans (unverified)",
+        "realised": f"BC, top {k} episodes with realised FTB windows (verified{judged})",
+        "same": f"BC, top {k} episodes with those windows' plans (unverified{judged})",
     }
 
 
-def improve_top_episodes(source, ftb, ftb_folder: Path, root: Path, k: int, ids: dict[str, str]) -> dict:
+def improve_top_episodes(
+    source, ftb, ftb_folder: Path, root: Path, k: int, ids: dict[str, str], continuation: int = 0, policy_for=None
+) -> dict:
     """FTB's extraction from whole episodes (module docstring): write the four datasets ``ids`` names; the report.
 
     The start episodes are written as they are (with simulator states, so windows can be
     realised from them); the generated episodes as windows of ``window - 1`` transitions
     (``write_unverified_dataset``), an episode's last ``len % window`` steps left out; the
     realised and the plans rows keep every step of the start episodes outside the windows
-    replaced.
+    replaced. With ``continuation`` a realised window and its source are both judged by their
+    return plus ``continuation`` steps of ``policy_for(start episodes' path)`` after them
+    (``ImprovementConfig.continuation``), so a window that buys reward with a state the
+    policy cannot go on from is refused.
     """
     started = time.time()
     top = ftb.top_episodes(source, k)
     start_path = thin_dataset(source, None, root, ids["start"], overwrite=True, episodes=top, progress_bar=False)
     windows = make_windows(start_path, ftb.window, stride=ftb.window)
     pool = ftb.improve(windows, keep="each")
+    policy = policy_for(start_path) if continuation else None
     improve_seconds = time.time() - started
     record = {"improver": {"kind": "refiner:FTBRefiner", "checkpoint": str(ftb_folder)}}
     rewards = np.where(pool.generated[:, None], ftb.step_scores(pool.observations, pool.actions), windows.rewards)
@@ -342,7 +368,7 @@ def improve_top_episodes(source, ftb, ftb_folder: Path, root: Path, k: int, ids:
             realised = realise_proposals(
                 start_path, windows.subset(generated), pool.observations[generated], pool.actions[generated], ftb,
                 ids["realised"], root=root, overwrite=True, predicted_gain=predicted, source_steps="unimproved",
-                progress_bar=False,
+                progress_bar=False, policy=policy, continuation=continuation,
             )  # fmt: skip
             kept = generated[np.array(realised.kept_rows, dtype=np.int64)]
         except NothingImprovedError:
@@ -378,6 +404,7 @@ def improve_top_episodes(source, ftb, ftb_folder: Path, root: Path, k: int, ids:
         "generated_fraction": float(pool.generated.mean()),
         "dynamics_error": float(np.nanmean(pool.dynamics_error[generated])) if len(generated) else None,
         "realised": {
+            "continuation": continuation,
             "windows": len(generated),
             "accepted": len(kept),
             "realised_gain_accepted": None if realised is None else realised.realised_gain_accepted,

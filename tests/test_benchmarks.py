@@ -500,3 +500,11 @@ def test_improve_extract_from_whole_top_episodes(tmp_path):
     same = rows["BC, top 2 episodes with those windows' plans (unverified)"]["transitions"]
     assert same == sum(lengths.values()) - accepted  # each replaced window: 32 recorded steps out, a 31-step plan in
     assert rows["BC, top 2 episodes with realised FTB windows (verified)"]["transitions"] > 0
+    # --ftb-continuation: the same improvement (cached fit), its windows judged with BC's next steps after them
+    data = written(bench("improve_extract").main(argv + ["--ftb-continuation", "0", "8", "--name", "judged"]), "rows")
+    labels = [r["learner"] for r in data["rows"]]
+    assert "BC, top 2 episodes with realised FTB windows (verified, judged with 8 steps of BC after)" in labels
+    assert "BC, top 2 episodes with realised FTB windows (verified)" in labels  # --ftb-continuation 0 8: both
+    assert data["improve"]["episodes_c8"]["realised"]["continuation"] == 8
+    assert data["improve"]["episodes"]["realised"] == report["realised"]  # the plain stage's run, from the cache
+    assert any((tmp_path / "work").rglob("policy_top2"))  # the continuation policy, kept for reruns
