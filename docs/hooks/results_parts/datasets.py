@@ -100,9 +100,29 @@ def render_improve_extract(name: str, data: dict, path: Path, page: Page) -> str
             f"{number(improve['ctflow'].get('realised_gain_accepted'), 2, signed=True)}, all "
             f"{number(improve['ctflow'].get('realised_gain_all'), 2, signed=True)}; by execution "
             f"{improve['ctflow'].get('executions')}).",
+            *[_episode_stage(meta, improve[key]) for key in sorted(improve) if key.startswith("episodes")],
             "",
             source_line(name, path, data),
         ]
+    )
+
+
+def _episode_stage(meta: dict, stage: dict) -> str:
+    """One line on an ``--ftb-episodes`` stage of ``improve_extract``: its improvement and what realised."""
+    realised = stage.get("realised", {})
+    steps = realised.get("continuation")
+    judged = f", each judged with {steps} steps of BC after it" if steps else ""
+    rounds = ", ".join(percent(r["accepted"]).lstrip("+") for r in stage.get("rounds", []))
+    return (
+        f"FTB from the top {meta.get('ftb_episodes')} episodes: {stage.get('windows')} consecutive windows, "
+        f"accepted per round {rounds}; mean score {number(stage.get('start_mean_score'), 3)} -> "
+        f"{number(stage.get('final_mean_score'), 3)}, {percent(stage.get('generated_fraction')).lstrip('+')} of the "
+        f"windows improved, dynamics error {number(stage.get('dynamics_error'), 2)}. Realised: "
+        f"{realised.get('accepted')} of {realised.get('windows')} improved windows beat their source{judged} "
+        f"(gain of the kept {number(realised.get('realised_gain_accepted'), 2, signed=True)}, of all "
+        f"{number(realised.get('realised_gain_all'), 2, signed=True)}). Seconds: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in stage.get("seconds", {}).items())
+        + "."
     )
 
 
