@@ -350,8 +350,8 @@ def improve_top_episodes(
     start_path = thin_dataset(source, None, root, ids["start"], overwrite=True, episodes=top, progress_bar=False)
     windows = make_windows(start_path, ftb.window, stride=ftb.window)
     pool = ftb.improve(windows, keep="each")
+    improve_seconds = time.time() - started  # runs stored before 3481a47 include the continuation policy's BC here
     policy = policy_for(start_path) if continuation else None
-    improve_seconds = time.time() - started
     record = {"improver": {"kind": "refiner:FTBRefiner", "checkpoint": str(ftb_folder)}}
     rewards = np.where(pool.generated[:, None], ftb.step_scores(pool.observations, pool.actions), windows.rewards)
     write_unverified_dataset(
