@@ -212,17 +212,17 @@ def main(argv: list[str] | None = None) -> Path:
         gone = lambda run: run["windows"] is not None and not (root / ctflow_same_id).exists()  # noqa: E731
         improved["ctflow"] = runs.run("ctflow", ctflow_settings, improve_with_ctflow, stale=gone)
     episode_rows: dict[str, tuple[str, dict]] = {}  # label -> (dataset id, the settings its BC runs add)
-    for steps in s.ftb_continuation if s.ftb_episodes else ():
-        k = s.ftb_episodes
+    k = s.ftb_episodes
+
+    def continuation_policy(start_path: Path):  # BC on the start episodes, as the "as recorded" row has it
+        folder = work / f"policy_top{k}"
+        if not folder.exists():
+            train_bc(env_id, str(start_path), 0, s.bc_steps, None, selection, batch_size=s.bc_batch)[0].save(folder)
+        return BCAgent.load(folder, env=env_id, device="cpu")
+
+    for steps in s.ftb_continuation if k else ():
         judged = {"ftb_continuation": steps} if steps else {}  # absent at 0: the runs stored before the option
         episode_datasets, episode_labels = _episode_ids(family, k, steps), _episode_labels(k, steps)
-
-        def continuation_policy(start_path: Path, k=k):  # BC on the start episodes, as the "as recorded" row has it
-            folder = work / f"policy_top{k}"
-            if not folder.exists():
-                train_bc(env_id, str(start_path), 0, s.bc_steps, None, selection, batch_size=s.bc_batch)[0].save(folder)
-            return BCAgent.load(folder, env=env_id, device="cpu")
-
         improved["episodes" + (f"_c{steps}" if steps else "")] = runs.run(
             f"improve_episodes{k}" + (f"_c{steps}" if steps else ""),
             {**stage_settings, "ftb_episodes": k, **judged},
@@ -375,25 +375,19 @@ def improve_top_episodes(
             pass
     if realised is None:  # nothing realised better: the verified episodes are the start episodes
         thin_dataset(source, None, root, ids["realised"], overwrite=True, episodes=top, progress_bar=False)
-    # the control: the same spans cut out of the start episodes, the plans in their place
-    remainder = f"{ids['same'].rsplit('-v', 1)[0]}-remainder-v0"
-    replaced = [(e, t, t + ftb.window) for e, t in zip(windows.episode_ids[kept], windows.start_steps[kept])]
-    start_dataset = load_dataset(start_path)
-    write_improved_dataset(
-        start_dataset, [], remainder, root, {**record, "rewards": "recorded"}, "unimproved", replaced,
-        "the start episodes without the windows replaced",
-    )  # fmt: skip
-    parts = [root / remainder]
-    if len(kept):
-        plans = f"{ids['same'].rsplit('-v', 1)[0]}-plans-v0"
+    if len(kept):  # the control: the same spans cut out of the start episodes, the plans in their place
+        remainder, plans = (f"{ids['same'].rsplit('-v', 1)[0]}-{part}-v0" for part in ("remainder", "plans"))
+        replaced = [(e, t, t + ftb.window) for e, t in zip(windows.episode_ids[kept], windows.start_steps[kept])]
+        write_improved_dataset(
+            load_dataset(start_path), [], remainder, root, {**record, "rewards": "recorded"}, "unimproved", replaced,
+            "the start episodes without the windows replaced",
+        )  # fmt: skip
         write_unverified_dataset(
             source, pool.observations[kept], pool.actions[kept], rewards[kept], plans, root,
             {**record, "rewards": "FTB score", "windows": "those whose realisation was kept"}, "FTB's plans",
         )  # fmt: skip
-        parts.append(root / plans)
-    if len(parts) > 1:
-        combine_datasets(parts, ids["same"], root=root, overwrite=True)
-    else:
+        combine_datasets([root / remainder, root / plans], ids["same"], root=root, overwrite=True)
+    else:  # nothing replaced: the start episodes
         thin_dataset(source, None, root, ids["same"], overwrite=True, episodes=top, progress_bar=False)
     return {
         "episodes": top.tolist(),

@@ -100,13 +100,17 @@ def iterative_improvement(
     current = refiner._normalised_windows(windows.observations[start], windows.actions[start])
     current_scores = scores[start]  # a copy (fancy indexing); it changes as samples are accepted
     rounds = cfg.max_rounds or max(1, cfg.blocks - (refiner.block_of(float(current_scores.min())) + 1))
-    # the pool, one entry per part: the start windows, then each round's accepted samples
-    pool = [
-        _pool_part(
-            windows.observations[start], windows.actions[start], current_scores, start, False, np.zeros(len(start))
-        )
-    ]
-    final = {"generated": np.zeros(len(start), bool), "errors": np.zeros(len(start))}  # for keep="each"
+    # keep="top": the pool, one entry per part: the start windows, then each round's accepted samples
+    pool = (
+        [
+            _pool_part(
+                windows.observations[start], windows.actions[start], current_scores, start, False, np.zeros(len(start))
+            )
+        ]
+        if keep == "top"
+        else []
+    )
+    generated, current_errors = np.zeros(len(start), bool), np.zeros(len(start))  # keep="each": each final version
     history = []
     for r in progress.progress_bar(range(rounds), desc="ftb improve", disable=not progress_bar):
         sample = refiner._generate_normalised(current, seed + r)
@@ -116,10 +120,11 @@ def iterative_improvement(
         errors = _dynamics_errors(windows.env_id, obs, act, workers)
         dynamics_ok = np.ones(len(sample), bool) if cfg.dynamics_tolerance is None else errors <= cfg.dynamics_tolerance
         accepted = magnitude_ok & dynamics_ok & _better(new_scores, current_scores, cfg.sigma)
-        pool.append(_pool_part(obs, act, new_scores, start, True, errors, accepted))
+        if keep == "top":
+            pool.append(_pool_part(obs, act, new_scores, start, True, errors, accepted))
         current[accepted] = sample[accepted]
         current_scores[accepted] = new_scores[accepted]
-        final["generated"][accepted], final["errors"][accepted] = True, errors[accepted]
+        generated[accepted], current_errors[accepted] = True, errors[accepted]
         history.append(
             {
                 "round": r + 1,
@@ -134,11 +139,11 @@ def iterative_improvement(
             break
     if keep == "each":  # the final version of each start window; its originals exactly as recorded
         obs, act = refiner._split(current)
-        original = ~final["generated"]
+        original = ~generated
         obs[original], act[original] = windows.observations[start][original], windows.actions[start][original]
-        kept = _pool_part(obs, act, current_scores, start, True, final["errors"])
-        kept["generated"] = final["generated"]
-        return ImprovedPool(**kept, rounds=history, start_mean_score=float(scores[start].mean()))
+        return ImprovedPool(
+            obs, act, current_scores, start, generated, current_errors, history, float(scores[start].mean())
+        )
     kept = {name: np.concatenate([part[name] for part in pool]) for name in pool[0]}
     best = np.argsort(-kept["scores"], kind="stable")[: cfg.top_n]
     return ImprovedPool(
