@@ -12,6 +12,9 @@ paper's). GTP's runs in the committed 200k files were trained by ``gtp_diagnosti
 (archived: ``benchmarks/archive/README.md``), which evaluated sampled actions in between as well and so drew
 from the agent's random stream: a rerun here follows the same protocol on another random stream.
 With ``--eval-every 0`` each run is evaluated once at the end (the first protocol, 50k steps).
+Every curve point carries the seconds of training before it (:class:`TrainingClock`; d3rlpy's runs
+time their own epochs the same way), from which the summary says when each run first held 90% of its
+final score; runs beside other jobs on the same cores are slower, so read those seconds within one file.
 
 d3rlpy 2.8 pins gymnasium 1.0.0, so it runs in its own venv that this script makes
 (``--peer-venv``: torch 2.13.0, d3rlpy 2.8.1, gymnasium[mujoco] 1.0.0) through ``peer_d3rlpy.py``,
@@ -156,12 +159,44 @@ def run_peer(python: Path, data_file: Path, method: str, seed: int, env_id: str,
         run["eval_every"] = o["eval_every"]
         score = lambda returns: float(np.mean(normalized_score(env_id, returns)))  # noqa: E731
         run["curve"] = [
-            {"step": c["step"], "score": score(c["returns"]), "returns": c["returns"]} for c in result["curve"]
+            {"step": c["step"], "score": score(c["returns"]), "returns": c["returns"]}
+            | ({"training_seconds": c["training_seconds"]} if "training_seconds" in c else {})
+            for c in result["curve"]
         ]
     return run
 
 
 # ------------------------------------------------------------------------------------------------------- GTP
+
+
+class TrainingClock:
+    """Seconds of training before each evaluation of a resumable ``learn``, kept in ``folder``.
+
+    Training seconds run from the end of one evaluation (and its checkpoint) to the step before the
+    next, summed over resumed calls: evaluations, checkpoints and process start-up are not counted,
+    so time-to-score compares training alone. Call :meth:`stamp` from ``learn``'s per-step callback,
+    after every evaluation the callback itself runs.
+    """
+
+    def __init__(self, folder: Path, eval_every: int):
+        self.file, self.eval_every = folder / "training_seconds.json", eval_every
+        self.clock = json.loads(self.file.read_text()) if self.file.exists() else {}
+        self.trained, self.since = max(self.clock.values(), default=0.0), time.perf_counter()
+
+    def stamp(self, step: int) -> bool:
+        """Count the step that just ran; True, so that ``learn`` goes on."""
+        now = time.perf_counter()
+        if (step + 1) % self.eval_every == 0:
+            self.trained += now - self.since
+        elif step % self.eval_every == 0:
+            self.clock.setdefault(str(step), self.trained)
+            write_json(self.file, self.clock)
+            self.since = now
+        return True
+
+    def seconds(self, step: int) -> float | None:
+        """The training seconds before the evaluation at ``step`` (``None``: not timed, e.g. an older run)."""
+        return self.clock.get(str(step))
 
 
 def learn_with_curve(agent, s: PeersSettings, folder: Path, callback) -> None:
@@ -201,16 +236,24 @@ def run_gtp(method: str, seed: int, s: PeersSettings, dataset, folder: Path) -> 
     k2 = json.loads(k2_file.read_text()) if k2_file.exists() else {}
     karras = sampling_times(2, agent.config.max_time, agent.config.min_time)
 
+    clock = TrainingClock(folder, s.eval_every)
+
     def evaluate_k2(_locals, _globals) -> bool:  # after learn's own evaluation (K = 5) and checkpoint of the step
         step = agent.num_timesteps
         if step % s.eval_every == 0 and str(step) not in k2:
             k2[str(step)] = agent.evaluate(s.episodes, n_envs=s.envs, sampling_times=karras)["normalized_score"]
             write_json(k2_file, k2)
-        return True
+        return clock.stamp(step)  # after the K = 2 evaluation, so that it is not counted as training
 
     learn_with_curve(agent, s, folder, evaluate_k2)
     curve = [
-        {"step": e["step"], "score": e["normalized_score"], "score_K=2": k2[str(e["step"])]} for e in agent.eval_history
+        {
+            "step": e["step"],
+            "score": e["normalized_score"],
+            "score_K=2": k2[str(e["step"])],
+            "training_seconds": clock.seconds(e["step"]),
+        }
+        for e in agent.eval_history
     ]
     return {**run, "curve": curve}
 
@@ -233,24 +276,10 @@ def run_flow_agent(method: str, seed: int, s: PeersSettings, dataset, folder: Pa
         agent.learn(s.steps, progress_bar=s.progress)
         return {**run, "returns": agent.evaluate(s.episodes, seed=10_000 + seed, n_envs=s.envs)["returns"]}
     folder.mkdir(parents=True, exist_ok=True)
-    clock_file = folder / "training_seconds.json"
-    clock = json.loads(clock_file.read_text()) if clock_file.exists() else {}
-    # Training seconds: the time from the end of one evaluation (and checkpoint) to the step before the next.
-    timer = {"trained": max(clock.values(), default=0.0), "since": time.perf_counter()}
-
-    def stamp(_locals, _globals) -> bool:  # runs after each step, after learn's evaluation and checkpoint of it
-        step, now = agent.num_timesteps, time.perf_counter()
-        if (step + 1) % s.eval_every == 0:
-            timer["trained"] += now - timer["since"]
-        elif step % s.eval_every == 0:
-            clock.setdefault(str(step), timer["trained"])
-            write_json(clock_file, clock)
-            timer["since"] = now
-        return True
-
-    learn_with_curve(agent, s, folder, stamp)
+    clock = TrainingClock(folder, s.eval_every)
+    learn_with_curve(agent, s, folder, lambda _locals, _globals: clock.stamp(agent.num_timesteps))
     curve = [
-        {"step": e["step"], "score": e["normalized_score"], "training_seconds": clock.get(str(e["step"]))}
+        {"step": e["step"], "score": e["normalized_score"], "training_seconds": clock.seconds(e["step"])}
         for e in agent.eval_history
     ]
     return {**run, "curve": curve, "final_by_noise": final_by_noise(agent, s, seed)}

@@ -142,7 +142,8 @@ def main() -> None:
         if args.eval_every:
             train_seconds += time.perf_counter() - started
             step = min(epoch * epoch_steps, args.steps)
-            curve.append({"step": step, "returns": evaluate(algo, args.env, args.episodes, args.eval_seed)})
+            returns = evaluate(algo, args.env, args.episodes, args.eval_seed)
+            curve.append({"step": step, "returns": returns, "training_seconds": train_seconds})
             started = time.perf_counter()
     train_seconds += time.perf_counter() - started
     returns = evaluate(algo, args.env, args.episodes, args.eval_seed)

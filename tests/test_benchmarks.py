@@ -131,6 +131,8 @@ def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, 
     assert set(data["summary"]) == {"gtp", "gtp-bc", "iql"}
     assert set(data["summary"]["gtp"]["scores"]) == {"score", "score_K=2"}
     assert [p["step"] for p in data["runs"][0]["curve"]] == [50, 100]
+    seconds = [p["training_seconds"] for p in data["runs"][0]["curve"]]  # GTP's training clock, for time-to-score
+    assert 0 < seconds[0] < seconds[1]
     assert data["meta"]["critic_ensemble"] == 2 and data["meta"]["curves_png"] == f"{name}.png"
     assert "d3rlpy IQL" in (tmp_path / f"{name}.md").read_text() and (tmp_path / f"{name}.png").is_file()
     monkeypatch.setattr(peers, "run_gtp", lambda *a: pytest.fail("a finished run was trained again"))
@@ -192,6 +194,8 @@ def test_peer_d3rlpy_runs_in_its_venv(random_dataset_path, tmp_path):
     data = peers.export_transitions(load_dataset(random_dataset_path), tmp_path / "transitions.npz")
     run = peers.run_peer(PEER_PYTHON, data, "iql", 0, "Hopper-v5", 60, episodes=1, eval_every=30)
     assert [p["step"] for p in run["curve"]] == [30, 60] and run["steps_per_second"] > 0
+    seconds = [p["training_seconds"] for p in run["curve"]]
+    assert 0 < seconds[0] < seconds[1] <= 60 / run["steps_per_second"]
 
 
 def test_refiner_tables(random_dataset_path, tmp_path):
