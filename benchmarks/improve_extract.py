@@ -31,7 +31,10 @@ into consecutive windows, every window improved and kept in its final version
 the window rows miss. Four rows: BC on those K episodes as recorded (the control FTB must
 beat), on the generated episodes (the paper's extraction), on the episodes with every
 window whose realisation beat its source replaced by that realisation (verified), and, at
-equal size, with those windows' plans instead (unverified).
+equal size, with those windows' plans instead (unverified). ``--ftb-tolerance T`` (several: a row
+set each; 0: off) repeats the improvement with our exact validity check on (a generated window
+counts only if its mean one-step MuJoCo dynamics error is at most T, ``FTBConfig.dynamics_tolerance``),
+so the extraction can be read against how physical the accepted plans had to be.
 
 ``--select-every N`` makes every BC its checkpoint best on ``--select-episodes`` validation
 episodes (:class:`agents.KeepBest`, reset seeds from ``--select-seed``), judged every N steps,
@@ -80,6 +83,9 @@ class ImproveExtractSettings(Settings):
     ftb_episodes: int = option(0, "also improve FTB's top K episodes whole and extract from them (0: off)")
     ftb_continuation: tuple[int, ...] = option(
         (0,), "judge those realised windows with N steps of BC on the K episodes after them; several: a row pair each"
+    )
+    ftb_tolerance: tuple[float, ...] = option(
+        (0.0,), "FTB's whole-episode improvement with dynamics error <= T as validity (0: off); several: rows each"
     )
     rows: tuple[str, ...] = option((), "only the table rows whose learner names one of these words (default: all)")
     select_every: int = option(0, "every BC keeps its checkpoint best on validation episodes every N steps (0: last)")
@@ -220,19 +226,29 @@ def main(argv: list[str] | None = None) -> Path:
             train_bc(env_id, str(start_path), 0, s.bc_steps, None, selection, batch_size=s.bc_batch)[0].save(folder)
         return BCAgent.load(folder, env=env_id, device="cpu")
 
-    for steps in s.ftb_continuation if k else ():
+    def bounded(tolerance: float) -> FTBRefiner:  # the fitted FTB with our exact validity check at ``tolerance``
+        if not tolerance:
+            return ftb
+        tolerant = FTBRefiner.load(ftb_folder)
+        tolerant.config = dataclasses.replace(tolerant.config, dynamics_tolerance=tolerance)
+        return tolerant
+
+    for tolerance, steps in [(t, c) for t in s.ftb_tolerance for c in s.ftb_continuation] if k else ():
         judged = {"ftb_continuation": steps} if steps else {}  # absent at 0: the runs stored before the option
-        episode_datasets, episode_labels = _episode_ids(family, k, steps), _episode_labels(k, steps)
-        improved["episodes" + (f"_c{steps}" if steps else "")] = runs.run(
-            f"improve_episodes{k}" + (f"_c{steps}" if steps else ""),
-            {**stage_settings, "ftb_episodes": k, **judged},
-            lambda ids=episode_datasets, steps=steps: improve_top_episodes(
-                source, ftb, ftb_folder, root, k, ids, steps, continuation_policy if steps else None
+        valid = {"ftb_dynamics_tolerance": tolerance} if tolerance else {}  # the same
+        episode_datasets = _episode_ids(family, k, steps, tolerance)
+        tag = (f"_tol{tolerance:g}" if tolerance else "") + (f"_c{steps}" if steps else "")
+        improved["episodes" + tag] = runs.run(
+            f"improve_episodes{k}{tag}",
+            {**stage_settings, "ftb_episodes": k, **valid, **judged},
+            lambda ids=episode_datasets, steps=steps, refiner=bounded(tolerance): improve_top_episodes(
+                source, refiner, ftb_folder, root, k, ids, steps, continuation_policy if steps else None
             ),
             stale=lambda _, ids=episode_datasets: not (root / ids["realised"]).exists(),
         )
-        for kind, label in episode_labels.items():
-            extra = {"ftb_episodes": k, **(judged if kind in ("realised", "same") else {})}
+        for kind, label in _episode_labels(k, steps, tolerance).items():
+            extra = {"ftb_episodes": k, **(valid if kind != "start" else {})}
+            extra.update(judged if kind in ("realised", "same") else {})
             episode_rows.setdefault(label, (episode_datasets[kind], extra))
     datasets = {
         "BC, raw data": (dataset_path, None),
@@ -312,22 +328,26 @@ def main(argv: list[str] | None = None) -> Path:
 EPISODE_KINDS = ("start", "generated", "realised", "same")
 
 
-def _episode_ids(family: str, k: int, continuation: int = 0) -> dict[str, str]:
-    """The dataset ids of the ``--ftb-episodes`` stage, by kind (the verified two depend on ``--ftb-continuation``)."""
-    judged = {
-        kind: f"-c{continuation}" if continuation and kind in ("realised", "same") else "" for kind in EPISODE_KINDS
-    }
-    return {kind: f"{family}/ftb-top{k}{judged[kind]}-{kind}-v0" for kind in EPISODE_KINDS}
+def _episode_ids(family: str, k: int, continuation: int = 0, tolerance: float = 0.0) -> dict[str, str]:
+    """The dataset ids of the ``--ftb-episodes`` stage, by kind (the verified two depend on ``--ftb-continuation``,
+    all but the start episodes on ``--ftb-tolerance``)."""
+    ids = {}
+    for kind in EPISODE_KINDS:
+        valid = f"-tol{tolerance:g}" if tolerance and kind != "start" else ""
+        judged = f"-c{continuation}" if continuation and kind in ("realised", "same") else ""
+        ids[kind] = f"{family}/ftb-top{k}{valid}{judged}-{kind}-v0"
+    return ids
 
 
-def _episode_labels(k: int, continuation: int = 0) -> dict[str, str]:
+def _episode_labels(k: int, continuation: int = 0, tolerance: float = 0.0) -> dict[str, str]:
     """The table rows of the ``--ftb-episodes`` stage, by kind."""
     judged = f", judged with {continuation} steps of BC after" if continuation else ""
+    valid = f", dynamics error <= {tolerance:g}" if tolerance else ""
     return {
         "start": f"BC, FTB's top {k} episodes as recorded",
-        "generated": f"BC, FTB generated from the top {k} episodes (paper)",
-        "realised": f"BC, top {k} episodes with realised FTB windows (verified{judged})",
-        "same": f"BC, top {k} episodes with those windows' plans (unverified{judged})",
+        "generated": f"BC, FTB generated from the top {k} episodes (paper{valid})",
+        "realised": f"BC, top {k} episodes with realised FTB windows (verified{judged}{valid})",
+        "same": f"BC, top {k} episodes with those windows' plans (unverified{judged}{valid})",
     }
 
 
@@ -397,6 +417,7 @@ def improve_top_episodes(
         "final_mean_score": float(pool.scores.mean()),
         "generated_fraction": float(pool.generated.mean()),
         "dynamics_error": float(np.nanmean(pool.dynamics_error[generated])) if len(generated) else None,
+        "dynamics_tolerance": ftb.config.dynamics_tolerance,
         "realised": {
             "continuation": continuation,
             "windows": len(generated),

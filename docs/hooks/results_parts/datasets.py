@@ -113,8 +113,13 @@ def _episode_stage(meta: dict, stage: dict) -> str:
     steps = realised.get("continuation")
     judged = f", each judged with {steps} steps of BC after it" if steps else ""
     rounds = ", ".join(percent(r["accepted"]).lstrip("+") for r in stage.get("rounds", []))
+    tolerance = stage.get("dynamics_tolerance")
+    valid = ""
+    if tolerance:
+        refused = ", ".join(str(r.get("invalid_dynamics")) for r in stage.get("rounds", []))
+        valid = f" with our validity check (dynamics error <= {tolerance:g}; samples refused by it per round {refused})"
     return (
-        f"FTB from the top {meta.get('ftb_episodes')} episodes: {stage.get('windows')} consecutive windows, "
+        f"FTB from the top {meta.get('ftb_episodes')} episodes{valid}: {stage.get('windows')} consecutive windows, "
         f"accepted per round {rounds}; mean score {number(stage.get('start_mean_score'), 3)} -> "
         f"{number(stage.get('final_mean_score'), 3)}, {percent(stage.get('generated_fraction')).lstrip('+')} of the "
         f"windows improved, dynamics error {number(stage.get('dynamics_error'), 2)}. Realised: "
