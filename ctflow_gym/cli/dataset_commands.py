@@ -62,6 +62,14 @@ def register(commands) -> None:
     build.add_argument(
         "--workers", type=int, default=1, help="processes building shards at once (same dataset; default: 1)"
     )
+    build.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10_000,
+        help="medium-replay: checkpoint SAC and the episodes every N steps (at the next episode end; 0: never); "
+        "building again resumes from it (default: 10000)",
+    )
+    build.add_argument("--restart", action="store_true", help="medium-replay: ignore a checkpoint and start afresh")
     build.add_argument("--overwrite", action="store_true")
     build.add_argument("--no-progress", action="store_true")
     build.set_defaults(handler=_build)
@@ -123,7 +131,10 @@ def register(commands) -> None:
     listing.set_defaults(handler=_list)
 
 
-_RECIPE_OPTIONS = ("out", "overwrite", "no_progress", "no_verify", "recipe", "handler", "command", "subcommand")
+_RECIPE_OPTIONS = (
+    "out", "overwrite", "no_progress", "no_verify", "recipe", "handler", "command", "subcommand", "checkpoint_every",
+    "restart",
+)  # fmt: skip
 
 
 def _build_recipe(args: argparse.Namespace, parser_defaults: dict) -> int:
@@ -142,6 +153,8 @@ def _build_recipe(args: argparse.Namespace, parser_defaults: dict) -> int:
         overwrite=args.overwrite,
         progress_bar=not args.no_progress,
         verify=not args.no_verify,
+        checkpoint_every=args.checkpoint_every,
+        resume=not args.restart,
     )
     print(f"dataset written to {path} (checksum {'not checked' if args.no_verify else 'matches the recipe'})")
     return 0
@@ -174,6 +187,8 @@ def _build(args: argparse.Namespace) -> int:
         progress_bar=not args.no_progress,
         shards=args.shards,
         workers=args.workers,
+        checkpoint_every=args.checkpoint_every,
+        resume=not args.restart,
     )
     path = build_dataset(config)
     print(f"dataset written to {path}")

@@ -28,12 +28,20 @@ workers only how many are built at a time: any ``workers`` gives the same datase
 
 Atomicity: everything is written under a hidden temporary folder beside the target
 and moved into place with one rename at the end. An interrupted build leaves nothing
-at the target path (and its temporary folder is removed on the way out). A build is
-not resumable: it is restarted from scratch, which the seed makes reproducible.
+at the target path (and its temporary folder is removed on the way out).
+
+Resuming: a ``medium-replay`` build (one SAC run, an hour or more on a CPU) checkpoints
+its whole state every ``checkpoint_every`` steps (at the next episode end) under
+``<root>/.ctflow-checkpoints/<dataset_id>``; building it again with the same settings
+resumes from there and records the same dataset bit for bit as an uninterrupted build
+(:mod:`ctflow_gym.data.sac_checkpoint`). The checkpoint is removed once the dataset is in
+place. The other kinds take minutes and are restarted from scratch, which the seed makes
+reproducible.
 """
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import warnings
@@ -59,6 +67,8 @@ from ctflow_gym.replay.sim_state import REPLAY_STATE_SPEC, SIM_STATE_INFO_KEY, S
 from ctflow_gym.workers import in_chunks, require_workers
 
 DATASET_KINDS = ("random", "medium", "medium-replay", "medium-expert", "waypoint")
+CHECKPOINTS_FOLDER = ".ctflow-checkpoints"
+"""Hidden folder of a Minari root where interrupted ``medium-replay`` builds keep their checkpoints."""
 SHARD_SEED_STRIDE = 1000
 """Shard i of a sharded build is seeded with ``seed + SHARD_SEED_STRIDE * i``."""
 
@@ -100,6 +110,12 @@ class BuildConfig:
         shards: independent parts the dataset is made of (not for ``medium-replay``,
             which is one SAC run); part of what the dataset is.
         workers: processes that build the shards at once; changes only the wall time.
+        checkpoint_every: ``medium-replay`` saves a checkpoint at the first episode end
+            after every this many SAC steps (0: none); changes only what an interruption costs.
+        checkpoint_dir: where that checkpoint goes (default
+            ``<root>/.ctflow-checkpoints/<dataset_id>``); a build finding one of the same
+            settings there resumes from it, one of other settings is refused.
+        resume: False deletes a checkpoint found there and starts afresh.
     """
 
     env_id: str = "Hopper-v5"
@@ -123,6 +139,15 @@ class BuildConfig:
     progress_bar: bool = True
     shards: int = 1
     workers: int = 1
+    checkpoint_every: int = 10_000
+    checkpoint_dir: str | None = None
+    resume: bool = True
+
+    def resolved_checkpoint_dir(self, root: Path) -> Path:
+        """Where a ``medium-replay`` build into ``root`` keeps its checkpoint."""
+        if self.checkpoint_dir:
+            return Path(self.checkpoint_dir)
+        return root / CHECKPOINTS_FOLDER / self.resolved_dataset_id()
 
     def resolved_dataset_id(self) -> str:
         """The dataset id, with the default filled in."""
@@ -142,6 +167,10 @@ class BuildConfig:
         if self.kind == "medium-replay" and self.shards != 1:
             raise ValueError("shards must be 1 for kind='medium-replay' (one SAC run records it)")
         require_workers(self.workers)
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int):
+            raise ValueError(f"checkpoint_every must be an integer >= 0; got {self.checkpoint_every!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be an integer >= 0; got {self.checkpoint_every!r}")
         if (self.kind == "waypoint") != is_point_maze(self.env_id):
             raise ValueError(
                 f"kind='waypoint' goes with the PointMaze envs and they take only it; got kind={self.kind!r}, "
@@ -217,10 +246,13 @@ def build_dataset(config: BuildConfig) -> Path:
     started = time.time()
     if config.shards > 1:
         return _build_sharded(config, dataset_id, root, final_path, started)
+    checkpoint = config.resolved_checkpoint_dir(root) if config.kind == "medium-replay" else None
+    if checkpoint is not None and not config.resume:
+        shutil.rmtree(checkpoint, ignore_errors=True)
     with scratch_folder(root, ".ctflow-build-") as scratch:
         with minari_root_at(scratch):
             collector = make_recording_env(config.env_id, config.seed)
-            extra = _collect(collector, config, scratch)
+            extra = _collect(collector, config, scratch, checkpoint)
             random_return, expert_return = d4rl_reference_returns(config.env_id)
             with warnings.catch_warnings():
                 # Minari asks for an author e-mail, which a library build has none of.
@@ -241,7 +273,10 @@ def build_dataset(config: BuildConfig) -> Path:
         policy_file = scratch / POLICY_FILE
         if policy_file.exists():
             policy_file.replace(built / POLICY_FILE)
-        return move_into_place(built, final_path)
+        path = move_into_place(built, final_path)
+    if checkpoint is not None:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    return path
 
 
 def shard_configs(config: BuildConfig, root: str | Path) -> list[BuildConfig]:
@@ -292,7 +327,7 @@ def _finish(dataset, config: BuildConfig, started: float, extra: dict[str, Any])
     finish_dataset(dataset, record)
 
 
-def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> dict[str, Any]:
+def _collect(collector: DataCollector, config: BuildConfig, scratch: Path, checkpoint: Path | None) -> dict[str, Any]:
     show = config.progress_bar
     seeded = SeededResets(collector, config.seed)
     if config.kind == "random":
@@ -302,7 +337,7 @@ def _collect(collector: DataCollector, config: BuildConfig, scratch: Path) -> di
         roll_out_waypoints(seeded, config.n_steps, config.seed, show)
         return {}
     if config.kind == "medium-replay":
-        return train_sac_recording(seeded, config, scratch / POLICY_FILE)
+        return train_sac_recording(seeded, config, scratch / POLICY_FILE, checkpoint)
     medium = behaviour_policy(config.policy, config.policy_algo, config.env_id, config.deterministic, config.seed)
     if config.kind == "medium":
         _roll_out(seeded, medium, config.n_steps, config.seed, show, "medium")

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ctflow_gym.data.builder import BuildConfig, build_dataset
+from ctflow_gym.data.builder import CHECKPOINTS_FOLDER, BuildConfig, build_dataset
 from ctflow_gym.data.minari_io import build_record, load_dataset, minari_root
 
 SHIPPED_POLICY_PREFIX = "shipped:"
@@ -142,12 +142,17 @@ def build_recipe(
     progress_bar: bool = True,
     verify: bool = True,
     recipes_path: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = True,
 ) -> Path:
     """Build the recipe of ``dataset_id`` into ``root`` (default Minari's) and check its checksum.
 
     The dataset is built under a hidden folder and moved to ``<root>/<dataset_id>`` only
     when its checksum matches (or ``verify`` is false, or the recipe has none yet), so a
-    mismatching build never sits where ``minari.load_dataset`` finds it.
+    mismatching build never sits where ``minari.load_dataset`` finds it. A ``medium-replay``
+    recipe keeps its checkpoint in ``<root>/.ctflow-checkpoints/<dataset_id>`` (every
+    ``checkpoint_every`` SAC steps, default :class:`BuildConfig`'s), so an interrupted build
+    of it resumes when built again (``resume=False``: afresh); checkpoints do not change the data.
 
     Raises:
         KeyError: no recipe of that id (the message lists them).
@@ -164,8 +169,13 @@ def build_recipe(
         )
     from ctflow_gym.atomic import move_into_place, scratch_folder
 
+    overrides = {"checkpoint_every": checkpoint_every} if checkpoint_every is not None else {}
+    checkpoint = target_root / CHECKPOINTS_FOLDER / dataset_id  # outside the scratch folder, which goes on exit
     with scratch_folder(target_root, ".ctflow-recipe-") as scratch:
-        built = build_dataset(recipe.build_config(scratch, progress_bar=progress_bar))
+        config = recipe.build_config(
+            scratch, progress_bar=progress_bar, checkpoint_dir=str(checkpoint), resume=resume, **overrides
+        )
+        built = build_dataset(config)
         checksum = dataset_checksum(built)
         if verify and recipe.sha256 is not None and checksum != recipe.sha256:
             record = build_record(load_dataset(built)) or {}
