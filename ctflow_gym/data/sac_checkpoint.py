@@ -20,7 +20,7 @@ it is unpickled when loading):
 - ``sac.pt``: the SAC policy's state dict (actor, critics, target critics), the three
   optimisers' state dicts, ``log_ent_coef`` and torch's CPU RNG state
   (``torch.load(weights_only=True)``);
-- ``replay.npz``: the replay buffer's arrays, ``pos`` and ``full``;
+- ``replay.npz``: the replay buffer's filled rows, ``pos`` and ``full``;
 - ``numpy_rng.npz``: numpy's global RNG state (SB3 samples replay batches from it);
 - ``state.json``: SB3's counters, the build's own progress (evaluation history, best
   recorded episode), the configuration it belongs to, and the generator states of Python's
@@ -70,11 +70,12 @@ def save_recording_checkpoint(folder: Path, model, collector, train_resets, eval
             tensors["log_ent_coef"] = model.log_ent_coef.detach().clone()
         torch.save(tensors, scratch / "sac.pt")
         buffer = model.replay_buffer
+        used = buffer.buffer_size if buffer.full else buffer.pos  # SB3 allocates 1M rows up front
         np.savez(
             scratch / "replay.npz",
             pos=np.int64(buffer.pos),
             full=np.bool_(buffer.full),
-            **{name: getattr(buffer, name) for name in REPLAY_ARRAYS},
+            **{name: getattr(buffer, name)[:used] for name in REPLAY_ARRAYS},
         )
         name, keys, pos, has_gauss, cached = np.random.get_state()
         np.savez(scratch / "numpy_rng.npz", keys=keys, pos=pos, has_gauss=has_gauss, cached=cached, name=name)
@@ -133,7 +134,8 @@ def load_recording_checkpoint(folder: Path, model, collector, train_resets, eval
     with np.load(folder / "replay.npz") as replay:
         buffer = model.replay_buffer
         for name in REPLAY_ARRAYS:
-            getattr(buffer, name)[...] = replay[name]
+            saved = replay[name]
+            getattr(buffer, name)[: len(saved)] = saved
         buffer.pos, buffer.full = int(replay["pos"]), bool(replay["full"])
     model.num_timesteps, model._n_updates = state["num_timesteps"], state["n_updates"]
     model._episode_num = state["episode_num"]
