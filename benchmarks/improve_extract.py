@@ -333,7 +333,7 @@ def _episode_ids(family: str, k: int, continuation: int = 0, tolerance: float = 
     all but the start episodes on ``--ftb-tolerance``)."""
     ids = {}
     for kind in EPISODE_KINDS:
-        valid = f"-tol{tolerance:g}" if tolerance and kind != "start" else ""
+        valid = f"-tol{tolerance:g}".replace(".", "p") if tolerance and kind != "start" else ""  # Minari: no dots
         judged = f"-c{continuation}" if continuation and kind in ("realised", "same") else ""
         ids[kind] = f"{family}/ftb-top{k}{valid}{judged}-{kind}-v0"
     return ids

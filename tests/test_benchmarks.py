@@ -513,10 +513,10 @@ def test_improve_extract_from_whole_top_episodes(tmp_path):
     assert data["improve"]["episodes"]["realised"] == report["realised"]  # the plain stage's run, from the cache
     assert any((tmp_path / "work").rglob("policy_top2"))  # the continuation policy, kept for reruns
     # --ftb-tolerance: the same improvement with our exact validity check; a tolerance no sample meets keeps none
-    data = written(bench("improve_extract").main(argv + ["--ftb-tolerance", "0", "1e-9", "--name", "valid"]), "rows")
-    bounded = data["improve"]["episodes_tol1e-09"]
-    assert bounded["dynamics_tolerance"] == 1e-9 and bounded["generated_fraction"] == 0.0
+    data = written(bench("improve_extract").main(argv + ["--ftb-tolerance", "0", "1.5e-9", "--name", "valid"]), "rows")
+    bounded = data["improve"]["episodes_tol1.5e-09"]
+    assert bounded["dynamics_tolerance"] == 1.5e-9 and bounded["generated_fraction"] == 0.0
     assert bounded["rounds"][0]["invalid_dynamics"] == report["windows"] and bounded["realised"]["windows"] == 0
     rows = {r["learner"]: r for r in data["rows"]}
-    assert rows["BC, FTB generated from the top 2 episodes (paper, dynamics error <= 1e-09)"]["transitions"] > 0
+    assert rows["BC, FTB generated from the top 2 episodes (paper, dynamics error <= 1.5e-09)"]["transitions"] > 0
     assert data["improve"]["episodes"]["realised"] == report["realised"]  # tolerance 0: the plain stage, cached
