@@ -58,7 +58,7 @@ def test_an_interrupted_medium_replay_build_resumes_bit_for_bit(tmp_path, monkey
     assert dataset_checksum(resumed) == dataset_checksum(whole)
     history = [build_record(load_dataset(path))["eval_history"] for path in (whole, resumed)]
     assert history[0] == history[1] and len(history[0]) == 2  # evaluations at 450 (after the resume) and 900
-    assert not checkpoint.exists()  # removed once the dataset is in place
+    assert not (tmp_path / "resumed" / ".ctflow-checkpoints").exists()  # removed once the dataset is in place
 
 
 def test_resume_false_starts_afresh_and_bad_checkpoint_settings_are_named(tmp_path, monkeypatch):

@@ -275,8 +275,22 @@ def build_dataset(config: BuildConfig) -> Path:
             policy_file.replace(built / POLICY_FILE)
         path = move_into_place(built, final_path)
     if checkpoint is not None:
-        shutil.rmtree(checkpoint, ignore_errors=True)
+        _remove_checkpoint(checkpoint)
     return path
+
+
+def _remove_checkpoint(folder: Path) -> None:
+    """Remove a finished build's checkpoint and, under the default location, the folders it leaves empty."""
+    shutil.rmtree(folder, ignore_errors=True)
+    if CHECKPOINTS_FOLDER not in folder.parts:  # a folder the user chose: nothing above it is ours
+        return
+    for parent in folder.parents:
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            break
+        if parent.name == CHECKPOINTS_FOLDER:
+            break
 
 
 def shard_configs(config: BuildConfig, root: str | Path) -> list[BuildConfig]:
