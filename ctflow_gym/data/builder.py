@@ -167,9 +167,8 @@ class BuildConfig:
         if self.kind == "medium-replay" and self.shards != 1:
             raise ValueError("shards must be 1 for kind='medium-replay' (one SAC run records it)")
         require_workers(self.workers)
-        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int):
-            raise ValueError(f"checkpoint_every must be an integer >= 0; got {self.checkpoint_every!r}")
-        if self.checkpoint_every < 0:
+        every = self.checkpoint_every
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
             raise ValueError(f"checkpoint_every must be an integer >= 0; got {self.checkpoint_every!r}")
         if (self.kind == "waypoint") != is_point_maze(self.env_id):
             raise ValueError(
