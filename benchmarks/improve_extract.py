@@ -241,8 +241,8 @@ def main(argv: list[str] | None = None) -> Path:
         improved["episodes" + tag] = runs.run(
             f"improve_episodes{k}{tag}",
             {**stage_settings, "ftb_episodes": k, **valid, **judged},
-            lambda ids=episode_datasets, steps=steps, refiner=bounded(tolerance): improve_top_episodes(
-                source, refiner, ftb_folder, root, k, ids, steps, continuation_policy if steps else None
+            lambda ids=episode_datasets, steps=steps, tolerance=tolerance: improve_top_episodes(
+                source, bounded(tolerance), ftb_folder, root, k, ids, steps, continuation_policy if steps else None
             ),
             stale=lambda _, ids=episode_datasets: not (root / ids["realised"]).exists(),
         )

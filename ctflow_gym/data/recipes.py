@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ctflow_gym.data.builder import CHECKPOINTS_FOLDER, BuildConfig, build_dataset
+from ctflow_gym.data.builder import BuildConfig, build_dataset
 from ctflow_gym.data.minari_io import build_record, load_dataset, minari_root
 
 SHIPPED_POLICY_PREFIX = "shipped:"
@@ -170,11 +170,10 @@ def build_recipe(
     from ctflow_gym.atomic import move_into_place, scratch_folder
 
     overrides = {"checkpoint_every": checkpoint_every} if checkpoint_every is not None else {}
-    checkpoint = target_root / CHECKPOINTS_FOLDER / dataset_id  # outside the scratch folder, which goes on exit
     with scratch_folder(target_root, ".ctflow-recipe-") as scratch:
-        config = recipe.build_config(
-            scratch, progress_bar=progress_bar, checkpoint_dir=str(checkpoint), resume=resume, **overrides
-        )
+        config = recipe.build_config(scratch, progress_bar=progress_bar, resume=resume, **overrides)
+        # the checkpoint where a build into target_root keeps it, not in the scratch folder, which goes on exit
+        config.checkpoint_dir = str(config.resolved_checkpoint_dir(target_root))
         built = build_dataset(config)
         checksum = dataset_checksum(built)
         if verify and recipe.sha256 is not None and checksum != recipe.sha256:

@@ -64,28 +64,29 @@ def save_recording_checkpoint(folder: Path, model, collector, train_resets, eval
 
     folder = Path(folder)
     with scratch_folder(folder.parent, f".{folder.name}-") as scratch:
+        built = scratch / "checkpoint"
+        built.mkdir()
         tensors = {"policy": model.policy.state_dict(), "torch_rng": torch.get_rng_state()}
         tensors["optimizers"] = {k: o.state_dict() for k, o in _optimizers(model).items() if o is not None}
         if getattr(model, "log_ent_coef", None) is not None:
             tensors["log_ent_coef"] = model.log_ent_coef.detach().clone()
-        torch.save(tensors, scratch / "sac.pt")
+        torch.save(tensors, built / "sac.pt")
         buffer = model.replay_buffer
         used = buffer.buffer_size if buffer.full else buffer.pos  # SB3 allocates 1M rows up front
         np.savez(
-            scratch / "replay.npz",
+            built / "replay.npz",
             pos=np.int64(buffer.pos),
             full=np.bool_(buffer.full),
             **{name: getattr(buffer, name)[:used] for name in REPLAY_ARRAYS},
         )
         name, keys, pos, has_gauss, cached = np.random.get_state()
-        np.savez(scratch / "numpy_rng.npz", keys=keys, pos=pos, has_gauss=has_gauss, cached=cached, name=name)
-        shutil.copytree(collector._tmp_dir.name, scratch / "episodes")
+        np.savez(built / "numpy_rng.npz", keys=keys, pos=pos, has_gauss=has_gauss, cached=cached, name=name)
+        shutil.copytree(collector._tmp_dir.name, built / "episodes")
         state = {
             "version": CHECKPOINT_VERSION,
             "num_timesteps": int(model.num_timesteps),
             "n_updates": int(model._n_updates),
             "episode_num": int(model._episode_num),
-            "episodes_recorded": int(collector._storage.total_episodes),
             "last_obs": np.asarray(model._last_obs).tolist(),
             "python_rng": _python_rng_to_json(random.getstate()),
             "action_space_rng": model.action_space.np_random.bit_generator.state,
@@ -93,12 +94,7 @@ def save_recording_checkpoint(folder: Path, model, collector, train_resets, eval
             "eval_resets_rng": eval_resets.rng_state,
             "progress": progress,
         }
-        (scratch / "state.json").write_text(json.dumps(state))
-        built = scratch / "checkpoint"
-        built.mkdir()
-        for item in list(scratch.iterdir()):
-            if item != built:
-                item.rename(built / item.name)
+        (built / "state.json").write_text(json.dumps(state))
         move_into_place(built, folder)
 
 
