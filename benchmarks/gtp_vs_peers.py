@@ -14,7 +14,9 @@ from the agent's random stream: a rerun here follows the same protocol on anothe
 With ``--eval-every 0`` each run is evaluated once at the end (the first protocol, 50k steps).
 Every curve point carries the seconds of training before it (:class:`TrainingClock`; d3rlpy's runs
 time their own epochs the same way), from which the summary says when each run first held 90% of its
-final score; runs beside other jobs on the same cores are slower, so read those seconds within one file.
+final score and, where GTP ran, when each run first reached GTP's median final score, each with its median
+over seeds (issue 31's time to score); runs beside other jobs on the same cores are slower, so read those
+seconds within one file.
 
 d3rlpy 2.8 pins gymnasium 1.0.0, so it runs in its own venv that this script makes
 (``--peer-venv``: torch 2.13.0, d3rlpy 2.8.1, gymnasium[mujoco] 1.0.0) through ``peer_d3rlpy.py``,
@@ -313,13 +315,32 @@ def run_scores(run: dict, env_id: str) -> dict[str, float]:
     return scores
 
 
+def time_to_reach(curve: list[dict], target: float) -> dict:
+    """When a run's evaluation first scored ``target`` or more: the step and, if recorded, the training seconds
+    before it; both ``None`` if no evaluation reached it."""
+    point = next((p for p in curve if p["score"] >= target), None)
+    if point is None:
+        return {"step": None, "training_seconds": None}
+    return {"step": int(point["step"]), "training_seconds": point.get("training_seconds")}
+
+
 def time_to_score(curve: list[dict], final: float, fraction: float = 0.9) -> dict:
-    """When a run's evaluation first held ``fraction`` of its final score: the step and, if recorded, the
-    training seconds before it (``None`` for a final score <= 0, where the rule means nothing)."""
+    """When a run's evaluation first held ``fraction`` of its final score (``None`` for a final score <= 0,
+    where the rule means nothing). The final score is a mean of evaluations, so the last one may fall short of
+    it: a run that never held the fraction counts as reaching it at its last evaluation."""
     if final <= 0:
         return {"step": None, "training_seconds": None}
-    point = next(p for p in curve if p["score"] >= fraction * final or p is curve[-1])
-    return {"step": int(point["step"]), "training_seconds": point.get("training_seconds")}
+    reached = time_to_reach(curve, fraction * final)
+    return reached if reached["step"] is not None else time_to_reach(curve[-1:], float("-inf"))
+
+
+def median_minutes(reached: list[dict]) -> float | None:
+    """The median over seeds of the training minutes in ``reached`` (``time_to_reach`` results); ``None`` unless
+    every seed recorded its seconds and reached the target (a seed that never got there has no time to count)."""
+    seconds = [r.get("training_seconds") for r in reached]
+    if not seconds or any(s is None for s in seconds):
+        return None
+    return float(np.median(seconds)) / 60
 
 
 def seed_statistics(values: list[float]) -> dict:
@@ -351,7 +372,26 @@ def summarize(runs: list[dict], env_id: str) -> dict:
         if all("steps_per_second" in r for r in mine):
             entry["steps_per_second"] = float(np.mean([r["steps_per_second"] for r in mine]))
         table[method] = entry
+    add_times_to_gtp_score(table, runs)
     return table
+
+
+def add_times_to_gtp_score(table: dict, runs: list[dict]) -> None:
+    """Issue 31's time to score: each method's median minutes to 90% of its own final score, and, beside GTP
+    (defaults, K = 5), the minutes each seed's evaluation first reached GTP's median final score
+    (``to_gtp_score``; ``None`` for a seed that never did), so "reaches GTP's score in half GTP's wall time" can be
+    read off one file."""
+    for entry in table.values():
+        if "to_90_percent" in entry:
+            entry["to_90_percent_median_minutes"] = median_minutes(entry["to_90_percent"])
+    if "gtp" not in table or "to_90_percent" not in table["gtp"]:
+        return
+    target = table["gtp"]["scores"]["score"]["median"]
+    for method, entry in table.items():
+        mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
+        if "to_90_percent" in entry:
+            entry["to_gtp_score"] = {"target": target, "per_seed": [time_to_reach(r["curve"], target) for r in mine]}
+            entry["to_gtp_score"]["median_minutes"] = median_minutes(entry["to_gtp_score"]["per_seed"])
 
 
 def plot_curves(runs: list[dict], path: Path, title: str) -> bool:

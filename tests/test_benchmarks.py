@@ -135,10 +135,28 @@ def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, 
     assert 0 < seconds[0] < seconds[1]
     assert data["meta"]["critic_ensemble"] == 2 and data["meta"]["curves_png"] == f"{name}.png"
     assert "d3rlpy IQL" in (tmp_path / f"{name}.md").read_text() and (tmp_path / f"{name}.png").is_file()
+    gtp_final = data["summary"]["gtp"]["scores"]["score"]["median"]  # every method timed to GTP's final score
+    assert all(entry["to_gtp_score"]["target"] == gtp_final for entry in data["summary"].values())
+    assert data["summary"]["gtp"]["to_gtp_score"]["per_seed"][0]["step"] in (50, 100)  # its best >= its last-5 mean
+    assert "GTP's median final score" in (tmp_path / f"{name}.md").read_text()
     monkeypatch.setattr(peers, "run_gtp", lambda *a: pytest.fail("a finished run was trained again"))
     assert peers.main(args + ["--critic-ensemble", "2"]) == tmp_path / f"{name}.json"  # all cached: nothing trains
     with pytest.raises(SystemExit, match="other critic counts"):
         peers.main(args + ["--critic-ensemble", "1"])
+
+
+def test_time_to_score_reads_training_minutes_off_curves():
+    peers = bench("gtp_vs_peers")
+    scores = {10: 20.0, 20: 50.0, 30: 40.0}
+    curve = [{"step": step, "score": score, "training_seconds": 6.0 * step} for step, score in scores.items()]
+    assert peers.time_to_reach(curve, 45.0) == {"step": 20, "training_seconds": 120.0}
+    assert peers.time_to_reach(curve, 60.0) == {"step": None, "training_seconds": None}
+    assert peers.time_to_score(curve, final=45.0)["step"] == 20  # 90% of 45 = 40.5: first held at step 20
+    assert peers.time_to_score(curve, final=60.0)["step"] == 30  # never held 54: counted at the last evaluation
+    assert peers.time_to_score(curve, final=-1.0)["step"] is None
+    reached = [{"step": 10, "training_seconds": 60.0}, {"step": 20, "training_seconds": 240.0}]
+    assert peers.median_minutes(reached) == 2.5
+    assert peers.median_minutes(reached + [{"step": None, "training_seconds": None}]) is None
 
 
 def test_gtp_vs_peers_trains_fql_and_deflow_with_training_time_per_evaluation(random_dataset_path, tmp_path):

@@ -14,7 +14,7 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
     labels = {"gtp": "GTP", "gtp-bc": "GTP-BC", "fql": "FQL", "deflow": "DeFlow"}
     labels.update({"iql": "d3rlpy IQL", "td3+bc": "d3rlpy TD3+BC"})
     seeds = sorted({seed for entry in summary.values() for seed in entry.get("seeds", [])})
-    rows, peak_rows, in_runs, time_rows = [], [], [], []
+    rows, peak_rows, in_runs, time_rows, gtp_rows, gtp_target = [], [], [], [], [], None
     for method, entry in summary.items():
         by_seed = dict.fromkeys(seeds, "")
         for key, scores in entry.get("scores", {}).items():
@@ -32,12 +32,12 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
                 by_seed[seed] = f"{number(peak['score'])} at {peak['step'] // 1000}k"
             peak_rows.append([labels.get(method, method)] + list(by_seed.values()))
         if entry.get("to_90_percent"):
-            cells = dict.fromkeys(seeds, "")
-            for seed, reached in zip(entry.get("seeds", []), entry["to_90_percent"]):
-                if reached.get("step") is not None:
-                    seconds = reached.get("training_seconds")
-                    cells[seed] = f"{reached['step'] // 1000}k" + (f" ({number(seconds / 60)} min)" if seconds else "")
-            time_rows.append([labels.get(method, method)] + list(cells.values()))
+            row = reached_cells(entry.get("seeds", []), entry["to_90_percent"], seeds, "")
+            time_rows.append([labels.get(method, method)] + row + [minutes(entry.get("to_90_percent_median_minutes"))])
+        if entry.get("to_gtp_score"):
+            gtp_target = entry["to_gtp_score"]["target"]
+            row = reached_cells(entry.get("seeds", []), entry["to_gtp_score"]["per_seed"], seeds, "never")
+            gtp_rows.append([labels.get(method, method)] + row + [minutes(entry["to_gtp_score"].get("median_minutes"))])
     settings = [
         f"dataset `{meta.get('dataset')}` ({meta.get('transitions')} transitions)",
         f"{meta.get('steps')} gradient steps, batch {meta.get('batch_size')}",
@@ -107,7 +107,15 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
             "When each seed's evaluation first held 90% of its final score: the step and, where recorded, the "
             "minutes of training before it (one torch thread, evaluations excluded, cores shared with the other runs).",
             "",
-            table(["to 90% of final"] + [f"seed {s}" for s in seeds], time_rows),
+            table(["to 90% of final"] + [f"seed {s}" for s in seeds] + ["median"], time_rows),
+        ]
+    if gtp_rows and len(gtp_rows) > 1:
+        out += [
+            "",
+            f"When each seed's evaluation first reached GTP's median final score ({number(gtp_target)}): the step "
+            'and the minutes of training before it ("never": not within the budget; the median needs every seed).',
+            "",
+            table([f"to {number(gtp_target)}"] + [f"seed {s}" for s in seeds] + ["median"], gtp_rows),
         ]
     out += ["", source_line(name, path, data, commits=meta.get("run_commits"))]
     where = runs_machines_line(data.get("runs", []), labels, first_machine(data))
@@ -157,6 +165,24 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
             source_line(name, path, data, machine=latency.get("machine")),
         ]
     return "\n".join(out)
+
+
+def minutes(value: float | None) -> str:
+    """A median of minutes for a table cell ("" when there is none)."""
+    return f"{number(value)} min" if value is not None else ""
+
+
+def reached_cells(run_seeds: list[int], reached: list[dict], seeds: list[int], missing: str) -> list[str]:
+    """One cell per seed of ``seeds``: "20k (8.8 min)" for a ``time_to_reach`` result, ``missing`` where its step is
+    ``None``, "" for a seed without a run."""
+    cells = dict.fromkeys(seeds, "")
+    for seed, point in zip(run_seeds, reached):
+        if point.get("step") is None:
+            cells[seed] = missing
+            continue
+        seconds = point.get("training_seconds")
+        cells[seed] = f"{point['step'] // 1000}k" + (f" ({number(seconds / 60)} min)" if seconds else "")
+    return list(cells.values())
 
 
 def render_speed_table(results: dict, peers: dict | None = None) -> str:
