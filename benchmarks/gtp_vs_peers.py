@@ -335,12 +335,15 @@ def time_to_score(curve: list[dict], final: float, fraction: float = 0.9) -> dic
 
 
 def median_minutes(reached: list[dict]) -> float | None:
-    """The median over seeds of the training minutes in ``reached`` (``time_to_reach`` results); ``None`` unless
-    every seed recorded its seconds and reached the target (a seed that never got there has no time to count)."""
-    seconds = [r.get("training_seconds") for r in reached]
-    if not seconds or any(s is None for s in seconds):
+    """The median over seeds of the training minutes in ``reached`` (``time_to_reach`` results), a seed that never
+    reached the target counting as later than any other (for an even count the upper middle value, so that a
+    "never" is never averaged); ``None`` when that median is "never" or a seed that got there did not record its
+    seconds."""
+    if not reached or any(r.get("step") is not None and r.get("training_seconds") is None for r in reached):
         return None
-    return float(np.median(seconds)) / 60
+    seconds = [r["training_seconds"] if r.get("step") is not None else float("inf") for r in reached]
+    median = float(np.median(seconds)) if len(seconds) % 2 else float(np.sort(seconds)[len(seconds) // 2])
+    return median / 60 if np.isfinite(median) else None
 
 
 def seed_statistics(values: list[float]) -> dict:

@@ -154,9 +154,12 @@ def test_time_to_score_reads_training_minutes_off_curves():
     assert peers.time_to_score(curve, final=45.0)["step"] == 20  # 90% of 45 = 40.5: first held at step 20
     assert peers.time_to_score(curve, final=60.0)["step"] == 30  # never held 54: counted at the last evaluation
     assert peers.time_to_score(curve, final=-1.0)["step"] is None
-    reached = [{"step": 10, "training_seconds": 60.0}, {"step": 20, "training_seconds": 240.0}]
-    assert peers.median_minutes(reached) == 2.5
-    assert peers.median_minutes(reached + [{"step": None, "training_seconds": None}]) is None
+    reached = [{"step": 10, "training_seconds": 60.0}, {"step": 30, "training_seconds": 240.0}]
+    never = {"step": None, "training_seconds": None}
+    assert peers.median_minutes(reached + [{"step": 20, "training_seconds": 120.0}]) == 2.0
+    assert peers.median_minutes(reached + [never]) == 4.0  # "never" is later than any seed that got there
+    assert peers.median_minutes(reached) == 4.0  # even counts: the upper middle, so "never" can be the median
+    assert peers.median_minutes([reached[0], never, never]) is None
 
 
 def test_gtp_vs_peers_trains_fql_and_deflow_with_training_time_per_evaluation(random_dataset_path, tmp_path):

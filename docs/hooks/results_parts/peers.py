@@ -113,7 +113,8 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
         out += [
             "",
             f"When each seed's evaluation first reached GTP's median final score ({number(gtp_target)}): the step "
-            'and the minutes of training before it ("never": not within the budget; the median needs every seed).',
+            'and the minutes of training before it ("never": not within the budget; it counts as later than any '
+            "time in the median).",
             "",
             table([f"to {number(gtp_target)}"] + [f"seed {s}" for s in seeds] + ["median"], gtp_rows),
         ]
