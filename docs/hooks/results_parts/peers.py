@@ -33,7 +33,9 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
             peak_rows.append([labels.get(method, method)] + list(by_seed.values()))
         if entry.get("to_90_percent"):
             row = reached_cells(entry.get("seeds", []), entry["to_90_percent"], seeds, "")
-            time_rows.append([labels.get(method, method)] + row + [minutes(entry.get("to_90_percent_median_minutes"))])
+            if "to_90_percent_median_minutes" in entry:  # files rendered before the median was computed have none
+                row.append(minutes(entry["to_90_percent_median_minutes"]))
+            time_rows.append([labels.get(method, method)] + row)
         if entry.get("to_gtp_score"):
             gtp_target = entry["to_gtp_score"]["target"]
             row = reached_cells(entry.get("seeds", []), entry["to_gtp_score"]["per_seed"], seeds, "never")
@@ -101,13 +103,14 @@ def render_peers(name: str, data: dict, path: Path, page: Page) -> str:
             "",
             table(["final agent", "noise", "median"] + [f"seed {s}" for s in seeds], noise_rows),
         ]
+    with_median = any("to_90_percent_median_minutes" in entry for entry in summary.values())
     if time_rows and any(any(cell for cell in row[1:]) for row in time_rows):
         out += [
             "",
             "When each seed's evaluation first held 90% of its final score: the step and, where recorded, the "
             "minutes of training before it (one torch thread, evaluations excluded, cores shared with the other runs).",
             "",
-            table(["to 90% of final"] + [f"seed {s}" for s in seeds] + ["median"], time_rows),
+            table(["to 90% of final"] + [f"seed {s}" for s in seeds] + ["median"] * with_median, time_rows),
         ]
     if gtp_rows and len(gtp_rows) > 1:
         out += [
