@@ -318,7 +318,11 @@ def run_scores(run: dict, env_id: str) -> dict[str, float]:
 def time_to_reach(curve: list[dict], target: float) -> dict:
     """When a run's evaluation first scored ``target`` or more: the step and, if recorded, the training seconds
     before it; both ``None`` if no evaluation reached it."""
-    point = next((p for p in curve if p["score"] >= target), None)
+    return reached_at(next((p for p in curve if p["score"] >= target), None))
+
+
+def reached_at(point: dict | None) -> dict:
+    """A curve point's step and, if recorded, its training seconds (both ``None`` for no point)."""
     if point is None:
         return {"step": None, "training_seconds": None}
     return {"step": int(point["step"]), "training_seconds": point.get("training_seconds")}
@@ -331,7 +335,7 @@ def time_to_score(curve: list[dict], final: float, fraction: float = 0.9) -> dic
     if final <= 0:
         return {"step": None, "training_seconds": None}
     reached = time_to_reach(curve, fraction * final)
-    return reached if reached["step"] is not None else time_to_reach(curve[-1:], float("-inf"))
+    return reached if reached["step"] is not None else reached_at(curve[-1])
 
 
 def median_minutes(reached: list[dict]) -> float | None:
@@ -342,7 +346,7 @@ def median_minutes(reached: list[dict]) -> float | None:
     if not reached or any(r.get("step") is not None and r.get("training_seconds") is None for r in reached):
         return None
     seconds = [r["training_seconds"] if r.get("step") is not None else float("inf") for r in reached]
-    median = float(np.median(seconds)) if len(seconds) % 2 else float(np.sort(seconds)[len(seconds) // 2])
+    median = sorted(seconds)[len(seconds) // 2]  # the middle value; the upper middle one for an even count
     return median / 60 if np.isfinite(median) else None
 
 
@@ -355,7 +359,7 @@ def seed_statistics(values: list[float]) -> dict:
 
 def summarize(runs: list[dict], env_id: str) -> dict:
     """Per method: its seeds, the seed statistics of each score, each seed's peak (curves), steps/s (peers)."""
-    table = {}
+    table, curves = {}, {}
     for method in METHODS:
         mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
         if not mine:
@@ -369,32 +373,30 @@ def summarize(runs: list[dict], env_id: str) -> dict:
             best = [max(r["curve"], key=lambda point: point["score"]) for r in mine]
             entry["peaks"] = [{"score": float(b["score"]), "step": int(b["step"])} for b in best]
             entry["to_90_percent"] = [time_to_score(r["curve"], s["score"]) for r, s in zip(mine, scores)]
+            entry["to_90_percent_median_minutes"] = median_minutes(entry["to_90_percent"])
+            curves[method] = [r["curve"] for r in mine]
         if all("final_by_noise" in r for r in mine):
             labels = mine[0]["final_by_noise"]
             entry["final_by_noise"] = {k: seed_statistics([r["final_by_noise"][k] for r in mine]) for k in labels}
         if all("steps_per_second" in r for r in mine):
             entry["steps_per_second"] = float(np.mean([r["steps_per_second"] for r in mine]))
         table[method] = entry
-    add_times_to_gtp_score(table, runs)
+    add_times_to_gtp_score(table, curves)
     return table
 
 
-def add_times_to_gtp_score(table: dict, runs: list[dict]) -> None:
-    """Issue 31's time to score: each method's median minutes to 90% of its own final score, and, beside GTP
-    (defaults, K = 5), the minutes each seed's evaluation first reached GTP's median final score
-    (``to_gtp_score``; ``None`` for a seed that never did), so "reaches GTP's score in half GTP's wall time" can be
+def add_times_to_gtp_score(table: dict, curves: dict[str, list[list[dict]]]) -> None:
+    """Issue 31's time to score beside GTP (defaults, K = 5): for every method with ``curves`` (its seeds' curves,
+    in seed order), the minutes each seed's evaluation first reached GTP's median final score (``to_gtp_score``;
+    ``None`` for a seed that never did) and their median, so "reaches GTP's score in half GTP's wall time" can be
     read off one file."""
-    for entry in table.values():
-        if "to_90_percent" in entry:
-            entry["to_90_percent_median_minutes"] = median_minutes(entry["to_90_percent"])
-    if "gtp" not in table or "to_90_percent" not in table["gtp"]:
+    if "gtp" not in curves:
         return
     target = table["gtp"]["scores"]["score"]["median"]
-    for method, entry in table.items():
-        mine = sorted((r for r in runs if r["method"] == method), key=lambda r: r["seed"])
-        if "to_90_percent" in entry:
-            entry["to_gtp_score"] = {"target": target, "per_seed": [time_to_reach(r["curve"], target) for r in mine]}
-            entry["to_gtp_score"]["median_minutes"] = median_minutes(entry["to_gtp_score"]["per_seed"])
+    for method, seeds in curves.items():
+        per_seed = [time_to_reach(curve, target) for curve in seeds]
+        minutes = median_minutes(per_seed)
+        table[method]["to_gtp_score"] = {"target": target, "per_seed": per_seed, "median_minutes": minutes}
 
 
 def plot_curves(runs: list[dict], path: Path, title: str) -> bool:
