@@ -69,8 +69,8 @@ FLOW_NETWORKS = {
     "paper": {},
 }
 """FQL's and DeFlow's network sizes: GTP's (the common size) or their papers' (4 x 512 everywhere)."""
-BEFORE_RECORDED = GTPConfig.BEFORE_RECORDED
-"""What GTP runs stored before a setting was recorded were made with."""
+BEFORE_RECORDED = {**GTPConfig.BEFORE_RECORDED, "grad_norm": GTPConfig.grad_norm}
+"""What GTP runs stored before a setting was recorded were made with (``grad_norm``: the only value ever used)."""
 LAST_EVALUATIONS = 5
 
 
@@ -88,11 +88,14 @@ class PeersSettings(Settings):
     action_candidates: int = option(GTPConfig.action_candidates, "GTP's N, the samples its critic chooses from")
     schedule_max_steps: int = option(GTPConfig.schedule_max_steps, "GTP's s1 of Eq. 76 (the paper: 1280)")
     critic_ensemble: int = option(GTPConfig.critic_ensemble, "GTP's critics (the paper: 1)")
+    grad_norm: float = option(GTPConfig.grad_norm, "GTP's gradient-norm clip (the paper's Table 4 sets it per dataset)")
     flow_networks: str = option("gtp", "FQL's and DeFlow's network sizes", choices=tuple(FLOW_NETWORKS))
     fql_alpha: float = option(10.0, "FQL's alpha (its code's default)")
     deflow_delta: float | None = option(None, "DeFlow's trust region delta (None: derived from the data's IAV)")
     device: str = option("cpu", "torch device (ours and the peers')")
-    name: str | None = option(None, "result file name (default gtp_vs_peers_<steps/1000>k[_final][_ensemble<M>])")
+    name: str | None = option(
+        None, "result file name (default gtp_vs_peers_<steps/1000>k[_final][_ensemble<M>][_clip<grad norm>])"
+    )
     work: str = option("/tmp/ctflow_gtp_vs_peers", "GTP's checkpoints (curve runs)")
     report_only: bool = option(False, "train nothing, rewrite the summary")
     peer_venv: str = option(".bench-venvs/d3rlpy", "the d3rlpy venv (made on first use)")
@@ -221,10 +224,11 @@ def run_gtp(method: str, seed: int, s: PeersSettings, dataset, folder: Path) -> 
     eta = 0.0 if method == "gtp-bc" else s.eta
     critics = s.critic_ensemble if eta > 0 else None  # GTP-BC trains no critic
     options = dict(eta=eta, batch_size=s.batch_size, device=s.device, schedule_max_steps=s.schedule_max_steps)
-    options.update(action_candidates=s.action_candidates, **({"critic_ensemble": critics} if critics else {}))
+    options.update(action_candidates=s.action_candidates, grad_norm=s.grad_norm)
+    options.update({"critic_ensemble": critics} if critics else {})
     agent = GTPAgent(dataset.env_spec.id, dataset, seed=seed, **options)
     run = {"method": method, "seed": seed, "batch_size": s.batch_size, "eta": eta, "critic_ensemble": critics}
-    run.update(action_candidates=s.action_candidates, schedule_max_steps=s.schedule_max_steps)
+    run.update(action_candidates=s.action_candidates, schedule_max_steps=s.schedule_max_steps, grad_norm=s.grad_norm)
     if not s.eval_every:
         run["fitted_sampling_steps"] = list(agent.config.fitted_sampling_steps)
         agent.learn(s.steps, progress_bar=s.progress)
@@ -427,7 +431,8 @@ def main(argv: list[str] | None = None) -> Path:
     s = parse(PeersSettings, argv)
     budget = f"{s.steps // 1000}k" if s.steps % 1000 == 0 else str(s.steps)
     critics = "" if s.critic_ensemble == 1 else f"_ensemble{s.critic_ensemble}"
-    name = s.name or f"gtp_vs_peers_{budget}" + ("" if s.eval_every else "_final") + critics
+    clip = "" if s.grad_norm == GTPConfig.grad_norm else f"_clip{s.grad_norm:g}"
+    name = s.name or f"gtp_vs_peers_{budget}" + ("" if s.eval_every else "_final") + critics + clip
     out = Path(s.out)
     runs = Runs(out / f"{name}_runs")
     dataset = load_dataset(s.dataset)
@@ -442,7 +447,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     def settings_of(method: str) -> dict:
         """What a stored run of ``method`` must have been made with to count here."""
-        gtp = {"schedule_max_steps": s.schedule_max_steps} if method.startswith("gtp") else {}
+        gtp = {"schedule_max_steps": s.schedule_max_steps, "grad_norm": s.grad_norm} if method.startswith("gtp") else {}
         flow = {"flow_networks": s.flow_networks} if method in FLOW_AGENTS else {}
         flow.update({"fql_alpha": s.fql_alpha} if method == "fql" else {})
         flow.update({"deflow_delta": s.deflow_delta} if method == "deflow" else {})

@@ -141,6 +141,8 @@ def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, 
     assert "GTP's median final score" in (tmp_path / f"{name}.md").read_text()
     monkeypatch.setattr(peers, "run_gtp", lambda *a: pytest.fail("a finished run was trained again"))
     assert peers.main(args + ["--critic-ensemble", "2"]) == tmp_path / f"{name}.json"  # all cached: nothing trains
+    with pytest.raises(pytest.fail.Exception, match="trained again"):  # another gradient clip is another run
+        peers.main(args + ["--critic-ensemble", "2", "--grad-norm", "1.0"])
     with pytest.raises(SystemExit, match="other critic counts"):
         peers.main(args + ["--critic-ensemble", "1"])
 
