@@ -145,6 +145,14 @@ def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, 
         peers.main(args + ["--critic-ensemble", "2", "--grad-norm", "1.0"])
     with pytest.raises(SystemExit, match="other critic counts"):
         peers.main(args + ["--critic-ensemble", "1"])
+    acting = bench("gtp_acting")  # the run's checkpoint acted with N and K: N = 4, K = 5 repeats its last evaluation
+    acting_args = ["--dataset", str(random_dataset_path), "--runs", str(tmp_path / "work" / name), "--seeds", "0"]
+    acting_args += ["--candidates", "1", "4", "--sampling-steps", "5", "--episodes", "1", "--envs", "1"]
+    scores = written(acting.main(acting_args + ["--out", str(tmp_path)]), "meta", "summary", "runs")["summary"]
+    last = next(run for run in data["runs"] if run["method"] == "gtp")["curve"][-1]["score"]
+    assert set(scores) == {"N=1 K=5", "N=4 K=5"} and scores["N=4 K=5"]["per_seed"] == [last]
+    with pytest.raises(SystemExit, match="--runs"):
+        acting.main(["--runs", str(tmp_path / "work"), "--out", str(tmp_path)])
 
 
 def test_time_to_score_reads_training_minutes_off_curves():

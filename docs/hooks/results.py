@@ -60,7 +60,13 @@ from results_parts.gtp_diagnostics import (
     render_paired,
 )
 from results_parts.locations import RESULTS, ROOT, find_family, find_result, load
-from results_parts.peers import render_agent_speed, render_offline_to_online, render_peers, render_speed
+from results_parts.peers import (
+    render_agent_speed,
+    render_gtp_acting,
+    render_offline_to_online,
+    render_peers,
+    render_speed,
+)
 from results_parts.refined_policy import (
     render_closed_loop_policy,
     render_receding_horizon,
@@ -90,6 +96,7 @@ RENDERERS: dict[str, Callable[[str, dict, Path, Page], str]] = {
     "speed": render_speed,
     "agent_speed": render_agent_speed,
     "offline_to_online": render_offline_to_online,
+    "gtp_acting": render_gtp_acting,
     "paired": render_paired,
     "candidate-count": render_candidate_count,
     "critic-swap": render_critic_swap,

@@ -1,4 +1,4 @@
-"""Renderers of GTP against its peers: scores over seeds, curves, training speed, latency, offline to online."""
+"""Renderers of GTP against its peers: scores over seeds, curves, speed, latency, offline to online, acting."""
 
 from __future__ import annotations
 
@@ -282,6 +282,26 @@ def render_offline_to_online(name: str, data: dict, path: Path, page: Page) -> s
         f"{meta.get('eval_every')} steps).",
         "",
         table(["arm", "seed", "hand-over score", "evaluations after it", "final score", "gain"], rows),
+        "",
+        source_line(name, path, data, commits=meta.get("run_commits")),
+    ]
+    return "\n".join(out)
+
+
+def render_gtp_acting(name: str, data: dict, path: Path, page: Page) -> str:
+    """``gtp_acting_*.json``: GTP's checkpoints scored with N candidates and K steps, per seed and median."""
+    meta, summary = data.get("meta", {}), data.get("summary", {})
+    cells = list(summary)
+    seeds = next(iter(summary.values()), {}).get("seeds", [])
+    rows = [[f"seed {seed}"] + [number(summary[key]["per_seed"][i]) for key in cells] for i, seed in enumerate(seeds)]
+    rows.append(["median"] + [number(summary[key]["median"]) for key in cells])
+    steps = ", ".join(str(step) for step in meta.get("steps", []))
+    out = [
+        f"GTP's checkpoints at step {steps} on `{meta.get('dataset')}`, each cell {meta.get('episodes')} episodes "
+        "(the same start states in every cell of a seed); N = 1 is the policy alone, N > 1 the best of N samples "
+        "by the critic; K = 2 at the agent's fitted stop.",
+        "",
+        table(["checkpoint"] + [key.replace(" ", ", ") for key in cells], rows),
         "",
         source_line(name, path, data, commits=meta.get("run_commits")),
     ]

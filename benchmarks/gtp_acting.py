@@ -1,0 +1,113 @@
+"""How GTP acts, on one dataset: its trained checkpoints scored with N candidates and K flow-map steps.
+
+GTP acts with the best of N = ``action_candidates`` samples by its target critic (the paper's
+evaluation, Diffusion-QL's code; N = 50 by default); N = 1 is the policy alone, Eq. 15 as printed.
+The critic's choice can only help where the critic knows the actions the flow proposes: on a wide
+(replay) dataset it picked the good samples (the Results page's "Why the critic decides"), on
+one policy's narrow data it may prefer actions the data never held. This script scores the
+checkpoints a ``gtp_vs_peers.py`` curve run left in its work folder
+(``<work>/<name>/gtp/seed<k>/model``) at every N of ``--candidates`` and K of
+``--sampling-steps``: K = 2 at the agent's own (fitted) stop, as ``predict`` acts, not at the
+Karras stop of the curve's ``score_K=2``.
+
+Each cell is evaluated as ``learn`` evaluates (``evaluate(n_envs=--envs)``, resets seeded with the
+agent's seed plus its step count), so every cell of a seed plays the same start states and the
+N = 50, K = 5 cell repeats the run's own last evaluation. One cached run per seed
+(``<out>/<name>_runs``); a checkpoint that has moved on (another step count) is scored again.
+
+    python benchmarks/gtp_acting.py --dataset ctflow/walker2d/medium-v1 \\
+        --runs /tmp/ctflow_gtp_vs_peers/flow_agents_walker2d_medium_24k
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+from harness import Runs, Settings, option, parse, write_results
+
+from agents import load_agent
+from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
+
+
+@dataclasses.dataclass
+class ActingSettings(Settings):
+    dataset: str = option(DEFAULT_DATASET_ID, "Minari dataset id or path (the runs' dataset)")
+    runs: str = option("", "a gtp_vs_peers work folder, <work>/<name>, holding gtp/seed<k>/model")
+    seeds: tuple[int, ...] = option((0, 1, 2), "seeds")
+    candidates: tuple[int, ...] = option((1, 5, 50), "N: samples per state the critic chooses from")
+    sampling_steps: tuple[int, ...] = option((5, 2), "K: flow-map steps per sample")
+    episodes: int = option(10, "episodes per cell")
+    envs: int = option(10, "evaluation envs (vectorised)")
+    name: str | None = option(None, "result file name (default gtp_acting_<the runs folder's name>)")
+
+
+def cell(candidates: int, steps: int) -> str:
+    """A score's key: ``N=<candidates> K=<steps>``."""
+    return f"N={candidates} K={steps}"
+
+
+def score_seed(model: Path, dataset, s: ActingSettings) -> dict:
+    """Every (N, K) cell of one checkpoint: D4RL scores, the same start states for every cell."""
+    agent = load_agent(model, dataset=dataset, device="cpu")
+    scores = {}
+    for steps in s.sampling_steps:
+        for candidates in s.candidates:
+            result = agent.evaluate(s.episodes, n_envs=s.envs, action_candidates=candidates, sampling_steps=steps)
+            scores[cell(candidates, steps)] = result["normalized_score"]
+    return {"step": agent.num_timesteps, "scores": scores}
+
+
+def checkpoint_step(model: Path) -> int:
+    """The step count a checkpoint was saved at (read from its ``checkpoint.json``, nothing loaded)."""
+    return int(json.loads((model / "checkpoint.json").read_text())["num_timesteps"])
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Per cell: the median, mean and per-seed scores over the seeds, seed order."""
+    runs = sorted(runs, key=lambda r: r["seed"])
+    cells = list(runs[0]["scores"]) if runs else []
+    return {
+        key: {
+            "seeds": [r["seed"] for r in runs],
+            "per_seed": [r["scores"][key] for r in runs],
+            "median": float(np.median([r["scores"][key] for r in runs])),
+            "mean": float(np.mean([r["scores"][key] for r in runs])),
+        }
+        for key in cells
+    }
+
+
+def main(argv: list[str] | None = None) -> Path:
+    """Score what is missing (cached per seed), rewrite the results."""
+    s = parse(ActingSettings, argv)
+    folder = Path(s.runs)
+    if not s.runs or not (folder / "gtp").is_dir():
+        raise SystemExit(f"--runs must be a gtp_vs_peers work folder holding gtp/seed<k>/model; got {s.runs!r}")
+    for name, values in (("--candidates", s.candidates), ("--sampling-steps", s.sampling_steps)):
+        if not values or min(values) < 1:
+            raise SystemExit(f"{name} must hold integers >= 1; got {list(values)}")
+    name = s.name or f"gtp_acting_{folder.name}"
+    runs = Runs(Path(s.out) / f"{name}_runs")
+    dataset = load_dataset(s.dataset)
+    settings = {"candidates": list(s.candidates), "sampling_steps": list(s.sampling_steps)}
+    settings.update(episodes=s.episodes, envs=s.envs, dataset=s.dataset)
+    stored = []
+    for seed in s.seeds:
+        model = folder / "gtp" / f"seed{seed}" / "model"
+        if not (model / "checkpoint.json").exists():
+            raise SystemExit(f"--runs {folder}: no checkpoint for seed {seed} ({model})")
+        print(f"[gtp_acting] seed {seed}: {len(s.candidates) * len(s.sampling_steps)} cells", flush=True)
+        stale = lambda run, model=model: run["step"] != checkpoint_step(model)  # noqa: E731
+        compute = lambda model=model, seed=seed: {"seed": seed, **score_seed(model, dataset, s)}  # noqa: E731
+        stored.append(runs.run(f"seed{seed}", settings, compute, stale=stale))
+    meta = {**s.recorded(), "env_id": dataset.env_spec.id, "steps": sorted({r["step"] for r in stored})}
+    meta["run_commits"] = sorted({r["machine"]["commit"] for r in stored})
+    data = {"meta": meta, "summary": summarize(stored), "runs": stored}
+    return write_results(s, name, data, "gtp_acting", f"How GTP acts: N candidates and K steps ({folder.name})")
+
+
+if __name__ == "__main__":
+    main()
