@@ -114,7 +114,10 @@ class GTPConfig:
         action_candidates: N, actions sampled per state at ``predict``, of which the
             one with the highest min_j Q_target_j is taken (Diffusion-QL's evaluation,
             which the paper's follows; 50 as there). 1 = one sample, Eq. 15 as printed.
-            Ignored without a critic (eta = 0). Can be changed at predict time.
+            Ignored without a critic (eta = 0). Can be changed at predict time. The choice
+            helps only where the critic knows the actions the flow proposes (wide, replay-like
+            data); on one policy's narrow data it can cost most of the score: measure it
+            (``benchmarks/gtp_acting.py``, the Results page) before trusting the default.
         train_sampling_steps: K for the actions the critic bootstraps from and for V.
         value_samples: policy actions averaged for V(s) = E_pi min_j Q_j(s, a') in
             A = Q - V (the paper leaves V open: we take the value of the current
