@@ -13,7 +13,9 @@ Karras stop of the curve's ``score_K=2``.
 Each cell is evaluated as ``learn`` evaluates (``evaluate(n_envs=--envs)``, resets seeded with the
 agent's seed plus its step count), so every cell of a seed plays the same start states and the
 N = 50, K = 5 cell repeats the run's own last evaluation. One cached run per seed
-(``<out>/<name>_runs``); a checkpoint that has moved on (another step count) is scored again.
+(``<out>/<name>_runs``); a checkpoint that has moved on (another step count) is scored again, and
+a seed whose checkpoint is gone (a cleared work folder) keeps its stored run, so the results can
+be rewritten on any machine.
 
     python benchmarks/gtp_acting.py --dataset ctflow/walker2d/medium-v1 \\
         --runs /tmp/ctflow_gtp_vs_peers/flow_agents_walker2d_medium_24k
@@ -84,8 +86,8 @@ def main(argv: list[str] | None = None) -> Path:
     """Score what is missing (cached per seed), rewrite the results."""
     s = parse(ActingSettings, argv)
     folder = Path(s.runs)
-    if not s.runs or not (folder / "gtp").is_dir():
-        raise SystemExit(f"--runs must be a gtp_vs_peers work folder holding gtp/seed<k>/model; got {s.runs!r}")
+    if not s.runs:
+        raise SystemExit("--runs must name a gtp_vs_peers work folder, <work>/<name>, holding gtp/seed<k>/model")
     for name, values in (("--candidates", s.candidates), ("--sampling-steps", s.sampling_steps)):
         if not values or min(values) < 1:
             raise SystemExit(f"{name} must hold integers >= 1; got {list(values)}")
@@ -96,13 +98,16 @@ def main(argv: list[str] | None = None) -> Path:
     settings.update(episodes=s.episodes, envs=s.envs, dataset=s.dataset)
     stored = []
     for seed in s.seeds:
-        model = folder / "gtp" / f"seed{seed}" / "model"
-        if not (model / "checkpoint.json").exists():
-            raise SystemExit(f"--runs {folder}: no checkpoint for seed {seed} ({model})")
+        model, key = folder / "gtp" / f"seed{seed}" / "model", f"seed{seed}"
+        if not (model / "checkpoint.json").exists():  # a cleared work folder: its stored run, if there is one
+            stored.append(runs.get(key, settings))
+            if stored[-1] is None:
+                raise SystemExit(f"--runs {s.runs!r}: no GTP checkpoint for seed {seed} ({model}) and no stored run")
+            continue
         print(f"[gtp_acting] seed {seed}: {len(s.candidates) * len(s.sampling_steps)} cells", flush=True)
         stale = lambda run, model=model: run["step"] != checkpoint_step(model)  # noqa: E731
         compute = lambda model=model, seed=seed: {"seed": seed, **score_seed(model, dataset, s)}  # noqa: E731
-        stored.append(runs.run(f"seed{seed}", settings, compute, stale=stale))
+        stored.append(runs.run(key, settings, compute, stale=stale))
     meta = {**s.recorded(), "env_id": dataset.env_spec.id, "steps": sorted({r["step"] for r in stored})}
     meta["run_commits"] = sorted({r["machine"]["commit"] for r in stored})
     data = {"meta": meta, "summary": summarize(stored), "runs": stored}

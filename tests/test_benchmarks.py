@@ -151,7 +151,9 @@ def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, 
     scores = written(acting.main(acting_args + ["--out", str(tmp_path)]), "meta", "summary", "runs")["summary"]
     last = next(run for run in data["runs"] if run["method"] == "gtp")["curve"][-1]["score"]
     assert set(scores) == {"N=1 K=5", "N=4 K=5"} and scores["N=4 K=5"]["per_seed"] == [last]
-    with pytest.raises(SystemExit, match="--runs"):
+    shutil.rmtree(tmp_path / "work" / name / "gtp" / "seed0" / "model")  # a cleared work folder: the stored run
+    assert written(acting.main(acting_args + ["--out", str(tmp_path)]), "summary")["summary"] == scores
+    with pytest.raises(SystemExit, match="--runs .* no GTP checkpoint for seed 0"):
         acting.main(["--runs", str(tmp_path / "work"), "--out", str(tmp_path)])
 
 
