@@ -24,13 +24,13 @@ be rewritten on any machine.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
-import numpy as np
+from gtp_vs_peers import seed_statistics
 from harness import Runs, Settings, option, parse, write_results
 
 from agents import load_agent
+from ctflow_gym.checkpoint import META_FILE, read_checkpoint_meta
 from ctflow_gym.data import DEFAULT_DATASET_ID, load_dataset
 
 
@@ -62,24 +62,12 @@ def score_seed(model: Path, dataset, s: ActingSettings) -> dict:
     return {"step": agent.num_timesteps, "scores": scores}
 
 
-def checkpoint_step(model: Path) -> int:
-    """The step count a checkpoint was saved at (read from its ``checkpoint.json``, nothing loaded)."""
-    return int(json.loads((model / "checkpoint.json").read_text())["num_timesteps"])
-
-
 def summarize(runs: list[dict]) -> dict:
-    """Per cell: the median, mean and per-seed scores over the seeds, seed order."""
+    """Per cell: the seeds and the seed statistics of the cell's scores (``seed_statistics``), seed order."""
     runs = sorted(runs, key=lambda r: r["seed"])
     cells = list(runs[0]["scores"]) if runs else []
-    return {
-        key: {
-            "seeds": [r["seed"] for r in runs],
-            "per_seed": [r["scores"][key] for r in runs],
-            "median": float(np.median([r["scores"][key] for r in runs])),
-            "mean": float(np.mean([r["scores"][key] for r in runs])),
-        }
-        for key in cells
-    }
+    seeds = [r["seed"] for r in runs]
+    return {key: {"seeds": seeds, **seed_statistics([r["scores"][key] for r in runs])} for key in cells}
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -99,13 +87,13 @@ def main(argv: list[str] | None = None) -> Path:
     stored = []
     for seed in s.seeds:
         model, key = folder / "gtp" / f"seed{seed}" / "model", f"seed{seed}"
-        if not (model / "checkpoint.json").exists():  # a cleared work folder: its stored run, if there is one
+        if not (model / META_FILE).exists():  # a cleared work folder: its stored run, if there is one
             stored.append(runs.get(key, settings))
             if stored[-1] is None:
                 raise SystemExit(f"--runs {s.runs!r}: no GTP checkpoint for seed {seed} ({model}) and no stored run")
             continue
         print(f"[gtp_acting] seed {seed}: {len(s.candidates) * len(s.sampling_steps)} cells", flush=True)
-        stale = lambda run, model=model: run["step"] != checkpoint_step(model)  # noqa: E731
+        stale = lambda run, model=model: run["step"] != read_checkpoint_meta(model, "agent")["num_timesteps"]  # noqa: E731
         compute = lambda model=model, seed=seed: {"seed": seed, **score_seed(model, dataset, s)}  # noqa: E731
         stored.append(runs.run(key, settings, compute, stale=stale))
     meta = {**s.recorded(), "env_id": dataset.env_spec.id, "steps": sorted({r["step"] for r in stored})}
