@@ -155,6 +155,8 @@ def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, 
     assert written(acting.main(acting_args + ["--out", str(tmp_path)]), "summary")["summary"] == scores
     with pytest.raises(SystemExit, match="--runs .* no GTP checkpoint for seed 0"):
         acting.main(["--runs", str(tmp_path / "work"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--candidates must hold integers >= 1"):
+        acting.main(acting_args + ["--candidates", "0", "--out", str(tmp_path)])
 
 
 def test_time_to_score_reads_training_minutes_off_curves():
