@@ -148,15 +148,19 @@ def test_gtp_vs_peers_beside_a_stored_peer_run_and_resumed(random_dataset_path, 
     acting = bench("gtp_acting")  # the run's checkpoint acted with N and K: N = 4, K = 5 repeats its last evaluation
     acting_args = ["--dataset", str(random_dataset_path), "--runs", str(tmp_path / "work" / name), "--seeds", "0"]
     acting_args += ["--candidates", "1", "4", "--sampling-steps", "5", "--episodes", "1", "--envs", "1"]
+    acting_args += ["--pessimism", "0", "1000"]  # beta only where there is a choice: not for N = 1
     scores = written(acting.main(acting_args + ["--out", str(tmp_path)]), "meta", "summary", "runs")["summary"]
     last = next(run for run in data["runs"] if run["method"] == "gtp")["curve"][-1]["score"]
-    assert set(scores) == {"N=1 K=5", "N=4 K=5"} and scores["N=4 K=5"]["per_seed"] == [last]
+    assert set(scores) == {"N=1 K=5", "N=4 K=5", "N=4 K=5 beta=1000"} and scores["N=4 K=5"]["per_seed"] == [last]
+    assert "beta > 0: candidates ranked" in (tmp_path / "gtp_acting_smoke.md").read_text()
     shutil.rmtree(tmp_path / "work" / name / "gtp" / "seed0" / "model")  # a cleared work folder: the stored run
     assert written(acting.main(acting_args + ["--out", str(tmp_path)]), "summary")["summary"] == scores
     with pytest.raises(SystemExit, match="--runs .* no GTP checkpoint for seed 0"):
         acting.main(["--runs", str(tmp_path / "work"), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="--candidates must hold integers >= 1"):
         acting.main(acting_args + ["--candidates", "0", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--pessimism must hold numbers >= 0"):
+        acting.main(acting_args + ["--pessimism", "-1", "--out", str(tmp_path)])
 
 
 def test_time_to_score_reads_training_minutes_off_curves():

@@ -251,6 +251,10 @@ def test_agent_train_resume_and_evaluate(random_dataset_path, tmp_path, capsys):
     assert "K=5, N=50" in capsys.readouterr().out  # the saved K and N
     assert main([*evaluate, "--action-candidates", "0"]) == 2
     assert "--action-candidates must be >= 1" in capsys.readouterr().err
+    assert main([*evaluate, "--action-candidates", "4", "--candidate-pessimism", "1000"]) == 0
+    assert "N=4, beta=1000" in capsys.readouterr().out  # the five default critics' spread ranks the candidates
+    assert main([*evaluate, "--candidate-pessimism", "-1"]) == 2
+    assert "--candidate-pessimism must be a finite number >= 0; got -1.0" in capsys.readouterr().err
     assert main([*evaluate[:4], "2", "--envs", "2", *evaluate[5:]]) == 0  # 2 episodes in 2 envs at once
     assert len(json.loads((tmp_path / "eval" / "evaluation.json").read_text())["returns"]) == 2
     with pytest.raises(SystemExit) as exit_info:

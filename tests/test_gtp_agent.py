@@ -300,6 +300,35 @@ def test_actions_are_the_best_of_n_candidates_by_q(trained):
             trained.action_candidates = bad
 
 
+def test_candidate_pessimism_ranks_by_the_critics_mean_less_beta_times_their_spread(random_dataset_path):
+    agent = GTPAgent("Hopper-v5", random_dataset_path, seed=3, **{**TINY, "critic_ensemble": 3}).learn(20)
+    obs = agent.transitions.observations[:6]
+    states = torch.as_tensor(agent.stats.normalize_observations(obs)).repeat_interleave(9, dim=0)
+    with torch.no_grad():
+        candidates = agent.sample_actions(states, 3, deterministic=True)  # the noise predict draws for 6 x 9 rows
+        members = agent.critic_target.member_min_q(states, candidates)
+        assert members.shape == (3, 6 * 9)
+    picks = {}
+    for beta in (0.0, 2.0, 1e6):
+        value = (members.mean(0) - beta * members.std(0)).view(6, 9)
+        best = candidates.view(6, 9, -1)[torch.arange(6), value.argmax(1)].numpy()
+        chosen, _ = agent.predict(obs, sampling_steps=3, action_candidates=9, candidate_pessimism=beta)
+        np.testing.assert_allclose(chosen, agent.from_unit_actions(best), rtol=1e-5, atol=1e-6)
+        picks[beta] = value.argmax(1)
+    assert torch.equal(picks[1e6], members.std(0).view(6, 9).argmin(1))  # a large beta: the least disputed
+    assert not torch.equal(picks[0.0], picks[1e6])  # the spread changes which candidate is taken
+    agent.config.candidate_pessimism = 2.0  # the config's beta is predict's default
+    np.testing.assert_array_equal(
+        agent.predict(obs, sampling_steps=3, action_candidates=9)[0],
+        agent.predict(obs, sampling_steps=3, action_candidates=9, candidate_pessimism=2.0)[0],
+    )
+    for bad in (-1.0, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="candidate_pessimism must be a finite number >= 0"):
+            agent.predict(obs, action_candidates=1, candidate_pessimism=bad)
+    with pytest.raises(ValueError, match=r"candidate_pessimism \(1.0\) > 0 needs critic_ensemble > 1"):
+        GTPAgent("Hopper-v5", random_dataset_path, candidate_pessimism=1.0, **TINY)
+
+
 def test_gtp_bc_samples_one_action_whatever_the_candidates(random_dataset_path):
     bc = GTPAgent("Hopper-v5", random_dataset_path, eta=0.0, seed=0, **TINY).learn(2)
     obs = bc.transitions.observations[:4]

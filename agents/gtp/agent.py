@@ -20,7 +20,8 @@ critic's TD target is its own).
 Acting (Eq. 15): a_T ~ N(0, T^2 I), then K flow-map jumps down to 0, with the EMA actor
 (the averaged weights that also serve as the consistency teacher), for N =
 ``action_candidates`` draws of a_T per state; the action is the candidate with the
-highest min_j Q_target_j(s, a) (:meth:`GTPAgent.select_actions`). N = 1 is Eq. 15 as
+highest min_j Q_target_j(s, a) (:meth:`GTPAgent.select_actions`; with an ensemble, the mean
+over critics less ``candidate_pessimism`` times their spread). N = 1 is Eq. 15 as
 printed: one sample. The paper evaluates "following the setting of Ding & Jin (2024)",
 whose code (Diffusion-QL's) samples 50 candidates and picks by Q; we take the argmax
 (D-QL draws from softmax(Q), which scored lower here: Q ~ 200 makes the softmax's
@@ -52,7 +53,7 @@ import torch
 from agents.base import OfflineAgent
 from agents.compilation import CompiledOrEager
 from agents.gtp.calibration import FittedTimes
-from agents.gtp.config import GTPConfig
+from agents.gtp.config import GTPConfig, require_pessimism
 from agents.gtp.losses import actor_losses, advantage_weights, critic_loss, td_target
 from agents.gtp.networks import FlowMapActor
 from agents.gtp.sampling_times import GTPSamplingTimes
@@ -85,7 +86,9 @@ class GTPAgent(GTPSamplingTimes, OfflineAgent):
     """
 
     config_class = GTPConfig
-    predict_time_options = frozenset({"sampling_steps", "action_candidates", "fitted_sampling_steps"})
+    predict_time_options = frozenset(
+        {"sampling_steps", "action_candidates", "candidate_pessimism", "fitted_sampling_steps"}
+    )
 
     def _build(self) -> None:
         cfg = self.config
@@ -165,21 +168,40 @@ class GTPAgent(GTPSamplingTimes, OfflineAgent):
         return torch.randn(rows, self.act_dim, generator=generator).to(self.device)
 
     def select_actions(
-        self, observations: torch.Tensor, steps: int | tuple[float, ...], candidates: int, deterministic: bool
+        self,
+        observations: torch.Tensor,
+        steps: int | tuple[float, ...],
+        candidates: int,
+        deterministic: bool,
+        pessimism: float = 0.0,
     ) -> torch.Tensor:
         """The policy's actions: of ``candidates`` K-step samples per state, the one with the highest Q.
 
         Q is the target critic's ``min_q``: min_j Q_target_j(s, a), averaged over critics when
-        ``critic_ensemble > 1`` (the critic the TD targets use). With one candidate,
-        or without a critic (GTP-BC), this is :meth:`sample_actions`.
+        ``critic_ensemble > 1`` (the critic the TD targets use). With ``pessimism`` beta > 0
+        (an ensemble only) a candidate's Q is that mean less beta times the members' standard
+        deviation (:meth:`candidate_values`). With one candidate, or without a critic (GTP-BC),
+        this is :meth:`sample_actions`.
         """
         if candidates == 1 or self.critic_target is None:
             return self.sample_actions(observations, steps, deterministic)
         batch = observations.shape[0]
         states = observations.repeat_interleave(candidates, dim=0)
         actions = self.sample_actions(states, steps, deterministic)
-        q = self.critic_target.min_q(states, actions).view(batch, candidates)
+        q = self.candidate_values(states, actions, pessimism).view(batch, candidates)
         return actions.view(batch, candidates, -1)[torch.arange(batch, device=self.device), q.argmax(dim=1)]
+
+    def candidate_values(self, states: torch.Tensor, actions: torch.Tensor, pessimism: float = 0.0) -> torch.Tensor:
+        """What candidates are ranked by, shape (B,): mean_m Q_m - ``pessimism`` * std_m Q_m.
+
+        Q_m is member m's min(q1, q2) of the target critic; the std is over members (Bessel's
+        correction). ``pessimism`` 0 is the critic's own ``min_q``.
+        """
+        require_pessimism(pessimism, self.config.critic_ensemble)
+        if pessimism == 0:
+            return self.critic_target.min_q(states, actions)
+        members = self.critic_target.member_min_q(states, actions)
+        return members.mean(0) - pessimism * members.std(0)
 
     def _act(
         self,
@@ -188,6 +210,7 @@ class GTPAgent(GTPSamplingTimes, OfflineAgent):
         sampling_steps: int | None = None,
         action_candidates: int | None = None,
         sampling_times=None,
+        candidate_pessimism: float | None = None,
     ) -> torch.Tensor:
         steps = self.sampling_steps if sampling_steps is None else sampling_steps
         if sampling_times is None:
@@ -202,7 +225,9 @@ class GTPAgent(GTPSamplingTimes, OfflineAgent):
             steps = times
         candidates = self.action_candidates if action_candidates is None else action_candidates
         require_int(candidates, "action_candidates")
-        return self.select_actions(observations, steps, candidates, deterministic)
+        pessimism = self.config.candidate_pessimism if candidate_pessimism is None else candidate_pessimism
+        require_pessimism(pessimism, self.config.critic_ensemble)
+        return self.select_actions(observations, steps, candidates, deterministic, pessimism)
 
     def predict(
         self,
@@ -213,9 +238,11 @@ class GTPAgent(GTPSamplingTimes, OfflineAgent):
         sampling_steps: int | None = None,
         action_candidates: int | None = None,
         sampling_times=None,
+        candidate_pessimism: float | None = None,
     ) -> tuple[Any, Any]:
-        """SB3's ``predict``; ``sampling_steps`` (K >= 1) and ``action_candidates`` (N >= 1)
-        override :attr:`sampling_steps` and :attr:`action_candidates` for this call.
+        """SB3's ``predict``; ``sampling_steps`` (K >= 1), ``action_candidates`` (N >= 1) and
+        ``candidate_pessimism`` (beta >= 0) override :attr:`sampling_steps`,
+        :attr:`action_candidates` and ``config.candidate_pessimism`` for this call.
 
         ``sampling_times`` (a sequence T = ``config.max_time`` > t_1 > ... > 0) replaces
         the K-step times of Eq. 15 (Karras spacing, :func:`~agents.gtp.schedule.sampling_times`)
@@ -233,6 +260,7 @@ class GTPAgent(GTPSamplingTimes, OfflineAgent):
             sampling_steps=sampling_steps,
             action_candidates=action_candidates,
             sampling_times=sampling_times,
+            candidate_pessimism=candidate_pessimism,
         )
 
     def flow_map_consistency(

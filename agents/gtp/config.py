@@ -10,6 +10,7 @@ not one); the reasons, measured, are in their entries.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -39,6 +40,17 @@ def require_stop_counts(steps, name: str) -> None:
     """
     if any(isinstance(k, bool) or not isinstance(k, int) or k < 2 for k in steps):
         raise ValueError(f"{name} must hold integers >= 2 (K = 1 has no stop to fit); got {steps!r}")
+
+
+def require_pessimism(beta, critic_ensemble: int) -> None:
+    """Raise ``ValueError`` naming ``candidate_pessimism`` unless beta is a finite number >= 0
+    (bools are not), and 0 where there is no ensemble spread to subtract (``critic_ensemble`` 1)."""
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"candidate_pessimism must be a finite number >= 0; got {beta!r}")
+    if beta > 0 and critic_ensemble == 1:
+        raise ValueError(
+            f"candidate_pessimism ({beta!r}) > 0 needs critic_ensemble > 1: one critic has no spread to subtract"
+        )
 
 
 @dataclass
@@ -118,6 +130,16 @@ class GTPConfig:
             helps only where the critic knows the actions the flow proposes (wide, replay-like
             data); on one policy's narrow data it can cost most of the score: measure it
             (``benchmarks/gtp_acting.py``, the Results page) before trusting the default.
+        candidate_pessimism: beta, how the N candidates are ranked when ``critic_ensemble > 1``:
+            by mean_m Q_m - beta * std_m Q_m over the ensemble's members (each member's
+            min(q1, q2) of its target network): a lower confidence bound, the pessimism offline
+            RL applies to actions the data did not show, where independently trained critics
+            disagree (PBRL penalises Q by its ensemble's spread; SUNRISE acts by mean + lambda std
+            online, the optimistic twin). A large beta takes the candidate the critics agree on
+            most. 0 (default) ranks by the mean: the paper has one critic and no such term, and the
+            default stays the paper's until the choice is measured on every dataset (the Results
+            page). Needs ``critic_ensemble > 1`` when > 0. Acting only; can be changed at predict
+            time and may differ on resume.
         train_sampling_steps: K for the actions the critic bootstraps from and for V.
         value_samples: policy actions averaged for V(s) = E_pi min_j Q_j(s, a') in
             A = Q - V (the paper leaves V open: we take the value of the current
@@ -152,6 +174,7 @@ class GTPConfig:
     sampling_steps: int = 5
     fitted_sampling_steps: tuple[int, ...] = (2,)
     action_candidates: int = 50
+    candidate_pessimism: float = 0.0
     train_sampling_steps: int = 2
     value_samples: int = 1
     max_weight: float = 100.0
@@ -218,6 +241,7 @@ class GTPConfig:
             )
         for name in ("sampling_steps", "train_sampling_steps", "action_candidates", "critic_ensemble"):
             require_int(getattr(self, name), name)
+        require_pessimism(self.candidate_pessimism, self.critic_ensemble)
         fitted = self.fitted_sampling_steps
         if not isinstance(fitted, tuple):
             raise ValueError(f"fitted_sampling_steps must be a tuple of integers >= 2; got {fitted!r}")

@@ -18,6 +18,7 @@ CONFIG_FLAGS = {
     "batch_size": "--batch-size",
     "sampling_steps": "--sampling-steps",
     "action_candidates": "--action-candidates",
+    "candidate_pessimism": "--candidate-pessimism",
     "critic_ensemble": "--critic-ensemble",
     "top_fraction": "--top-fraction",
     "alpha": "--alpha",
@@ -25,6 +26,11 @@ CONFIG_FLAGS = {
     "target_divergence": "--target-divergence",
 }
 """Training flags that set fields of the agent's config (``None``: the agent's default), by field."""
+
+PESSIMISM_HELP = (
+    "beta: rank the N actions by the critics' mean less beta times their spread; large (e.g. 1000): the one "
+    "they agree on most (GTP with critic_ensemble > 1; default: {})"
+)
 
 
 def register(commands) -> None:
@@ -63,6 +69,12 @@ def register(commands) -> None:
         type=int,
         default=None,
         help="N, actions sampled per state of which the highest-Q is taken (GTP; default: the agent's, 50)",
+    )
+    train.add_argument(
+        "--candidate-pessimism",
+        type=float,
+        default=None,
+        help=PESSIMISM_HELP.format("the agent's, 0"),
     )
     train.add_argument(
         "--critic-ensemble",
@@ -139,6 +151,9 @@ def register(commands) -> None:
         default=None,
         help="N, actions sampled per state of which the highest-Q is taken (GTP; default: the saved N)",
     )
+    evaluate.add_argument(
+        "--candidate-pessimism", type=float, default=None, help=PESSIMISM_HELP.format("the saved beta")
+    )
     evaluate.set_defaults(handler=_evaluate)
 
 
@@ -156,6 +171,13 @@ def _config_overrides(args: argparse.Namespace, agent_class: type) -> dict:
             raise UserError(f"{flag}: agent {args.agent!r} has no {name} setting")
         overrides[name] = value
     return overrides
+
+
+def non_negative_pessimism(args: argparse.Namespace) -> None:
+    """``UserError`` unless ``--candidate-pessimism`` is unset or a finite number >= 0."""
+    beta = args.candidate_pessimism
+    if beta is not None and not 0 <= beta < float("inf"):
+        raise UserError(f"--candidate-pessimism must be a finite number >= 0; got {beta}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -179,6 +201,7 @@ def _train(args: argparse.Namespace) -> int:
     for name in ("batch_size", "sampling_steps", "action_candidates", "critic_ensemble", "flow_steps"):
         if getattr(args, name) is not None:
             positive(getattr(args, name), CONFIG_FLAGS[name])
+    non_negative_pessimism(args)
     if args.top_fraction is not None and not 0 < args.top_fraction <= 1:
         raise UserError(f"--top-fraction must be in (0, 1]; got {args.top_fraction}")
     cls = agent_class(args.agent)
@@ -226,13 +249,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     positive(args.episodes, "--episodes")
     positive(args.envs, "--envs")
     agent = load_agent(args.model, device=device)
+    non_negative_pessimism(args)
     options = {}
-    for name in ("sampling_steps", "action_candidates"):
+    for name in ("sampling_steps", "action_candidates", "candidate_pessimism"):
         flag = CONFIG_FLAGS[name]
         if getattr(args, name) is not None:
             if name not in agent.predict_time_options:
                 raise UserError(f"{flag}: a {type(agent).__name__} has no {name} setting")
-            options[name] = positive(getattr(args, name), flag)
+            value = getattr(args, name)
+            options[name] = value if name == "candidate_pessimism" else positive(value, flag)
     with command_run(args, "agent-evaluate") as (out, logger):
         result = agent.evaluate(args.episodes, seed=args.seed, n_envs=args.envs, **options)
         logger.log({f"eval/{k}": v for k, v in result.items() if isinstance(v, float)})
@@ -241,5 +266,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     candidates = options.get("action_candidates", getattr(agent.config, "action_candidates", None))
     setting = "" if steps is None else f", K={steps}"
     setting += "" if candidates is None else f", N={candidates}"
+    pessimism = options.get("candidate_pessimism", getattr(agent.config, "candidate_pessimism", 0.0))
+    setting += f", beta={pessimism:g}" if pessimism else ""
     print(f"{type(agent).__name__}, {args.episodes} episodes{setting}: {evaluation_text(result)}")
     return 0

@@ -299,7 +299,12 @@ def render_gtp_acting(name: str, data: dict, path: Path, page: Page) -> str:
     out = [
         f"GTP's checkpoints at step {steps} on `{meta.get('dataset')}`, each cell {meta.get('episodes')} episodes "
         "(the same start states in every cell of a seed); N = 1 is the policy alone, N > 1 the best of N samples "
-        "by the critic; K = 2 at the agent's fitted stop.",
+        "by the critic; K = 2 at the agent's fitted stop."
+        + (
+            " beta > 0: candidates ranked by the critics' mean less beta times their spread (`candidate_pessimism`)."
+            if any("beta=" in key for key in cells)
+            else ""
+        ),
         "",
         table(["checkpoint"] + [key.replace(" ", ", ") for key in cells], rows),
         "",
