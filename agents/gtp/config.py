@@ -136,10 +136,12 @@ class GTPConfig:
             RL applies to actions the data did not show, where independently trained critics
             disagree (PBRL penalises Q by its ensemble's spread; SUNRISE acts by mean + lambda std
             online, the optimistic twin). A large beta takes the candidate the critics agree on
-            most. 0 (default) ranks by the mean: the paper has one critic and no such term, and the
-            default stays the paper's until the choice is measured on every dataset (the Results
-            page). Needs ``critic_ensemble > 1`` when > 0. Acting only; can be changed at predict
-            time and may differ on resume.
+            most. 0 (default) ranks by the mean, as the paper (one critic, no such term) does.
+            Measured (the Results page): on one policy's narrow data a large beta lifts GTP far
+            above both the mean's choice and one sample; on replay data it falls below both. So
+            the default stays the paper's, and a dataset's beta is chosen by measuring
+            (``benchmarks/gtp_acting.py --pessimism``). Needs ``critic_ensemble > 1`` when > 0.
+            Acting only; can be changed at predict time and may differ on resume.
         train_sampling_steps: K for the actions the critic bootstraps from and for V.
         value_samples: policy actions averaged for V(s) = E_pi min_j Q_j(s, a') in
             A = Q - V (the paper leaves V open: we take the value of the current
