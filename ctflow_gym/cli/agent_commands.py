@@ -248,8 +248,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = device_of(args)
     positive(args.episodes, "--episodes")
     positive(args.envs, "--envs")
-    agent = load_agent(args.model, device=device)
     non_negative_pessimism(args)
+    agent = load_agent(args.model, device=device)
     options = {}
     for name in ("sampling_steps", "action_candidates", "candidate_pessimism"):
         flag = CONFIG_FLAGS[name]
